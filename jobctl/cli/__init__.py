@@ -1,0 +1,114 @@
+"""The root of the CLI: global flags, the verb modules, and the one place errors become exit codes.
+
+Verb modules register their commands on `app`; this module only wires them and turns
+JobctlError (and click's usage errors) into one line on stderr and the exit code of SPEC 3.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Annotated
+
+import typer
+
+from jobctl import __version__
+from jobctl.cli.common import State, set_state
+from jobctl.config import resolve_settings
+from jobctl.errors import EXIT_FAILED, EXIT_USAGE, JobctlError
+
+try:  # typer >= 0.20 vendors click; older ones depend on it
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]
+
+app = typer.Typer(
+    name="jobctl",
+    help="A job scheduler that keeps history, retries failures and never runs a fire twice.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"jobctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    home: Annotated[
+        str | None, typer.Option("--home", help="Home folder (default $JOBCTL_HOME, XDG data dir).")
+    ] = None,
+    store: Annotated[
+        str | None, typer.Option("--store", help="Store URL or path (default $JOBCTL_STORE).")
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", "-V", callback=_version, is_eager=True, help="Print the version."
+        ),
+    ] = False,
+) -> None:
+    """Schedule, run and inspect jobs. Global flags go before the command."""
+    set_state(State(settings=resolve_settings(home, store), debug=debug))
+
+
+def _register() -> None:
+    from jobctl.cli import completion, jobs, preview, runner, runs
+
+    for module in (jobs, preview, runs, runner, completion):
+        module.register(app)
+
+
+_register()
+
+
+def run(args: list[str]) -> int:
+    """Run the CLI on `args`; returns the exit code. Errors print one line on stderr."""
+    if "_JOBCTL_COMPLETE" in os.environ:  # the shell asks for completions
+        from typer.completion import completion_init
+
+        completion_init()
+    command = typer.main.get_command(app)
+    debug = "--debug" in args
+    try:
+        result = command.main(args, prog_name="jobctl", standalone_mode=False)
+    except JobctlError as exc:
+        if debug:
+            raise
+        sys.stderr.write(f"jobctl: {exc}\n")
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        sys.stderr.write("jobctl: aborted\n")
+        return EXIT_FAILED
+    except click_exceptions.NoArgsIsHelpError as exc:
+        sys.stderr.write(exc.format_message() + "\n")
+        return EXIT_USAGE
+    except click_exceptions.ClickException as exc:
+        sys.stderr.write(f"jobctl: {_one_line(exc.format_message())}\n")
+        return exc.exit_code if exc.exit_code else EXIT_USAGE
+    except KeyboardInterrupt:
+        sys.stderr.write("jobctl: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as exc:
+        if debug:
+            raise
+        sys.stderr.write(
+            f"jobctl: internal error: {type(exc).__name__}: {exc} (rerun with --debug)\n"
+        )
+        return EXIT_FAILED
+    return result if isinstance(result, int) else 0
+
+
+def _one_line(message: str) -> str:
+    return " ".join(message.split())

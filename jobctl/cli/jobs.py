@@ -1,0 +1,357 @@
+"""Job management verbs: add, edit, list, show, rm, pause, resume.
+
+Parse the options into JobOptions, let jobdef validate and compute, call the store, render.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from jobctl import render
+from jobctl.cli.common import JsonOpt, complete_job_name, now, store
+from jobctl.errors import ConflictError
+
+if TYPE_CHECKING:
+    from jobctl.models import Job, Run
+
+Name = Annotated[str, typer.Argument(help="Job name.", autocompletion=complete_job_name)]
+Names = Annotated[list[str], typer.Argument(help="Job names.", autocompletion=complete_job_name)]
+Command = Annotated[
+    list[str] | None, typer.Argument(help="The command, after '--'.", show_default=False)
+]
+Cron = Annotated[
+    str | None, typer.Option(help="Cron expression (5 fields, or 6 with seconds first; @daily...).")
+]
+Every = Annotated[str | None, typer.Option(help="Fixed interval of elapsed time, e.g. 5m, 1h30m.")]
+At = Annotated[str | None, typer.Option(help="One shot: ISO 8601 time or +DURATION.")]
+StartAt = Annotated[str | None, typer.Option(help="Anchor of --every (default: now).")]
+Tz = Annotated[
+    str | None, typer.Option(help="IANA time zone of the schedule (default: the system's).")
+]
+Shell = Annotated[
+    bool | None,
+    typer.Option("--shell/--no-shell", help="Run COMMAND with /bin/sh -c.", show_default=False),
+]
+Cwd = Annotated[str | None, typer.Option(help="Working directory (default: the current one).")]
+Env = Annotated[list[str] | None, typer.Option(help="Extra environment KEY=VALUE (repeatable).")]
+Timeout = Annotated[str | None, typer.Option(help="Kill the job after this long (0 = none).")]
+KillGrace = Annotated[
+    str | None, typer.Option(help="Time between SIGTERM and SIGKILL (default 10s).")
+]
+Retries = Annotated[str | None, typer.Option(help="Extra attempts after a failure (default 0).")]
+RetryDelay = Annotated[str | None, typer.Option(help="Base delay before a retry (default 10s).")]
+Backoff = Annotated[
+    str | None, typer.Option(help="exponential, linear or fixed (default exponential).")
+]
+MaxRetryDelay = Annotated[str | None, typer.Option(help="Cap of the retry delay (default 1h).")]
+Overlap = Annotated[str | None, typer.Option(help="skip, queue, allow or replace (default skip).")]
+Misfire = Annotated[str | None, typer.Option(help="once, skip or all (default once).")]
+CatchupWindow = Annotated[str | None, typer.Option(help="Skip missed fires older than this.")]
+Jitter = Annotated[str | None, typer.Option(help="Random delay in [0, D] added to each fire.")]
+Mutex = Annotated[
+    list[str] | None, typer.Option(help="Never run beside jobs sharing this name (repeatable).")
+]
+KeepRuns = Annotated[str | None, typer.Option(help="Runs kept in history (default 200).")]
+MaxOutput = Annotated[
+    str | None, typer.Option(help="Output kept per run, head and tail (default 1MiB).")
+]
+Description = Annotated[str | None, typer.Option(help="Free text.")]
+Tag = Annotated[list[str] | None, typer.Option(help="Tag (repeatable).")]
+
+
+def add(
+    name: Name,
+    command: Command = None,
+    cron: Cron = None,
+    every: Every = None,
+    at: At = None,
+    start_at: StartAt = None,
+    tz: Tz = None,
+    shell: Shell = None,
+    cwd: Cwd = None,
+    env: Env = None,
+    timeout: Timeout = None,
+    kill_grace: KillGrace = None,
+    retries: Retries = None,
+    retry_delay: RetryDelay = None,
+    backoff: Backoff = None,
+    max_retry_delay: MaxRetryDelay = None,
+    overlap: Overlap = None,
+    misfire: Misfire = None,
+    catchup_window: CatchupWindow = None,
+    jitter: Jitter = None,
+    mutex: Mutex = None,
+    keep_runs: KeepRuns = None,
+    max_output: MaxOutput = None,
+    description: Description = None,
+    tag: Tag = None,
+    paused: Annotated[bool, typer.Option(help="Add it paused.")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """Add a job: jobctl add NAME [--cron EXPR | --every D | --at T] [options] -- COMMAND..."""
+    from jobctl import jobdef
+    from jobctl.clock import local_zone_name
+    from jobctl.jobdef import JobOptions
+
+    opts = JobOptions(**{k: v for k, v in locals().items() if k in JobOptions.__dataclass_fields__})
+    opts.paused = paused or None
+    t = now()
+    job = jobdef.new_job(name, opts, t, default_tz=local_zone_name(), default_cwd=os.getcwd())
+    warning = jobdef.dst_warning(job, t)
+    job = store().add_job(job)
+    _nudge()
+    if warning:
+        render.note(warning)
+    _done(job, "added", json, t)
+
+
+def edit(
+    name: Name,
+    command: Command = None,
+    cron: Cron = None,
+    every: Every = None,
+    at: At = None,
+    start_at: StartAt = None,
+    manual: Annotated[
+        bool, typer.Option(help="Drop the schedule: run only when triggered.")
+    ] = False,
+    tz: Tz = None,
+    shell: Shell = None,
+    cwd: Cwd = None,
+    env: Env = None,
+    timeout: Timeout = None,
+    kill_grace: KillGrace = None,
+    retries: Retries = None,
+    retry_delay: RetryDelay = None,
+    backoff: Backoff = None,
+    max_retry_delay: MaxRetryDelay = None,
+    overlap: Overlap = None,
+    misfire: Misfire = None,
+    catchup_window: CatchupWindow = None,
+    jitter: Jitter = None,
+    mutex: Mutex = None,
+    keep_runs: KeepRuns = None,
+    max_output: MaxOutput = None,
+    description: Description = None,
+    tag: Tag = None,
+    json: JsonOpt = False,
+) -> None:
+    """Change a job; given options replace the old values and the next fire is recomputed."""
+    from jobctl import jobdef
+    from jobctl.jobdef import JobOptions
+
+    opts = JobOptions(**{k: v for k, v in locals().items() if k in JobOptions.__dataclass_fields__})
+    t = now()
+    job = jobdef.apply_options(store().get_job(name), opts, t)
+    warning = jobdef.dst_warning(job, t)
+    store().save_jobs([job])
+    _nudge()
+    if warning:
+        render.note(warning)
+    _done(job, "updated", json, t)
+
+
+def _nudge() -> None:
+    """Wake the runner so that it sees the change now rather than at its next poll."""
+    from jobctl.runs import nudge_runner
+
+    nudge_runner(store())
+
+
+def _done(job: Job, verb: str, json: bool, t: float) -> None:
+    if json:
+        render.print_json(render.job_json(job))
+        return
+    nxt = render.when(job.next_run_at, t) if job.next_run_at else "no scheduled fire"
+    render.note(f"{verb} job {job.name!r}; next fire: {nxt}")
+
+
+def list_(
+    tag: Annotated[str | None, typer.Option(help="Only jobs with this tag.")] = None,
+    json: JsonOpt = False,
+) -> None:
+    """List jobs: schedule, next fire, last run and state."""
+    jobs = store().list_jobs(tag)
+    if json:
+        render.print_json([render.job_json(j) for j in jobs])
+        return
+    if not jobs:
+        render.note("No jobs yet. Add one with:\n  jobctl add hello --every 1m -- echo hello")
+        return
+    t = now()
+    rows = [
+        [j.name, _schedule_text(j), render.when(j.next_run_at, t), _last_run_text(j, t), j.state]
+        for j in jobs
+    ]
+    render.table(
+        ["NAME", "SCHEDULE", "NEXT", "LAST RUN", "STATE"], rows, styles={3: "status", 4: "status"}
+    )
+
+
+def _last_run_text(job: Job, t: float) -> str:
+    last = job.last_run
+    if last is None:
+        return "-"
+    when = render.relative(last.finished_at or last.started_at or last.created_at, t)
+    took = f" {render.duration(last.duration_s)}" if last.duration_s is not None else ""
+    return f"{last.status} {when}{took}"
+
+
+def _schedule_text(job: Job) -> str:
+    if job.schedule_kind == "cron" and job.schedule:
+        from jobctl import planner, schedule
+
+        return f"{job.schedule} ({schedule.describe_cron(planner._cron(job.schedule))})"
+    if job.schedule_kind == "every":
+        return f"every {job.schedule}"
+    if job.schedule_kind == "at":
+        return f"once at {render.iso(job.anchor_at, ms=False)}"
+    return "manual"
+
+
+def show(name: Name, json: JsonOpt = False) -> None:
+    """Show a job: its definition, next 5 fires, recent runs and statistics."""
+    from jobctl import planner
+    from jobctl.store import RunFilter
+
+    job = store().get_job(name)
+    t = now()
+    upcoming = planner.fire_times(job, t, 5) if job.state == "active" else []
+    recent = store().list_runs(RunFilter(job=name, limit=20))
+    if json:
+        data = render.job_json(job)
+        data["upcoming"] = [d.isoformat() for d in upcoming]
+        data["recent_runs"] = [render.run_json(r) for r in recent]
+        data["stats"] = _stats(recent)
+        render.print_json(data)
+        return
+    command = job.command[0] if job.shell else " ".join(job.command)
+    items = [
+        ("name", job.name),
+        ("state", job.state),
+        ("schedule", _schedule_text(job)),
+        ("tz", job.tz),
+        ("command", command + ("  (shell)" if job.shell else "")),
+        ("cwd", job.cwd),
+        ("next", render.when(job.next_run_at, t)),
+    ]
+    if job.env:
+        items.append(("env", " ".join(f"{k}={v}" for k, v in job.env.items())))
+    policy = f"retries {job.retries}, overlap {job.overlap}, misfire {job.misfire}"
+    if job.timeout_s:
+        policy += f", timeout {render.duration(job.timeout_s)}"
+    items.append(("policy", policy))
+    for label, value in (("mutexes", job.mutexes), ("tags", job.tags)):
+        if value:
+            items.append((label, ", ".join(value)))
+    if job.description:
+        items.append(("description", job.description))
+    stats = _stats(recent)
+    if stats["runs"]:
+        items.append(("success", f"{stats['success_rate']:.0%} of {stats['runs']} finished runs"))
+        items.append(
+            (
+                "duration",
+                f"p50 {render.duration(stats['p50_s'])}, p95 {render.duration(stats['p95_s'])}",
+            )
+        )
+    render.pairs(items)
+    if upcoming:
+        render.table(
+            ["UPCOMING"],
+            [[f"{d.isoformat()} ({render.relative(d.timestamp(), t)})"] for d in upcoming],
+        )
+    if recent:
+        render.table(
+            ["ID", "ATTEMPT", "TRIGGER", "STATUS", "STARTED", "DURATION", "EXIT"],
+            [
+                [
+                    str(r.id),
+                    str(r.attempt),
+                    r.trigger,
+                    r.status,
+                    render.relative(r.started_at, t),
+                    render.duration(r.duration_s),
+                    "-" if r.exit_code is None else str(r.exit_code),
+                ]
+                for r in recent[:10]
+            ],
+            styles={3: "status"},
+            title="recent runs",
+        )
+
+
+def _stats(runs: list[Run]) -> dict[str, float | int | None]:
+    from jobctl.models import FINAL_STATUSES
+
+    done = [r for r in runs if r.status in FINAL_STATUSES and r.status != "skipped"]
+    durations = sorted(r.duration_s for r in done if r.duration_s is not None)
+
+    def pct(p: float) -> float | None:
+        return durations[min(len(durations) - 1, int(p * len(durations)))] if durations else None
+
+    ok = sum(r.status == "succeeded" for r in done)
+    return {
+        "runs": len(done),
+        "success_rate": ok / len(done) if done else None,
+        "p50_s": pct(0.5),
+        "p95_s": pct(0.95),
+    }
+
+
+def rm(
+    name: Name,
+    purge: Annotated[bool, typer.Option(help="Also delete its history and output.")] = False,
+    force: Annotated[
+        bool, typer.Option(help="Remove it even while it runs (cancels the run).")
+    ] = False,
+) -> None:
+    """Remove a job; its history stays unless --purge."""
+    from jobctl.store import RunFilter
+
+    s = store()
+    s.get_job(name)
+    running = s.list_runs(RunFilter(job=name, statuses=["running"]))
+    if running and not force:
+        raise ConflictError(
+            f"job {name!r} is running (run {running[0].id}); use --force to cancel it"
+        )
+    for run in running:
+        from jobctl.runs import request_cancel
+
+        request_cancel(s, run, now())
+    s.remove_job(name, purge=purge)
+    render.note(f"removed job {name!r}" + (" and its history" if purge else ""))
+
+
+def pause(names: Names) -> None:
+    """Pause jobs: they do not fire until resumed."""
+    from jobctl import jobdef
+
+    s, t = store(), now()
+    s.save_jobs([jobdef.paused(s.get_job(n), t) for n in names])
+    render.note(f"paused {', '.join(names)}")
+
+
+def resume(names: Names) -> None:
+    """Resume jobs: each fires next at its next fire time from now (no catch-up)."""
+    from jobctl import jobdef
+
+    s, t = store(), now()
+    s.save_jobs([jobdef.resumed(s.get_job(n), t) for n in names])
+    _nudge()
+    render.note(f"resumed {', '.join(names)}")
+
+
+def register(app: typer.Typer) -> None:
+    ctx = {"allow_interspersed_args": True}
+    app.command(context_settings=ctx)(add)
+    app.command(context_settings=ctx)(edit)
+    app.command("list")(list_)
+    app.command()(show)
+    app.command()(rm)
+    app.command()(pause)
+    app.command()(resume)

@@ -1,0 +1,142 @@
+"""`jobctl runner` (the foreground runner) and `jobctl status`."""
+
+from __future__ import annotations
+
+import sys
+from datetime import datetime
+from typing import Annotated
+
+import typer
+
+from jobctl import render
+from jobctl.cli.common import JsonOpt, now, state, store
+from jobctl.errors import ConflictError
+
+
+def _printer(event: str, text: str) -> None:
+    stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    if render.fancy():
+        from rich.console import Console
+
+        colour = {
+            "fire": "blue",
+            "start": "cyan",
+            "end": "green",
+            "recover": "magenta",
+            "error": "red",
+            "clock": "yellow",
+            "stop": "yellow",
+        }.get(event, "")
+        if event == "end" and (" failed" in text or " timed_out" in text or "dead" in text):
+            colour = "red"
+        Console(highlight=False).print(
+            f"[dim]{stamp}[/] [{colour}]{event:<7}[/] {text}"
+            if colour
+            else f"{stamp} {event:<7} {text}"
+        )
+    else:
+        sys.stdout.write(f"{stamp} {event:<7} {text}\n")
+        sys.stdout.flush()
+
+
+def runner(
+    workers: Annotated[str, typer.Option(help="Runs executed at once.")] = "4",
+    once: Annotated[
+        bool, typer.Option(help="Start what is due or queued now, wait for it, exit.")
+    ] = False,
+    wait: Annotated[
+        bool, typer.Option(help="If another runner is active, stand by and take over.")
+    ] = False,
+    grace: Annotated[
+        str, typer.Option(help="On SIGTERM/SIGINT, let running jobs finish this long.")
+    ] = "30s",
+) -> None:
+    """Run the scheduler in the foreground: fire jobs on time and execute them."""
+    from jobctl import schedule
+    from jobctl.config import sqlite_path
+    from jobctl.errors import UsageError
+    from jobctl.jobdef import parse_int
+    from jobctl.locking import RunnerLock
+    from jobctl.runner import Runner
+
+    n = parse_int(workers, "--workers", minimum=1, maximum=1024)
+    try:
+        grace_s = schedule.parse_duration(grace)
+    except schedule.ScheduleError as exc:
+        raise UsageError(f"--grace: {exc}") from exc
+    s = store()
+    lock = RunnerLock(sqlite_path(state().settings.store_url))
+    if not lock.try_acquire():
+        info = s.runner_info()
+        who = f"pid {info.pid} on host {info.host}" if info else f"the holder of {lock.path}"
+        if not wait:
+            raise ConflictError(f"a runner is already active on this store: {who}")
+        render.note(f"another runner is active ({who}); waiting to take over")
+        lock.wait()
+    r = Runner(s, workers=n, emit=_printer, grace_s=grace_s)
+    r.install_signals()
+    try:
+        r.run(once=once)
+    finally:
+        lock.release()
+
+
+def status(json: JsonOpt = False) -> None:
+    """Whether a runner is active, what runs now, what is queued, next fires, failures."""
+    from jobctl import owners
+    from jobctl.store import RunFilter
+
+    s, t = store(), now()
+    info = s.runner_info()
+    active = info is not None and owners.alive(info.owner)
+    running = s.list_runs(RunFilter(statuses=["running"]))
+    queued = s.list_runs(RunFilter(statuses=["queued"]))
+    upcoming = sorted(
+        (j.next_run_at, j.name) for j in s.list_jobs() if j.next_run_at and j.state == "active"
+    )[:5]
+    failed = s.list_runs(RunFilter(statuses=["failed", "timed_out", "abandoned"], since=t - 86400))
+    dead = s.list_runs(RunFilter(dead=True))
+    if json:
+        render.print_json(
+            {
+                "runner": {
+                    "active": active,
+                    "pid": info.pid if info else None,
+                    "host": info.host if info else None,
+                    "since": render.iso(info.since) if info else None,
+                    "heartbeat_at": render.iso(info.heartbeat_at) if info else None,
+                },
+                "running": [render.run_json(r) for r in running],
+                "queued": len(queued),
+                "upcoming": [{"job": n, "at": render.iso(a, ms=False)} for a, n in upcoming],
+                "failed_24h": len(failed),
+                "dead": len(dead),
+            }
+        )
+        return
+    if active and info:
+        up = render.relative(info.since, t).replace(" ago", "")
+        beat = render.relative(info.heartbeat_at, t)
+        head = f"runner: active, pid {info.pid} on {info.host}, up {up}, heartbeat {beat}"
+    else:
+        head = "runner: not running (start one with: jobctl runner)"
+    typer.echo(head)
+    typer.echo(f"queued: {len(queued)}   failed (24h): {len(failed)}   dead: {len(dead)}")
+    if running:
+        render.table(
+            ["ID", "JOB", "STARTED", "PID"],
+            [
+                [str(r.id), r.job, render.relative(r.started_at, t), str(r.pid or "-")]
+                for r in running
+            ],
+            title="running",
+        )
+    if upcoming:
+        render.table(
+            ["JOB", "NEXT"], [[n, render.when(a, t)] for a, n in upcoming], title="upcoming"
+        )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(runner)
+    app.command()(status)

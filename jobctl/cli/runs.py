@@ -1,0 +1,310 @@
+"""Run verbs: run, retry, cancel, history, logs, dead, prune.
+
+Parse, call jobctl.runs / the store, render. `run` and `retry` in the foreground exit with the
+job's own code (SPEC 3).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Annotated
+
+import typer
+
+from jobctl import render
+from jobctl.cli.common import JsonOpt, complete_job_name, now, store
+from jobctl.errors import NotFoundError, UsageError
+
+Force = Annotated[bool, typer.Option(help="Run even if the overlap policy would refuse.")]
+Detach = Annotated[bool, typer.Option(help="Hand it to the runner and print the run id.")]
+
+
+def _foreground(job_name: str, force: bool, replay_of: int | None = None) -> int:
+    import signal
+
+    from jobctl import owners, runs
+    from jobctl.clock import SystemClock
+
+    s, t = store(), now()
+    job = s.get_job(job_name)
+    runs.check_overlap(s, job, force)
+    original = s.get_run(replay_of) if replay_of is not None else None
+    run = runs.new_manual_run(s, job, t, owners.me(), "replay" if original else "manual", original)
+    if original is not None and original.dead:
+        s.update_run(original.id or 0, dead=False)
+    stop = {"asked": False}
+
+    def interrupt(*_: object) -> None:
+        stop["asked"] = True
+
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
+    signal.signal(owners.NUDGE, lambda *_: None)  # `jobctl cancel` nudges us; we poll the store
+    render.note(f"run {run.id} of {job.name!r} started")
+    sys.stdout.flush()
+    final = runs.run_foreground(
+        s,
+        job,
+        run,
+        SystemClock(),
+        force,
+        tee=sys.stdout.buffer,
+        waiting=render.note,
+        interrupted=lambda: stop["asked"],
+    )
+    code = runs.exit_code_of(final)
+    tail = f" ({final.error})" if final.error and final.status != "succeeded" else ""
+    render.note(f"run {final.id} {final.status} in {render.duration(final.duration_s)}{tail}")
+    return code
+
+
+def _detached(job_name: str, force: bool, replay_of: int | None = None, json: bool = False) -> None:
+    from jobctl import runs
+
+    s, t = store(), now()
+    job = s.get_job(job_name)
+    runs.check_overlap(s, job, force)
+    original = s.get_run(replay_of) if replay_of is not None else None
+    run = runs.new_manual_run(s, job, t, None, "replay" if original else "manual", original)
+    if original is not None and original.dead:
+        s.update_run(original.id or 0, dead=False)
+    runs.nudge_runner(s)
+    if json:
+        render.print_json(render.run_json(run))
+    else:
+        typer.echo(run.id)
+        if s.runner_info() is None:
+            render.note("note: no runner is active; start one with: jobctl runner")
+
+
+def run(
+    name: Annotated[str, typer.Argument(help="Job name.", autocompletion=complete_job_name)],
+    detach: Detach = False,
+    force: Force = False,
+    json: JsonOpt = False,
+) -> None:
+    """Run a job now. In the foreground it streams output and exits with the job's exit code."""
+    if detach:
+        _detached(name, force, json=json)
+        return
+    raise typer.Exit(_foreground(name, force))
+
+
+def retry(
+    run_id: Annotated[str, typer.Argument(help="Run id (see jobctl history / dead).")],
+    detach: Detach = False,
+    json: JsonOpt = False,
+) -> None:
+    """Run that fire again now (trigger replay); resolves it if it was dead."""
+    from jobctl.runs import parse_run_id
+
+    rid = parse_run_id(run_id)
+    original = store().get_run(rid)
+    store().get_job(original.job)
+    if detach:
+        _detached(original.job, True, rid, json)
+        return
+    raise typer.Exit(_foreground(original.job, True, rid))
+
+
+def cancel(
+    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    json: JsonOpt = False,
+) -> None:
+    """Stop a queued or running run (its process group gets SIGTERM, then SIGKILL)."""
+    from jobctl.runs import parse_run_id, request_cancel
+
+    s = store()
+    run = s.get_run(parse_run_id(run_id))
+    jobs = {j.name: j for j in s.list_jobs()}
+    job_grace = jobs[run.job].kill_grace_s if run.job in jobs else 10.0
+    done = request_cancel(s, run, now(), wait_s=job_grace + 5)
+    if json:
+        render.print_json(render.run_json(done))
+    else:
+        render.note(f"run {done.id} {done.status}")
+
+
+def _run_rows(rows: list, t: float) -> list[list[str]]:
+    return [
+        [
+            str(r.id),
+            r.job,
+            str(r.attempt),
+            r.trigger,
+            r.status + (" (dead)" if r.dead else ""),
+            render.when(r.scheduled_for, t),
+            render.relative(r.started_at, t),
+            render.duration(r.duration_s),
+            "-"
+            if r.exit_code is None and not r.signal
+            else (f"sig {r.signal}" if r.signal else str(r.exit_code)),
+            (r.error or "")[:60],
+        ]
+        for r in rows
+    ]
+
+
+RUN_HEADERS = [
+    "ID",
+    "JOB",
+    "TRY",
+    "TRIGGER",
+    "STATUS",
+    "SCHEDULED",
+    "STARTED",
+    "TOOK",
+    "EXIT",
+    "ERROR",
+]
+
+
+def history(
+    name: Annotated[
+        str | None, typer.Argument(help="Only this job.", autocompletion=complete_job_name)
+    ] = None,
+    status: Annotated[
+        list[str] | None, typer.Option(help="Only runs with this status (repeatable).")
+    ] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Only runs created in the last D (e.g. 2h).")
+    ] = None,
+    limit: Annotated[str, typer.Option(help="At most N runs.")] = "20",
+    json: JsonOpt = False,
+) -> None:
+    """Runs, newest first."""
+    from jobctl import schedule
+    from jobctl.jobdef import parse_int
+    from jobctl.models import RUN_STATUSES
+    from jobctl.store import RunFilter
+
+    for st in status or []:
+        if st not in RUN_STATUSES:
+            raise UsageError(f"invalid --status {st!r}: choose one of {', '.join(RUN_STATUSES)}")
+    t = now()
+    cutoff = None
+    if since is not None:
+        try:
+            cutoff = t - schedule.parse_duration(since)
+        except schedule.ScheduleError as exc:
+            raise UsageError(f"--since: {exc}") from exc
+    n = parse_int(limit, "--limit", minimum=1)
+    if name is not None:
+        store().get_job(name) if not store().list_runs(RunFilter(job=name, limit=1)) else None
+    rows = store().list_runs(RunFilter(job=name, statuses=status or None, since=cutoff, limit=n))
+    if json:
+        render.print_json([render.run_json(r) for r in rows])
+        return
+    if not rows:
+        render.note("no runs yet")
+        return
+    render.table(RUN_HEADERS, _run_rows(rows, t), styles={4: "status"})
+
+
+def logs(
+    target: Annotated[
+        str,
+        typer.Argument(
+            help="Job name (its latest run) or run id.", autocompletion=complete_job_name
+        ),
+    ],
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Stream until the run ends.")
+    ] = False,
+    tail: Annotated[str | None, typer.Option(help="Only the last N lines.")] = None,
+) -> None:
+    """Output of the latest run of NAME, or of run RUN_ID."""
+    from jobctl.jobdef import parse_int
+    from jobctl.models import FINAL_STATUSES
+    from jobctl.store import RunFilter
+
+    s = store()
+    run = None
+    try:
+        s.get_job(target)
+        latest = s.list_runs(RunFilter(job=target, limit=1))
+        if not latest:
+            raise NotFoundError(f"job {target!r} has no runs yet")
+        run = latest[0]
+    except NotFoundError:
+        if not target.isdigit():
+            raise
+        run = s.get_run(int(target))
+    assert run.id is not None
+    out = sys.stdout.buffer
+    chunks = s.read_output(run.id)
+    data = b"".join(c for _, c in chunks)
+    if tail is not None:
+        n = parse_int(tail, "--tail", minimum=0)
+        data = b"".join(data.splitlines(keepends=True)[-n:]) if n else b""
+    out.write(data)
+    out.flush()
+    seq = chunks[-1][0] if chunks else -1
+    while follow:
+        ended = run.status in FINAL_STATUSES
+        for seq, chunk in s.read_output(run.id, seq):  # noqa: B007,B020 - seq is the cursor
+            out.write(chunk)
+        out.flush()
+        if ended:
+            return
+        time.sleep(0.2)
+        run = s.get_run(run.id)
+
+
+def dead(
+    dismiss: Annotated[str | None, typer.Option(help="Dismiss this dead run (RUN_ID).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="With --dismiss: every dead run.")] = False,
+    json: JsonOpt = False,
+) -> None:
+    """The dead-letter list: runs that failed with no retries left."""
+    from jobctl.runs import parse_run_id
+    from jobctl.store import RunFilter
+
+    s = store()
+    if dismiss is not None or all_:
+        if all_:
+            ids = [r.id for r in s.list_runs(RunFilter(dead=True)) if r.id is not None]
+        else:
+            run = s.get_run(parse_run_id(dismiss or ""))
+            if not run.dead:
+                raise NotFoundError(f"run {run.id} is not in the dead list")
+            ids = [run.id or 0]
+        s.update_runs(ids, dead=False)
+        render.note(f"dismissed {len(ids)} dead run{'s' if len(ids) != 1 else ''}")
+        return
+    rows = s.list_runs(RunFilter(dead=True))
+    if json:
+        render.print_json([render.run_json(r) for r in rows])
+        return
+    if not rows:
+        render.note("no dead runs")
+        return
+    render.table(RUN_HEADERS, _run_rows(rows, now()), styles={4: "status"})
+
+
+def prune(
+    older_than: Annotated[
+        str | None, typer.Option(help="Delete finished runs older than D (e.g. 30d).")
+    ] = None,
+    json: JsonOpt = False,
+) -> None:
+    """Delete old runs and their output now (also applies each job's --keep-runs)."""
+    from jobctl import schedule
+
+    cutoff = None
+    if older_than is not None:
+        try:
+            cutoff = now() - schedule.parse_duration(older_than)
+        except schedule.ScheduleError as exc:
+            raise UsageError(f"--older-than: {exc}") from exc
+    gone = store().prune(cutoff)
+    if json:
+        render.print_json({"deleted_runs": gone})
+    else:
+        render.note(f"deleted {gone} run{'s' if gone != 1 else ''}")
+
+
+def register(app: typer.Typer) -> None:
+    for fn in (run, retry, cancel, history, logs, dead, prune):
+        app.command(fn.__name__)(fn)

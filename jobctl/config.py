@@ -1,0 +1,66 @@
+"""Where state lives (SPEC 2): the home folder and the store URL.
+
+Resolution order: flag, then environment, then the XDG default. Creating the home folder
+(mode 0700) is the only write here; nothing is written outside it.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from jobctl.errors import StoreError, UsageError
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    store_url: str
+
+    @property
+    def lock_path(self) -> Path:
+        return self.home / "runner.lock"
+
+
+def resolve_home(flag: str | None = None, environ: dict[str, str] | None = None) -> Path:
+    env = os.environ if environ is None else environ
+    if flag:
+        return Path(flag).expanduser()
+    if env.get("JOBCTL_HOME"):
+        return Path(env["JOBCTL_HOME"]).expanduser()
+    data = env.get("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())
+    return Path(data) / "jobctl"
+
+
+def resolve_settings(
+    home: str | None = None, store: str | None = None, environ: dict[str, str] | None = None
+) -> Settings:
+    env = os.environ if environ is None else environ
+    home_path = resolve_home(home, env)
+    url = store or env.get("JOBCTL_STORE") or f"sqlite:///{home_path / 'jobctl.db'}"
+    return Settings(home=home_path, store_url=url)
+
+
+def sqlite_path(url: str) -> Path:
+    """The database path of a `sqlite:///PATH` URL or a plain path."""
+    if url.startswith("sqlite:///"):
+        return Path(url[len("sqlite:///") :])
+    if url.startswith("sqlite://"):
+        raise UsageError(f"invalid store URL {url!r}: use sqlite:///ABSOLUTE/PATH or a plain path")
+    if "://" in url:
+        scheme = url.split("://", 1)[0]
+        raise UsageError(f"unsupported store {scheme!r} in {url!r}: only sqlite is available yet")
+    return Path(url).expanduser()
+
+
+def ensure_home(home: Path) -> Path:
+    """Create the home folder with mode 0700 (and tighten it if we created it looser)."""
+    try:
+        existed = home.is_dir()
+        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not existed:
+            os.chmod(home, 0o700)
+    except OSError as exc:
+        raise StoreError(f"cannot create home folder {str(home)!r}: {exc.strerror}") from exc
+    return home

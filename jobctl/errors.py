@@ -1,0 +1,43 @@
+"""Domain errors, each carrying the exit code of SPEC 3.
+
+Raise these anywhere below the CLI; the CLI turns them into one line on stderr and the code.
+Nothing here prints.
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_CONFLICT = 3
+EXIT_NOT_FOUND = 4
+
+
+class JobctlError(Exception):
+    """Base class: str(error) is the one line shown to the user."""
+
+    exit_code = EXIT_FAILED
+
+
+class UsageError(JobctlError):
+    """Bad usage or bad input: invalid expression, zone, duration, name, option value."""
+
+    exit_code = EXIT_USAGE
+
+
+class ConflictError(JobctlError):
+    """The name exists, a runner holds the store, a policy refuses the request."""
+
+    exit_code = EXIT_CONFLICT
+
+
+class NotFoundError(JobctlError):
+    """No such job or run."""
+
+    exit_code = EXIT_NOT_FOUND
+
+
+class StoreError(JobctlError):
+    """The store failed at run time (unreachable, disk full, newer schema)."""
+
+    exit_code = EXIT_FAILED

@@ -1,0 +1,245 @@
+"""Turning what a user typed (add/edit options) into a validated Job. Pure apart from
+checking that --cwd exists.
+
+`JobOptions` holds every option of `jobctl add`/`edit`; None means "not given". `apply_options`
+validates all of them before changing anything, so a rejected edit leaves nothing half-done.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from jobctl import planner, schedule
+from jobctl.errors import ConflictError, UsageError
+from jobctl.models import BACKOFFS, MISFIRES, OVERLAPS, Job, check_name
+
+_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?i?b?)?", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 10**6,
+    "mb": 10**6,
+    "mib": 1024**2,
+    "g": 10**9,
+    "gb": 10**9,
+    "gib": 1024**3,
+    "ki": 1024,
+    "mi": 1024**2,
+    "gi": 1024**3,
+}
+
+
+def parse_size(text: str) -> int:
+    """'1MiB', '512KiB', '10MB', '4096' -> bytes."""
+    m = _SIZE_RE.fullmatch(text.strip())
+    unit = (m.group(2) or "").lower() if m else None
+    if not m or unit not in _SIZE_UNITS or float(m.group(1)) <= 0:
+        raise UsageError(f"invalid size {text!r}: use e.g. 1MiB, 512KiB or a number of bytes")
+    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+
+
+def parse_int(text: str | int, what: str, minimum: int = 0, maximum: int | None = None) -> int:
+    """A whole number within bounds, or UsageError naming the option and the value."""
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        value = None
+    if value is None or value < minimum or (maximum is not None and value > maximum):
+        bounds = f"{minimum} or more" if maximum is None else f"{minimum} to {maximum}"
+        raise UsageError(f"invalid {what} {str(text)!r}: use a whole number, {bounds}")
+    return value
+
+
+def _duration(text: str, what: str, allow_zero: bool = True) -> float:
+    try:
+        value = schedule.parse_duration(text)
+    except schedule.ScheduleError as exc:
+        raise UsageError(f"{what}: {exc}") from exc
+    if value < 0 or (value == 0 and not allow_zero):
+        raise UsageError(f"{what}: invalid duration {text!r}: must be greater than zero")
+    return value
+
+
+def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
+    if value not in allowed:
+        raise UsageError(f"invalid {what} {value!r}: choose one of {', '.join(allowed)}")
+    return value
+
+
+@dataclass
+class JobOptions:
+    cron: str | None = None
+    every: str | None = None
+    at: str | None = None
+    start_at: str | None = None
+    manual: bool = False  # edit: drop the schedule
+    tz: str | None = None
+    shell: bool | None = None
+    cwd: str | None = None
+    env: list[str] | None = None
+    timeout: str | None = None
+    kill_grace: str | None = None
+    retries: str | int | None = None
+    retry_delay: str | None = None
+    backoff: str | None = None
+    max_retry_delay: str | None = None
+    overlap: str | None = None
+    misfire: str | None = None
+    catchup_window: str | None = None
+    jitter: str | None = None
+    mutex: list[str] | None = None
+    keep_runs: str | int | None = None
+    max_output: str | None = None
+    description: str | None = None
+    tag: list[str] | None = None
+    paused: bool | None = None
+    command: list[str] | None = field(default=None)
+
+
+def new_job(name: str, opts: JobOptions, now: float, default_tz: str, default_cwd: str) -> Job:
+    """A job for `jobctl add`, with its first fire computed."""
+    check_name(name)
+    if not opts.command:
+        raise UsageError(f"job {name!r} has no command: add it after '--', e.g. -- echo hello")
+    base = Job(name=name, command=[], tz=default_tz, cwd=default_cwd, created_at=now)
+    return apply_options(base, opts, now, new=True)
+
+
+def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> Job:
+    """A copy of `job` with `opts` applied and its next fire recomputed from `now`."""
+    c: dict[str, object] = {"updated_at": now}
+    schedules = [s for s in (opts.cron, opts.every, opts.at) if s is not None]
+    if len(schedules) + opts.manual > 1:
+        raise UsageError("give at most one schedule: --cron, --every, --at (or --manual)")
+    tz_name = opts.tz if opts.tz is not None else job.tz
+    try:
+        tz = planner.zone(tz_name)
+    except schedule.ScheduleError as exc:
+        raise UsageError(str(exc)) from exc
+    c["tz"] = tz_name
+    if opts.start_at is not None and opts.every is None and job.schedule_kind != "every":
+        raise UsageError("--start-at goes with --every")
+    if opts.cron is not None:
+        try:
+            schedule.parse_cron(opts.cron)
+        except schedule.ScheduleError as exc:
+            raise UsageError(str(exc)) from exc
+        c.update(schedule=opts.cron.strip(), schedule_kind="cron", anchor_at=None)
+    elif opts.every is not None:
+        _duration(opts.every, "--every", allow_zero=False)
+        c.update(schedule=opts.every.strip(), schedule_kind="every")
+        c["anchor_at"] = job.anchor_at if job.schedule_kind == "every" else now
+    elif opts.at is not None:
+        when = _parse_at(opts.at, tz, now)
+        if when <= now:
+            raise UsageError(f"invalid --at {opts.at!r}: that time has passed")
+        c.update(schedule=opts.at.strip(), schedule_kind="at", anchor_at=when)
+    elif opts.manual:
+        c.update(schedule=None, schedule_kind="manual", anchor_at=None)
+    if opts.start_at is not None:
+        c["anchor_at"] = _parse_at(opts.start_at, tz, now)
+    if opts.command is not None:
+        if not opts.command:
+            raise UsageError("the command after '--' is empty")
+        c["command"] = list(opts.command)
+    if opts.shell is not None:
+        c["shell"] = opts.shell
+    if (c.get("shell", job.shell)) and len(c.get("command", job.command)) != 1:  # type: ignore[arg-type]
+        raise UsageError("--shell takes the command as one string, e.g. -- 'ls | wc -l'")
+    if opts.cwd is not None:
+        path = Path(opts.cwd).expanduser().absolute()
+        if not path.is_dir():
+            raise UsageError(f"invalid --cwd {opts.cwd!r}: not a directory")
+        c["cwd"] = str(path)
+    if opts.env is not None:
+        c["env"] = _parse_env(opts.env)
+    if opts.timeout is not None:
+        c["timeout_s"] = _duration(opts.timeout, "--timeout") or None
+    if opts.kill_grace is not None:
+        c["kill_grace_s"] = _duration(opts.kill_grace, "--kill-grace")
+    if opts.retries is not None:
+        c["retries"] = parse_int(opts.retries, "--retries", minimum=0)
+    if opts.retry_delay is not None:
+        c["retry_delay_s"] = _duration(opts.retry_delay, "--retry-delay")
+    if opts.max_retry_delay is not None:
+        c["max_retry_delay_s"] = _duration(opts.max_retry_delay, "--max-retry-delay")
+    if opts.backoff is not None:
+        c["backoff"] = _choice(opts.backoff, BACKOFFS, "--backoff")
+    if opts.overlap is not None:
+        c["overlap"] = _choice(opts.overlap, OVERLAPS, "--overlap")
+    if opts.misfire is not None:
+        c["misfire"] = _choice(opts.misfire, MISFIRES, "--misfire")
+    if opts.catchup_window is not None:
+        c["catchup_window_s"] = _duration(opts.catchup_window, "--catchup-window") or None
+    if opts.jitter is not None:
+        c["jitter_s"] = _duration(opts.jitter, "--jitter")
+    if opts.mutex is not None:
+        c["mutexes"] = sorted({check_name(m, "mutex name") for m in opts.mutex})
+    if opts.keep_runs is not None:
+        c["keep_runs"] = parse_int(opts.keep_runs, "--keep-runs", minimum=1)
+    if opts.max_output is not None:
+        c["max_output"] = parse_size(opts.max_output)
+    if opts.description is not None:
+        c["description"] = opts.description
+    if opts.tag is not None:
+        c["tags"] = sorted({check_name(t, "tag") for t in opts.tag})
+    if opts.paused is not None:
+        c["state"] = "paused" if opts.paused else "active"
+    elif job.state == "done" and (opts.cron or opts.every or opts.at):
+        c["state"] = "active"  # a new schedule revives a finished one-shot
+    updated = job.copy_with(**c)
+    return with_next_fire(updated, now)
+
+
+def with_next_fire(job: Job, now: float) -> Job:
+    """The job with next_run_at recomputed from `now` (None unless it is active)."""
+    nxt = planner.next_fire(job, now) if job.state == "active" else None
+    return job.copy_with(next_run_at=nxt)
+
+
+def resumed(job: Job, now: float) -> Job:
+    if job.state == "done":
+        raise ConflictError(
+            f"job {job.name!r} is done (its --at time has passed); give it a new schedule "
+            "with jobctl edit"
+        )
+    return with_next_fire(job.copy_with(state="active", updated_at=now), now)
+
+
+def paused(job: Job, now: float) -> Job:
+    if job.state == "done":
+        return job
+    return job.copy_with(state="paused", next_run_at=None, updated_at=now)
+
+
+def _parse_at(text: str, tz: object, now: float) -> float:
+    try:
+        return schedule.parse_at(text, tz, datetime.fromtimestamp(now, tz)).timestamp()  # type: ignore[arg-type]
+    except schedule.ScheduleError as exc:
+        raise UsageError(str(exc)) from exc
+
+
+def _parse_env(pairs: list[str]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise UsageError(f"invalid --env {pair!r}: use KEY=VALUE")
+        env[key] = value
+    return env
+
+
+def dst_warning(job: Job, now: float) -> str | None:
+    """SPEC 5's one-line warning for fixed times in a DST-ambiguous hour, else None."""
+    if job.schedule_kind != "cron" or job.schedule is None:
+        return None
+    tz = planner.zone(job.tz)
+    return schedule.dst_warning(
+        schedule.parse_cron(job.schedule), tz, datetime.fromtimestamp(now, tz)
+    )

@@ -1,0 +1,122 @@
+"""Plain data: jobs, runs and the vocabulary of states, triggers and policies.
+
+No I/O and no clock here. Times are float seconds since the epoch (UTC); the store keeps them
+as integer milliseconds and the renderers turn them into ISO 8601 or relative text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal, get_args
+
+from jobctl.errors import UsageError
+
+ScheduleKind = Literal["cron", "every", "at", "manual"]
+JobState = Literal["active", "paused", "done"]
+Overlap = Literal["skip", "queue", "allow", "replace"]
+Misfire = Literal["once", "skip", "all"]
+Backoff = Literal["exponential", "linear", "fixed"]
+Trigger = Literal["schedule", "catchup", "manual", "retry", "replay", "reboot"]
+RunStatus = Literal[
+    "queued", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped", "abandoned"
+]
+
+OVERLAPS: tuple[str, ...] = get_args(Overlap)
+MISFIRES: tuple[str, ...] = get_args(Misfire)
+BACKOFFS: tuple[str, ...] = get_args(Backoff)
+RUN_STATUSES: tuple[str, ...] = get_args(RunStatus)
+#: statuses a run never leaves
+FINAL_STATUSES = frozenset(
+    {"succeeded", "failed", "timed_out", "cancelled", "skipped", "abandoned"}
+)
+#: final statuses that count as a failure (retried while attempts remain)
+FAILED_STATUSES = frozenset({"failed", "timed_out", "abandoned"})
+
+NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+MIB = 1024 * 1024
+
+
+def check_name(name: str, what: str = "job name") -> str:
+    """Return `name` if it is a valid job (or mutex, tag) name, else raise UsageError."""
+    if not NAME_RE.fullmatch(name):
+        raise UsageError(f"invalid {what} {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
+    return name
+
+
+@dataclass
+class Run:
+    """One attempt of one job. A fire is (job, scheduled_for); retries share it."""
+
+    job: str
+    scheduled_for: float
+    trigger: Trigger = "schedule"
+    status: RunStatus = "queued"
+    attempt: int = 1
+    id: int | None = None
+    created_at: float = 0.0
+    not_before: float = 0.0  # earliest start (retry backoff, jitter)
+    started_at: float | None = None
+    finished_at: float | None = None
+    exit_code: int | None = None
+    signal: int | None = None
+    error: str | None = None
+    host: str | None = None
+    pid: int | None = None
+    proc_start: int | None = None  # start time of pid, so a reused pid is never killed
+    owner: str | None = None  # runner that claimed it
+    dead: bool = False
+    output_bytes: int = 0
+    cancel_requested_at: float | None = None
+
+    @property
+    def duration_s(self) -> float | None:
+        if self.started_at is None or self.finished_at is None:
+            return None
+        return round(self.finished_at - self.started_at, 3)
+
+    @property
+    def run_key(self) -> str:
+        """Same for every attempt of one fire (JOBCTL_RUN_KEY)."""
+        return f"{self.job}@{round(self.scheduled_for * 1000)}"
+
+
+@dataclass
+class Job:
+    """A job definition plus the scheduling state the runner advances."""
+
+    name: str
+    command: list[str]
+    shell: bool = False
+    schedule: str | None = None  # cron expression, duration text, or the --at text
+    schedule_kind: ScheduleKind = "manual"
+    tz: str = "UTC"
+    state: JobState = "active"
+    next_run_at: float | None = None
+    anchor_at: float | None = None  # --every anchor (creation or --start-at); --at instant
+    cwd: str = "/"
+    env: dict[str, str] = field(default_factory=dict)
+    timeout_s: float | None = None
+    kill_grace_s: float = 10.0
+    retries: int = 0
+    retry_delay_s: float = 10.0
+    backoff: Backoff = "exponential"
+    max_retry_delay_s: float = 3600.0
+    overlap: Overlap = "skip"
+    misfire: Misfire = "once"
+    catchup_window_s: float | None = None
+    jitter_s: float = 0.0
+    mutexes: list[str] = field(default_factory=list)
+    keep_runs: int = 200
+    max_output: int = MIB
+    description: str = ""
+    tags: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    id: int | None = None
+    last_run: Run | None = None  # filled by the store on reads; not a column
+
+    def copy_with(self, **changes: Any) -> Job:
+        from dataclasses import replace
+
+        return replace(self, **changes)

@@ -1,0 +1,69 @@
+"""Who owns a running run, whether that owner is still alive, and how to nudge it.
+
+An owner is a runner or a foreground `jobctl run`, named "host:pid:start" where start is the
+process start time (so that a reused pid is never taken for the owner). Commands that change
+what a runner should do (add, edit, resume, run --detach, retry, cancel) nudge it with SIGUSR1
+so that it looks at the store at once instead of at its next poll.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+from functools import cache
+
+NUDGE = signal.SIGUSR1
+
+
+@cache
+def host() -> str:
+    return socket.gethostname()
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2 :].split()
+    return int(fields[19])
+
+
+def me() -> str:
+    pid = os.getpid()
+    return f"{host()}:{pid}:{proc_start_time(pid)}"
+
+
+def parse(owner: str) -> tuple[str, int, int | None]:
+    h, pid, start = owner.rsplit(":", 2)
+    return h, int(pid), None if start == "None" else int(start)
+
+
+def alive(owner: str | None) -> bool:
+    """True if `owner` is a live process on this host (owners elsewhere count as alive)."""
+    if not owner:
+        return False
+    try:
+        h, pid, start = parse(owner)
+    except ValueError:
+        return False
+    if h != host():
+        return True
+    return start is not None and proc_start_time(pid) == start
+
+
+def nudge(owner: str | None) -> bool:
+    """Send SIGUSR1 to a live owner on this host; True if sent."""
+    if not owner or not alive(owner):
+        return False
+    h, pid, _ = parse(owner)
+    if h != host():
+        return False
+    try:
+        os.kill(pid, NUDGE)
+    except OSError:
+        return False
+    return True

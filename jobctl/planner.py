@@ -1,0 +1,253 @@
+"""Pure scheduling decisions about jobs: when a job fires next, and what a fire produces.
+
+No I/O, no clock: `now`/`after` are always arguments. The runner asks this module what to do
+and the store records it; the CLI uses it to preview fires.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+from jobctl import schedule
+from jobctl.models import FAILED_STATUSES, Job, Run, RunStatus, Trigger
+
+
+@lru_cache(maxsize=4096)
+def _cron(expr: str) -> schedule.Cron:
+    return schedule.parse_cron(expr)
+
+
+@lru_cache(maxsize=512)
+def zone(name: str) -> ZoneInfo:
+    return schedule.parse_zone(name)
+
+
+def fire_times(job: Job, after: float, n: int) -> list[datetime]:
+    """The job's next `n` fire times strictly after `after`, aware in the job's zone.
+
+    Ignores state (paused jobs still have a schedule to preview) and jitter.
+    """
+    tz = zone(job.tz)
+    start = datetime.fromtimestamp(after, tz)
+    kind = job.schedule_kind
+    if kind == "cron":
+        assert job.schedule is not None
+        return schedule.cron_fires(_cron(job.schedule), start, tz, n)
+    if kind == "every":
+        assert job.schedule is not None and job.anchor_at is not None
+        interval = schedule.parse_duration(job.schedule)
+        anchor = datetime.fromtimestamp(job.anchor_at, tz)
+        out: list[datetime] = []
+        for _ in range(n):
+            start = schedule.next_every_fire(anchor, interval, start)
+            out.append(start)
+        return out
+    if kind == "at":
+        assert job.anchor_at is not None
+        return [datetime.fromtimestamp(job.anchor_at, tz)] if job.anchor_at > after else []
+    return []
+
+
+def next_fire(job: Job, after: float) -> float | None:
+    """Epoch seconds of the job's next fire strictly after `after`, None if it has none."""
+    times = fire_times(job, after, 1)
+    return times[0].timestamp() if times else None
+
+
+def is_reboot(job: Job) -> bool:
+    return job.schedule_kind == "cron" and job.schedule is not None and _cron(job.schedule).reboot
+
+
+def utc(t: float) -> datetime:
+    return datetime.fromtimestamp(t, UTC)
+
+
+# ---- what a fire produces ------------------------------------------------------------
+
+#: a fire later than this when the runner gets to it was missed (runner down, machine asleep)
+MISFIRE_GRACE_S = 30.0
+#: `--misfire all` runs at most this many missed fires; older ones are recorded as skipped
+MAX_CATCHUP = 100
+_MAX_WALK = 10_000
+
+
+@dataclass
+class FirePlan:
+    """Runs to record for a job's due fire(s), and where the job goes next."""
+
+    runs: list[Run]
+    next_run_at: float | None
+    state: str | None = None  # 'done' after a one-shot
+    replace: list[Run] = field(default_factory=list)  # running runs to terminate (overlap=replace)
+
+
+def _due_times(job: Job, now: float) -> tuple[list[float], int]:
+    """Fire times from job.next_run_at up to now (most recent last, at most _MAX_WALK), and how
+    many earlier ones were passed over without being listed."""
+    assert job.next_run_at is not None
+    times = [job.next_run_at]
+    passed = 0
+    while True:
+        if len(times) >= _MAX_WALK:  # a long outage of a frequent job: jump near `now`
+            passed += len(times)
+            times = []
+            start = now - MISFIRE_GRACE_S - (MAX_CATCHUP + 1) * _typical_gap(job, now)
+            nxt = next_fire(job, start)
+        else:
+            nxt = next_fire(job, times[-1])
+        if nxt is None or nxt > now:
+            return times, passed
+        times.append(nxt)
+
+
+def _typical_gap(job: Job, now: float) -> float:
+    a, b = fire_times(job, now, 2)[:2] or (None, None)
+    return (b.timestamp() - a.timestamp()) if a and b else 1.0
+
+
+def plan_fire(job: Job, now: float, open_runs: Sequence[Run], rng: random.Random) -> FirePlan:
+    """Decide what the job's due fire(s) become at `now` (SPEC 4 overlap/misfire/jitter)."""
+    times, passed = _due_times(job, now)
+    nxt = next_fire(job, now)
+    state = "done" if job.schedule_kind == "at" else None
+    window = job.catchup_window_s
+    on_time = [t for t in times if now - t <= MISFIRE_GRACE_S]
+    missed = [t for t in times if now - t > MISFIRE_GRACE_S]
+    too_old = [t for t in missed if window is not None and now - t > window]
+    missed = [t for t in missed if t not in too_old]
+    runs: list[Run] = []
+
+    def make(
+        t: float, trigger: Trigger, status: RunStatus = "queued", error: str | None = None
+    ) -> Run:
+        jitter = rng.uniform(0, job.jitter_s) if job.jitter_s and status == "queued" else 0.0
+        return Run(
+            job=job.name,
+            scheduled_for=t,
+            trigger=trigger,
+            status=status,
+            created_at=now,
+            not_before=t + jitter if status == "queued" else t,
+            error=error,
+            finished_at=now if status == "skipped" else None,
+        )
+
+    skipped_note = f"missed while no runner was up ({len(too_old) + len(missed) + passed} fires)"
+    for t in too_old[-MAX_CATCHUP:]:
+        runs.append(make(t, "catchup", "skipped", "missed, older than the catch-up window"))
+    if missed:
+        if job.misfire == "skip":
+            runs += [make(t, "catchup", "skipped", skipped_note) for t in missed[-MAX_CATCHUP:]]
+        elif job.misfire == "all":
+            runs += [
+                make(t, "catchup", "skipped", "beyond the 100 catch-up runs")
+                for t in missed[:-MAX_CATCHUP][-MAX_CATCHUP:]
+            ]
+            runs += [make(t, "catchup") for t in missed[-MAX_CATCHUP:]]
+        elif not on_time:  # once: one run now stands for all of them
+            runs.append(make(missed[-1], "catchup"))
+    runs += [make(t, "schedule") for t in on_time]
+    return _apply_overlap(job, runs, open_runs, nxt, state)
+
+
+def _apply_overlap(
+    job: Job, runs: list[Run], open_runs: Sequence[Run], nxt: float | None, state: str | None
+) -> FirePlan:
+    running = [r for r in open_runs if r.status == "running"]
+    waiting = [r for r in open_runs if r.status == "queued"]
+    plan = FirePlan(runs=runs, next_run_at=nxt, state=state)
+    fresh = [r for r in runs if r.status == "queued"]
+    if not fresh or job.overlap == "allow" or (job.misfire == "all" and len(fresh) > 1):
+        return plan
+    if job.overlap == "replace":
+        plan.replace = running
+        return plan
+    if job.overlap == "skip":  # nothing may wait or run beside it
+        capacity = 0 if running or waiting else 1
+    else:  # queue: one may run and one may wait
+        capacity = 0 if waiting else (1 if running else 2)
+    for run in fresh[capacity:]:
+        run.status, run.finished_at = "skipped", run.created_at
+        still = "running" if running else "queued"
+        run.error = f"previous run still {still} (overlap={job.overlap})"
+    return plan
+
+
+def manual_refusal(job: Job, open_runs: Sequence[Run]) -> str | None:
+    """Why the overlap policy refuses a manual run now (None: go ahead)."""
+    running = [r for r in open_runs if r.status == "running"]
+    waiting = [r for r in open_runs if r.status == "queued"]
+    if job.overlap in ("allow", "replace") or not (running or waiting):
+        return None
+    if job.overlap == "queue" and not waiting:
+        return None
+    what = f"run {(running or waiting)[0].id} is {'running' if running else 'queued'}"
+    return f"job {job.name!r}: {what} and its overlap is {job.overlap}; use --force to run anyway"
+
+
+# ---- which queued runs may start -------------------------------------------------------
+
+
+def pick_startable(
+    queued: list[Run], running: list[Run], jobs: dict[str, Job], limit: int, force: bool = False
+) -> tuple[list[Run], list[Run]]:
+    """Queued runs to start now, at most `limit`: a job whose overlap is not `allow` waits for
+    its running run (unless `force`), and runs sharing a mutex never run together. Also returns
+    the queued runs whose job is gone."""
+    busy_jobs = {r.job for r in running}
+    held = {m for r in running if r.job in jobs for m in jobs[r.job].mutexes}
+    start: list[Run] = []
+    gone: list[Run] = []
+    for run in queued:
+        job = jobs.get(run.job)
+        if job is None:
+            gone.append(run)
+            continue
+        if len(start) >= limit:
+            continue
+        if run.job in busy_jobs and job.overlap != "allow" and not force:
+            continue
+        if held.intersection(job.mutexes):
+            continue
+        start.append(run)
+        busy_jobs.add(run.job)
+        held.update(job.mutexes)
+    return start, gone
+
+
+# ---- after a run ends ----------------------------------------------------------------
+
+
+def retry_delay(job: Job, attempt: int, rng: random.Random) -> float:
+    """Delay before attempt `attempt` + 1, with 50-100 % jitter (SPEC 4)."""
+    base = job.retry_delay_s
+    if job.backoff == "exponential":
+        value = base * 2 ** (attempt - 1)
+    elif job.backoff == "linear":
+        value = base * attempt
+    else:
+        value = base
+    return min(value, job.max_retry_delay_s) * rng.uniform(0.5, 1.0)
+
+
+def after_end(job: Job | None, run: Run, now: float, rng: random.Random) -> tuple[Run, Run | None]:
+    """The finished run (marked dead when it failed for good) and its retry, if any."""
+    if run.status not in FAILED_STATUSES:
+        return run, None
+    if job is not None and run.trigger != "replay" and run.attempt <= job.retries:
+        retry = Run(
+            job=run.job,
+            scheduled_for=run.scheduled_for,
+            attempt=run.attempt + 1,
+            trigger="retry",
+            created_at=now,
+            not_before=now + retry_delay(job, run.attempt, rng),
+        )
+        return run, retry
+    run.dead = True
+    return run, None

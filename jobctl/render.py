@@ -1,0 +1,211 @@
+"""Everything users see: JSON shapes (SPEC 6), relative times, durations and tables.
+
+Tables are rich tables on a terminal and plain aligned text when NO_COLOR is set or stdout is
+not a terminal (scripts, pipes); rich is imported only for the former. Nothing here touches
+the store.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Sequence
+from datetime import datetime, tzinfo
+from typing import Any
+
+from jobctl.models import Job, Run
+
+STATUS_STYLE = {
+    "succeeded": "green",
+    "failed": "red",
+    "timed_out": "red",
+    "abandoned": "magenta",
+    "cancelled": "yellow",
+    "skipped": "dim",
+    "running": "cyan",
+    "queued": "blue",
+    "active": "green",
+    "paused": "yellow",
+    "done": "dim",
+}
+
+
+def iso(t: float | None, tz: tzinfo | None = None, ms: bool = True) -> str | None:
+    """ISO 8601 with UTC offset; milliseconds unless `ms` is False and the time is whole."""
+    if t is None:
+        return None
+    dt = datetime.fromtimestamp(t).astimezone(tz)
+    if not ms and dt.microsecond == 0:
+        return dt.isoformat(timespec="seconds")
+    return dt.isoformat(timespec="milliseconds")
+
+
+def run_json(run: Run) -> dict[str, Any]:
+    return {
+        "id": run.id,
+        "job": run.job,
+        "attempt": run.attempt,
+        "trigger": run.trigger,
+        "status": run.status,
+        "scheduled_for": iso(run.scheduled_for),
+        "started_at": iso(run.started_at),
+        "finished_at": iso(run.finished_at),
+        "duration_s": run.duration_s,
+        "exit_code": run.exit_code,
+        "signal": run.signal,
+        "error": run.error,
+        "host": run.host,
+        "pid": run.pid,
+        "dead": run.dead,
+        "run_key": run.run_key,
+        "not_before": iso(run.not_before),
+    }
+
+
+def job_json(job: Job, tz: tzinfo | None = None) -> dict[str, Any]:
+    return {
+        "name": job.name,
+        "command": job.command,
+        "shell": job.shell,
+        "schedule": job.schedule,
+        "schedule_kind": job.schedule_kind,
+        "tz": job.tz,
+        "state": job.state,
+        "next_run_at": iso(job.next_run_at, tz, ms=False),
+        "last_run": run_json(job.last_run) if job.last_run else None,
+        "retries": job.retries,
+        "timeout_s": job.timeout_s,
+        "overlap": job.overlap,
+        "misfire": job.misfire,
+        "tags": job.tags,
+        "description": job.description,
+        "cwd": job.cwd,
+        "env": job.env,
+        "kill_grace_s": job.kill_grace_s,
+        "retry_delay_s": job.retry_delay_s,
+        "backoff": job.backoff,
+        "max_retry_delay_s": job.max_retry_delay_s,
+        "catchup_window_s": job.catchup_window_s,
+        "jitter_s": job.jitter_s,
+        "mutexes": job.mutexes,
+        "keep_runs": job.keep_runs,
+        "max_output": job.max_output,
+        "anchor_at": iso(job.anchor_at, tz),
+        "created_at": iso(job.created_at, tz),
+        "updated_at": iso(job.updated_at, tz),
+    }
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+# ---- human text -----------------------------------------------------------------
+
+
+def _span(seconds: float) -> str:
+    s = abs(seconds)
+    if s < 1:
+        return "now"
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if s >= size:
+            value = s / size
+            if unit == "min":
+                return f"{int(value)} min"
+            return f"{value:.0f} {unit}" if value >= 10 else f"{value:.1f} {unit}"
+    return f"{s:.0f} s"
+
+
+def relative(t: float | None, now: float) -> str:
+    """'in 4 min', '3.0 h ago', 'now'."""
+    if t is None:
+        return "-"
+    span = _span(t - now)
+    if span == "now":
+        return span
+    return f"in {span}" if t > now else f"{span} ago"
+
+
+def duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(round(seconds), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def when(t: float | None, now: float, tz: tzinfo | None = None) -> str:
+    """Local wall time plus relative: '2026-11-29 09:00 (in 4 min)'."""
+    if t is None:
+        return "-"
+    dt = datetime.fromtimestamp(t).astimezone(tz)
+    day = "%Y-%m-%d " if abs(t - now) > 20 * 3600 else ""
+    return f"{dt.strftime(day + '%H:%M:%S')} ({relative(t, now)})"
+
+
+def fancy() -> bool:
+    """Rich output only on a terminal and without NO_COLOR."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+
+def table(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    styles: dict[int, str] | None = None,
+    title: str | None = None,
+) -> None:
+    """Print a table; columns whose every cell is empty or '-' are left out (as pueue does).
+
+    `styles` maps a column index to 'status' (colour by STATUS_STYLE) on rich output.
+    """
+    keep = [i for i in range(len(headers)) if any(r[i] not in ("", "-") for r in rows)] or list(
+        range(len(headers))
+    )
+    headers = [headers[i] for i in keep]
+    rows = [[r[i] for i in keep] for r in rows]
+    styled = {keep.index(i) for i in (styles or {}) if i in keep}
+    if fancy():
+        from rich.console import Console
+        from rich.table import Table
+        from rich.text import Text
+
+        t = Table(title=title, header_style="bold", box=None, pad_edge=False)
+        for h in headers:
+            t.add_column(h, overflow="fold")
+        for r in rows:
+            t.add_row(
+                *(
+                    Text(c, style=STATUS_STYLE.get(c.split()[0] if c else "", ""))
+                    if i in styled
+                    else Text(c)
+                    for i, c in enumerate(r)
+                )
+            )
+        Console().print(t)
+        return
+    if title:
+        sys.stdout.write(title + "\n")
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for line in [headers, *rows]:
+        sys.stdout.write(
+            "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n"
+        )
+
+
+def pairs(items: Sequence[tuple[str, str]]) -> None:
+    """A two-column 'key: value' block (show)."""
+    width = max(len(k) for k, _ in items)
+    for k, v in items:
+        sys.stdout.write(f"{k.rjust(width)}  {v}\n")
+
+
+def note(message: str) -> None:
+    """Status text for people; stderr, so that stdout pipes cleanly."""
+    sys.stderr.write(message + "\n")

@@ -1,0 +1,396 @@
+"""The runner loop: recover -> fire -> start -> (workers watch and record) -> sleep.
+
+`Runner.run()` is what `jobctl runner` calls; `execute()` runs one claimed run from start to
+its recorded end and is shared with the foreground `jobctl run`. This module knows nothing
+about the CLI: it takes a store, a clock, and an `emit(event, text)` callback for its
+one-line-per-event log. Scheduling rules live in planner.py, process handling in executor.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import BinaryIO
+
+from jobctl import executor, owners, planner
+from jobctl.clock import Clock, SystemClock
+from jobctl.models import Job, Run
+from jobctl.store.base import RunFilter, RunnerInfo, Store
+
+Emit = Callable[[str, str], None]
+#: longest sleep: bounds how late a wall-clock jump (suspend, NTP step) or a missed nudge is seen
+MAX_SLEEP_S = 5.0
+HEARTBEAT_S = 10.0
+MAINTENANCE_S = 30.0
+
+
+def _quiet(event: str, text: str) -> None:
+    pass
+
+
+def job_env(job: Job, run: Run) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(job.env)
+    tz = planner.zone(job.tz)
+    env.update(
+        JOBCTL_JOB=job.name,
+        JOBCTL_RUN_ID=str(run.id),
+        JOBCTL_ATTEMPT=str(run.attempt),
+        JOBCTL_TRIGGER=run.trigger,
+        JOBCTL_SCHEDULED_FOR=datetime.fromtimestamp(run.scheduled_for, tz).isoformat(
+            timespec="milliseconds"
+        ),
+        JOBCTL_RUN_KEY=run.run_key,
+    )
+    return env
+
+
+def spec_for(job: Job, run: Run) -> executor.Spec:
+    return executor.Spec(
+        argv=list(job.command),
+        shell=job.shell,
+        cwd=job.cwd,
+        env=job_env(job, run),
+        timeout_s=job.timeout_s,
+        kill_grace_s=job.kill_grace_s,
+        max_output=job.max_output,
+    )
+
+
+@dataclass
+class Active:
+    run: Run
+    job: Job
+    proc: executor.Process | None = None
+
+
+def execute(
+    store: Store,
+    run: Run,
+    job: Job,
+    clock: Clock,
+    rng: random.Random,
+    tee: BinaryIO | None = None,
+    on_start: Callable[[executor.Process], None] | None = None,
+) -> tuple[Run, Run | None]:
+    """Start a claimed run, watch it to its end, and record the outcome (and its retry).
+
+    Returns (the final run, its retry or None). The run is already `running` in the store.
+    """
+    assert run.id is not None
+    try:
+        proc = executor.start(spec_for(job, run))
+    except executor.SpawnError as exc:
+        t = clock.now()
+        final = replace(
+            run,
+            status="failed",
+            exit_code=exc.exit_code,
+            error=str(exc),
+            started_at=t,
+            finished_at=t,
+        )
+        return _record_end(store, job, final, clock, rng)
+    run = store.update_run(
+        run.id, pid=proc.pid, proc_start=proc.proc_start, started_at=proc.started_at
+    )
+    if on_start is not None:
+        on_start(proc)
+    run_id = run.id
+    assert run_id is not None
+    outcome = proc.watch(lambda data: store.append_output(run_id, data), tee=tee)
+    status = outcome.status
+    if status != "succeeded" and store.get_run(run_id).cancel_requested_at is not None:
+        status = "cancelled"
+    final = replace(
+        run,
+        status=status,
+        exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        error=outcome.error if status != "cancelled" else (outcome.error or "cancelled"),
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+        output_bytes=outcome.output_bytes,
+    )
+    return _record_end(store, job, final, clock, rng)
+
+
+def _record_end(
+    store: Store, job: Job | None, final: Run, clock: Clock, rng: random.Random
+) -> tuple[Run, Run | None]:
+    final, retry = planner.after_end(job, final, clock.now(), rng)
+    store.finish_run(final, retry, keep_runs=job.keep_runs if job else None)
+    return final, retry
+
+
+class Runner:
+    def __init__(
+        self,
+        store: Store,
+        workers: int = 4,
+        clock: Clock | None = None,
+        emit: Emit = _quiet,
+        grace_s: float = 30.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.workers = workers
+        self.clock = clock or SystemClock()
+        self.emit = emit
+        self.grace_s = grace_s
+        self.rng = rng or random.Random()
+        self.owner = owners.me()
+        self.host = owners.host()
+        self.active: dict[int, Active] = {}
+        self._lock = threading.Lock()
+        self._stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+
+    # ---- wiring ---------------------------------------------------------------------------
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe: the loop is awake anyway
+            os.write(self._wake_w, b"\0")
+
+    def stop(self) -> None:
+        """Stop firing and wind down (SIGTERM/SIGINT)."""
+        self._stopping = True
+        self.wake()
+
+    def install_signals(self) -> None:
+        signal.set_wakeup_fd(self._wake_w)
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(owners.NUDGE, lambda *_: None)  # wakes the select via the wakeup fd
+
+    # ---- the loop -------------------------------------------------------------------------
+    def run(self, once: bool = False) -> int:
+        now = self.clock.now()
+        self.store.register_runner(
+            RunnerInfo(
+                owner=self.owner, pid=os.getpid(), host=self.host, since=now, heartbeat_at=now
+            )
+        )
+        self.emit("start", f"runner {self.owner} started with {self.workers} workers")
+        try:
+            self.recover(now)
+            if not once:
+                self.fire_reboot(now)
+            if once:
+                self._run_once()
+            else:
+                self._loop()
+            self._shutdown()
+        finally:
+            self.store.unregister_runner(self.owner)
+        return 0
+
+    def _loop(self) -> None:
+        last_beat = last_maint = wall = self.clock.now()
+        mono = time.monotonic()
+        seen = self.store.changed()
+        while not self._stopping:
+            now = self.clock.now()
+            jump = (now - wall) - (time.monotonic() - mono)
+            if abs(jump) > 2.0:
+                self.emit("clock", f"wall clock jumped by {jump:+.1f}s; applying misfire policies")
+            self.fire_due(now)
+            if self.active:
+                self.check_cancels()
+            self.start_queued(self.clock.now())
+            if now - last_beat >= HEARTBEAT_S:
+                self.store.heartbeat(self.owner, now)
+                last_beat = now
+            if now - last_maint >= MAINTENANCE_S:
+                self.recover(now)
+                last_maint = now
+            wall, mono = self.clock.now(), time.monotonic()
+            self._sleep(self._sleep_for(wall), seen)
+            seen = self.store.changed()
+
+    def _sleep_for(self, now: float) -> float:
+        due = self.store.next_wakeup()
+        delay = MAX_SLEEP_S if due is None else min(MAX_SLEEP_S, due - now)
+        if len(self.active) >= self.workers:
+            delay = MAX_SLEEP_S  # nothing can start until a worker frees up (it wakes us)
+        return max(0.0, delay)
+
+    def _sleep(self, seconds: float, seen: int) -> None:
+        """Sleep until `seconds` pass, a nudge/signal/worker wakes us, or the store changed."""
+        if seconds > 0 and self.store.changed() == seen:
+            select.select([self._wake_r], [], [], seconds)
+        self._drain()
+
+    def _drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+
+    def _run_once(self) -> None:
+        """`--once`: start all that is due or queued now, wait for it, and return."""
+        start = self.clock.now()
+        self.fire_due(start)
+        while not self._stopping:
+            self.start_queued(start)
+            with self._lock:
+                if not self.active:
+                    return
+            select.select([self._wake_r], [], [], MAX_SLEEP_S)
+            self._drain()
+
+    # ---- steps ----------------------------------------------------------------------------
+    def fire_due(self, now: float) -> None:
+        for job in self.store.due_jobs(now):
+            open_runs = self.store.list_runs(
+                RunFilter(job=job.name, statuses=["queued", "running"])
+            )
+            plan = planner.plan_fire(job, now, open_runs, self.rng)
+            changes = {"state": plan.state} if plan.state else {}
+            for run in self.store.fire(job, plan.runs, plan.next_run_at, **changes):
+                late = (now - run.scheduled_for) * 1000
+                what = run.error if run.status == "skipped" else f"{late:+.0f}ms"
+                self.emit("fire", f"{job.name}: run {run.id} {run.status} ({run.trigger}, {what})")
+            for old in plan.replace:
+                self._terminate(old, "cancelled", "replaced by a newer run (overlap=replace)")
+
+    def start_queued(self, now: float) -> None:
+        with self._lock:
+            free = self.workers - len(self.active)
+        if free <= 0:
+            return
+        claimed = self.store.claim(self.owner, self.host, now, free, planner.pick_startable)
+        for run, job in claimed:
+            assert run.id is not None
+            entry = Active(run=run, job=job)
+            with self._lock:
+                self.active[run.id] = entry
+            threading.Thread(target=self._work, args=(entry,), daemon=True).start()
+
+    def _work(self, entry: Active) -> None:
+        run = entry.run
+        try:
+
+            def started(proc: executor.Process) -> None:
+                entry.proc = proc
+                late = (proc.started_at - run.not_before) * 1000
+                self.emit(
+                    "start", f"{run.job}: run {run.id} started, pid {proc.pid}, {late:+.1f}ms"
+                )
+                if self._stopping or run.cancel_requested_at:
+                    proc.terminate("cancelled")
+
+            final, retry = execute(
+                self.store, run, entry.job, self.clock, self.rng, on_start=started
+            )
+            self.emit("end", _describe_end(final, retry, self.clock.now()))
+        except Exception as exc:  # a store failure must not kill the worker silently
+            self.emit("error", f"{run.job}: run {run.id}: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self.active.pop(run.id or -1, None)
+            self.wake()
+
+    def _terminate(self, run: Run, status: str, reason: str) -> None:
+        with self._lock:
+            entry = self.active.get(run.id or -1)
+        if entry is not None and entry.proc is not None:
+            entry.proc.terminate(status, reason)
+
+    def check_cancels(self) -> None:
+        """Terminate our runs that `jobctl cancel` marked."""
+        for run in self.store.list_runs(RunFilter(owner=self.owner, statuses=["running"])):
+            if run.cancel_requested_at is not None:
+                self._terminate(run, "cancelled", "cancelled")
+
+    def fire_reboot(self, now: float) -> None:
+        for job in self.store.list_jobs():
+            if job.state == "active" and planner.is_reboot(job):
+                run = Run(
+                    job=job.name,
+                    scheduled_for=now,
+                    trigger="reboot",
+                    created_at=now,
+                    not_before=now,
+                )
+                self.store.add_run(run)
+                self.emit("fire", f"{job.name}: @reboot run queued")
+
+    def recover(self, now: float) -> None:
+        """Runs left behind by dead owners become abandoned (their processes killed first)."""
+        stale = [
+            r
+            for r in self.store.list_runs(RunFilter(statuses=["running", "queued"]))
+            if r.owner and r.owner != self.owner and not owners.alive(r.owner)
+        ]
+        jobs = {j.name: j for j in self.store.list_jobs()} if stale else {}
+        for run in stale:
+            job = jobs.get(run.job)
+            if run.status == "queued":  # a foreground `jobctl run` died while waiting
+                self.store.update_run(
+                    run.id or 0,
+                    status="cancelled",
+                    finished_at=now,
+                    error="its jobctl run process went away",
+                )
+                continue
+            killed = self._kill_orphan(run, job)
+            final = replace(
+                run,
+                status="abandoned",
+                finished_at=now,
+                error=f"its runner died ({run.owner})" + (killed or ""),
+            )
+            final, retry = _record_end(self.store, job, final, self.clock, self.rng)
+            self.emit("recover", _describe_end(final, retry, now))
+
+    def _kill_orphan(self, run: Run, job: Job | None) -> str | None:
+        if not run.pid or run.host != self.host or run.proc_start is None:
+            return None
+        if not executor.kill_group(run.pid, run.proc_start, signal.SIGTERM):
+            return None
+        deadline = time.monotonic() + (job.kill_grace_s if job else 10.0)
+        while time.monotonic() < deadline and executor.group_alive(run.pid):
+            time.sleep(0.05)
+        if executor.group_alive(run.pid):
+            os.killpg(run.pid, signal.SIGKILL)
+        return f"; its process group {run.pid} was terminated"
+
+    def _shutdown(self) -> None:
+        """Let running jobs finish for the grace period, then terminate them."""
+        deadline = time.monotonic() + self.grace_s
+        if self.active:
+            self.emit(
+                "stop", f"stopping: waiting up to {self.grace_s:g}s for {len(self.active)} runs"
+            )
+        while self.active and time.monotonic() < deadline:
+            select.select([self._wake_r], [], [], min(0.5, max(0.0, deadline - time.monotonic())))
+        with self._lock:
+            left = list(self.active.values())
+        for entry in left:
+            if entry.proc is not None:
+                entry.proc.terminate("abandoned", "the runner stopped before it finished")
+        while self.active:
+            time.sleep(0.05)
+        self.emit("stop", "runner stopped")
+
+
+def _describe_end(run: Run, retry: Run | None, now: float) -> str:
+    text = f"{run.job}: run {run.id} {run.status}"
+    if run.duration_s is not None:
+        text += f" in {run.duration_s:.3f}s"
+    if run.error and run.status != "succeeded":
+        text += f" ({run.error})"
+    if retry is not None:
+        text += f"; retry in {retry.not_before - now:.1f}s"
+    elif run.dead:
+        text += "; dead (no retries left)"
+    return text

@@ -1,0 +1,191 @@
+"""Operations on runs that commands ask for: trigger a job (in the foreground or handed to the
+runner), replay a fire, cancel a run, and the exit code a finished run maps to.
+
+Below the CLI and beside the runner: no printing, no flag parsing; errors are JobctlErrors.
+"""
+
+from __future__ import annotations
+
+import random
+import signal
+import time
+from collections.abc import Callable
+from typing import BinaryIO
+
+from jobctl import executor, owners, planner
+from jobctl.clock import Clock
+from jobctl.errors import ConflictError, UsageError
+from jobctl.models import FINAL_STATUSES, Job, Run, Trigger
+from jobctl.store.base import RunFilter, Store
+
+WAIT_POLL_S = 0.25
+
+
+def exit_code_of(run: Run) -> int:
+    """SPEC 3: the job's own code; 128+N for signal N; 124 timeout; 127/126 could not start."""
+    if run.status == "succeeded":
+        return 0
+    if run.status == "timed_out":
+        return 124
+    if run.signal:
+        return 128 + run.signal
+    if run.exit_code is not None:
+        return run.exit_code
+    if run.status == "cancelled":
+        return 128 + signal.SIGTERM
+    return 1
+
+
+def nudge_runner(store: Store) -> None:
+    """Tell the runner (if one is up on this host) to look at the store now."""
+    info = store.runner_info()
+    if info is not None:
+        owners.nudge(info.owner)
+
+
+def open_runs(store: Store, job: str) -> list[Run]:
+    return store.list_runs(RunFilter(job=job, statuses=["queued", "running"]))
+
+
+def check_overlap(store: Store, job: Job, force: bool) -> list[Run]:
+    """Raise ConflictError if the overlap policy refuses a manual run; returns open runs."""
+    runs = open_runs(store, job.name)
+    refusal = None if force else planner.manual_refusal(job, runs)
+    if refusal:
+        raise ConflictError(refusal)
+    return runs
+
+
+def _next_attempt(store: Store, run: Run) -> int:
+    siblings = store.list_runs(RunFilter(job=run.job))
+    return 1 + max(r.attempt for r in siblings if r.scheduled_for == run.scheduled_for)
+
+
+def new_manual_run(
+    store: Store,
+    job: Job,
+    now: float,
+    owner: str | None,
+    trigger: Trigger = "manual",
+    replay_of: Run | None = None,
+) -> Run:
+    """Record a queued manual (or replay) run; owned by `owner` when this process will run it."""
+    if replay_of is not None:
+        run = Run(
+            job=job.name,
+            scheduled_for=replay_of.scheduled_for,
+            trigger=trigger,
+            attempt=_next_attempt(store, replay_of),
+            created_at=now,
+            not_before=now,
+            owner=owner,
+        )
+    else:
+        run = Run(
+            job=job.name,
+            scheduled_for=now,
+            trigger=trigger,
+            created_at=now,
+            not_before=now,
+            owner=owner,
+        )
+    return store.add_run(run)
+
+
+def run_foreground(
+    store: Store,
+    job: Job,
+    run: Run,
+    clock: Clock,
+    force: bool,
+    tee: BinaryIO | None,
+    waiting: Callable[[str], None],
+    interrupted: Callable[[], bool],
+) -> Run:
+    """Claim our reserved run (waiting for mutexes / the previous run), execute it here, and
+    return the recorded final run. `interrupted()` is polled: True cancels the run."""
+    from jobctl.runner import execute
+
+    me = owners.me()
+    assert run.id is not None and run.owner == me
+
+    def mine(queued, running, jobs, limit):  # type: ignore[no-untyped-def]
+        picked, _ = planner.pick_startable(
+            [r for r in queued if r.id == run.id], running, jobs, 1, force
+        )
+        return picked, []
+
+    told = False
+    while True:
+        claimed = store.claim(me, owners.host(), clock.now(), 1, mine)
+        if claimed:
+            run, job = claimed[0]
+            break
+        if interrupted():
+            return store.update_run(
+                run.id, status="cancelled", finished_at=clock.now(), error="interrupted"
+            )
+        if not told:
+            waiting(f"run {run.id} waits for " + (", ".join(job.mutexes) or "the previous run"))
+            told = True
+        time.sleep(WAIT_POLL_S)
+    import threading
+
+    result: list[tuple[Run, Run | None]] = []
+    procs: list[executor.Process] = []
+    worker = threading.Thread(
+        target=lambda: result.append(
+            execute(store, run, job, clock, random.Random(), tee=tee, on_start=procs.append)
+        ),
+        daemon=True,
+    )
+    worker.start()
+    while worker.is_alive():
+        worker.join(WAIT_POLL_S)
+        if procs and (interrupted() or _cancel_requested(store, run)):
+            procs[0].terminate("cancelled", "interrupted" if interrupted() else "cancelled")
+    if not result:
+        raise RuntimeError(f"run {run.id} did not record its end")
+    return result[0][0]
+
+
+def _cancel_requested(store: Store, run: Run) -> bool:
+    assert run.id is not None
+    return store.get_run(run.id).cancel_requested_at is not None
+
+
+def request_cancel(store: Store, run: Run, now: float, wait_s: float | None = None) -> Run:
+    """Cancel a queued or running run (SPEC 6); returns the run as it ends up.
+
+    Queued: cancelled at once. Running: marked, then its owner (runner or `jobctl run`) is
+    nudged to terminate it; if the owner is gone, we terminate its process group ourselves.
+    """
+    assert run.id is not None
+    if run.status in FINAL_STATUSES:
+        raise ConflictError(f"run {run.id} already ended ({run.status})")
+    if run.status == "queued":
+        done = store.update_run(run.id, status="cancelled", finished_at=now, error="cancelled")
+        return done
+    store.update_run(run.id, cancel_requested_at=now)
+    if not owners.nudge(run.owner):
+        if run.pid and run.proc_start is not None:
+            executor.kill_group(run.pid, run.proc_start, signal.SIGTERM)
+        return store.update_run(
+            run.id, status="cancelled", finished_at=now, error="cancelled (its owner was gone)"
+        )
+    deadline = time.monotonic() + (wait_s if wait_s is not None else 15.0)
+    while time.monotonic() < deadline:
+        current = store.get_run(run.id)
+        if current.status in FINAL_STATUSES:
+            return current
+        time.sleep(0.1)
+    return store.get_run(run.id)
+
+
+def parse_run_id(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise UsageError(
+            f"invalid run id {text!r}: use the number shown by jobctl history"
+        ) from None

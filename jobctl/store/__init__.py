@@ -1,0 +1,17 @@
+"""Opening the store: the one place that turns settings into a Store."""
+
+from __future__ import annotations
+
+from jobctl.config import Settings, ensure_home, sqlite_path
+from jobctl.store.base import RunFilter, Store
+
+__all__ = ["RunFilter", "Store", "open_store"]
+
+
+def open_store(settings: Settings) -> Store:
+    """Create the home folder if needed and open (and migrate) the store it names."""
+    path = sqlite_path(settings.store_url)
+    ensure_home(settings.home)
+    from jobctl.store.sqlite import SQLiteStore
+
+    return SQLiteStore(path)

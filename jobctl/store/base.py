@@ -1,0 +1,147 @@
+"""The Store interface: every read and write of jobs, runs and output goes through it.
+
+Each method is one transaction. Implementations: SQLite (store/sqlite.py) now, PostgreSQL
+later; both pass the same contract suite in tests/store/. Times are float epoch seconds and are
+always passed in (no method reads the clock). Callers never see SQL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from jobctl.models import Job, Run
+
+
+@dataclass
+class RunFilter:
+    """Which runs `list_runs` returns, newest first."""
+
+    job: str | None = None
+    statuses: Sequence[str] | None = None
+    since: float | None = None
+    dead: bool | None = None
+    owner: str | None = None
+    limit: int | None = None
+
+
+@dataclass
+class RunnerInfo:
+    """The runner registered on a store (SPEC 7 status)."""
+
+    owner: str
+    pid: int
+    host: str
+    since: float
+    heartbeat_at: float
+
+
+class Store(Protocol):
+    # ---- jobs -------------------------------------------------------------
+    def add_job(self, job: Job) -> Job:
+        """Insert a new job; ConflictError if the name exists."""
+        ...
+
+    def get_job(self, name: str) -> Job:
+        """The job with its last run; NotFoundError if absent."""
+        ...
+
+    def list_jobs(self, tag: str | None = None) -> list[Job]:
+        """All jobs (with last runs), by name; only those tagged `tag` if given."""
+        ...
+
+    def save_jobs(self, jobs: Iterable[Job]) -> None:
+        """Replace existing jobs (edit, pause, resume) in one transaction: all or nothing.
+
+        NotFoundError, and nothing written, if any of them is gone.
+        """
+        ...
+
+    def remove_job(self, name: str, purge: bool = False) -> None:
+        """Delete a job; with purge also its runs and their output."""
+        ...
+
+    # ---- runs -------------------------------------------------------------
+    def fire(
+        self, job: Job, runs: Sequence[Run], next_run_at: float | None, **job_changes: Any
+    ) -> list[Run]:
+        """Record the runs of one fire and advance the job, in one transaction.
+
+        Compare-and-set: nothing is written unless the job's stored next_run_at still equals
+        `job.next_run_at`; a run whose (job, scheduled_for, attempt) exists is not inserted
+        again. Returns the runs inserted (with ids), empty when another runner won.
+        """
+        ...
+
+    def add_run(self, run: Run) -> Run:
+        """Insert one run (manual, retry, replay); ConflictError if its fire+attempt exists."""
+        ...
+
+    def update_run(self, run_id: int, **fields: Any) -> Run:
+        """Set fields of a run (status transitions, pid, outcome); returns the new run."""
+        ...
+
+    def get_run(self, run_id: int) -> Run: ...
+
+    def list_runs(self, where: RunFilter) -> list[Run]: ...
+
+    def update_runs(self, run_ids: Sequence[int], **fields: Any) -> int:
+        """Set the same fields on several runs (dead --dismiss --all); returns how many."""
+        ...
+
+    # ---- the runner's side ----------------------------------------------------
+    def due_jobs(self, now: float, limit: int = 1000) -> list[Job]:
+        """Active jobs whose next_run_at <= now, earliest first (an index, not a scan)."""
+        ...
+
+    def next_wakeup(self) -> float | None:
+        """The earliest of the active jobs' next fires and the queued runs' not_before."""
+        ...
+
+    def claim(
+        self, owner: str, host: str, now: float, limit: int, pick: Picker
+    ) -> list[tuple[Run, Job]]:
+        """Atomically move the due queued runs that `pick` chooses to `running`, owned by `owner`.
+
+        Queued runs reserved by another owner (a foreground `jobctl run` waiting) are not offered.
+
+        `pick(queued, running, jobs, limit)` is the planner's pure choice (overlap, mutexes,
+        free workers) and returns (runs to start, runs to cancel because their job is gone).
+        """
+        ...
+
+    def finish_run(
+        self, run: Run, followup: Run | None = None, keep_runs: int | None = None
+    ) -> Run:
+        """Record a run's final state, insert its retry (if any), and apply `keep_runs` retention
+        to its job, in one transaction."""
+        ...
+
+    def append_output(self, run_id: int, data: bytes) -> None: ...
+
+    def read_output(self, run_id: int, after_seq: int = -1) -> list[tuple[int, bytes]]:
+        """Output chunks of a run with seq > after_seq, in order."""
+        ...
+
+    def register_runner(self, info: RunnerInfo) -> None: ...
+
+    def heartbeat(self, owner: str, now: float) -> None: ...
+
+    def runner_info(self) -> RunnerInfo | None: ...
+
+    def unregister_runner(self, owner: str) -> None: ...
+
+    def prune(self, older_than: float | None) -> int:
+        """Delete finished runs (not dead ones) created before `older_than`, and those beyond
+        each job's keep_runs; returns how many runs went."""
+        ...
+
+    def changed(self) -> int:
+        """A number that changes whenever another connection commits (cheap; for polling)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+Picker = Callable[[list[Run], list[Run], dict[str, Job], int], tuple[list[Run], list[Run]]]

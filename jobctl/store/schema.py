@@ -1,0 +1,120 @@
+"""The SQLite schema as named migrations (sqlite-utils `Migrations`), applied in order.
+
+Add a migration at the end; never edit one that has shipped. Times are INTEGER milliseconds
+since the epoch (UTC) so that the fire key (job, scheduled_for, attempt) compares exactly.
+Imported only when a store needs migrating, so that ordinary commands skip sqlite-utils.
+"""
+
+from __future__ import annotations
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("jobctl")
+
+#: PRAGMA user_version once every migration below has been applied; bump with each new one.
+SCHEMA_VERSION = 2
+
+
+@migrations()
+def m001_jobs_and_runs(db: Database) -> None:
+    db.execute(
+        """
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            command TEXT NOT NULL,              -- JSON list
+            shell INTEGER NOT NULL DEFAULT 0,
+            schedule TEXT,
+            schedule_kind TEXT NOT NULL,
+            tz TEXT NOT NULL,
+            state TEXT NOT NULL,
+            next_run_at INTEGER,
+            anchor_at INTEGER,
+            cwd TEXT NOT NULL,
+            env TEXT NOT NULL DEFAULT '{}',     -- JSON object
+            timeout_s REAL,
+            kill_grace_s REAL NOT NULL,
+            retries INTEGER NOT NULL,
+            retry_delay_s REAL NOT NULL,
+            backoff TEXT NOT NULL,
+            max_retry_delay_s REAL NOT NULL,
+            overlap TEXT NOT NULL,
+            misfire TEXT NOT NULL,
+            catchup_window_s REAL,
+            jitter_s REAL NOT NULL,
+            mutexes TEXT NOT NULL DEFAULT '[]', -- JSON list
+            keep_runs INTEGER NOT NULL,
+            max_output INTEGER NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '[]',    -- JSON list
+            created_at INTEGER NOT NULL,
+            updated_at INTEGER NOT NULL
+        )
+        """
+    )
+    # the runner's "what is due next": an index, not a scan
+    db.execute("CREATE INDEX jobs_due ON jobs(next_run_at) WHERE state = 'active'")
+    db.execute(
+        """
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            job TEXT NOT NULL,
+            attempt INTEGER NOT NULL,
+            trigger TEXT NOT NULL,
+            status TEXT NOT NULL,
+            scheduled_for INTEGER NOT NULL,
+            created_at INTEGER NOT NULL,
+            not_before INTEGER NOT NULL,
+            started_at INTEGER,
+            finished_at INTEGER,
+            exit_code INTEGER,
+            signal INTEGER,
+            error TEXT,
+            host TEXT,
+            pid INTEGER,
+            proc_start INTEGER,
+            owner TEXT,
+            dead INTEGER NOT NULL DEFAULT 0,
+            output_bytes INTEGER NOT NULL DEFAULT 0,
+            UNIQUE (job, scheduled_for, attempt)
+        )
+        """
+    )
+    db.execute("CREATE INDEX runs_job ON runs(job, id)")
+    db.execute("CREATE INDEX runs_open ON runs(status) WHERE status IN ('queued', 'running')")
+    db.execute("CREATE INDEX runs_dead ON runs(dead) WHERE dead = 1")
+    db.execute(
+        """
+        CREATE TABLE output (
+            run_id INTEGER NOT NULL,
+            seq INTEGER NOT NULL,
+            data BLOB NOT NULL,
+            PRIMARY KEY (run_id, seq)
+        ) WITHOUT ROWID
+        """
+    )
+    db.execute(
+        """
+        CREATE TABLE runner (
+            id INTEGER PRIMARY KEY CHECK (id = 1),
+            owner TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            since INTEGER NOT NULL,
+            heartbeat_at INTEGER NOT NULL
+        )
+        """
+    )
+
+
+@migrations()
+def m002_cancel_requests(db: Database) -> None:
+    # `jobctl cancel` marks a running run here before signalling it, so that its owner records
+    # `cancelled` rather than "killed by SIGTERM".
+    db.execute("ALTER TABLE runs ADD COLUMN cancel_requested_at INTEGER")
+
+
+def migrate(db: Database) -> None:
+    migrations.apply(db)
+    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")

@@ -1,0 +1,452 @@
+"""SQLite implementation of the Store (store/base.py).
+
+One connection in autocommit mode; every method is one explicit transaction, and writers take
+the write lock up front (BEGIN IMMEDIATE) so that concurrent commands queue on the busy timeout
+instead of failing with "database is locked". WAL lets readers run beside the runner.
+Schema changes live in store/schema.py and run only when PRAGMA user_version is behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from jobctl.errors import ConflictError, NotFoundError, StoreError
+from jobctl.models import Job, Run
+from jobctl.store.base import Picker, RunFilter, RunnerInfo
+
+BUSY_TIMEOUT_MS = 60_000
+SCHEMA_VERSION = 2  # keep equal to schema.SCHEMA_VERSION (a test checks)
+
+# column -> how it is stored: "ms" (float seconds <-> int ms), "json", "bool", "" (as is)
+JOB_COLUMNS: dict[str, str] = {
+    "name": "", "command": "json", "shell": "bool", "schedule": "", "schedule_kind": "",
+    "tz": "", "state": "", "next_run_at": "ms", "anchor_at": "ms", "cwd": "", "env": "json",
+    "timeout_s": "", "kill_grace_s": "", "retries": "", "retry_delay_s": "", "backoff": "",
+    "max_retry_delay_s": "", "overlap": "", "misfire": "", "catchup_window_s": "",
+    "jitter_s": "", "mutexes": "json", "keep_runs": "", "max_output": "", "description": "",
+    "tags": "json", "created_at": "ms", "updated_at": "ms",
+}  # fmt: skip
+RUN_COLUMNS: dict[str, str] = {
+    "job": "", "attempt": "", "trigger": "", "status": "", "scheduled_for": "ms",
+    "created_at": "ms", "not_before": "ms", "started_at": "ms", "finished_at": "ms",
+    "exit_code": "", "signal": "", "error": "", "host": "", "pid": "", "proc_start": "",
+    "owner": "", "dead": "bool", "output_bytes": "", "cancel_requested_at": "ms",
+}  # fmt: skip
+
+
+def to_ms(t: float | None) -> int | None:
+    return None if t is None else round(t * 1000)
+
+
+def _encode(kind: str, value: Any) -> Any:
+    if kind == "ms":
+        return to_ms(value)
+    if kind == "json":
+        return json.dumps(value)
+    if kind == "bool":
+        return int(bool(value))
+    return value
+
+
+def _decode(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "ms":
+        return value / 1000
+    if kind == "json":
+        return json.loads(value)
+    if kind == "bool":
+        return bool(value)
+    return value
+
+
+def _row(columns: dict[str, str], obj: object) -> dict[str, Any]:
+    return {c: _encode(k, getattr(obj, c)) for c, k in columns.items()}
+
+
+def _job(row: sqlite3.Row) -> Job:
+    return Job(id=row["id"], **{c: _decode(k, row[c]) for c, k in JOB_COLUMNS.items()})
+
+
+def _run(row: sqlite3.Row) -> Run:
+    return Run(id=row["id"], **{c: _decode(k, row[c]) for c, k in RUN_COLUMNS.items()})
+
+
+def _insert_sql(table: str, columns: Iterable[str], verb: str = "INSERT") -> str:
+    cols = list(columns)
+    names = ", ".join(cols)
+    marks = ", ".join(f":{c}" for c in cols)
+    return f"{verb} INTO {table} ({names}) VALUES ({marks})"
+
+
+class SQLiteStore:
+    """The default store: one file in the home folder (mode 0600)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            if not path.exists():
+                os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+            self.conn = sqlite3.connect(
+                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+            )
+            self.conn.row_factory = sqlite3.Row
+            self._lock = threading.RLock()  # the runner's threads share this connection
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                self._migrate()
+            elif version > SCHEMA_VERSION:
+                raise StoreError(
+                    f"store {str(path)!r} has schema {version}, newer than this jobctl "
+                    f"understands ({SCHEMA_VERSION}); upgrade jobctl"
+                )
+            self.conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open store {str(path)!r}: {exc}") from exc
+
+    def _migrate(self) -> None:
+        """Apply pending migrations, one process at a time (a lock file beside the DB)."""
+        from filelock import FileLock
+        from sqlite_utils import Database
+
+        from jobctl.store import schema
+
+        with FileLock(str(self.path) + ".migrate.lock", mode=0o600):
+            self.conn.execute("PRAGMA journal_mode = WAL")
+            if self.conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                schema.migrate(Database(self.conn))
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+        conn = self.conn
+        try:
+            with self._lock:
+                conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                try:
+                    yield conn
+                except BaseException:
+                    conn.execute("ROLLBACK")
+                    raise
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise StoreError(f"store error on {str(self.path)!r}: {exc}") from exc
+
+    # ---- jobs -------------------------------------------------------------
+    def _last_runs(self, conn: sqlite3.Connection, names: Sequence[str]) -> dict[str, Run]:
+        if not names:
+            return {}
+        rows = conn.execute(
+            "SELECT r.* FROM jobs j JOIN runs r ON r.id = "
+            "(SELECT max(id) FROM runs WHERE job = j.name) "
+            "WHERE j.name IN (SELECT value FROM json_each(?))",
+            [json.dumps(list(names))],
+        )
+        return {row["job"]: _run(row) for row in rows}
+
+    def _with_last_runs(self, conn: sqlite3.Connection, jobs: list[Job]) -> list[Job]:
+        last = self._last_runs(conn, [j.name for j in jobs])
+        for job in jobs:
+            job.last_run = last.get(job.name)
+        return jobs
+
+    def add_job(self, job: Job) -> Job:
+        with self._tx() as conn:
+            try:
+                cur = conn.execute(_insert_sql("jobs", JOB_COLUMNS), _row(JOB_COLUMNS, job))
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(f"job {job.name!r} already exists") from exc
+            return job.copy_with(id=cur.lastrowid)
+
+    def get_job(self, name: str) -> Job:
+        with self._tx(write=False) as conn:
+            row = conn.execute("SELECT * FROM jobs WHERE name = ?", [name]).fetchone()
+            if row is None:
+                raise NotFoundError(f"no job named {name!r}")
+            return self._with_last_runs(conn, [_job(row)])[0]
+
+    def list_jobs(self, tag: str | None = None) -> list[Job]:
+        with self._tx(write=False) as conn:
+            if tag is None:
+                rows = conn.execute("SELECT * FROM jobs ORDER BY name")
+            else:
+                rows = conn.execute(
+                    "SELECT * FROM jobs WHERE EXISTS "
+                    "(SELECT 1 FROM json_each(jobs.tags) WHERE value = ?) ORDER BY name",
+                    [tag],
+                )
+            return self._with_last_runs(conn, [_job(r) for r in rows])
+
+    def save_jobs(self, jobs: Iterable[Job]) -> None:
+        sets = ", ".join(f"{c} = :{c}" for c in JOB_COLUMNS)
+        with self._tx() as conn:
+            for job in jobs:
+                cur = conn.execute(
+                    f"UPDATE jobs SET {sets} WHERE name = :name", _row(JOB_COLUMNS, job)
+                )
+                if cur.rowcount == 0:
+                    raise NotFoundError(f"no job named {job.name!r}")
+
+    def remove_job(self, name: str, purge: bool = False) -> None:
+        with self._tx() as conn:
+            if conn.execute("DELETE FROM jobs WHERE name = ?", [name]).rowcount == 0:
+                raise NotFoundError(f"no job named {name!r}")
+            if purge:
+                conn.execute(
+                    "DELETE FROM output WHERE run_id IN (SELECT id FROM runs WHERE job = ?)", [name]
+                )
+                conn.execute("DELETE FROM runs WHERE job = ?", [name])
+
+    # ---- runs -------------------------------------------------------------
+    def _insert_run(self, conn: sqlite3.Connection, run: Run, verb: str = "INSERT") -> Run | None:
+        cur = conn.execute(_insert_sql("runs", RUN_COLUMNS, verb), _row(RUN_COLUMNS, run))
+        if cur.rowcount == 0:
+            return None
+        return _copy_run(run, id=cur.lastrowid)
+
+    def fire(
+        self, job: Job, runs: Sequence[Run], next_run_at: float | None, **job_changes: Any
+    ) -> list[Run]:
+        changes = {"next_run_at": next_run_at, **job_changes}
+        sets = ", ".join(f"{c} = :{c}" for c in changes)
+        params = {c: _encode(JOB_COLUMNS[c], v) for c, v in changes.items()}
+        params["_name"], params["_expected"] = job.name, to_ms(job.next_run_at)
+        with self._tx() as conn:
+            cur = conn.execute(
+                f"UPDATE jobs SET {sets} WHERE name = :_name AND next_run_at IS :_expected", params
+            )
+            if cur.rowcount == 0:
+                return []  # another runner fired it, or the job changed since it was read
+            inserted = [self._insert_run(conn, run, "INSERT OR IGNORE") for run in runs]
+            return [r for r in inserted if r is not None]
+
+    def add_run(self, run: Run) -> Run:
+        with self._tx() as conn:
+            try:
+                inserted = self._insert_run(conn, run)
+            except sqlite3.IntegrityError as exc:
+                raise ConflictError(
+                    f"run {run.job!r} attempt {run.attempt} of that fire already exists"
+                ) from exc
+            assert inserted is not None
+            return inserted
+
+    def update_run(self, run_id: int, **fields: Any) -> Run:
+        sets = ", ".join(f"{c} = :{c}" for c in fields)
+        params = {c: _encode(RUN_COLUMNS[c], v) for c, v in fields.items()}
+        params["_id"] = run_id
+        with self._tx() as conn:
+            if conn.execute(f"UPDATE runs SET {sets} WHERE id = :_id", params).rowcount == 0:
+                raise NotFoundError(f"no run with id {run_id}")
+            return _run(conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone())
+
+    def get_run(self, run_id: int) -> Run:
+        with self._tx(write=False) as conn:
+            row = conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone()
+            if row is None:
+                raise NotFoundError(f"no run with id {run_id}")
+            return _run(row)
+
+    def list_runs(self, where: RunFilter) -> list[Run]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if where.job is not None:
+            clauses.append("job = ?")
+            params.append(where.job)
+        if where.statuses:
+            clauses.append(f"status IN ({', '.join('?' for _ in where.statuses)})")
+            params.extend(where.statuses)
+        if where.since is not None:
+            clauses.append("created_at >= ?")
+            params.append(to_ms(where.since))
+        if where.dead is not None:
+            clauses.append("dead = ?")
+            params.append(int(where.dead))
+        if where.owner is not None:
+            clauses.append("owner = ?")
+            params.append(where.owner)
+        sql = "SELECT * FROM runs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        sql += " ORDER BY id DESC"
+        if where.limit is not None:
+            sql += f" LIMIT {int(where.limit)}"
+        with self._tx(write=False) as conn:
+            return [_run(r) for r in conn.execute(sql, params)]
+
+    def update_runs(self, run_ids: Sequence[int], **fields: Any) -> int:
+        sets = ", ".join(f"{c} = :{c}" for c in fields)
+        params = {c: _encode(RUN_COLUMNS[c], v) for c, v in fields.items()}
+        params["_ids"] = json.dumps(list(run_ids))
+        with self._tx() as conn:
+            sql = f"UPDATE runs SET {sets} WHERE id IN (SELECT value FROM json_each(:_ids))"
+            return conn.execute(sql, params).rowcount
+
+    # ---- the runner's side ------------------------------------------------------
+    def due_jobs(self, now: float, limit: int = 1000) -> list[Job]:
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE state = 'active' AND next_run_at <= ? "
+                "ORDER BY next_run_at LIMIT ?",
+                [to_ms(now), limit],
+            )
+            return [_job(r) for r in rows]
+
+    def next_wakeup(self) -> float | None:
+        with self._tx(write=False) as conn:
+            row = conn.execute(
+                "SELECT (SELECT min(next_run_at) FROM jobs WHERE state = 'active'), "
+                "(SELECT min(not_before) FROM runs WHERE status = 'queued')"
+            ).fetchone()
+            values = [v for v in row if v is not None]
+            return min(values) / 1000 if values else None
+
+    def claim(
+        self, owner: str, host: str, now: float, limit: int, pick: Picker
+    ) -> list[tuple[Run, Job]]:
+        with self._tx() as conn:
+            open_rows = conn.execute(
+                "SELECT * FROM runs WHERE status IN ('queued', 'running') ORDER BY not_before, id"
+            ).fetchall()
+            runs = [_run(r) for r in open_rows]
+            queued = [
+                r
+                for r in runs
+                if r.status == "queued" and r.not_before <= now and r.owner in (None, owner)
+            ]
+            if not queued:
+                return []
+            running = [r for r in runs if r.status == "running"]
+            names = json.dumps(sorted({r.job for r in runs}))
+            jobs = {
+                j.name: j
+                for j in map(
+                    _job,
+                    conn.execute(
+                        "SELECT * FROM jobs WHERE name IN (SELECT value FROM json_each(?))",
+                        [names],
+                    ),
+                )
+            }
+            start, cancel = pick(queued, running, jobs, limit)
+            for run in cancel:
+                conn.execute(
+                    "UPDATE runs SET status = 'cancelled', error = 'job removed', finished_at = ? "
+                    "WHERE id = ? AND status = 'queued'",
+                    [to_ms(now), run.id],
+                )
+            claimed: list[tuple[Run, Job]] = []
+            for run in start:
+                cur = conn.execute(
+                    "UPDATE runs SET status = 'running', owner = ?, host = ? "
+                    "WHERE id = ? AND status = 'queued'",
+                    [owner, host, run.id],
+                )
+                if cur.rowcount:
+                    claimed.append(
+                        (_copy_run(run, status="running", owner=owner, host=host), jobs[run.job])
+                    )
+            return claimed
+
+    def finish_run(
+        self, run: Run, followup: Run | None = None, keep_runs: int | None = None
+    ) -> Run:
+        assert run.id is not None
+        fields = _row(RUN_COLUMNS, run)
+        sets = ", ".join(f"{c} = :{c}" for c in fields)
+        with self._tx() as conn:
+            conn.execute(f"UPDATE runs SET {sets} WHERE id = :_id", {**fields, "_id": run.id})
+            if followup is not None:
+                self._insert_run(conn, followup, "INSERT OR IGNORE")
+            if keep_runs is not None:
+                self._retain(conn, run.job, keep_runs)
+            return run
+
+    _OLD_RUNS = (
+        "SELECT id FROM runs WHERE job = :job AND status NOT IN ('queued', 'running') "
+        "AND dead = 0 AND id < coalesce((SELECT id FROM runs WHERE job = :job "
+        "ORDER BY id DESC LIMIT 1 OFFSET :keep), -1) + 1"
+    )
+
+    def _retain(self, conn: sqlite3.Connection, job: str, keep: int) -> int:
+        params = {"job": job, "keep": keep}
+        conn.execute(f"DELETE FROM output WHERE run_id IN ({self._OLD_RUNS})", params)
+        return conn.execute(f"DELETE FROM runs WHERE id IN ({self._OLD_RUNS})", params).rowcount
+
+    def append_output(self, run_id: int, data: bytes) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO output (run_id, seq, data) VALUES (?, "
+                "(SELECT coalesce(max(seq), -1) + 1 FROM output WHERE run_id = ?), ?)",
+                [run_id, run_id, data],
+            )
+
+    def read_output(self, run_id: int, after_seq: int = -1) -> list[tuple[int, bytes]]:
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                "SELECT seq, data FROM output WHERE run_id = ? AND seq > ? ORDER BY seq",
+                [run_id, after_seq],
+            )
+            return [(r[0], bytes(r[1])) for r in rows]
+
+    def register_runner(self, info: RunnerInfo) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO runner (id, owner, pid, host, since, heartbeat_at) "
+                "VALUES (1, ?, ?, ?, ?, ?)",
+                [info.owner, info.pid, info.host, to_ms(info.since), to_ms(info.heartbeat_at)],
+            )
+
+    def heartbeat(self, owner: str, now: float) -> None:
+        with self._tx() as conn:
+            conn.execute("UPDATE runner SET heartbeat_at = ? WHERE owner = ?", [to_ms(now), owner])
+
+    def runner_info(self) -> RunnerInfo | None:
+        with self._tx(write=False) as conn:
+            row = conn.execute("SELECT * FROM runner WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return RunnerInfo(
+            owner=row["owner"], pid=row["pid"], host=row["host"],
+            since=row["since"] / 1000, heartbeat_at=row["heartbeat_at"] / 1000,
+        )  # fmt: skip
+
+    def unregister_runner(self, owner: str) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM runner WHERE owner = ?", [owner])
+
+    def prune(self, older_than: float | None) -> int:
+        gone = 0
+        with self._tx() as conn:
+            if older_than is not None:
+                old = (
+                    "SELECT id FROM runs WHERE created_at < ? AND dead = 0 "
+                    "AND status NOT IN ('queued', 'running')"
+                )
+                conn.execute(f"DELETE FROM output WHERE run_id IN ({old})", [to_ms(older_than)])
+                gone += conn.execute(
+                    f"DELETE FROM runs WHERE id IN ({old})", [to_ms(older_than)]
+                ).rowcount
+            for name, keep in conn.execute("SELECT name, keep_runs FROM jobs").fetchall():
+                gone += self._retain(conn, name, keep)
+        return gone
+
+    def changed(self) -> int:
+        with self._lock:
+            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _copy_run(run: Run, **changes: Any) -> Run:
+    from dataclasses import replace
+
+    return replace(run, **changes)

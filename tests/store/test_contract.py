@@ -1,0 +1,217 @@
+"""The Store contract: every store implementation must pass these (SQLite now)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import stat
+from pathlib import Path
+
+import pytest
+
+from jobctl.errors import ConflictError, NotFoundError
+from jobctl.models import Job, Run
+from jobctl.store.base import RunFilter
+
+
+def make_sqlite(tmp_path: Path):
+    from jobctl.store.sqlite import SQLiteStore
+
+    return SQLiteStore(tmp_path / "jobctl.db")
+
+
+STORES = [pytest.param(make_sqlite, id="sqlite")]
+
+
+@pytest.fixture(params=STORES)
+def store(request: pytest.FixtureRequest, tmp_path: Path):
+    s = request.param(tmp_path)
+    yield s
+    s.close()
+
+
+def job(name: str = "backup", **kw) -> Job:
+    kw.setdefault("next_run_at", 1000.0)
+    return Job(name=name, command=["echo", name], created_at=1.0, updated_at=1.0, **kw)
+
+
+def test_add_get_roundtrip(store) -> None:
+    j = job(tags=["a", "b"], env={"K": "V"}, mutexes=["m"], timeout_s=2.5, shell=False)
+    added = store.add_job(j)
+    assert added.id is not None
+    got = store.get_job("backup")
+    assert got.copy_with(id=None, last_run=None) == j
+    assert got.last_run is None
+
+
+def test_add_duplicate_name_conflicts_and_keeps_first(store) -> None:
+    store.add_job(job(description="first"))
+    with pytest.raises(ConflictError, match="'backup' already exists"):
+        store.add_job(job(description="second"))
+    assert store.get_job("backup").description == "first"
+
+
+def test_get_missing_is_not_found(store) -> None:
+    with pytest.raises(NotFoundError, match="'nope'"):
+        store.get_job("nope")
+
+
+def test_list_sorted_and_by_tag(store) -> None:
+    store.add_job(job("b", tags=["x"]))
+    store.add_job(job("a"))
+    store.add_job(job("c", tags=["x", "y"]))
+    assert [j.name for j in store.list_jobs()] == ["a", "b", "c"]
+    assert [j.name for j in store.list_jobs("x")] == ["b", "c"]
+    assert store.list_jobs("zzz") == []
+
+
+def test_save_jobs_is_all_or_nothing(store) -> None:
+    store.add_job(job("a"))
+    a = store.get_job("a").copy_with(description="changed")
+    with pytest.raises(NotFoundError):
+        store.save_jobs([a, job("ghost")])
+    assert store.get_job("a").description == ""
+    store.save_jobs([a])
+    assert store.get_job("a").description == "changed"
+
+
+def test_fire_records_runs_and_advances_once(store) -> None:
+    j = store.add_job(job(next_run_at=1000.0))
+    runs = store.fire(j, [Run(job="backup", scheduled_for=1000.0, created_at=1000.0)], 2000.0)
+    assert len(runs) == 1 and runs[0].id is not None
+    assert store.get_job("backup").next_run_at == 2000.0
+    # a second runner holding the same stale view of the job wins nothing
+    assert store.fire(j, [Run(job="backup", scheduled_for=1000.0)], 2000.0) == []
+    assert len(store.list_runs(RunFilter(job="backup"))) == 1
+
+
+def test_fire_never_duplicates_a_fire_key(store) -> None:
+    j = store.add_job(job(next_run_at=1000.0))
+    store.fire(j, [Run(job="backup", scheduled_for=1000.0)], 1000.0)
+    # job unchanged (next still 1000): the same fire offered again is ignored by the key
+    again = store.fire(store.get_job("backup"), [Run(job="backup", scheduled_for=1000.0)], 2000.0)
+    assert again == []
+    assert [r.scheduled_for for r in store.list_runs(RunFilter())] == [1000.0]
+
+
+def test_fire_can_change_job_state(store) -> None:
+    j = store.add_job(job(schedule_kind="at", next_run_at=5.0))
+    store.fire(j, [Run(job="backup", scheduled_for=5.0)], None, state="done")
+    got = store.get_job("backup")
+    assert (got.state, got.next_run_at) == ("done", None)
+
+
+def test_add_run_conflict_on_same_attempt(store) -> None:
+    store.add_job(job())
+    store.add_run(Run(job="backup", scheduled_for=7.0, trigger="manual"))
+    with pytest.raises(ConflictError):
+        store.add_run(Run(job="backup", scheduled_for=7.0, trigger="manual"))
+    store.add_run(Run(job="backup", scheduled_for=7.0, attempt=2, trigger="retry"))
+    assert len(store.list_runs(RunFilter(job="backup"))) == 2
+
+
+def test_update_run_and_last_run(store) -> None:
+    store.add_job(job())
+    r = store.add_run(Run(job="backup", scheduled_for=7.0))
+    assert r.id is not None
+    done = store.update_run(r.id, status="succeeded", started_at=8.0, finished_at=9.5, exit_code=0)
+    assert (done.status, done.duration_s, done.exit_code) == ("succeeded", 1.5, 0)
+    assert store.get_job("backup").last_run == done
+    assert store.list_jobs()[0].last_run == done
+    with pytest.raises(NotFoundError):
+        store.update_run(999, status="failed")
+    with pytest.raises(NotFoundError):
+        store.get_run(999)
+
+
+def test_list_runs_filters_newest_first(store) -> None:
+    store.add_job(job("a"))
+    store.add_job(job("b"))
+    for i, (name, status) in enumerate([("a", "failed"), ("b", "succeeded"), ("a", "succeeded")]):
+        store.add_run(Run(job=name, scheduled_for=float(i), status=status, created_at=100.0 + i))
+    assert [r.scheduled_for for r in store.list_runs(RunFilter())] == [2.0, 1.0, 0.0]
+    assert [r.scheduled_for for r in store.list_runs(RunFilter(job="a"))] == [2.0, 0.0]
+    assert [r.job for r in store.list_runs(RunFilter(statuses=["failed"]))] == ["a"]
+    assert len(store.list_runs(RunFilter(since=101.0))) == 2
+    assert len(store.list_runs(RunFilter(limit=1))) == 1
+
+
+def test_remove_keeps_history_unless_purged(store) -> None:
+    store.add_job(job("a"))
+    store.add_job(job("b"))
+    store.add_run(Run(job="a", scheduled_for=1.0))
+    store.add_run(Run(job="b", scheduled_for=1.0))
+    store.remove_job("a")
+    store.remove_job("b", purge=True)
+    assert [r.job for r in store.list_runs(RunFilter())] == ["a"]
+    with pytest.raises(NotFoundError):
+        store.remove_job("a")
+
+
+def test_times_keep_millisecond_precision(store) -> None:
+    store.add_job(job(next_run_at=1_800_000_000.123))
+    assert store.get_job("backup").next_run_at == 1_800_000_000.123
+
+
+# ---- SQLite specifics ---------------------------------------------------------------
+
+
+def test_sqlite_file_mode_wal_and_named_migrations(tmp_path: Path) -> None:
+    s = make_sqlite(tmp_path)
+    s.close()
+    db = tmp_path / "jobctl.db"
+    assert stat.S_IMODE(os.stat(db).st_mode) == 0o600
+    conn = sqlite3.connect(db)
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
+    assert names == ["m001_jobs_and_runs", "m002_cancel_requests"]
+    index = conn.execute("PRAGMA index_list(runs)").fetchall()
+    unique_cols = [
+        [c[2] for c in conn.execute(f"PRAGMA index_info('{i[1]}')")] for i in index if i[2]
+    ]
+    assert ["job", "scheduled_for", "attempt"] in unique_cols
+
+
+def test_sqlite_schema_version_constant_matches_migrations() -> None:
+    from jobctl.store import schema, sqlite
+
+    assert sqlite.SCHEMA_VERSION == schema.SCHEMA_VERSION == len(schema.migrations._migrations)
+
+
+def test_sqlite_reopen_does_not_migrate_again(tmp_path: Path) -> None:
+    make_sqlite(tmp_path).add_job(job())
+    s = make_sqlite(tmp_path)
+    assert s.get_job("backup").name == "backup"
+
+
+def test_sqlite_refuses_newer_schema(tmp_path: Path) -> None:
+    from jobctl.errors import StoreError
+
+    make_sqlite(tmp_path).close()
+    conn = sqlite3.connect(tmp_path / "jobctl.db")
+    conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    with pytest.raises(StoreError, match="newer"):
+        make_sqlite(tmp_path)
+
+
+def test_sqlite_migrates_from_older_schema(tmp_path: Path) -> None:
+    from sqlite_utils import Database
+
+    from jobctl.store import schema
+
+    db_path = tmp_path / "jobctl.db"
+    old = Database(db_path)
+    schema.migrations.apply(old, stop_before="m002_cancel_requests")
+    old.execute("PRAGMA user_version = 1")
+    old.execute(
+        "INSERT INTO runs (job, attempt, trigger, status, scheduled_for, created_at, not_before) "
+        "VALUES ('old', 1, 'manual', 'succeeded', 5000, 5000, 5000)"
+    )
+    old.conn.commit()
+    old.close()
+    s = make_sqlite(tmp_path)
+    run = s.list_runs(RunFilter())[0]
+    assert (run.job, run.scheduled_for, run.cancel_requested_at) == ("old", 5.0, None)
+    s.update_run(run.id, cancel_requested_at=6.0)
+    assert s.get_run(run.id).cancel_requested_at == 6.0
