@@ -26,10 +26,10 @@ def proc_start_time(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
-    except OSError:
+        # comm (field 2) may hold spaces and parentheses: the fields resume after the last ')'.
+        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+    except (OSError, ValueError, IndexError):
         return None
-    fields = stat[stat.rindex(b")") + 2 :].split()
-    return int(fields[19])
 
 
 def me() -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -83,7 +83,6 @@ class FirePlan:
     runs: list[Run]
     next_run_at: float | None
     state: str | None = None  # 'done' after a one-shot
-    replace: list[Run] = field(default_factory=list)  # running runs to terminate (overlap=replace)
 
 
 def _due_times(job: Job, now: float) -> tuple[list[float], int]:
@@ -116,8 +115,9 @@ def plan_fire(job: Job, now: float, open_runs: Sequence[Run], rng: random.Random
     nxt = next_fire(job, now)
     state = "done" if job.schedule_kind == "at" else None
     window = job.catchup_window_s
-    on_time = [t for t in times if now - t <= MISFIRE_GRACE_S]
-    missed = [t for t in times if now - t > MISFIRE_GRACE_S]
+    # only the latest due fire can be on time; earlier ones were missed (runner down or stalled)
+    on_time = times[-1:] if now - times[-1] <= MISFIRE_GRACE_S else []
+    missed = times[: len(times) - len(on_time)]
     too_old = [t for t in missed if window is not None and now - t > window]
     missed = [t for t in missed if t not in too_old]
     runs: list[Run] = []
@@ -162,10 +162,9 @@ def _apply_overlap(
     waiting = [r for r in open_runs if r.status == "queued"]
     plan = FirePlan(runs=runs, next_run_at=nxt, state=state)
     fresh = [r for r in runs if r.status == "queued"]
-    if not fresh or job.overlap == "allow" or (job.misfire == "all" and len(fresh) > 1):
-        return plan
-    if job.overlap == "replace":
-        plan.replace = running
+    if not fresh or job.overlap in ("allow", "replace"):
+        return plan  # replace: the runner terminates the old run when the new one is due
+    if job.misfire == "all" and len(fresh) > 1:
         return plan
     if job.overlap == "skip":  # nothing may wait or run beside it
         capacity = 0 if running or waiting else 1
@@ -218,6 +217,12 @@ def pick_startable(
         busy_jobs.add(run.job)
         held.update(job.mutexes)
     return start, gone
+
+
+def replaced_by_waiting(queued: list[Run], running: list[Run], jobs: dict[str, Job]) -> list[Run]:
+    """Running runs to terminate because a newer run of their `replace` job is due."""
+    waiting = {r.job for r in queued if r.job in jobs and jobs[r.job].overlap == "replace"}
+    return [r for r in running if r.job in waiting]
 
 
 # ---- after a run ends ----------------------------------------------------------------

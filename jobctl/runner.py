@@ -259,15 +259,21 @@ class Runner:
                 late = (now - run.scheduled_for) * 1000
                 what = run.error if run.status == "skipped" else f"{late:+.0f}ms"
                 self.emit("fire", f"{job.name}: run {run.id} {run.status} ({run.trigger}, {what})")
-            for old in plan.replace:
-                self._terminate(old, "cancelled", "replaced by a newer run (overlap=replace)")
 
     def start_queued(self, now: float) -> None:
         with self._lock:
-            free = self.workers - len(self.active)
-        if free <= 0:
-            return
-        claimed = self.store.claim(self.owner, self.host, now, free, planner.pick_startable)
+            free = max(0, self.workers - len(self.active))  # 0 still looks for replacements
+        replace: list[Run] = []
+
+        def pick(
+            queued: list[Run], running: list[Run], jobs: dict[str, Job], limit: int
+        ) -> tuple[list[Run], list[Run]]:
+            replace.extend(planner.replaced_by_waiting(queued, running, jobs))
+            return planner.pick_startable(queued, running, jobs, limit)
+
+        claimed = self.store.claim(self.owner, self.host, now, free, pick)
+        for old in replace:
+            self._terminate(old, "cancelled", "replaced by a newer run (overlap=replace)")
         for run, job in claimed:
             assert run.id is not None
             entry = Active(run=run, job=job)

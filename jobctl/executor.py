@@ -1,0 +1,287 @@
+"""The executor: starts, watches and stops ONE job process group.
+
+It spawns the job in a new session (its pid is also its group id), captures stdout and stderr
+in arrival order with a head+tail cap (SPEC 6), enforces `--timeout` and `--kill-grace` (SPEC 4)
+and maps the ending to an Outcome. It knows nothing of the store, the CLI or scheduling, and
+signals only groups it started, or (`kill_group`) one whose leader's start time proves it.
+The leader is reaped last: until then its pid, hence its group id, cannot be reused, so
+signalling the group from here is always safe.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from jobctl.owners import proc_start_time
+
+CHUNK = 64 * 1024  # one os.read, and the most head bytes held before calling the sink
+FLUSH_EVERY_S = 0.2  # the sink is called at most this often while output flows
+IDLE_S = 0.25  # longest select wait: how late terminate()'s SIGKILL deadline may be noticed
+POLL_S = 0.1  # exit polling when os.pidfd_open is unavailable
+DRAIN_S = 0.5  # after the leader exits, read what is left for at most this long
+_SIGNAMES = {s.value: s.name for s in signal.Signals}
+_EXITED_NOWAIT = os.WEXITED | os.WNOHANG | os.WNOWAIT  # has it exited? (without reaping it)
+
+
+@dataclass
+class Spec:
+    argv: list[str]  # with shell=True, one string run as ['/bin/sh', '-c', argv[0]]
+    shell: bool
+    cwd: str
+    env: dict[str, str]  # the FULL environment of the child
+    timeout_s: float | None = None
+    kill_grace_s: float = 10.0
+    max_output: int = 1024 * 1024  # bytes kept: head (first half) + tail (last half)
+
+
+@dataclass
+class Outcome:
+    status: str  # 'succeeded' | 'failed' | 'timed_out' | 'cancelled' | 'abandoned'
+    exit_code: int | None  # None when killed by a signal
+    signal: int | None  # the signal that killed the main process
+    error: str | None  # short human reason for anything but success
+    started_at: float
+    finished_at: float
+    output_bytes: int  # everything the job wrote, dropped bytes included
+    dropped_bytes: int
+
+
+class SpawnError(Exception):
+    """The command could not be started; exit_code is 127 (not found) or 126 (cannot execute)."""
+
+    def __init__(self, message: str, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def start(spec: Spec) -> Process:
+    """Spawn the job in a new session with stdin=/dev/null and stderr merged into stdout."""
+    if not spec.argv:
+        raise ValueError("empty command")
+    argv = ["/bin/sh", "-c", " ".join(spec.argv)] if spec.shell else list(spec.argv)
+    if not os.path.isdir(spec.cwd):
+        what = "is not a directory" if os.path.exists(spec.cwd) else "does not exist"
+        raise SpawnError(f"working directory {what}: {spec.cwd}", 126)
+    try:
+        popen = subprocess.Popen(
+            argv,
+            cwd=spec.cwd,
+            env=spec.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            start_new_session=True,
+        )
+    except OSError as e:
+        if e.filename == spec.cwd and e.filename != argv[0]:
+            raise SpawnError(f"cannot enter working directory {spec.cwd}: {e.strerror}", 126) from e
+        if isinstance(e, FileNotFoundError):
+            raise SpawnError(f"command not found: {argv[0]}", 127) from e
+        raise SpawnError(f"cannot execute {argv[0]}: {e.strerror}", 126) from e
+    except ValueError as e:  # e.g. an embedded NUL byte in an argument or the environment
+        raise SpawnError(f"cannot execute {argv[0]}: {e}", 126) from e
+    return Process(popen, spec)
+
+
+class _Capture:
+    """Keeps the head (handed to the sink in batches) and a bounded tail; tees every byte."""
+
+    def __init__(self, max_output: int, sink: Callable[[bytes], None], tee: BinaryIO | None):
+        self.sink, self.tee = sink, tee
+        self.head_size = self.head_room = max(max_output, 0) // 2
+        self.tail_size = max(max_output, 0) - self.head_size
+        self.total = 0
+        self.pending = bytearray()
+        self.tail = bytearray()
+        self.last_flush = time.monotonic()
+
+    def add(self, data: bytes) -> None:
+        self.total += len(data)
+        if self.tee is not None:
+            try:
+                self.tee.write(data)
+                self.tee.flush()
+            except (OSError, ValueError):
+                self.tee = None  # the terminal went away (e.g. a closed pipe): keep capturing
+        if self.head_room:
+            part = data[: self.head_room]
+            self.pending += part
+            self.head_room -= len(part)
+            data = data[len(part) :]
+        if data and self.tail_size:
+            self.tail += data
+            if len(self.tail) > self.tail_size:
+                del self.tail[: len(self.tail) - self.tail_size]
+        if len(self.pending) >= CHUNK:
+            self.flush()
+
+    def read(self, fd: int) -> bool | None:
+        """Read one chunk from `fd`: True if data came, False at EOF, None if nothing was ready."""
+        try:
+            data = os.read(fd, CHUNK)
+        except BlockingIOError:
+            return None
+        if data:
+            self.add(data)
+        return bool(data)
+
+    def flush_in(self, now: float) -> float | None:
+        """Seconds until the pending head is due to the sink (None if nothing is pending)."""
+        return max(0.0, self.last_flush + FLUSH_EVERY_S - now) if self.pending else None
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if self.pending:
+            self.sink(bytes(self.pending))
+            self.pending.clear()
+
+    def finish(self) -> int:
+        """Hand over the rest (marker and tail); return the number of dropped bytes."""
+        self.flush()
+        dropped = self.total - (self.head_size - self.head_room) - len(self.tail)
+        if dropped:
+            self.sink(f"\n[jobctl: {dropped} bytes of output dropped]\n".encode())
+        if self.tail:
+            self.sink(bytes(self.tail))
+        return dropped
+
+
+class Process:
+    """A started job. Call watch() once (it blocks); terminate() from any thread."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], spec: Spec) -> None:
+        self.started_at = time.time()
+        self._popen, self._spec = popen, spec
+        self.pid = popen.pid
+        self.proc_start = proc_start_time(popen.pid)
+        self._lock = threading.Lock()  # guards everything below, and every signal sent
+        self._reaped = False
+        self._status: str | None = None  # decided by the timeout or terminate()
+        self._reason: str | None = None
+        self._kill_at: float | None = None  # monotonic time of the SIGKILL
+        self._killed = False
+
+    def terminate(self, status: str = "cancelled", reason: str | None = None) -> None:
+        """SIGTERM the group now, SIGKILL it after kill_grace_s; watch() reports `status`."""
+        with self._lock:
+            if self._reaped or self._status is not None:
+                return
+            self._status, self._reason = status, reason or status
+            self._kill_at = time.monotonic() + self._spec.kill_grace_s
+            self._signal(signal.SIGTERM)
+
+    def _signal(self, sig: int) -> None:  # caller holds the lock
+        if not self._reaped:  # the unreaped leader pins the group id: it cannot be reused
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.pid, sig)
+
+    def watch(self, sink: Callable[[bytes], None], tee: BinaryIO | None = None) -> Outcome:
+        """Capture output until the job ends and reap it; if `sink` raises, SIGKILL the group."""
+        assert self._popen.stdout is not None
+        cap = _Capture(self._spec.max_output, sink, tee)
+        sel = selectors.DefaultSelector()
+        try:
+            pidfd: int | None = os.pidfd_open(self.pid)  # readable once the leader exits
+        except (AttributeError, OSError):  # old Python or kernel: poll instead
+            pidfd = None
+        finished = False
+        try:
+            self._pump(self._popen.stdout.fileno(), sel, pidfd, cap)
+            finished = True
+        finally:
+            with self._lock:
+                if self._status is not None or not finished:
+                    self._signal(signal.SIGKILL)  # stragglers of a timeout/cancel, or an error
+                rc = self._popen.wait()
+                self._reaped = True
+            sel.close()
+            if pidfd is not None:
+                os.close(pidfd)
+            self._popen.stdout.close()
+        dropped = cap.finish()
+        return self._outcome(rc, cap.total, dropped)
+
+    def _pump(self, fd: int, sel: selectors.BaseSelector, pidfd: int | None, cap: _Capture) -> None:
+        """Read output and enforce deadlines until the job is over; the leader stays unreaped."""
+        os.set_blocking(fd, False)
+        sel.register(fd, selectors.EVENT_READ)
+        if pidfd is not None:
+            sel.register(pidfd, selectors.EVENT_READ)
+        timeout_s = self._spec.timeout_s
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        leader_gone, pipe_open = False, True
+        while True:
+            now = time.monotonic()
+            if not leader_gone and os.waitid(os.P_PID, self.pid, _EXITED_NOWAIT) is not None:
+                leader_gone = True
+                if pidfd is not None:
+                    sel.unregister(pidfd)  # it stays readable: no busy loop
+            if deadline is not None and now >= deadline and not leader_gone:
+                self.terminate("timed_out", f"timed out after {timeout_s:g}s")
+                deadline = None
+            with self._lock:
+                if self._kill_at is not None and now >= self._kill_at and not self._killed:
+                    self._signal(signal.SIGKILL)
+                    self._killed = True
+                stopping, killed, kill_at = self._status is not None, self._killed, self._kill_at
+            # After a normal exit, stop now: a grandchild may hold the pipe open forever.
+            # When stopping, the rest of the group has until EOF or the SIGKILL.
+            if leader_gone and (not stopping or killed or not pipe_open):
+                end = now + DRAIN_S
+                while pipe_open and time.monotonic() < end and (got := cap.read(fd)) is not None:
+                    pipe_open = got  # until EOF, or nothing more is ready
+                return
+            waits = [IDLE_S, cap.flush_in(now)]
+            waits += [t - now for t in (deadline, None if killed else kill_at) if t is not None]
+            if pidfd is None and not leader_gone:
+                waits.append(POLL_S)
+            for key, _ in sel.select(max(0.0, min(w for w in waits if w is not None))):
+                if key.fd == fd and cap.read(fd) is False:
+                    pipe_open = False
+                    sel.unregister(fd)
+            if cap.flush_in(time.monotonic()) == 0.0:
+                cap.flush()
+
+    def _outcome(self, rc: int, total: int, dropped: int) -> Outcome:
+        exit_code, sig = (rc, None) if rc >= 0 else (None, -rc)
+        if self._status is not None:
+            status, error = self._status, self._reason
+        elif rc >= 0:
+            status, error = ("succeeded", None) if rc == 0 else ("failed", f"exit code {rc}")
+        else:
+            status, error = "failed", f"killed by {_SIGNAMES.get(-rc, f'signal {-rc}')}"
+        return Outcome(status, exit_code, sig, error, self.started_at, time.time(), total, dropped)
+
+
+def kill_group(pid: int, proc_start: int | None, sig: int) -> bool:
+    """Signal group `pid` only if process `pid` still started at `proc_start` (no reused pid)."""
+    if pid <= 0 or proc_start is None or proc_start_time(pid) != proc_start:
+        return False
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        return False
+    return True
+
+
+def group_alive(pid: int) -> bool:
+    """Whether process group `pid` has any member (zombies included)."""
+    if pid <= 0:
+        return False
+    try:
+        os.killpg(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass  # it exists, but is not ours
+    return True

@@ -1,0 +1,120 @@
+"""End-to-end helpers: the real `jobctl` binary, a real runner process, waits with deadlines."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from jobctl.executor import kill_group
+
+BIN = Path(sys.executable).with_name("jobctl")
+CMD = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "jobctl"]
+
+
+def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
+    """Poll `cond` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = cond()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout}s: {cond}")
+        time.sleep(interval)
+
+
+class Env:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.env = {**os.environ, "JOBCTL_HOME": str(home), "NO_COLOR": "1", "TZ": "UTC"}
+        self.runners: list[subprocess.Popen[bytes]] = []
+
+    def run(
+        self, *args: str, timeout: float = 30, check: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        p = subprocess.run(
+            [*CMD, *args], env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        if check:
+            assert p.returncode == 0, (args, p.returncode, p.stderr)
+        return p
+
+    def json(self, *args: str) -> Any:
+        p = self.run(*args, "--json", check=True)
+        return json.loads(p.stdout)
+
+    def runs(self, job: str | None = None) -> list[dict[str, Any]]:
+        return self.json("history", *([job] if job else []), "--limit", "1000")
+
+    def start_runner(self, *args: str, log: str = "runner.log") -> subprocess.Popen[bytes]:
+        out = open(self.home.parent / log, "ab")  # noqa: SIM115 - closed with the process
+        if "--grace" not in args:
+            args = (*args, "--grace", "2s")  # teardown must not wait 30 s for a job
+        p = subprocess.Popen(
+            [*CMD, "runner", *args], env=self.env, stdout=out, stderr=subprocess.STDOUT
+        )
+        self.runners.append(p)
+        wait_for(lambda: p.poll() is not None or self._runner_registered(p.pid), timeout=15)
+        return p
+
+    def _runner_registered(self, pid: int) -> bool:
+        status = self.run("status", "--json")
+        return status.returncode == 0 and json.loads(status.stdout)["runner"]["pid"] == pid
+
+    def log(self, name: str = "runner.log") -> str:
+        path = self.home.parent / name
+        return path.read_text() if path.exists() else ""
+
+    def stop_all(self) -> None:
+        for p in self.runners:
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in self.runners:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        self._kill_job_groups()
+
+    def _kill_job_groups(self) -> None:
+        """No test leaves a job process behind, whatever happened to its runner."""
+        db = self.home / "jobctl.db"
+        if not db.exists():
+            return
+        conn = sqlite3.connect(db)
+        try:
+            rows = conn.execute("SELECT pid, proc_start FROM runs WHERE pid IS NOT NULL").fetchall()
+        finally:
+            conn.close()
+        for pid, proc_start in rows:  # only groups whose leader is provably still that job
+            kill_group(pid, proc_start, signal.SIGKILL)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path / "home")
+    yield e
+    e.stop_all()
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -1,0 +1,456 @@
+"""The real runner: firing on time, retries, timeouts, policies, crash recovery, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+from tests.e2e.conftest import Env, pid_alive, wait_for
+
+
+def t(iso: str | None) -> float:
+    assert iso is not None
+    return datetime.fromisoformat(iso).timestamp()
+
+
+def done(env: Env, job: str, n: int, statuses: tuple[str, ...] = ("succeeded",)) -> list[dict]:
+    runs = [r for r in env.runs(job) if r["status"] in statuses]
+    return runs if len(runs) >= n else []
+
+
+def test_each_second_cron_fires_on_time(env: Env) -> None:
+    env.run("add", "tick", "--cron", "* * * * * *", "--", "true", check=True)
+    env.start_runner()
+    up = time.time()  # fires before the runner was up are late by design
+    wait_for(lambda: len([r for r in done(env, "tick", 1) if t(r["scheduled_for"]) > up]) >= 4, 15)
+    runs = [r for r in done(env, "tick", 1) if t(r["scheduled_for"]) > up]
+    for r in runs:
+        assert r["trigger"] == "schedule" and r["attempt"] == 1
+        assert t(r["scheduled_for"]) % 1 == 0
+        lateness = t(r["started_at"]) - t(r["scheduled_for"])
+        assert 0 <= lateness < 0.5, r  # never early; on time (the benchmark measures precisely)
+    assert len({r["scheduled_for"] for r in runs}) == len(runs)  # each fire once
+
+
+def test_retries_with_backoff_then_dead_then_replay(env: Env) -> None:
+    env.run(
+        "add",
+        "flaky",
+        "--every",
+        "1h",
+        "--retries",
+        "2",
+        "--retry-delay",
+        "300ms",
+        "--backoff",
+        "exponential",
+        "--",
+        "sh",
+        "-c",
+        "echo attempt $JOBCTL_ATTEMPT; exit 3",
+        check=True,
+    )
+    env.start_runner()
+    run = env.run("run", "flaky", "--detach", check=True)
+    first = int(run.stdout.strip())
+    runs = wait_for(lambda: done(env, "flaky", 3, ("failed",)), timeout=15)
+    runs.sort(key=lambda r: r["attempt"])
+    assert [r["attempt"] for r in runs] == [1, 2, 3]
+    assert [r["trigger"] for r in runs] == ["manual", "retry", "retry"]
+    assert runs[0]["id"] == first and len({r["scheduled_for"] for r in runs}) == 1
+    gap1 = t(runs[1]["started_at"]) - t(runs[0]["finished_at"])
+    gap2 = t(runs[2]["started_at"]) - t(runs[1]["finished_at"])
+    assert 0.15 <= gap1 <= 0.6 and 0.3 <= gap2 <= 1.0, (gap1, gap2)  # 300ms, 600ms, 50-100%
+    assert [r["dead"] for r in runs] == [False, False, True]
+    dead = env.json("dead")
+    assert [d["id"] for d in dead] == [runs[2]["id"]]
+    # replay in the foreground: exits with the job's code, resolves the dead run
+    replay = env.run("retry", str(runs[2]["id"]))
+    assert replay.returncode == 3 and "attempt 4" in replay.stdout
+    latest = env.runs("flaky")[0]
+    assert (latest["trigger"], latest["attempt"], latest["dead"]) == ("replay", 4, True)
+    assert [d["id"] for d in env.json("dead")] == [latest["id"]]
+    assert env.run("dead", "--dismiss", str(latest["id"])).returncode == 0
+    assert env.json("dead") == []
+
+
+def test_timeout_kills_the_whole_process_group(env: Env, tmp_path: Path) -> None:
+    pidfile = tmp_path / "child.pid"
+    env.run(
+        "add",
+        "slow",
+        "--every",
+        "1h",
+        "--timeout",
+        "1s",
+        "--kill-grace",
+        "1s",
+        "--shell",
+        "--",
+        f"sleep 30 & echo $! > {pidfile}; wait",
+        check=True,
+    )
+    env.start_runner()
+    env.run("run", "slow", "--detach", check=True)
+    r = wait_for(lambda: done(env, "slow", 1, ("timed_out",)), timeout=10)[0]
+    assert 0.9 <= r["duration_s"] <= 3.0
+    child = int(pidfile.read_text())
+    wait_for(lambda: not pid_alive(child), timeout=3)
+
+
+def test_overlap_skip_records_skipped_runs(env: Env) -> None:
+    env.run(
+        "add",
+        "long",
+        "--cron",
+        "* * * * * *",
+        "--overlap",
+        "skip",
+        "--",
+        "sleep",
+        "2.5",
+        check=True,
+    )
+    env.start_runner()
+    wait_for(lambda: done(env, "long", 2, ("skipped",)), timeout=10)
+    runs = env.runs("long")
+    skipped = [r for r in runs if r["status"] == "skipped"]
+    assert all("overlap=skip" in r["error"] for r in skipped)
+    assert len([r for r in runs if r["status"] == "running"]) <= 1
+
+
+def test_overlap_queue_allow_replace(env: Env, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # jobs block until the test opens the gate
+    wait_gate = f"while [ ! -f {gate} ]; do sleep 0.02; done; sleep 0.2"
+    policies = ("queue", "allow", "replace")
+    for policy in policies:
+        env.run(
+            "add",
+            policy,
+            "--every",
+            "1h",
+            "--overlap",
+            policy,
+            "--shell",
+            "--",
+            wait_gate,
+            check=True,
+        )
+    env.start_runner()
+    for policy in policies:
+        env.run("run", policy, "--detach", check=True)
+    wait_for(lambda: all(done(env, p, 1, ("running",)) for p in policies), timeout=10)
+    for policy in policies:
+        assert env.run("run", policy, "--detach").returncode == 0
+    # queue: one runs, one waits; a third is refused by the policy
+    refused = env.run("run", "queue", "--detach")
+    assert refused.returncode == 3 and "overlap is queue" in refused.stderr
+    # allow: both run at once; replace: the old run is cancelled, the new one runs
+    wait_for(lambda: done(env, "allow", 2, ("running",)), timeout=10)
+    wait_for(lambda: done(env, "replace", 1, ("cancelled",)), timeout=10)
+    assert [r["status"] for r in env.runs("queue")] == ["queued", "running"]
+    gate.touch()
+    q = wait_for(lambda: done(env, "queue", 2), timeout=10)
+    q.sort(key=lambda r: r["id"])
+    assert t(q[1]["started_at"]) >= t(q[0]["finished_at"])
+    a = wait_for(lambda: done(env, "allow", 2), timeout=10)
+    assert t(a[0]["started_at"]) < t(a[1]["finished_at"]) and t(a[1]["started_at"]) < t(
+        a[0]["finished_at"]
+    )
+    wait_for(lambda: done(env, "replace", 1), timeout=10)
+    statuses = sorted(r["status"] for r in env.runs("replace"))
+    assert statuses == ["cancelled", "succeeded"], statuses
+    cancelled = next(r for r in env.runs("replace") if r["status"] == "cancelled")
+    assert "replaced" in cancelled["error"]
+
+
+def _age_job(env: Env, job: str, seconds: float) -> None:
+    """Pretend the machine slept: move the job's next fire into the past."""
+    conn = sqlite3.connect(env.home / "jobctl.db")
+    with conn:
+        conn.execute(
+            "UPDATE jobs SET next_run_at = next_run_at - ? WHERE name = ?",
+            [int(seconds * 1000), job],
+        )
+    conn.close()
+
+
+def test_misfire_policies_after_downtime(env: Env) -> None:
+    # anchored so that the latest fire was 5 min ago; then pretend the runner slept through 3
+    start_at = datetime.fromtimestamp(time.time() - 300 - 6000).astimezone().isoformat()
+    for policy in ("once", "skip", "all"):
+        env.run(
+            "add",
+            f"m-{policy}",
+            "--every",
+            "10m",
+            "--start-at",
+            start_at,
+            "--misfire",
+            policy,
+            "--",
+            "true",
+            check=True,
+        )
+        _age_job(env, f"m-{policy}", 3 * 600)
+    env.start_runner()
+    wait_for(lambda: done(env, "m-all", 3), timeout=10)
+    once = env.runs("m-once")
+    skip = env.runs("m-skip")
+    every = env.runs("m-all")
+    assert [(r["trigger"], r["status"]) for r in once] == [("catchup", "succeeded")]
+    assert [(r["trigger"], r["status"]) for r in skip] == [("catchup", "skipped")] * 3
+    assert [(r["trigger"], r["status"]) for r in every] == [("catchup", "succeeded")] * 3
+    order = sorted(every, key=lambda r: r["id"])
+    assert [r["scheduled_for"] for r in order] == sorted(r["scheduled_for"] for r in order)
+    for name in ("m-once", "m-skip", "m-all"):  # next fire is in the future again
+        assert t(env.json("show", name)["next_run_at"]) > time.time()
+
+
+def test_mutex_keeps_jobs_apart(env: Env) -> None:
+    for name in ("a", "b"):
+        env.run("add", name, "--every", "1h", "--mutex", "db", "--", "sleep", "0.7", check=True)
+    env.start_runner()
+    env.run("run", "a", "--detach", check=True)
+    env.run("run", "b", "--detach", check=True)
+    a = wait_for(lambda: done(env, "a", 1), timeout=10)[0]
+    b = wait_for(lambda: done(env, "b", 1), timeout=10)[0]
+    first, second = sorted([a, b], key=lambda r: r["started_at"])
+    assert t(second["started_at"]) >= t(first["finished_at"])
+
+
+def test_kill_9_mid_run_abandons_kills_orphan_and_retries(env: Env, tmp_path: Path) -> None:
+    pidfile = tmp_path / "job.pid"
+    script = f'if [ "$JOBCTL_ATTEMPT" = 1 ]; then echo $$ > {pidfile}; exec sleep 60; fi; echo ok'
+    env.run(
+        "add",
+        "crashy",
+        "--every",
+        "1h",
+        "--retries",
+        "1",
+        "--retry-delay",
+        "100ms",
+        "--shell",
+        "--",
+        script,
+        check=True,
+    )
+    runner = env.start_runner()
+    env.run("run", "crashy", "--detach", check=True)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=10)
+    orphan = int(pidfile.read_text())
+    runner.kill()
+    runner.wait()
+    assert pid_alive(orphan)  # the job survived its runner
+    env.start_runner(log="runner2.log")
+    wait_for(lambda: not pid_alive(orphan), timeout=10)
+    runs = wait_for(lambda: done(env, "crashy", 1), timeout=10)
+    history = sorted(env.runs("crashy"), key=lambda r: r["attempt"])
+    assert [(r["attempt"], r["status"]) for r in history] == [(1, "abandoned"), (2, "succeeded")]
+    assert "runner died" in history[0]["error"]
+    assert runs[0]["trigger"] == "retry"
+
+
+def test_sigterm_lets_running_job_finish(env: Env) -> None:
+    env.run(
+        "add", "finish", "--every", "1h", "--", "sh", "-c", "sleep 1; echo finished", check=True
+    )
+    runner = env.start_runner()
+    env.run("run", "finish", "--detach", check=True)
+    wait_for(lambda: done(env, "finish", 1, ("running",)), timeout=10)
+    runner.send_signal(signal.SIGTERM)
+    assert runner.wait(timeout=15) == 0
+    r = env.runs("finish")[0]
+    assert r["status"] == "succeeded"
+    assert env.run("logs", "finish").stdout == "finished\n"
+
+
+def test_second_runner_refused_then_wait_takes_over(env: Env) -> None:
+    first = env.start_runner()
+    second = env.run("runner")
+    assert second.returncode == 3
+    assert f"pid {first.pid}" in second.stderr and "host" in second.stderr
+    standby = subprocess.Popen(
+        [*__import__("tests.e2e.conftest", fromlist=["CMD"]).CMD, "runner", "--wait"],
+        env=env.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    env.runners.append(standby)
+    time.sleep(0.3)
+    assert standby.poll() is None
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=10)
+    wait_for(lambda: env.json("status")["runner"]["pid"] == standby.pid, timeout=10)
+
+
+def test_logs_follow_streams_until_end(env: Env) -> None:
+    env.run(
+        "add",
+        "chatty",
+        "--every",
+        "1h",
+        "--shell",
+        "--",
+        "for i in 1 2 3 4; do echo line $i; sleep 0.3; done",
+        check=True,
+    )
+    env.start_runner()
+    env.run("run", "chatty", "--detach", check=True)
+    wait_for(lambda: done(env, "chatty", 1, ("running",)), timeout=10)
+    follow = env.run("logs", "chatty", "--follow", timeout=20)
+    assert follow.stdout == "".join(f"line {i}\n" for i in range(1, 5))
+    assert env.runs("chatty")[0]["status"] == "succeeded"
+    assert env.run("logs", "chatty", "--tail", "2").stdout == "line 3\nline 4\n"
+
+
+def test_output_cap_keeps_head_and_tail(env: Env) -> None:
+    env.run(
+        "add",
+        "loud",
+        "--every",
+        "1h",
+        "--max-output",
+        "10KiB",
+        "--shell",
+        "--",
+        "seq 1 30000",
+        check=True,
+    )
+    env.start_runner()
+    env.run("run", "loud", "--detach", check=True)
+    wait_for(lambda: done(env, "loud", 1), timeout=10)
+    out = env.run("logs", "loud").stdout
+    full = "".join(f"{i}\n" for i in range(1, 30001))
+    head, _marker, tail = out.partition("\n[jobctl: ")
+    assert full.startswith(head) and len(head) <= 5120
+    assert "bytes of output dropped]" in tail
+    assert full.endswith(tail.split("]\n", 1)[1])
+    assert len(out) < 11_000
+
+
+def test_cancel_running_and_queued(env: Env, tmp_path: Path) -> None:
+    env.run("add", "sleepy", "--every", "1h", "--overlap", "queue", "--", "sleep", "30", check=True)
+    env.start_runner()
+    first = int(env.run("run", "sleepy", "--detach", check=True).stdout)
+    wait_for(lambda: done(env, "sleepy", 1, ("running",)), timeout=10)
+    second = int(env.run("run", "sleepy", "--detach", check=True).stdout)
+    assert env.run("cancel", str(second)).returncode == 0
+    begin = time.monotonic()
+    r = env.run("cancel", str(first))
+    assert r.returncode == 0 and "cancelled" in r.stderr
+    assert time.monotonic() - begin < 5
+    statuses = {x["id"]: x["status"] for x in env.runs("sleepy")}
+    assert statuses == {first: "cancelled", second: "cancelled"}
+    pid = next(x for x in env.runs("sleepy") if x["id"] == first)["pid"]
+    wait_for(lambda: not pid_alive(pid), timeout=3)
+    assert env.run("cancel", str(first)).returncode == 3  # already ended
+    assert env.run("cancel", "999").returncode == 4
+
+
+def test_concurrent_adds_while_runner_is_busy(env: Env) -> None:
+    for i in range(3):
+        env.run(
+            "add",
+            f"busy{i}",
+            "--cron",
+            "* * * * * *",
+            "--overlap",
+            "allow",
+            "--",
+            "true",
+            check=True,
+        )
+    env.start_runner("--workers", "8")
+    with ThreadPoolExecutor(8) as pool:
+        results = list(
+            pool.map(lambda i: env.run("add", f"new{i}", "--every", "1h", "--", "true"), range(24))
+        )
+    assert [r.returncode for r in results] == [0] * 24, [r.stderr for r in results]
+    assert not any("locked" in r.stderr for r in results)
+    assert len(env.json("list")) == 27
+
+
+def test_foreground_run_exit_codes(env: Env) -> None:
+    cases = {
+        "ok": (["true"], 0),
+        "three": (["sh", "-c", "exit 3"], 3),
+        "killed": (["sh", "-c", "kill -9 $$"], 137),
+        "missing": (["no-such-cmd-xyz"], 127),
+        "timeout": (["sleep", "5"], 124),
+    }
+    for name, (cmd, _) in cases.items():
+        extra = ["--timeout", "300ms", "--kill-grace", "1s"] if name == "timeout" else []
+        env.run("add", name, *extra, "--", *cmd, check=True)
+    for name, (_, code) in cases.items():
+        r = env.run("run", name)
+        assert r.returncode == code, (name, r.returncode, r.stderr)
+    notexec = env.home.parent / "notexec.sh"
+    notexec.write_text("#!/bin/sh\necho hi\n")
+    env.run("add", "noexec", "--", str(notexec), check=True)
+    assert env.run("run", "noexec").returncode == 126
+    hist = {r["job"]: r for r in env.runs()}
+    assert hist["timeout"]["status"] == "timed_out" and hist["killed"]["signal"] == 9
+
+
+def test_foreground_run_streams_output_and_env(env: Env) -> None:
+    env.run(
+        "add",
+        "envy",
+        "--env",
+        "GREETING=hi",
+        "--shell",
+        "--",
+        'echo "$GREETING $JOBCTL_JOB $JOBCTL_TRIGGER $JOBCTL_ATTEMPT"; echo err >&2',
+        check=True,
+    )
+    r = env.run("run", "envy")
+    assert r.returncode == 0
+    assert r.stdout == "hi envy manual 1\nerr\n"
+    assert env.run("logs", "envy").stdout == "hi envy manual 1\nerr\n"
+
+
+def test_once_runs_due_work_and_exits(env: Env) -> None:
+    env.run("add", "due", "--every", "1h", "--", "true", check=True)
+    env.run("run", "due", "--detach", check=True)
+    r = env.run("runner", "--once", timeout=30)
+    assert r.returncode == 0, r.stderr
+    assert [x["status"] for x in env.runs("due")] == ["succeeded"]
+    assert not env.json("status")["runner"]["active"]
+
+
+def test_at_job_runs_once_and_is_done(env: Env) -> None:
+    env.run("add", "oneshot", "--at", "+1s", "--", "true", check=True)
+    env.start_runner()
+    wait_for(lambda: done(env, "oneshot", 1), timeout=10)
+    job = env.json("show", "oneshot")
+    assert job["state"] == "done" and job["next_run_at"] is None
+    time.sleep(1.2)
+    assert len(env.runs("oneshot")) == 1
+
+
+def test_reboot_job_fires_when_runner_starts(env: Env) -> None:
+    env.run("add", "boot", "--cron", "@reboot", "--", "true", check=True)
+    assert env.json("show", "boot")["next_run_at"] is None
+    env.start_runner()
+    r = wait_for(lambda: done(env, "boot", 1), timeout=10)[0]
+    assert r["trigger"] == "reboot"
+
+
+def test_status_shows_runner_and_running(env: Env) -> None:
+    env.run("add", "s", "--every", "1h", "--", "sleep", "2", check=True)
+    runner = env.start_runner()
+    env.run("run", "s", "--detach", check=True)
+    wait_for(lambda: done(env, "s", 1, ("running",)), timeout=10)
+    st = env.json("status")
+    assert st["runner"]["active"] and st["runner"]["pid"] == runner.pid
+    assert [r["job"] for r in st["running"]] == ["s"]
+    assert st["upcoming"][0]["job"] == "s"
+    assert os.getpid() != runner.pid

@@ -1,0 +1,295 @@
+"""The executor against real processes: output capture, exit mapping, timeouts, cancellation."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from jobctl import executor
+from jobctl.executor import Outcome, SpawnError, Spec
+
+PID_MAX = int(Path("/proc/sys/kernel/pid_max").read_text())
+
+
+def spec(cmd: str | list[str], **kw) -> Spec:
+    argv, shell = ([cmd], True) if isinstance(cmd, str) else (cmd, False)
+    kw.setdefault("cwd", os.getcwd())
+    kw.setdefault("env", dict(os.environ))
+    return Spec(argv=argv, shell=shell, **kw)
+
+
+def run(s: Spec, tee: io.BytesIO | None = None) -> tuple[Outcome, bytes, float]:
+    """Start and watch a job; return its outcome, the kept output and the seconds watch() took."""
+    chunks: list[bytes] = []
+    proc = executor.start(s)
+    t0 = time.monotonic()
+    outcome = proc.watch(chunks.append, tee)
+    return outcome, b"".join(chunks), time.monotonic() - t0
+
+
+def wait_until(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(0.01)
+    return cond()
+
+
+def running(pid: int) -> bool:
+    """Alive and not a zombie (orphans may never be reaped by a container's pid 1)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat[stat.rindex(")") + 2] not in "ZX"
+
+
+def test_success_keeps_stdout_and_stderr_in_order_and_tees() -> None:
+    tee = io.BytesIO()
+    outcome, out, _ = run(spec("echo a; echo b >&2; echo c"), tee)
+    assert out == tee.getvalue() == b"a\nb\nc\n"
+    assert (outcome.status, outcome.exit_code, outcome.signal, outcome.error) == (
+        "succeeded",
+        0,
+        None,
+        None,
+    )
+    assert (outcome.output_bytes, outcome.dropped_bytes) == (6, 0)
+    assert outcome.started_at <= outcome.finished_at <= time.time()
+
+
+def test_process_exposes_group_and_start_time() -> None:
+    proc = executor.start(spec(["sleep", "30"]))
+    try:
+        assert os.getpgid(proc.pid) == proc.pid  # a new session: pid == group id
+        assert proc.proc_start is not None
+        assert proc.proc_start == executor.proc_start_time(proc.pid)
+        assert executor.group_alive(proc.pid)
+    finally:
+        proc.terminate()
+        assert proc.watch(lambda _: None).status == "cancelled"
+
+
+def test_exit_code_is_a_failure() -> None:
+    outcome, _, _ = run(spec("echo oops; exit 3"))
+    assert (outcome.status, outcome.exit_code, outcome.signal) == ("failed", 3, None)
+    assert outcome.error == "exit code 3"
+
+
+def test_killed_by_signal() -> None:
+    outcome, _, _ = run(spec("kill -9 $$"))
+    assert (outcome.status, outcome.exit_code, outcome.signal) == ("failed", None, 9)
+    assert outcome.error == "killed by SIGKILL"
+
+
+def test_command_not_found_is_127() -> None:
+    with pytest.raises(SpawnError) as e:
+        executor.start(spec(["jobctl-test-no-such-command", "x"]))
+    assert e.value.exit_code == 127
+    assert "jobctl-test-no-such-command" in str(e.value)
+    # Through the shell it is the job's own exit code, not a spawn error.
+    outcome, _, _ = run(spec("jobctl-test-no-such-command"))
+    assert (outcome.status, outcome.exit_code) == ("failed", 127)
+
+
+def test_not_executable_is_126(tmp_path: Path) -> None:
+    script = tmp_path / "script.sh"
+    script.write_text("#!/bin/sh\necho hi\n")
+    script.chmod(0o644)
+    with pytest.raises(SpawnError) as e:
+        executor.start(spec([str(script)]))
+    assert e.value.exit_code == 126
+    assert str(script) in str(e.value)
+
+
+def test_missing_cwd_is_126(tmp_path: Path) -> None:
+    missing = tmp_path / "gone"
+    with pytest.raises(SpawnError) as e:
+        executor.start(spec(["true"], cwd=str(missing)))
+    assert e.value.exit_code == 126
+    assert str(missing) in str(e.value) and "working directory" in str(e.value)
+
+
+def test_env_is_the_whole_environment_and_cwd_applies(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("JOBCTL_TEST_LEAK", "1")  # in our environment, not in the job's
+    env = {"PATH": os.environ["PATH"], "GREETING": "hello world"}
+    cmd = 'pwd; echo "$GREETING"; echo "${JOBCTL_TEST_LEAK-unset}"'
+    outcome, out, _ = run(spec(cmd, cwd=str(tmp_path), env=env))
+    assert outcome.status == "succeeded"
+    assert out.decode().splitlines() == [os.path.realpath(tmp_path), "hello world", "unset"]
+
+
+def test_timeout_kills_the_whole_group(tmp_path: Path) -> None:
+    pidfile = tmp_path / "grandchild.pid"
+    outcome, _, took = run(spec(f"sleep 30 & echo $! > {pidfile}; wait", timeout_s=0.5))
+    assert outcome.status == "timed_out"
+    assert outcome.error == "timed out after 0.5s"
+    assert (outcome.exit_code, outcome.signal) == (None, signal.SIGTERM)
+    assert 0.5 <= took < 2.0
+    grandchild = int(pidfile.read_text())
+    assert wait_until(lambda: not running(grandchild))
+
+
+def test_job_ignoring_sigterm_is_killed_after_the_grace() -> None:
+    outcome, _, took = run(spec("trap '' TERM; sleep 30", timeout_s=0.3, kill_grace_s=0.3))
+    assert outcome.status == "timed_out"
+    assert outcome.signal == signal.SIGKILL
+    assert 0.6 <= took < 2.0
+
+
+def test_group_members_ignoring_sigterm_get_the_grace_then_sigkill(tmp_path: Path) -> None:
+    pidfile = tmp_path / "straggler.pid"
+    cmd = f"(trap '' TERM; sleep 30 & echo $! > {pidfile}; wait) & sleep 30"
+    cpu0 = time.process_time()
+    outcome, _, took = run(spec(cmd, timeout_s=0.2, kill_grace_s=0.8))
+    cpu = time.process_time() - cpu0
+    assert (outcome.status, outcome.signal) == ("timed_out", signal.SIGTERM)  # the leader obeyed
+    assert 1.0 <= took < 2.5  # but watch() waited for the stragglers until the SIGKILL
+    assert cpu < 0.05  # without spinning on the exited leader
+    straggler = int(pidfile.read_text())
+    assert wait_until(lambda: not running(straggler))
+
+
+def test_stopping_kills_stragglers_that_left_the_pipe(tmp_path: Path) -> None:
+    pidfile = tmp_path / "straggler.pid"
+    cmd = f"(trap '' TERM; exec >/dev/null 2>&1; sleep 30 & echo $! > {pidfile}; wait) & sleep 30"
+    outcome, _, took = run(spec(cmd, timeout_s=0.2, kill_grace_s=5))
+    assert outcome.status == "timed_out"
+    assert took < 2.0  # EOF and the leader's exit end the wait; no straggler escapes
+    straggler = int(pidfile.read_text())
+    assert wait_until(lambda: not running(straggler))
+
+
+def test_timeout_lets_the_job_clean_up_within_the_grace() -> None:
+    outcome, out, took = run(
+        spec("trap 'echo bye; exit 0' TERM; sleep 30 & wait", timeout_s=0.3, kill_grace_s=5)
+    )
+    assert (outcome.status, outcome.exit_code) == ("timed_out", 0)
+    assert out == b"bye\n"
+    assert took < 2.0  # it did not wait for the grace to run out
+
+
+def test_output_cap_keeps_head_marker_and_tail() -> None:
+    data = bytes(i % 251 for i in range(300_000))  # the position is visible in every byte
+    writer = (
+        "import sys\n"
+        "data = bytes(i % 251 for i in range(300_000))\n"
+        "for i in range(0, len(data), 7_000):\n"
+        "    sys.stdout.buffer.write(data[i : i + 7_000]); sys.stdout.flush()\n"
+    )
+    calls: list[bytes] = []
+    tee = io.BytesIO()
+    proc = executor.start(spec([sys.executable, "-c", writer], max_output=10_000))
+    outcome = proc.watch(calls.append, tee)
+    marker = b"\n[jobctl: 290000 bytes of output dropped]\n"
+    assert b"".join(calls) == data[:5000] + marker + data[-5000:]
+    assert (outcome.output_bytes, outcome.dropped_bytes) == (300_000, 290_000)
+    assert tee.getvalue() == data  # the terminal gets everything, uncapped
+    assert len(calls) <= 5  # batched, not one call per read
+
+
+def test_output_at_the_cap_is_kept_whole() -> None:
+    outcome, out, _ = run(spec("head -c 8000 /dev/zero; echo end", max_output=10_000))
+    assert out == b"\0" * 8000 + b"end\n"
+    assert (outcome.output_bytes, outcome.dropped_bytes) == (8004, 0)
+
+
+def test_terminate_from_another_thread_cancels() -> None:
+    proc = executor.start(spec("echo ready; sleep 30", kill_grace_s=5))
+    seen = threading.Event()
+    result: list[Outcome] = []
+    watcher = threading.Thread(target=lambda: result.append(proc.watch(lambda _: seen.set())))
+    watcher.start()
+    assert seen.wait(5)
+    t0 = time.monotonic()
+    proc.terminate(reason="replaced by a newer run")
+    proc.terminate("timed_out", "ignored: the first call decides")
+    watcher.join(5)
+    assert time.monotonic() - t0 < 2.0
+    (outcome,) = result
+    assert (outcome.status, outcome.error) == ("cancelled", "replaced by a newer run")
+    assert outcome.signal == signal.SIGTERM
+    proc.terminate()  # after the end: a harmless no-op
+
+
+def test_grandchild_holding_the_pipe_does_not_hang_watch() -> None:
+    proc = executor.start(spec("sleep 30 & echo done"))
+    try:
+        chunks: list[bytes] = []
+        t0 = time.monotonic()
+        outcome = proc.watch(chunks.append)
+        assert time.monotonic() - t0 < 2.0
+        assert (outcome.status, b"".join(chunks)) == ("succeeded", b"done\n")
+        assert executor.group_alive(proc.pid)  # a normal exit leaves the group alone
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
+def test_job_that_closes_stdout_is_still_awaited() -> None:
+    outcome, out, took = run(spec("echo early; exec >&-; sleep 0.3; exit 4"))
+    assert (outcome.status, outcome.exit_code, out) == ("failed", 4, b"early\n")
+    assert took >= 0.3
+
+
+def test_sink_error_kills_the_job_and_propagates() -> None:
+    def sink(_: bytes) -> None:
+        raise RuntimeError("store is gone")
+
+    proc = executor.start(spec("echo hi; sleep 30"))
+    with pytest.raises(RuntimeError, match="store is gone"):
+        proc.watch(sink)
+    assert not running(proc.pid)
+
+
+def test_proc_start_time_and_kill_group_refuse_a_reused_pid() -> None:
+    assert executor.proc_start_time(os.getpid()) is not None
+    assert executor.proc_start_time(PID_MAX + 1) is None
+    assert not executor.group_alive(PID_MAX + 1)
+    assert not executor.group_alive(0)
+    assert not executor.kill_group(0, 0, 0)  # never "my own group"
+
+    sleeper = executor.start(spec(["sleep", "30"]))
+    start = sleeper.proc_start
+    assert start is not None
+    assert not executor.kill_group(sleeper.pid, start + 1, signal.SIGKILL)
+    assert not executor.kill_group(sleeper.pid, None, signal.SIGKILL)
+    assert running(sleeper.pid)
+    assert executor.kill_group(sleeper.pid, start, signal.SIGKILL)
+    outcome = sleeper.watch(lambda _: None)
+    assert (outcome.status, outcome.signal) == ("failed", signal.SIGKILL)
+
+
+def test_proc_start_time_survives_a_comm_with_spaces_and_parens() -> None:
+    script = "open('/proc/self/comm', 'w').write('x) 1 2 (y'); import time; time.sleep(30)"
+    proc = executor.start(spec([sys.executable, "-c", script]))
+    try:
+        comm = Path(f"/proc/{proc.pid}/comm")
+        assert wait_until(lambda: comm.read_text().strip() == "x) 1 2 (y")
+        assert executor.proc_start_time(proc.pid) == proc.proc_start
+        assert executor.kill_group(proc.pid, proc.proc_start, 0)
+    finally:
+        proc.terminate()
+        proc.watch(lambda _: None)
+
+
+@pytest.mark.parametrize("pidfd", [True, False], ids=["pidfd", "polling"])
+def test_idle_watch_does_not_busy_loop(pidfd: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not pidfd:
+        monkeypatch.delattr(os, "pidfd_open", raising=False)
+    cpu0 = time.process_time()
+    outcome, out, took = run(spec("echo hi; sleep 1", timeout_s=60))
+    cpu = time.process_time() - cpu0
+    assert (outcome.status, out) == ("succeeded", b"hi\n")
+    assert took >= 1.0
+    assert cpu < 0.03  # a loop that polls every millisecond burns ~0.05 s here

@@ -1,0 +1,233 @@
+"""Planner tables: what a due fire becomes (misfire, overlap, jitter), which queued runs may
+start (workers, overlap, mutexes), and retry delays. `now` is always an argument."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime
+
+import pytest
+
+from jobctl import planner
+from jobctl.models import Job, Run
+
+
+def ts(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def job(**kw) -> Job:
+    kw.setdefault("schedule", "0 * * * *")
+    kw.setdefault("schedule_kind", "cron")
+    kw.setdefault("next_run_at", ts("2026-01-01T10:00:00"))
+    return Job(name="j", command=["true"], tz="UTC", **kw)
+
+
+def running(job_name: str = "j", rid: int = 1, owner: str | None = "r") -> Run:
+    return Run(job=job_name, scheduled_for=0.0, status="running", id=rid, owner=owner)
+
+
+def queued(job_name: str = "j", rid: int = 2, trigger: str = "schedule") -> Run:
+    return Run(job=job_name, scheduled_for=0.0, status="queued", id=rid, trigger=trigger)  # type: ignore[arg-type]
+
+
+def summary(plan: planner.FirePlan) -> list[tuple[str, str, str]]:
+    return [
+        (datetime.fromtimestamp(r.scheduled_for, UTC).strftime("%H:%M"), r.trigger, r.status)
+        for r in plan.runs
+    ]
+
+
+@pytest.mark.parametrize(
+    ("policy", "now", "expected"),
+    [
+        pytest.param("once", "10:00:00.003", [("10:00", "schedule", "queued")], id="on_time"),
+        pytest.param("once", "10:00:29", [("10:00", "schedule", "queued")], id="within_grace"),
+        pytest.param("once", "12:30:00", [("12:00", "catchup", "queued")], id="once_missed_3"),
+        pytest.param(
+            "once", "13:00:01", [("13:00", "schedule", "queued")], id="once_covered_by_on_time"
+        ),
+        pytest.param(
+            "skip",
+            "12:30:00",
+            [
+                ("10:00", "catchup", "skipped"),
+                ("11:00", "catchup", "skipped"),
+                ("12:00", "catchup", "skipped"),
+            ],
+            id="skip_records_each",
+        ),
+        pytest.param(
+            "all",
+            "12:30:00",
+            [
+                ("10:00", "catchup", "queued"),
+                ("11:00", "catchup", "queued"),
+                ("12:00", "catchup", "queued"),
+            ],
+            id="all_runs_each_in_order",
+        ),
+    ],
+)
+def test_misfire_policies(policy: str, now: str, expected: list) -> None:
+    j = job(misfire=policy)
+    plan = planner.plan_fire(j, ts(f"2026-01-01T{now}"), [], random.Random(1))
+    assert summary(plan) == expected
+    assert plan.next_run_at == planner.next_fire(j, ts(f"2026-01-01T{now}"))
+
+
+def test_misfire_all_caps_at_100_and_skips_older() -> None:
+    j = job(schedule="* * * * *", misfire="all", next_run_at=ts("2026-01-01T00:00:00"))
+    plan = planner.plan_fire(j, ts("2026-01-01T05:00:45"), [], random.Random(1))
+    q = [r for r in plan.runs if r.status == "queued"]
+    s = [r for r in plan.runs if r.status == "skipped"]
+    assert len(q) == 100
+    assert q[-1].scheduled_for == ts("2026-01-01T05:00:00")
+    assert q == sorted(q, key=lambda r: r.scheduled_for)
+    assert len(s) == 100 and max(r.scheduled_for for r in s) < q[0].scheduled_for
+
+
+def test_catchup_window_skips_older_fires_whatever_the_policy() -> None:
+    j = job(misfire="all", catchup_window_s=5400)  # 1h30
+    plan = planner.plan_fire(j, ts("2026-01-01T12:30:00"), [], random.Random(1))
+    assert summary(plan) == [
+        ("10:00", "catchup", "skipped"),
+        ("11:00", "catchup", "queued"),
+        ("12:00", "catchup", "queued"),
+    ]
+
+
+def test_long_outage_of_frequent_job_does_not_walk_every_fire() -> None:
+    j = job(schedule="* * * * * *", misfire="skip", next_run_at=ts("2025-01-01T00:00:00"))
+    plan = planner.plan_fire(j, ts("2026-01-01T00:00:00.5"), [], random.Random(1))
+    skipped = [r for r in plan.runs if r.status == "skipped"]
+    assert len(skipped) == 100
+    assert max(r.scheduled_for for r in skipped) == ts("2025-12-31T23:59:59")
+    assert [(r.scheduled_for, r.status) for r in plan.runs if r.status != "skipped"] == [
+        (ts("2026-01-01T00:00:00"), "queued")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("overlap", "open_runs", "expected"),
+    [
+        pytest.param("skip", [], "queued", id="skip_idle"),
+        pytest.param("skip", [running()], "skipped", id="skip_busy"),
+        pytest.param("skip", [queued()], "skipped", id="skip_waiting"),
+        pytest.param("queue", [running()], "queued", id="queue_holds_one"),
+        pytest.param("queue", [running(), queued()], "skipped", id="queue_at_most_one"),
+        pytest.param("allow", [running(), queued()], "queued", id="allow_parallel"),
+        pytest.param("replace", [running()], "queued", id="replace_starts_new"),
+    ],
+)
+def test_overlap_at_fire_time(overlap: str, open_runs: list[Run], expected: str) -> None:
+    plan = planner.plan_fire(
+        job(overlap=overlap), ts("2026-01-01T10:00:00"), open_runs, random.Random(1)
+    )
+    assert [r.status for r in plan.runs] == [expected]
+    if expected == "skipped":
+        assert "overlap=" in (plan.runs[0].error or "")
+
+
+def test_replace_terminates_running_run_when_a_newer_one_waits() -> None:
+    jobs = {"r": Job(name="r", command=["x"], overlap="replace"), "s": Job(name="s", command=["x"])}
+    old_r, old_s = running("r", 1), running("s", 2)
+    waiting = [queued("r", 3), queued("s", 4)]
+    assert planner.replaced_by_waiting(waiting, [old_r, old_s], jobs) == [old_r]
+    assert planner.replaced_by_waiting([], [old_r], jobs) == []
+
+
+def test_at_job_is_done_after_its_fire() -> None:
+    t = ts("2026-01-01T10:00:00")
+    j = Job(
+        name="j", command=["true"], schedule="x", schedule_kind="at", anchor_at=t, next_run_at=t
+    )
+    plan = planner.plan_fire(j, t + 0.01, [], random.Random(1))
+    assert (plan.state, plan.next_run_at, len(plan.runs)) == ("done", None, 1)
+
+
+def test_jitter_delays_start_but_not_the_fire_key() -> None:
+    j = job(jitter_s=30)
+    starts = set()
+    for seed in range(20):
+        r = planner.plan_fire(j, ts("2026-01-01T10:00:00"), [], random.Random(seed)).runs[0]
+        assert r.scheduled_for == ts("2026-01-01T10:00:00")
+        assert 0 <= r.not_before - r.scheduled_for <= 30
+        starts.add(r.not_before)
+    assert len(starts) > 10
+
+
+def test_pick_respects_workers_overlap_and_mutex() -> None:
+    jobs = {
+        "a": Job(name="a", command=["x"], mutexes=["db"]),
+        "b": Job(name="b", command=["x"], mutexes=["db"]),
+        "c": Job(name="c", command=["x"]),
+        "d": Job(name="d", command=["x"], overlap="allow"),
+    }
+    q = [
+        queued("a", 10),
+        queued("b", 11),
+        queued("c", 12),
+        queued("c", 13),
+        queued("d", 14),
+        queued("d", 15),
+        queued("gone", 16),
+    ]
+    start, gone = planner.pick_startable(q, [], jobs, limit=10)
+    assert [r.id for r in start] == [10, 12, 14, 15]  # b waits for mutex db, 2nd c for overlap
+    assert [r.id for r in gone] == [16]
+    start, _ = planner.pick_startable(q, [], jobs, limit=2)
+    assert [r.id for r in start] == [10, 12]
+    start, _ = planner.pick_startable(q[:2], [running("a", 1)], jobs, limit=4)
+    assert start == []  # a is running (overlap) and holds db (mutex)
+    start, _ = planner.pick_startable(q[:1], [running("a", 1)], jobs, limit=4, force=True)
+    assert start == []  # --force overrides overlap, never a mutex held by another job's run...
+    start, _ = planner.pick_startable([queued("c", 20)], [running("c", 1)], jobs, 4, force=True)
+    assert [r.id for r in start] == [20]
+
+
+@pytest.mark.parametrize(
+    ("backoff", "attempt", "nominal"),
+    [
+        ("exponential", 1, 10),
+        ("exponential", 2, 20),
+        ("exponential", 3, 40),
+        ("exponential", 20, 3600),
+        ("linear", 1, 10),
+        ("linear", 3, 30),
+        ("fixed", 5, 10),
+    ],
+)
+def test_retry_delay_backoff_cap_and_jitter(backoff: str, attempt: int, nominal: float) -> None:
+    j = job(backoff=backoff, retry_delay_s=10, max_retry_delay_s=3600)
+    delays = [planner.retry_delay(j, attempt, random.Random(s)) for s in range(200)]
+    assert all(0.5 * nominal <= d <= nominal for d in delays)
+    assert min(delays) < 0.6 * nominal and max(delays) > 0.9 * nominal
+
+
+def test_after_end_retries_then_dead() -> None:
+    j = job(retries=2)
+    rng = random.Random(1)
+    failed = Run(job="j", scheduled_for=5.0, status="failed", attempt=1, id=1)
+    run, retry = planner.after_end(j, failed, 100.0, rng)
+    assert retry is not None and (retry.attempt, retry.trigger, retry.scheduled_for) == (
+        2,
+        "retry",
+        5.0,
+    )
+    assert 105.0 <= retry.not_before <= 110.0 and not run.dead
+    last = Run(job="j", scheduled_for=5.0, status="timed_out", attempt=3, id=3)
+    run, retry = planner.after_end(j, last, 100.0, rng)
+    assert retry is None and run.dead
+    ok = Run(job="j", scheduled_for=5.0, status="succeeded", attempt=1)
+    assert planner.after_end(j, ok, 100.0, rng) == (ok, None) and not ok.dead
+    cancelled = Run(job="j", scheduled_for=5.0, status="cancelled", attempt=1)
+    assert planner.after_end(j, cancelled, 100.0, rng)[1] is None and not cancelled.dead
+
+
+def test_manual_refusal_by_policy() -> None:
+    assert planner.manual_refusal(job(overlap="skip"), []) is None
+    assert "overlap is skip" in (planner.manual_refusal(job(overlap="skip"), [running()]) or "")
+    assert planner.manual_refusal(job(overlap="queue"), [running()]) is None
+    assert planner.manual_refusal(job(overlap="queue"), [running(), queued()]) is not None
+    assert planner.manual_refusal(job(overlap="allow"), [running()]) is None
