@@ -28,7 +28,10 @@ def _foreground(job_name: str, force: bool, replay_of: int | None = None) -> int
 
     s, t = store(), now()
     job = s.get_job(job_name)
-    runs.check_overlap(s, job, force)
+    current = runs.check_overlap(s, job, force)
+    if job.overlap == "replace" and not force:
+        for old in (r for r in current if r.status == "running"):
+            runs.request_cancel(s, old, t, wait_s=0)  # we start once it has ended
     original = s.get_run(replay_of) if replay_of is not None else None
     run = runs.new_manual_run(s, job, t, owners.me(), "replay" if original else "manual", original)
     if original is not None and original.dead:
@@ -38,21 +41,21 @@ def _foreground(job_name: str, force: bool, replay_of: int | None = None) -> int
     def interrupt(*_: object) -> None:
         stop["asked"] = True
 
-    signal.signal(signal.SIGINT, interrupt)
-    signal.signal(signal.SIGTERM, interrupt)
-    signal.signal(owners.NUDGE, lambda *_: None)  # `jobctl cancel` nudges us; we poll the store
-    render.note(f"run {run.id} of {job.name!r} started")
-    sys.stdout.flush()
-    final = runs.run_foreground(
-        s,
-        job,
-        run,
-        SystemClock(),
-        force,
-        tee=sys.stdout.buffer,
-        waiting=render.note,
-        interrupted=lambda: stop["asked"],
-    )
+    # Ctrl-C and SIGTERM cancel the job (it is in its own process group and would not see
+    # them); `jobctl cancel` nudges us with SIGUSR1 and we poll the store.
+    handlers = {sig: interrupt for sig in (signal.SIGINT, signal.SIGTERM)}
+    handlers[owners.NUDGE] = lambda *_: None
+    previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
+    try:
+        render.note(f"run {run.id} of {job.name!r} started")
+        sys.stdout.flush()
+        final = runs.run_foreground(
+            s, job, run, SystemClock(), force, tee=sys.stdout.buffer,
+            waiting=render.note, interrupted=lambda: stop["asked"],
+        )  # fmt: skip
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     code = runs.exit_code_of(final)
     tail = f" ({final.error})" if final.error and final.status != "succeeded" else ""
     render.note(f"run {final.id} {final.status} in {render.duration(final.duration_s)}{tail}")
@@ -190,9 +193,9 @@ def history(
         except schedule.ScheduleError as exc:
             raise UsageError(f"--since: {exc}") from exc
     n = parse_int(limit, "--limit", minimum=1)
-    if name is not None:
-        store().get_job(name) if not store().list_runs(RunFilter(job=name, limit=1)) else None
     rows = store().list_runs(RunFilter(job=name, statuses=status or None, since=cutoff, limit=n))
+    if name is not None and not rows and not store().list_runs(RunFilter(job=name, limit=1)):
+        store().get_job(name)  # no runs at all: NotFoundError unless the job exists
     if json:
         render.print_json([render.run_json(r) for r in rows])
         return

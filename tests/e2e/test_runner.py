@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import random
 import signal
 import sqlite3
 import subprocess
@@ -454,3 +455,55 @@ def test_status_shows_runner_and_running(env: Env) -> None:
     assert [r["job"] for r in st["running"]] == ["s"]
     assert st["upcoming"][0]["job"] == "s"
     assert os.getpid() != runner.pid
+
+
+def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env) -> None:
+    env.run(
+        "add",
+        "steady",
+        "--cron",
+        "* * * * * *",
+        "--misfire",
+        "all",
+        "--overlap",
+        "allow",
+        "--retries",
+        "3",
+        "--retry-delay",
+        "100ms",
+        "--",
+        "sleep",
+        "0.3",
+        check=True,
+    )
+    rng = random.Random(7)
+    for _ in range(4):
+        runner = env.start_runner()
+        time.sleep(rng.uniform(0.7, 2.0))  # crash at an arbitrary point of the loop
+        runner.kill()
+        runner.wait()
+    final = env.start_runner()
+    first = min(t(r["scheduled_for"]) for r in env.runs("steady"))
+    last = time.time() - 1
+    wait_for(
+        lambda: all(
+            r["status"] not in ("queued", "running")
+            for r in env.runs("steady")
+            if t(r["scheduled_for"]) <= last
+        ),
+        timeout=20,
+    )
+    final.send_signal(signal.SIGTERM)
+    final.wait(timeout=15)
+    runs = [r for r in env.runs("steady") if t(r["scheduled_for"]) <= last]
+    keys = [(r["scheduled_for"], r["attempt"]) for r in runs]
+    assert len(keys) == len(set(keys))  # no duplicate attempt of any fire
+    by_fire: dict[str, list[dict]] = {}
+    for r in runs:
+        by_fire.setdefault(r["scheduled_for"], []).append(r)
+    expected = int(last) - int(first) + 1
+    assert len(by_fire) == expected  # every second fired: nothing lost while the runner was down
+    for fire, attempts in by_fire.items():
+        numbers = sorted(a["attempt"] for a in attempts)
+        assert numbers == list(range(1, len(numbers) + 1)), fire
+        assert any(a["status"] == "succeeded" for a in attempts), (fire, attempts)

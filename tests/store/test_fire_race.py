@@ -1,0 +1,50 @@
+"""Two processes race to record the same fires: each fire is recorded exactly once."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import random
+from pathlib import Path
+
+from jobctl.models import Job, Run
+from jobctl.store.base import RunFilter
+from jobctl.store.sqlite import SQLiteStore
+
+FIRES = 150
+
+
+def _racer(db: str, seed: int, won: mp.Queue) -> None:
+    store = SQLiteStore(Path(db))
+    rng = random.Random(seed)
+    mine = 0
+    while True:
+        job = store.get_job("race")  # read, then try to record the fire it shows
+        t = job.next_run_at
+        assert t is not None
+        if t >= 1000.0 + FIRES:
+            break
+        if rng.random() < 0.3:
+            job = store.get_job("race")
+        inserted = store.fire(job, [Run(job="race", scheduled_for=t, created_at=t)], t + 1.0)
+        mine += len(inserted)
+    won.put(mine)
+
+
+def test_two_processes_never_record_a_fire_twice(tmp_path: Path) -> None:
+    db = tmp_path / "jobctl.db"
+    store = SQLiteStore(db)
+    store.add_job(Job(name="race", command=["true"], next_run_at=1000.0))
+    ctx = mp.get_context("fork")
+    won: mp.Queue = ctx.Queue()
+    procs = [ctx.Process(target=_racer, args=(str(db), seed, won)) for seed in (1, 2)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(60)
+        assert p.exitcode == 0
+    counts = [won.get(timeout=5), won.get(timeout=5)]
+    runs = store.list_runs(RunFilter(job="race"))
+    times = sorted(r.scheduled_for for r in runs)
+    assert times == [1000.0 + i for i in range(FIRES)]  # every fire once: none lost, none twice
+    assert sum(counts) == FIRES
+    assert min(counts) > 0, counts  # both really competed
