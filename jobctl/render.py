@@ -199,6 +199,19 @@ def table(
         )
 
 
+SPARKS = "▁▂▃▄▅▆▇█"
+
+
+def sparkline(values: Sequence[float]) -> str | None:
+    """A one-line chart of `values` for a terminal that can show it, else None."""
+    encoding = (getattr(sys.stdout, "encoding", None) or "").lower().replace("-", "")
+    if len(values) < 2 or not fancy() or encoding != "utf8":
+        return None
+    lo, hi = min(values), max(values)
+    span = (hi - lo) or 1.0
+    return "".join(SPARKS[min(7, int((v - lo) / span * 8))] for v in values)
+
+
 def pairs(items: Sequence[tuple[str, str]]) -> None:
     """A two-column 'key: value' block (show)."""
     width = max(len(k) for k, _ in items)

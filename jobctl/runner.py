@@ -28,6 +28,9 @@ from jobctl.store.base import RunFilter, RunnerInfo, Store
 Emit = Callable[[str, str], None]
 #: longest sleep: bounds how late a wall-clock jump (suspend, NTP step) or a missed nudge is seen
 MAX_SLEEP_S = 5.0
+#: fires due within this lead are recorded and claimed ahead of time; the worker then starts
+#: the process at its exact time, so store writes do not add to a run's lateness
+LEAD_S = 0.05
 HEARTBEAT_S = 10.0
 MAINTENANCE_S = 30.0
 
@@ -203,10 +206,11 @@ class Runner:
             jump = (now - wall) - (time.monotonic() - mono)
             if abs(jump) > 2.0:
                 self.emit("clock", f"wall clock jumped by {jump:+.1f}s; applying misfire policies")
-            self.fire_due(now)
+            horizon = now + LEAD_S
+            self.fire_due(horizon)
             if self.active:
                 self.check_cancels()
-            self.start_queued(self.clock.now())
+            self.start_queued(horizon)
             if now - last_beat >= HEARTBEAT_S:
                 self.store.heartbeat(self.owner, now)
                 last_beat = now
@@ -218,10 +222,8 @@ class Runner:
             seen = self.store.changed()
 
     def _sleep_for(self, now: float) -> float:
-        due = self.store.next_wakeup()
-        delay = MAX_SLEEP_S if due is None else min(MAX_SLEEP_S, due - now)
-        if len(self.active) >= self.workers:
-            delay = MAX_SLEEP_S  # nothing can start until a worker frees up (it wakes us)
+        due = self.store.next_wakeup(now + LEAD_S)
+        delay = MAX_SLEEP_S if due is None else min(MAX_SLEEP_S, due - LEAD_S - now)
         return max(0.0, delay)
 
     def _sleep(self, seconds: float, seen: int) -> None:
@@ -284,6 +286,7 @@ class Runner:
     def _work(self, entry: Active) -> None:
         run = entry.run
         try:
+            self._wait_until(run.not_before)  # claimed up to LEAD_S early: never start early
 
             def started(proc: executor.Process) -> None:
                 entry.proc = proc
@@ -304,6 +307,10 @@ class Runner:
             with self._lock:
                 self.active.pop(run.id or -1, None)
             self.wake()
+
+    def _wait_until(self, t: float) -> None:
+        while (left := t - self.clock.now()) > 0:
+            self.clock.sleep(left)
 
     def _terminate(self, run: Run, status: str, reason: str) -> None:
         with self._lock:

@@ -258,6 +258,9 @@ def show(name: Name, json: JsonOpt = False) -> None:
                 f"p50 {render.duration(stats['p50_s'])}, p95 {render.duration(stats['p95_s'])}",
             )
         )
+    trend = render.sparkline([r.duration_s for r in reversed(recent) if r.duration_s is not None])
+    if trend:
+        items.append(("trend", f"{trend}  (durations, oldest to newest)"))
     render.pairs(items)
     if upcoming:
         render.table(

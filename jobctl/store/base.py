@@ -95,8 +95,9 @@ class Store(Protocol):
         """Active jobs whose next_run_at <= now, earliest first (an index, not a scan)."""
         ...
 
-    def next_wakeup(self) -> float | None:
-        """The earliest of the active jobs' next fires and the queued runs' not_before."""
+    def next_wakeup(self, now: float) -> float | None:
+        """The earliest of the active jobs' next fires and of the queued runs' not_before that
+        is still ahead of `now` (queued runs already due wait for an event, not a time)."""
         ...
 
     def claim(

@@ -302,11 +302,12 @@ class SQLiteStore:
             )
             return [_job(r) for r in rows]
 
-    def next_wakeup(self) -> float | None:
+    def next_wakeup(self, now: float) -> float | None:
         with self._tx(write=False) as conn:
             row = conn.execute(
                 "SELECT (SELECT min(next_run_at) FROM jobs WHERE state = 'active'), "
-                "(SELECT min(not_before) FROM runs WHERE status = 'queued')"
+                "(SELECT min(not_before) FROM runs WHERE status = 'queued' AND not_before > ?)",
+                [to_ms(now)],
             ).fetchone()
             values = [v for v in row if v is not None]
             return min(values) / 1000 if values else None

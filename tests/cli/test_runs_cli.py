@@ -127,3 +127,14 @@ def test_run_detach_queues_for_runner(cli) -> None:
     assert "no runner is active" in r.err
     run = cli("history", "d", "--json").json()[0]
     assert (run["status"], run["trigger"], run["id"]) == ("queued", "manual", int(r.out))
+
+
+def test_sparkline_only_on_a_utf8_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobctl import render
+
+    monkeypatch.setattr(render, "fancy", lambda: True)
+    monkeypatch.setattr("sys.stdout", type("T", (), {"encoding": "utf-8"})())
+    assert render.sparkline([1.0, 2.0, 3.0, 8.0]) == "▁▂▃█"
+    assert render.sparkline([5.0]) is None
+    monkeypatch.setattr(render, "fancy", lambda: False)
+    assert render.sparkline([1.0, 2.0]) is None

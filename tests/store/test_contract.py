@@ -215,3 +215,78 @@ def test_sqlite_migrates_from_older_schema(tmp_path: Path) -> None:
     assert (run.job, run.scheduled_for, run.cancel_requested_at) == ("old", 5.0, None)
     s.update_run(run.id, cancel_requested_at=6.0)
     assert s.get_run(run.id).cancel_requested_at == 6.0
+
+
+def test_due_jobs_and_next_wakeup(store) -> None:
+    store.add_job(job("later", next_run_at=50.0))
+    store.add_job(job("soon", next_run_at=20.0))
+    store.add_job(job("paused", next_run_at=5.0, state="paused"))
+    assert [j.name for j in store.due_jobs(30.0)] == ["soon"]
+    assert store.next_wakeup(0.0) == 20.0
+    store.add_run(Run(job="soon", scheduled_for=1.0, not_before=10.0))
+    assert store.next_wakeup(0.0) == 10.0
+    # a queued run already due waits for an event (a worker freeing up), not for a time
+    assert store.next_wakeup(15.0) == 20.0
+
+
+def test_claim_moves_picked_runs_to_running(store) -> None:
+    store.add_job(job("a"))
+    r1 = store.add_run(Run(job="a", scheduled_for=1.0, not_before=1.0))
+    store.add_run(Run(job="a", scheduled_for=2.0, not_before=99.0))  # not due yet
+    mine = store.add_run(Run(job="a", scheduled_for=3.0, not_before=1.0, owner="cli:1"))
+    seen: list[list[int]] = []
+
+    def pick(queued, running, jobs, limit):
+        seen.append([r.id for r in queued])
+        return queued[:limit], []
+
+    claimed = store.claim("runner", "host", 10.0, 5, pick)
+    assert seen == [[r1.id]]  # neither the future run nor another owner's reserved run
+    assert [(r.id, r.status, r.owner, j.name) for r, j in claimed] == [
+        (r1.id, "running", "runner", "a")
+    ]
+    assert store.get_run(r1.id).status == "running"
+    assert store.get_run(mine.id).status == "queued"
+
+
+def test_finish_run_records_retry_and_retention(store) -> None:
+    store.add_job(job("a"))
+    runs = [
+        store.add_run(Run(job="a", scheduled_for=float(i), status="succeeded")) for i in range(5)
+    ]
+    last = store.add_run(Run(job="a", scheduled_for=9.0, status="running"))
+    from dataclasses import replace
+
+    retry = Run(job="a", scheduled_for=9.0, attempt=2, trigger="retry", not_before=20.0)
+    store.finish_run(replace(last, status="failed", exit_code=1), retry, keep_runs=3)
+    left = store.list_runs(RunFilter(job="a"))
+    assert [(r.scheduled_for, r.attempt, r.status) for r in left] == [
+        (9.0, 2, "queued"),
+        (9.0, 1, "failed"),
+        (4.0, 1, "succeeded"),
+    ]
+    assert runs[0].id not in {r.id for r in left}
+
+
+def test_output_chunks_in_order(store) -> None:
+    store.add_job(job("a"))
+    r = store.add_run(Run(job="a", scheduled_for=1.0))
+    for part in (b"one\n", b"two\n", b"\x00binary\xff"):
+        store.append_output(r.id, part)
+    chunks = store.read_output(r.id)
+    assert [c for _, c in chunks] == [b"one\n", b"two\n", b"\x00binary\xff"]
+    assert store.read_output(r.id, chunks[0][0]) == chunks[1:]
+
+
+def test_runner_registry(store) -> None:
+    from jobctl.store.base import RunnerInfo
+
+    assert store.runner_info() is None
+    store.register_runner(RunnerInfo(owner="o1", pid=10, host="h", since=1.0, heartbeat_at=1.0))
+    store.heartbeat("o1", 5.0)
+    info = store.runner_info()
+    assert (info.owner, info.pid, info.heartbeat_at) == ("o1", 10, 5.0)
+    store.unregister_runner("someone-else")
+    assert store.runner_info() is not None
+    store.unregister_runner("o1")
+    assert store.runner_info() is None
