@@ -27,6 +27,12 @@ def zone(name: str) -> ZoneInfo:
     return schedule.parse_zone(name)
 
 
+@lru_cache(maxsize=4096)
+def describe(expr: str) -> str:
+    """Plain-English reading of a cron expression (cached: `list` shows many alike)."""
+    return schedule.describe_cron(_cron(expr))
+
+
 def fire_times(job: Job, after: float, n: int) -> list[datetime]:
     """The job's next `n` fire times strictly after `after`, aware in the job's zone.
 

@@ -98,7 +98,9 @@ def job_json(job: Job, tz: tzinfo | None = None) -> dict[str, Any]:
 
 
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    """Indented for a person at a terminal; one compact line for scripts (the C encoder)."""
+    indent = 2 if sys.stdout.isatty() else None
+    sys.stdout.write(json.dumps(data, indent=indent) + "\n")
 
 
 # ---- human text -----------------------------------------------------------------

@@ -4,8 +4,6 @@ Verb modules register their commands on `app`; this module only wires them and t
 JobctlError (and click's usage errors) into one line on stderr and the exit code of SPEC 3.
 """
 
-from __future__ import annotations
-
 import os
 import sys
 from typing import Annotated

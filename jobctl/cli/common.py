@@ -4,8 +4,6 @@ CLI modules parse, call and render; they never write SQL (they call the Store) a
 scheduling rules (they call planner/jobdef).
 """
 
-from __future__ import annotations
-
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Annotated
@@ -26,10 +24,10 @@ class State:
 
     settings: Settings
     debug: bool = False
-    _store: Store | None = field(default=None, repr=False)
+    _store: "Store | None" = field(default=None, repr=False)
 
     @property
-    def store(self) -> Store:
+    def store(self) -> "Store":
         if self._store is None:
             from jobctl.store import open_store
 
@@ -51,7 +49,7 @@ def state() -> State:
     return _state
 
 
-def store() -> Store:
+def store() -> "Store":
     return state().store
 
 

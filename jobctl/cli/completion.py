@@ -1,7 +1,5 @@
 """`jobctl completion SHELL`: print the completion script (the files in completions/ are these)."""
 
-from __future__ import annotations
-
 from typing import Annotated
 
 import typer

@@ -3,8 +3,6 @@
 Parse the options into JobOptions, let jobdef validate and compute, call the store, render.
 """
 
-from __future__ import annotations
-
 import os
 from typing import TYPE_CHECKING, Annotated
 
@@ -161,7 +159,7 @@ def _nudge() -> None:
     nudge_runner(store())
 
 
-def _done(job: Job, verb: str, json: bool, t: float) -> None:
+def _done(job: "Job", verb: str, json: bool, t: float) -> None:
     if json:
         render.print_json(render.job_json(job))
         return
@@ -191,7 +189,7 @@ def list_(
     )
 
 
-def _last_run_text(job: Job, t: float) -> str:
+def _last_run_text(job: "Job", t: float) -> str:
     last = job.last_run
     if last is None:
         return "-"
@@ -200,11 +198,11 @@ def _last_run_text(job: Job, t: float) -> str:
     return f"{last.status} {when}{took}"
 
 
-def _schedule_text(job: Job) -> str:
+def _schedule_text(job: "Job") -> str:
     if job.schedule_kind == "cron" and job.schedule:
-        from jobctl import planner, schedule
+        from jobctl import planner
 
-        return f"{job.schedule} ({schedule.describe_cron(planner._cron(job.schedule))})"
+        return f"{job.schedule} ({planner.describe(job.schedule)})"
     if job.schedule_kind == "every":
         return f"every {job.schedule}"
     if job.schedule_kind == "at":
@@ -287,7 +285,7 @@ def show(name: Name, json: JsonOpt = False) -> None:
         )
 
 
-def _stats(runs: list[Run]) -> dict[str, float | int | None]:
+def _stats(runs: "list[Run]") -> dict[str, float | int | None]:
     from jobctl.models import FINAL_STATUSES
 
     done = [r for r in runs if r.status in FINAL_STATUSES and r.status != "skipped"]

@@ -1,7 +1,5 @@
 """`jobctl next`: preview fire times of a job or an expression; also how to validate one."""
 
-from __future__ import annotations
-
 from datetime import datetime
 from typing import Annotated
 

@@ -1,7 +1,5 @@
 """`jobctl runner` (the foreground runner) and `jobctl status`."""
 
-from __future__ import annotations
-
 import sys
 from datetime import datetime
 from typing import Annotated

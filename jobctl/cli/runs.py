@@ -4,8 +4,6 @@ Parse, call jobctl.runs / the store, render. `run` and `retry` in the foreground
 job's own code (SPEC 3).
 """
 
-from __future__ import annotations
-
 import sys
 import time
 from typing import Annotated

@@ -12,7 +12,7 @@ import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -61,22 +61,42 @@ def _decode(kind: str, value: Any) -> Any:
     if kind == "ms":
         return value / 1000
     if kind == "json":
-        return json.loads(value)
+        return _EMPTY[value]() if value in _EMPTY else json.loads(value)
     if kind == "bool":
         return bool(value)
     return value
+
+
+_EMPTY = {"[]": list, "{}": dict}  # most env/tags/mutexes: skip the JSON parser (list speed)
 
 
 def _row(columns: dict[str, str], obj: object) -> dict[str, Any]:
     return {c: _encode(k, getattr(obj, c)) for c, k in columns.items()}
 
 
+def _reader(columns: dict[str, str]) -> Callable[[sqlite3.Row], dict[str, Any]]:
+    """Row -> constructor kwargs; columns stored as they are skip the decoder (hot in `list`)."""
+    plain = ["id", *(c for c, k in columns.items() if not k)]
+    converted = [(c, k) for c, k in columns.items() if k]
+
+    def read(row: sqlite3.Row) -> dict[str, Any]:
+        values = {c: row[c] for c in plain}
+        for c, k in converted:
+            values[c] = _decode(k, row[c])
+        return values
+
+    return read
+
+
+_read_job, _read_run = _reader(JOB_COLUMNS), _reader(RUN_COLUMNS)
+
+
 def _job(row: sqlite3.Row) -> Job:
-    return Job(id=row["id"], **{c: _decode(k, row[c]) for c, k in JOB_COLUMNS.items()})
+    return Job(**_read_job(row))
 
 
 def _run(row: sqlite3.Row) -> Run:
-    return Run(id=row["id"], **{c: _decode(k, row[c]) for c, k in RUN_COLUMNS.items()})
+    return Run(**_read_run(row))
 
 
 def _insert_sql(table: str, columns: Iterable[str], verb: str = "INSERT") -> str:
