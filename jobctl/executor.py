@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import selectors
+import shutil
 import signal
 import subprocess
 import threading
@@ -63,34 +64,70 @@ class SpawnError(Exception):
         self.exit_code = exit_code
 
 
-def start(spec: Spec) -> Process:
-    """Spawn the job in a new session with stdin=/dev/null and stderr merged into stdout."""
+#: a gated job reads its stdin (the gate pipe) before exec'ing its command with stdin=/dev/null;
+#: EOF (its starter died before releasing it) means "never run"
+_GATE = 'read _ || exit 125; exec </dev/null; exec "$@"'
+
+
+def _check_command(argv: list[str], spec: Spec) -> None:
+    """SpawnError 127/126 for a command that cannot run (checked up front: a gated job's exec
+    happens inside the gate, where a failure would only be an exit code)."""
+    cmd = argv[0]
+    if "/" in cmd:
+        path = cmd if os.path.isabs(cmd) else os.path.join(spec.cwd, cmd)
+        if not os.path.exists(path):
+            raise SpawnError(f"command not found: {cmd}", 127)
+        if os.path.isdir(path) or not os.access(path, os.X_OK):
+            raise SpawnError(f"cannot execute {cmd}: Permission denied", 126)
+    elif shutil.which(cmd, path=spec.env.get("PATH", os.defpath)) is None:
+        raise SpawnError(f"command not found: {cmd}", 127)
+
+
+def start(spec: Spec, gated: bool = False) -> Process:
+    """Spawn the job in a new session with stdin=/dev/null and stderr merged into stdout.
+
+    `gated`: the process exists (pid known) but does not exec the command until release();
+    if this process dies first, the gate reads EOF and the job exits 125 without running.
+    That lets the runner record the pid before the job can do anything (crash safety).
+    """
     if not spec.argv:
         raise ValueError("empty command")
     argv = ["/bin/sh", "-c", " ".join(spec.argv)] if spec.shell else list(spec.argv)
     if not os.path.isdir(spec.cwd):
         what = "is not a directory" if os.path.exists(spec.cwd) else "does not exist"
         raise SpawnError(f"working directory {what}: {spec.cwd}", 126)
+    gate_r = gate_w = None
+    if gated:
+        _check_command(argv, spec)
+        gate_r, gate_w = os.pipe()
+        argv = ["/bin/sh", "-c", _GATE, "jobctl-gate", *argv]
     try:
         popen = subprocess.Popen(
             argv,
             cwd=spec.cwd,
             env=spec.env,
-            stdin=subprocess.DEVNULL,
+            stdin=gate_r if gate_r is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             close_fds=True,
             start_new_session=True,
         )
     except OSError as e:
+        if gate_w is not None:
+            os.close(gate_w)
         if e.filename == spec.cwd and e.filename != argv[0]:
             raise SpawnError(f"cannot enter working directory {spec.cwd}: {e.strerror}", 126) from e
         if isinstance(e, FileNotFoundError):
             raise SpawnError(f"command not found: {argv[0]}", 127) from e
         raise SpawnError(f"cannot execute {argv[0]}: {e.strerror}", 126) from e
     except ValueError as e:  # e.g. an embedded NUL byte in an argument or the environment
+        if gate_w is not None:
+            os.close(gate_w)
         raise SpawnError(f"cannot execute {argv[0]}: {e}", 126) from e
-    return Process(popen, spec)
+    finally:
+        if gate_r is not None:
+            os.close(gate_r)
+    return Process(popen, spec, gate_w)
 
 
 class _Capture:
@@ -159,9 +196,9 @@ class _Capture:
 class Process:
     """A started job. Call watch() once (it blocks); terminate() from any thread."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], spec: Spec) -> None:
+    def __init__(self, popen: subprocess.Popen[bytes], spec: Spec, gate: int | None = None) -> None:
         self.started_at = time.time()
-        self._popen, self._spec = popen, spec
+        self._popen, self._spec, self._gate = popen, spec, gate
         self.pid = popen.pid
         self.proc_start = proc_start_time(popen.pid)
         self._lock = threading.Lock()  # guards everything below, and every signal sent
@@ -170,6 +207,27 @@ class Process:
         self._reason: str | None = None
         self._kill_at: float | None = None  # monotonic time of the SIGKILL
         self._killed = False
+
+    def release(self) -> None:
+        """Let a gated job exec its command now (no-op otherwise); started_at is now."""
+        if self._gate is not None:
+            with contextlib.suppress(OSError):
+                os.write(self._gate, b"\n")
+            os.close(self._gate)
+            self._gate = None
+            self.started_at = time.time()
+
+    def abort(self) -> None:
+        """Kill a job that was never released (it ran nothing) and reap it."""
+        with self._lock:
+            self._signal(signal.SIGKILL)
+            self._popen.wait()
+            self._reaped = True
+        if self._gate is not None:
+            os.close(self._gate)
+            self._gate = None
+        if self._popen.stdout is not None:
+            self._popen.stdout.close()
 
     def terminate(self, status: str = "cancelled", reason: str | None = None) -> None:
         """SIGTERM the group now, SIGKILL it after kill_grace_s; watch() reports `status`."""
@@ -188,6 +246,7 @@ class Process:
     def watch(self, sink: Callable[[bytes], None], tee: BinaryIO | None = None) -> Outcome:
         """Capture output until the job ends and reap it; if `sink` raises, SIGKILL the group."""
         assert self._popen.stdout is not None
+        self.release()  # a gated job that nobody released would wait forever
         cap = _Capture(self._spec.max_output, sink, tee)
         sel = selectors.DefaultSelector()
         try:

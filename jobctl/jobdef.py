@@ -39,30 +39,47 @@ def parse_size(text: str) -> int:
     """'1MiB', '512KiB', '10MB', '4096' -> bytes."""
     m = _SIZE_RE.fullmatch(text.strip())
     unit = (m.group(2) or "").lower() if m else None
-    if not m or unit not in _SIZE_UNITS or float(m.group(1)) <= 0:
-        raise UsageError(f"invalid size {text!r}: use e.g. 1MiB, 512KiB or a number of bytes")
+    if (
+        not m
+        or unit not in _SIZE_UNITS
+        or not 0 < float(m.group(1)) * _SIZE_UNITS[unit] <= MAX_SIZE
+    ):
+        raise UsageError(
+            f"invalid size {text!r}: use e.g. 1MiB, 512KiB or a number of bytes (at most 1TiB)"
+        )
     return int(float(m.group(1)) * _SIZE_UNITS[unit])
 
 
-def parse_int(text: str | int, what: str, minimum: int = 0, maximum: int | None = None) -> int:
+MAX_COUNT = 1_000_000_000
+MAX_DURATION_S = 100 * 365 * 86400.0  # a century: beyond it, time arithmetic overflows
+MIN_INTERVAL_S = 0.001
+MAX_SIZE = 1 << 40
+
+
+def parse_int(text: str | int, what: str, minimum: int = 0, maximum: int = MAX_COUNT) -> int:
     """A whole number within bounds, or UsageError naming the option and the value."""
     try:
-        value = int(str(text).strip())
+        value: int | None = int(str(text).strip())
     except ValueError:
         value = None
-    if value is None or value < minimum or (maximum is not None and value > maximum):
-        bounds = f"{minimum} or more" if maximum is None else f"{minimum} to {maximum}"
-        raise UsageError(f"invalid {what} {str(text)!r}: use a whole number, {bounds}")
+    if value is None or not minimum <= value <= maximum:
+        raise UsageError(
+            f"invalid {what} {str(text)!r}: use a whole number from {minimum} to {maximum}"
+        )
     return value
 
 
-def _duration(text: str, what: str, allow_zero: bool = True) -> float:
+def option_duration(text: str, what: str, allow_zero: bool = True) -> float:
     try:
         value = schedule.parse_duration(text)
     except schedule.ScheduleError as exc:
         raise UsageError(f"{what}: {exc}") from exc
     if value < 0 or (value == 0 and not allow_zero):
         raise UsageError(f"{what}: invalid duration {text!r}: must be greater than zero")
+    if value > MAX_DURATION_S:
+        raise UsageError(f"{what}: invalid duration {text!r}: at most 100 years")
+    if not allow_zero and value < MIN_INTERVAL_S:
+        raise UsageError(f"{what}: invalid duration {text!r}: at least 1ms")
     return value
 
 
@@ -132,7 +149,7 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
             raise UsageError(str(exc)) from exc
         c.update(schedule=opts.cron.strip(), schedule_kind="cron", anchor_at=None)
     elif opts.every is not None:
-        _duration(opts.every, "--every", allow_zero=False)
+        option_duration(opts.every, "--every", allow_zero=False)
         c.update(schedule=opts.every.strip(), schedule_kind="every")
         c["anchor_at"] = job.anchor_at if job.schedule_kind == "every" else now
     elif opts.at is not None:
@@ -160,15 +177,15 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     if opts.env is not None:
         c["env"] = _parse_env(opts.env)
     if opts.timeout is not None:
-        c["timeout_s"] = _duration(opts.timeout, "--timeout") or None
+        c["timeout_s"] = option_duration(opts.timeout, "--timeout") or None
     if opts.kill_grace is not None:
-        c["kill_grace_s"] = _duration(opts.kill_grace, "--kill-grace")
+        c["kill_grace_s"] = option_duration(opts.kill_grace, "--kill-grace")
     if opts.retries is not None:
         c["retries"] = parse_int(opts.retries, "--retries", minimum=0)
     if opts.retry_delay is not None:
-        c["retry_delay_s"] = _duration(opts.retry_delay, "--retry-delay")
+        c["retry_delay_s"] = option_duration(opts.retry_delay, "--retry-delay")
     if opts.max_retry_delay is not None:
-        c["max_retry_delay_s"] = _duration(opts.max_retry_delay, "--max-retry-delay")
+        c["max_retry_delay_s"] = option_duration(opts.max_retry_delay, "--max-retry-delay")
     if opts.backoff is not None:
         c["backoff"] = _choice(opts.backoff, BACKOFFS, "--backoff")
     if opts.overlap is not None:
@@ -176,9 +193,9 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     if opts.misfire is not None:
         c["misfire"] = _choice(opts.misfire, MISFIRES, "--misfire")
     if opts.catchup_window is not None:
-        c["catchup_window_s"] = _duration(opts.catchup_window, "--catchup-window") or None
+        c["catchup_window_s"] = option_duration(opts.catchup_window, "--catchup-window") or None
     if opts.jitter is not None:
-        c["jitter_s"] = _duration(opts.jitter, "--jitter")
+        c["jitter_s"] = option_duration(opts.jitter, "--jitter")
     if opts.mutex is not None:
         c["mutexes"] = sorted({check_name(m, "mutex name") for m in opts.mutex})
     if opts.keep_runs is not None:

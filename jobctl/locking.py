@@ -6,6 +6,7 @@ by the kernel when the process dies (kill -9 included), so a crash never leaves 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from filelock import FileLock, Timeout
@@ -13,7 +14,8 @@ from filelock import FileLock, Timeout
 
 class RunnerLock:
     def __init__(self, db_path: Path) -> None:
-        self.path = Path(str(db_path) + ".runner.lock")
+        # realpath: a symlinked or relative spelling of the same store must find the same lock
+        self.path = Path(os.path.realpath(db_path) + ".runner.lock")
         self._lock = FileLock(str(self.path), mode=0o600)
 
     def try_acquire(self) -> bool:

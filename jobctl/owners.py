@@ -43,15 +43,19 @@ def parse(owner: str) -> tuple[str, int, int | None]:
 
 
 def alive(owner: str | None) -> bool:
-    """True if `owner` is a live process on this host (owners elsewhere count as alive)."""
+    """True if `owner`'s process is alive: same pid with the same start time.
+
+    The host part is not consulted: a SQLite store serves one machine, whose name may change
+    (a container recreated on the same volume, a renamed laptop); an owner recorded under the
+    old name is judged by its pid and start time like any other. (A shared PostgreSQL store
+    will use leases instead.)
+    """
     if not owner:
         return False
     try:
-        h, pid, start = parse(owner)
+        _, pid, start = parse(owner)
     except ValueError:
         return False
-    if h != host():
-        return True
     return start is not None and proc_start_time(pid) == start
 
 
@@ -59,9 +63,7 @@ def nudge(owner: str | None) -> bool:
     """Send SIGUSR1 to a live owner on this host; True if sent."""
     if not owner or not alive(owner):
         return False
-    h, pid, _ = parse(owner)
-    if h != host():
-        return False
+    _, pid, _ = parse(owner)
     try:
         os.kill(pid, NUDGE)
     except OSError:

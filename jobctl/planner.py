@@ -34,35 +34,59 @@ def describe(expr: str) -> str:
 
 
 def fire_times(job: Job, after: float, n: int) -> list[datetime]:
-    """The job's next `n` fire times strictly after `after`, aware in the job's zone.
-
-    Ignores state (paused jobs still have a schedule to preview) and jitter.
-    """
+    """The job's next `n` fire times strictly after `after`, aware in the job's zone (fewer if
+    the schedule ends, or runs past year 9999). Ignores state and jitter."""
     tz = zone(job.tz)
-    start = datetime.fromtimestamp(after, tz)
+    out: list[datetime] = []
+    try:
+        t = datetime.fromtimestamp(after, tz)
+        while len(out) < n:
+            nxt = _next(job, t, tz)
+            if nxt is None:
+                break
+            out.append(nxt)
+            t = nxt
+    except OverflowError:  # beyond year 9999: no later time can be written down
+        pass
+    return out
+
+
+def _next(job: Job, after: datetime, tz: ZoneInfo) -> datetime | None:
     kind = job.schedule_kind
     if kind == "cron":
         assert job.schedule is not None
-        return schedule.cron_fires(_cron(job.schedule), start, tz, n)
+        return schedule.next_cron_fire(_cron(job.schedule), after, tz)
     if kind == "every":
         assert job.schedule is not None and job.anchor_at is not None
-        interval = schedule.parse_duration(job.schedule)
         anchor = datetime.fromtimestamp(job.anchor_at, tz)
-        out: list[datetime] = []
-        for _ in range(n):
-            start = schedule.next_every_fire(anchor, interval, start)
-            out.append(start)
-        return out
+        return schedule.next_every_fire(anchor, _interval(job.schedule), after)
     if kind == "at":
         assert job.anchor_at is not None
-        return [datetime.fromtimestamp(job.anchor_at, tz)] if job.anchor_at > after else []
-    return []
+        at = datetime.fromtimestamp(job.anchor_at, tz)
+        return at if at.timestamp() > after.timestamp() else None
+    return None
+
+
+@lru_cache(maxsize=4096)
+def _interval(text: str) -> float:
+    return schedule.parse_duration(text)
 
 
 def next_fire(job: Job, after: float) -> float | None:
     """Epoch seconds of the job's next fire strictly after `after`, None if it has none."""
     times = fire_times(job, after, 1)
     return times[0].timestamp() if times else None
+
+
+def keeps_period(job: Job) -> bool:
+    """--every jobs and wildcard cron jobs (SPEC 5), as opposed to fixed-time ones."""
+    if job.schedule_kind == "every":
+        return True
+    return (
+        job.schedule_kind == "cron"
+        and job.schedule is not None
+        and not _cron(job.schedule).fixed_time
+    )
 
 
 def is_reboot(job: Job) -> bool:

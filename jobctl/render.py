@@ -63,7 +63,18 @@ def run_json(run: Run) -> dict[str, Any]:
     }
 
 
-def job_json(job: Job, tz: tzinfo | None = None) -> dict[str, Any]:
+def _zone(name: str) -> tzinfo | None:
+    from zoneinfo import ZoneInfo
+
+    try:
+        return ZoneInfo(name)
+    except (ValueError, OSError):
+        return None
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """SPEC 6's job shape; its schedule times are in the job's zone, like `next` shows them."""
+    tz = _zone(job.tz)
     return {
         "name": job.name,
         "command": job.command,

@@ -73,6 +73,7 @@ class Active:
     run: Run
     job: Job
     proc: executor.Process | None = None
+    stop: tuple[str, str] | None = None  # (status, reason) asked for before the process began
 
 
 def execute(
@@ -83,14 +84,19 @@ def execute(
     rng: random.Random,
     tee: BinaryIO | None = None,
     on_start: Callable[[executor.Process], None] | None = None,
+    go: Callable[[], bool] = lambda: True,
 ) -> tuple[Run, Run | None]:
-    """Start a claimed run, watch it to its end, and record the outcome (and its retry).
+    """Start a claimed run at its not_before, watch it to its end, and record the outcome
+    (and its retry). The run is already `running` in the store.
 
-    Returns (the final run, its retry or None). The run is already `running` in the store.
+    The process is spawned gated and its pid recorded before the gate opens, so a crash at
+    any point leaves either a recorded pid to terminate or a process that never ran. If `go()`
+    is false at the start time (the runner is stopping), the run goes back to the queue.
+    Returns (the final run, its retry or None).
     """
     assert run.id is not None
     try:
-        proc = executor.start(spec_for(job, run))
+        proc = executor.start(spec_for(job, run), gated=True)
     except executor.SpawnError as exc:
         t = clock.now()
         final = replace(
@@ -102,9 +108,19 @@ def execute(
             finished_at=t,
         )
         return _record_end(store, job, final, clock, rng)
-    run = store.update_run(
-        run.id, pid=proc.pid, proc_start=proc.proc_start, started_at=proc.started_at
-    )
+    try:
+        planned = max(clock.now(), run.not_before)
+        run = store.update_run(run.id, pid=proc.pid, proc_start=proc.proc_start, started_at=planned)
+        _wait_until(clock, run.not_before)
+    except BaseException:
+        proc.abort()
+        raise
+    if not go():
+        proc.abort()
+        requeued = store.update_run(run.id, status="queued", owner=None, host=None, pid=None,
+                                    proc_start=None, started_at=None)  # fmt: skip
+        return requeued, None
+    proc.release()
     if on_start is not None:
         on_start(proc)
     run_id = run.id
@@ -124,6 +140,12 @@ def execute(
         output_bytes=outcome.output_bytes,
     )
     return _record_end(store, job, final, clock, rng)
+
+
+def _wait_until(clock: Clock, t: float) -> None:
+    """Never start early: sleep (by the wall clock) until `t`."""
+    while (left := t - clock.now()) > 0:
+        clock.sleep(left)
 
 
 def _record_end(
@@ -204,8 +226,10 @@ class Runner:
         while not self._stopping:
             now = self.clock.now()
             jump = (now - wall) - (time.monotonic() - mono)
-            if abs(jump) > 2.0:
+            if jump > 2.0:
                 self.emit("clock", f"wall clock jumped by {jump:+.1f}s; applying misfire policies")
+            elif jump < -2.0:
+                self.rewind(now, jump)
             horizon = now + LEAD_S
             self.fire_due(horizon)
             if self.active:
@@ -285,44 +309,76 @@ class Runner:
 
     def _work(self, entry: Active) -> None:
         run = entry.run
-        try:
-            self._wait_until(run.not_before)  # claimed up to LEAD_S early: never start early
 
-            def started(proc: executor.Process) -> None:
+        def started(proc: executor.Process) -> None:
+            with self._lock:
                 entry.proc = proc
-                late = (proc.started_at - run.not_before) * 1000
-                self.emit(
-                    "start", f"{run.job}: run {run.id} started, pid {proc.pid}, {late:+.1f}ms"
-                )
-                if self._stopping or run.cancel_requested_at:
-                    proc.terminate("cancelled")
+                stop = entry.stop
+            late = (proc.started_at - run.not_before) * 1000
+            self.emit("start", f"{run.job}: run {run.id} started, pid {proc.pid}, {late:+.1f}ms")
+            if stop is not None:  # cancelled or replaced while it waited for its start time
+                proc.terminate(*stop)
 
-            final, retry = execute(
-                self.store, run, entry.job, self.clock, self.rng, on_start=started
-            )
+        try:
+            final, retry = execute(self.store, run, entry.job, self.clock, self.rng,
+                                   on_start=started, go=lambda: not self._stopping)  # fmt: skip
             self.emit("end", _describe_end(final, retry, self.clock.now()))
-        except Exception as exc:  # a store failure must not kill the worker silently
+        except Exception as exc:  # the store failed: the executor has killed the job
             self.emit("error", f"{run.job}: run {run.id}: {type(exc).__name__}: {exc}")
+            self._abandon_after_error(entry, exc)
         finally:
             with self._lock:
                 self.active.pop(run.id or -1, None)
             self.wake()
 
-    def _wait_until(self, t: float) -> None:
-        while (left := t - self.clock.now()) > 0:
-            self.clock.sleep(left)
+    def _abandon_after_error(self, entry: Active, exc: Exception) -> None:
+        """Record a run whose recording failed as abandoned (and retry it), trying for a while;
+        if the store stays unusable, recover() picks it up once it is back."""
+        if entry.proc is not None and executor.group_alive(entry.proc.pid):
+            with contextlib.suppress(OSError):
+                os.killpg(entry.proc.pid, signal.SIGKILL)
+        run = replace(entry.run, status="abandoned", finished_at=self.clock.now(),
+                      error=f"the runner could not record it: {exc}")  # fmt: skip
+        for _ in range(10):
+            try:
+                _record_end(self.store, entry.job, run, self.clock, self.rng)
+                return
+            except Exception:
+                self.clock.sleep(1.0)
 
     def _terminate(self, run: Run, status: str, reason: str) -> None:
         with self._lock:
             entry = self.active.get(run.id or -1)
-        if entry is not None and entry.proc is not None:
-            entry.proc.terminate(status, reason)
+            if entry is None:
+                return
+            if entry.proc is None:
+                entry.stop = entry.stop or (status, reason)
+                return
+        entry.proc.terminate(status, reason)
 
     def check_cancels(self) -> None:
         """Terminate our runs that `jobctl cancel` marked."""
         for run in self.store.list_runs(RunFilter(owner=self.owner, statuses=["running"])):
             if run.cancel_requested_at is not None:
                 self._terminate(run, "cancelled", "cancelled")
+
+    def rewind(self, now: float, jump: float) -> None:
+        """The wall clock went back (NTP step, manual change): jobs that keep a period
+        (wildcard cron, --every) fire at their next time from the new now, as cronie does;
+        fixed-time jobs keep their next fire so that they do not run twice."""
+        names = [
+            j.name
+            for j in self.store.list_jobs()
+            if j.state == "active" and planner.keeps_period(j) and j.next_run_at is not None
+        ]
+        def earlier(job: Job) -> Job:
+            nxt = planner.next_fire(job, now)
+            if nxt is None or job.next_run_at is None or nxt >= job.next_run_at:
+                return job
+            return job.copy_with(next_run_at=nxt)
+
+        moved = self.store.update_jobs(names, earlier)
+        self.emit("clock", f"wall clock went back {-jump:.1f}s; rescheduled {len(moved)} jobs")
 
     def fire_reboot(self, now: float) -> None:
         for job in self.store.list_jobs():
@@ -339,10 +395,13 @@ class Runner:
 
     def recover(self, now: float) -> None:
         """Runs left behind by dead owners become abandoned (their processes killed first)."""
+        with self._lock:
+            mine = set(self.active)
         stale = [
             r
             for r in self.store.list_runs(RunFilter(statuses=["running", "queued"]))
-            if r.owner and r.owner != self.owner and not owners.alive(r.owner)
+            if r.owner
+            and (r.id not in mine if r.owner == self.owner else not owners.alive(r.owner))
         ]
         jobs = {j.name: j for j in self.store.list_jobs()} if stale else {}
         for run in stale:
@@ -366,7 +425,7 @@ class Runner:
             self.emit("recover", _describe_end(final, retry, now))
 
     def _kill_orphan(self, run: Run, job: Job | None) -> str | None:
-        if not run.pid or run.host != self.host or run.proc_start is None:
+        if not run.pid or run.proc_start is None:
             return None
         if not executor.kill_group(run.pid, run.proc_start, signal.SIGTERM):
             return None
@@ -386,6 +445,8 @@ class Runner:
             )
         while self.active and time.monotonic() < deadline:
             select.select([self._wake_r], [], [], min(0.5, max(0.0, deadline - time.monotonic())))
+            self._drain()
+            self.check_cancels()
         with self._lock:
             left = list(self.active.values())
         for entry in left:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
 from typing import BinaryIO
@@ -125,12 +126,13 @@ def run_foreground(
             return store.update_run(
                 run.id, status="cancelled", finished_at=clock.now(), error="interrupted"
             )
+        current = store.get_run(run.id)
+        if current.status in FINAL_STATUSES:  # cancelled while it waited
+            return current
         if not told:
             waiting(f"run {run.id} waits for " + (", ".join(job.mutexes) or "the previous run"))
             told = True
         time.sleep(WAIT_POLL_S)
-    import threading
-
     result: list[tuple[Run, Run | None]] = []
     procs: list[executor.Process] = []
     worker = threading.Thread(

@@ -417,14 +417,19 @@ def parse_at(text: str, tz: ZoneInfo, now: datetime) -> datetime:
             seconds = parse_duration(s[1:])
         except ScheduleError:
             raise bad from None
-        return (_utc(now, "now") + timedelta(seconds=seconds)).astimezone(tz)
+        try:
+            return (_utc(now, "now") + timedelta(seconds=seconds)).astimezone(tz)
+        except OverflowError:
+            raise ScheduleError(f"invalid time '{text}': too far from now") from None
     try:
         when = datetime.fromisoformat(s)
+        if when.tzinfo is None:
+            when = _locate(when, tz)[0]
+        return when.astimezone(tz)
     except ValueError:
         raise bad from None
-    if when.tzinfo is None:
-        when = _locate(when, tz)[0]
-    return when.astimezone(tz)
+    except OverflowError:
+        raise ScheduleError(f"invalid time '{text}': out of the supported range") from None
 
 
 # --- plain English ---------------------------------------------------------------------------

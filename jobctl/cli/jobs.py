@@ -135,6 +135,12 @@ def edit(
     max_output: MaxOutput = None,
     description: Description = None,
     tag: Tag = None,
+    paused: Annotated[
+        bool | None,
+        typer.Option(
+            "--paused/--active", help="Pause it, or make it active again.", show_default=False
+        ),
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """Change a job; given options replace the old values and the next fire is recomputed."""
@@ -143,9 +149,8 @@ def edit(
 
     opts = JobOptions(**{k: v for k, v in locals().items() if k in JobOptions.__dataclass_fields__})
     t = now()
-    job = jobdef.apply_options(store().get_job(name), opts, t)
+    (job,) = store().update_jobs([name], lambda old: jobdef.apply_options(old, opts, t))
     warning = jobdef.dst_warning(job, t)
-    store().save_jobs([job])
     _nudge()
     if warning:
         render.note(warning)
@@ -333,7 +338,7 @@ def pause(names: Names) -> None:
     from jobctl import jobdef
 
     s, t = store(), now()
-    s.save_jobs([jobdef.paused(s.get_job(n), t) for n in names])
+    s.update_jobs(names, lambda job: jobdef.paused(job, t))
     render.note(f"paused {', '.join(names)}")
 
 
@@ -342,7 +347,7 @@ def resume(names: Names) -> None:
     from jobctl import jobdef
 
     s, t = store(), now()
-    s.save_jobs([jobdef.resumed(s.get_job(n), t) for n in names])
+    s.update_jobs(names, lambda job: jobdef.resumed(job, t))
     _nudge()
     render.note(f"resumed {', '.join(names)}")
 

@@ -51,8 +51,7 @@ def next_(
             job = job.copy_with(schedule=cron.strip(), schedule_kind="cron")
             schedule.parse_cron(job.schedule)
         elif every is not None:
-            if schedule.parse_duration(every) <= 0:
-                raise UsageError(f"invalid --every {every!r}: must be greater than zero")
+            jobdef.option_duration(every, "--every", allow_zero=False)
             job = job.copy_with(schedule=every.strip(), schedule_kind="every", anchor_at=start)
         times = planner.fire_times(job, start, count)
     except schedule.ScheduleError as exc:

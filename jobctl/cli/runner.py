@@ -50,18 +50,13 @@ def runner(
     ] = "30s",
 ) -> None:
     """Run the scheduler in the foreground: fire jobs on time and execute them."""
-    from jobctl import schedule
     from jobctl.config import sqlite_path
-    from jobctl.errors import UsageError
-    from jobctl.jobdef import parse_int
+    from jobctl.jobdef import option_duration, parse_int
     from jobctl.locking import RunnerLock
     from jobctl.runner import Runner
 
     n = parse_int(workers, "--workers", minimum=1, maximum=1024)
-    try:
-        grace_s = schedule.parse_duration(grace)
-    except schedule.ScheduleError as exc:
-        raise UsageError(f"--grace: {exc}") from exc
+    grace_s = option_duration(grace, "--grace")
     s = store()
     lock = RunnerLock(sqlite_path(state().settings.store_url))
     if not lock.try_acquire():

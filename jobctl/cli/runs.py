@@ -12,7 +12,7 @@ import typer
 
 from jobctl import render
 from jobctl.cli.common import JsonOpt, complete_job_name, now, store
-from jobctl.errors import NotFoundError, UsageError
+from jobctl.errors import JobctlError, NotFoundError, UsageError
 
 Force = Annotated[bool, typer.Option(help="Run even if the overlap policy would refuse.")]
 Detach = Annotated[bool, typer.Option(help="Hand it to the runner and print the run id.")]
@@ -125,6 +125,10 @@ def cancel(
         render.print_json(render.run_json(done))
     else:
         render.note(f"run {done.id} {done.status}")
+    if done.status not in ("cancelled", "succeeded", "failed", "timed_out", "abandoned"):
+        raise JobctlError(
+            f"run {done.id} is still {done.status}: its owner did not stop it in time"
+        )
 
 
 def _run_rows(rows: list, t: float) -> list[list[str]]:
@@ -175,8 +179,7 @@ def history(
     json: JsonOpt = False,
 ) -> None:
     """Runs, newest first."""
-    from jobctl import schedule
-    from jobctl.jobdef import parse_int
+    from jobctl.jobdef import option_duration, parse_int
     from jobctl.models import RUN_STATUSES
     from jobctl.store import RunFilter
 
@@ -184,12 +187,7 @@ def history(
         if st not in RUN_STATUSES:
             raise UsageError(f"invalid --status {st!r}: choose one of {', '.join(RUN_STATUSES)}")
     t = now()
-    cutoff = None
-    if since is not None:
-        try:
-            cutoff = t - schedule.parse_duration(since)
-        except schedule.ScheduleError as exc:
-            raise UsageError(f"--since: {exc}") from exc
+    cutoff = None if since is None else t - option_duration(since, "--since")
     n = parse_int(limit, "--limit", minimum=1)
     rows = store().list_runs(RunFilter(job=name, statuses=status or None, since=cutoff, limit=n))
     if name is not None and not rows and not store().list_runs(RunFilter(job=name, limit=1)):
@@ -215,23 +213,24 @@ def logs(
     ] = False,
     tail: Annotated[str | None, typer.Option(help="Only the last N lines.")] = None,
 ) -> None:
-    """Output of the latest run of NAME, or of run RUN_ID."""
+    """Output of the latest run of NAME (the running one, else the last that ran), or of RUN_ID."""
     from jobctl.jobdef import parse_int
     from jobctl.models import FINAL_STATUSES
     from jobctl.store import RunFilter
 
     s = store()
-    run = None
-    try:
-        s.get_job(target)
-        latest = s.list_runs(RunFilter(job=target, limit=1))
+    if target in {j.name for j in s.list_jobs()}:
+        ran = ["succeeded", "failed", "timed_out", "cancelled", "abandoned"]
+        latest = s.list_runs(RunFilter(job=target, statuses=["running"], limit=1)) or s.list_runs(
+            RunFilter(job=target, statuses=ran, limit=1)
+        )
         if not latest:
-            raise NotFoundError(f"job {target!r} has no runs yet")
+            raise NotFoundError(f"job {target!r} has not run yet")
         run = latest[0]
-    except NotFoundError:
-        if not target.isdigit():
-            raise
+    elif target.isdigit():
         run = s.get_run(int(target))
+    else:
+        raise NotFoundError(f"no job named {target!r}")
     assert run.id is not None
     out = sys.stdout.buffer
     chunks = s.read_output(run.id)
@@ -255,7 +254,7 @@ def logs(
 
 def dead(
     dismiss: Annotated[str | None, typer.Option(help="Dismiss this dead run (RUN_ID).")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="With --dismiss: every dead run.")] = False,
+    all_: Annotated[bool, typer.Option("--all", help="Dismiss every dead run.")] = False,
     json: JsonOpt = False,
 ) -> None:
     """The dead-letter list: runs that failed with no retries left."""
@@ -263,6 +262,8 @@ def dead(
     from jobctl.store import RunFilter
 
     s = store()
+    if dismiss == "--all":  # `dead --dismiss --all` reads naturally too
+        dismiss, all_ = None, True
     if dismiss is not None or all_:
         if all_:
             ids = [r.id for r in s.list_runs(RunFilter(dead=True)) if r.id is not None]
@@ -291,14 +292,9 @@ def prune(
     json: JsonOpt = False,
 ) -> None:
     """Delete old runs and their output now (also applies each job's --keep-runs)."""
-    from jobctl import schedule
+    from jobctl.jobdef import option_duration
 
-    cutoff = None
-    if older_than is not None:
-        try:
-            cutoff = now() - schedule.parse_duration(older_than)
-        except schedule.ScheduleError as exc:
-            raise UsageError(f"--older-than: {exc}") from exc
+    cutoff = None if older_than is None else now() - option_duration(older_than, "--older-than")
     gone = store().prune(cutoff)
     if json:
         render.print_json({"deleted_runs": gone})

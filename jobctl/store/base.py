@@ -7,7 +7,7 @@ always passed in (no method reads the clock). Callers never see SQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -51,15 +51,14 @@ class Store(Protocol):
         """All jobs (with last runs), by name; only those tagged `tag` if given."""
         ...
 
-    def save_jobs(self, jobs: Iterable[Job]) -> None:
-        """Replace existing jobs (edit, pause, resume) in one transaction: all or nothing.
-
-        NotFoundError, and nothing written, if any of them is gone.
-        """
+    def update_jobs(self, names: Sequence[str], change: Callable[[Job], Job]) -> list[Job]:
+        """Read-modify-write jobs (edit, pause, resume) in one write transaction, so that
+        concurrent edits never lose each other's changes. All or nothing: NotFoundError if a
+        name is unknown, and any error raised by `change` leaves every job as it was."""
         ...
 
     def remove_job(self, name: str, purge: bool = False) -> None:
-        """Delete a job; with purge also its runs and their output."""
+        """Delete a job and cancel its queued runs; with purge also its runs and output."""
         ...
 
     # ---- runs -------------------------------------------------------------

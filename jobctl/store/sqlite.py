@@ -207,20 +207,29 @@ class SQLiteStore:
                 )
             return self._with_last_runs(conn, [_job(r) for r in rows])
 
-    def save_jobs(self, jobs: Iterable[Job]) -> None:
-        sets = ", ".join(f"{c} = :{c}" for c in JOB_COLUMNS)
+    def update_jobs(self, names: Sequence[str], change: Callable[[Job], Job]) -> list[Job]:
+        sets = ", ".join(f"{c} = :{c}" for c in JOB_COLUMNS if c != "name")
+        out: list[Job] = []
         with self._tx() as conn:
-            for job in jobs:
-                cur = conn.execute(
-                    f"UPDATE jobs SET {sets} WHERE name = :name", _row(JOB_COLUMNS, job)
-                )
-                if cur.rowcount == 0:
-                    raise NotFoundError(f"no job named {job.name!r}")
+            for name in names:
+                row = conn.execute("SELECT * FROM jobs WHERE name = ?", [name]).fetchone()
+                if row is None:
+                    raise NotFoundError(f"no job named {name!r}")
+                job = change(self._with_last_runs(conn, [_job(row)])[0])
+                conn.execute(f"UPDATE jobs SET {sets} WHERE name = :name", _row(JOB_COLUMNS, job))
+                out.append(job)
+        return out
 
     def remove_job(self, name: str, purge: bool = False) -> None:
         with self._tx() as conn:
             if conn.execute("DELETE FROM jobs WHERE name = ?", [name]).rowcount == 0:
                 raise NotFoundError(f"no job named {name!r}")
+            # its waiting runs and pending retries must not run under a later job of that name
+            conn.execute(
+                "UPDATE runs SET status = 'cancelled', error = 'job removed' "
+                "WHERE job = ? AND status = 'queued'",
+                [name],
+            )
             if purge:
                 conn.execute(
                     "DELETE FROM output WHERE run_id IN (SELECT id FROM runs WHERE job = ?)", [name]
@@ -248,6 +257,8 @@ class SQLiteStore:
             if cur.rowcount == 0:
                 return []  # another runner fired it, or the job changed since it was read
             inserted = [self._insert_run(conn, run, "INSERT OR IGNORE") for run in runs]
+            if any(r.status == "skipped" for r in runs):  # skipped runs never finish: trim here
+                self._retain(conn, job.name, job.keep_runs)
             return [r for r in inserted if r is not None]
 
     def add_run(self, run: Run) -> Run:

@@ -138,3 +138,81 @@ def test_sparkline_only_on_a_utf8_terminal(monkeypatch: pytest.MonkeyPatch) -> N
     assert render.sparkline([5.0]) is None
     monkeypatch.setattr(render, "fancy", lambda: False)
     assert render.sparkline([1.0, 2.0]) is None
+
+
+def test_edit_paused_and_active(cli) -> None:
+    cli("add", "p", "--every", "1m", "--", "true")
+    assert cli("edit", "p", "--paused").code == 0
+    j = cli("show", "p", "--json").json()
+    assert (j["state"], j["next_run_at"]) == ("paused", None)
+    assert cli("edit", "p", "--active").code == 0
+    assert cli("show", "p", "--json").json()["state"] == "active"
+
+
+def test_dead_dismiss_all_spellings(cli) -> None:
+    cli("add", "bad", "--", "false")
+    cli("run", "bad")
+    cli("run", "bad")
+    assert len(cli("dead", "--json").json()) == 2
+    r = cli("dead", "--dismiss", "--all")
+    assert r.code == 0 and "dismissed 2" in r.err
+    assert cli("dead", "--json").json() == []
+
+
+def test_rm_cancels_queued_runs_so_a_new_job_of_that_name_never_runs_them(cli) -> None:
+    cli("add", "deploy", "--", "echo", "OLD")
+    cli("run", "deploy", "--detach")
+    assert cli("rm", "deploy").code == 0
+    cli("add", "deploy", "--", "echo", "NEW")
+    runs = cli("history", "deploy", "--json").json()
+    assert [(r["status"], r["error"]) for r in runs] == [("cancelled", "job removed")]
+
+
+def test_skipped_runs_respect_keep_runs(cli, home) -> None:
+    import random
+
+    from jobctl.config import resolve_settings
+    from jobctl.models import Run
+    from jobctl.planner import plan_fire
+    from jobctl.store import open_store
+
+    cli("add", "k", "--every", "1s", "--keep-runs", "3", "--", "true")
+    store = open_store(resolve_settings())
+    store.add_run(Run(job="k", scheduled_for=1.0, status="running", owner="x:1:1"))
+    for _ in range(6):  # each fire while it still runs records a skipped run
+        job = store.get_job("k")
+        assert job.next_run_at is not None
+        t = job.next_run_at
+        plan = plan_fire(
+            job, t, [Run(job="k", scheduled_for=1.0, status="running")], random.Random(1)
+        )
+        store.fire(job, plan.runs, plan.next_run_at)
+    runs = cli("history", "k", "--json").json()
+    assert [r["status"] for r in runs].count("skipped") <= 3
+    assert "running" in [r["status"] for r in runs]
+
+
+def test_job_json_times_are_in_the_jobs_zone(cli) -> None:
+    cli("add", "tokyo", "--cron", "0 9 * * *", "--tz", "Asia/Tokyo", "--", "true")
+    j = cli("show", "tokyo", "--json").json()
+    assert j["next_run_at"].endswith("T09:00:00+09:00")
+    assert j["upcoming"][0] == j["next_run_at"]
+
+
+def test_logs_name_shows_the_run_that_ran_not_a_newer_skipped_one(cli, home) -> None:
+    from jobctl.config import resolve_settings
+    from jobctl.models import Run
+    from jobctl.store import open_store
+
+    cli("add", "talk", "--", "true")
+    store = open_store(resolve_settings())
+    ran = store.add_run(Run(job="talk", scheduled_for=1.0, status="succeeded"))
+    store.append_output(ran.id, b"old output\n")
+    live = store.add_run(Run(job="talk", scheduled_for=2.0, status="running", owner="x:1:1"))
+    store.append_output(live.id, b"live output\n")
+    store.add_run(Run(job="talk", scheduled_for=3.0, status="skipped"))
+    assert cli("logs", "talk").out == "live output\n"
+    store.update_run(live.id, status="succeeded")
+    store.add_run(Run(job="talk", scheduled_for=4.0, status="skipped"))
+    assert cli("logs", "talk").out == "live output\n"
+    assert cli("logs", str(ran.id)).out == "old output\n"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import signal
@@ -457,25 +458,13 @@ def test_status_shows_runner_and_running(env: Env) -> None:
     assert os.getpid() != runner.pid
 
 
-def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env) -> None:
-    env.run(
-        "add",
-        "steady",
-        "--cron",
-        "* * * * * *",
-        "--misfire",
-        "all",
-        "--overlap",
-        "allow",
-        "--retries",
-        "3",
-        "--retry-delay",
-        "100ms",
-        "--",
-        "sleep",
-        "0.3",
-        check=True,
-    )
+def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env, tmp_path: Path) -> None:
+    # each execution logs "start KEY t" and "end KEY t"; no fire may ever execute twice at once
+    log = tmp_path / "executions"
+    stamp = f'$JOBCTL_RUN_KEY $(date +%s.%N)" >> {log}'
+    body = f'echo "start {stamp}; sleep 0.3; echo "end {stamp}'
+    policy = ["--misfire", "all", "--overlap", "allow", "--retries", "3", "--retry-delay", "100ms"]
+    env.run("add", "steady", "--cron", "* * * * * *", *policy, "--shell", "--", body, check=True)
     rng = random.Random(7)
     for _ in range(4):
         runner = env.start_runner()
@@ -507,3 +496,17 @@ def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env) -> None:
         numbers = sorted(a["attempt"] for a in attempts)
         assert numbers == list(range(1, len(numbers) + 1)), fire
         assert any(a["status"] == "succeeded" for a in attempts), (fire, attempts)
+    spans: dict[str, list[list[float]]] = {}
+    for line in log.read_text().splitlines():
+        what, key, at = line.split()
+        if what == "start":
+            spans.setdefault(key, []).append([float(at), float("inf")])
+        else:
+            open_spans = [s for s in spans[key] if s[1] == float("inf")]
+            open_spans[-1][1] = float(at)
+    for key, runs_of_fire in spans.items():
+        runs_of_fire.sort()
+        for a, b in itertools.pairwise(runs_of_fire):
+            # a killed orphan never logs "end": it died before (or as) the retry began
+            assert a[1] == float("inf") or a[1] <= b[0], (key, runs_of_fire)
+        assert sum(s[1] != float("inf") for s in runs_of_fire) >= 1, key

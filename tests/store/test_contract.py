@@ -65,14 +65,43 @@ def test_list_sorted_and_by_tag(store) -> None:
     assert store.list_jobs("zzz") == []
 
 
-def test_save_jobs_is_all_or_nothing(store) -> None:
+def test_update_jobs_is_all_or_nothing(store) -> None:
     store.add_job(job("a"))
-    a = store.get_job("a").copy_with(description="changed")
+    store.add_job(job("b"))
+    describe = lambda j: j.copy_with(description="changed")  # noqa: E731
     with pytest.raises(NotFoundError):
-        store.save_jobs([a, job("ghost")])
+        store.update_jobs(["a", "ghost"], describe)
     assert store.get_job("a").description == ""
-    store.save_jobs([a])
+
+    def fail_on_b(j: Job) -> Job:
+        if j.name == "b":
+            raise ValueError("rejected")
+        return describe(j)
+
+    with pytest.raises(ValueError):
+        store.update_jobs(["a", "b"], fail_on_b)
+    assert store.get_job("a").description == ""
+    assert [j.description for j in store.update_jobs(["a"], describe)] == ["changed"]
     assert store.get_job("a").description == "changed"
+
+
+def test_concurrent_updates_lose_nothing(tmp_path: Path) -> None:
+    import threading
+
+    first = make_sqlite(tmp_path)
+    first.add_job(job("a"))
+    stores = [make_sqlite(tmp_path) for _ in range(4)]  # separate connections, like processes
+
+    def bump(s) -> None:
+        for _ in range(25):
+            s.update_jobs(["a"], lambda j: j.copy_with(retries=j.retries + 1))
+
+    threads = [threading.Thread(target=bump, args=(s,)) for s in stores]
+    for th in threads:
+        th.start()
+    for th in threads:
+        th.join()
+    assert first.get_job("a").retries == 100
 
 
 def test_fire_records_runs_and_advances_once(store) -> None:

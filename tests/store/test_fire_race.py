@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import random
+import time
 from pathlib import Path
 
 from jobctl.models import Job, Run
 from jobctl.store.base import RunFilter
 from jobctl.store.sqlite import SQLiteStore
 
-FIRES = 150
+FIRES = 300
 
 
-def _racer(db: str, seed: int, won: mp.Queue) -> None:
+def _racer(db: str, seed: int, won: mp.Queue, go: mp.Barrier) -> None:  # type: ignore[type-arg]
     store = SQLiteStore(Path(db))
     rng = random.Random(seed)
+    go.wait(10)  # both start together
     mine = 0
     while True:
         job = store.get_job("race")  # read, then try to record the fire it shows
@@ -23,8 +25,7 @@ def _racer(db: str, seed: int, won: mp.Queue) -> None:
         assert t is not None
         if t >= 1000.0 + FIRES:
             break
-        if rng.random() < 0.3:
-            job = store.get_job("race")
+        time.sleep(rng.random() * 0.001)  # widen the read-then-write window, as a busy runner would
         inserted = store.fire(job, [Run(job="race", scheduled_for=t, created_at=t)], t + 1.0)
         mine += len(inserted)
     won.put(mine)
@@ -36,7 +37,8 @@ def test_two_processes_never_record_a_fire_twice(tmp_path: Path) -> None:
     store.add_job(Job(name="race", command=["true"], next_run_at=1000.0))
     ctx = mp.get_context("fork")
     won: mp.Queue = ctx.Queue()
-    procs = [ctx.Process(target=_racer, args=(str(db), seed, won)) for seed in (1, 2)]
+    go = ctx.Barrier(2)
+    procs = [ctx.Process(target=_racer, args=(str(db), seed, won, go)) for seed in (1, 2)]
     for p in procs:
         p.start()
     for p in procs:

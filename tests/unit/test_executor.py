@@ -293,3 +293,54 @@ def test_idle_watch_does_not_busy_loop(pidfd: bool, monkeypatch: pytest.MonkeyPa
     assert (outcome.status, out) == ("succeeded", b"hi\n")
     assert took >= 1.0
     assert cpu < 0.03  # a loop that polls every millisecond burns ~0.05 s here
+
+
+# ---- the gate: the pid is known before the job can do anything ---------------------------
+
+
+def test_gated_job_runs_nothing_until_released(tmp_path: Path) -> None:
+    mark = tmp_path / "ran"
+    proc = executor.start(spec(f"echo $$ > {mark}; echo hello"), gated=True)
+    time.sleep(0.2)
+    assert not mark.exists()  # spawned, pid known, but the command has not started
+    assert executor.group_alive(proc.pid)
+    before = proc.started_at
+    proc.release()
+    assert proc.started_at >= before
+    chunks: list[bytes] = []
+    outcome = proc.watch(chunks.append)
+    assert (outcome.status, b"".join(chunks)) == ("succeeded", b"hello\n")
+    assert int(mark.read_text()) == proc.pid  # same process: pid and start time stay valid
+
+
+def test_gated_job_whose_starter_vanished_never_runs(tmp_path: Path) -> None:
+    mark = tmp_path / "ran"
+    proc = executor.start(spec(f"touch {mark}"), gated=True)
+    assert proc._gate is not None
+    os.close(proc._gate)  # what a kill -9 of the runner does to the gate's write end
+    proc._gate = None
+    outcome = proc.watch(lambda _: None)
+    assert outcome.exit_code == 125 and not mark.exists()
+
+
+def test_gated_job_abort_kills_it_unrun(tmp_path: Path) -> None:
+    mark = tmp_path / "ran"
+    proc = executor.start(spec(f"touch {mark}"), gated=True)
+    proc.abort()
+    assert not executor.group_alive(proc.pid) or not Path(f"/proc/{proc.pid}").exists()
+    time.sleep(0.1)
+    assert not mark.exists()
+
+
+def test_gated_spawn_errors_are_known_up_front(tmp_path: Path) -> None:
+    plain = tmp_path / "plain.sh"
+    plain.write_text("echo hi\n")
+    plain.chmod(0o644)
+    for argv, code in (
+        (["no-such-command-xyz"], 127),
+        (["./missing.sh"], 127),
+        ([str(plain)], 126),
+    ):
+        with pytest.raises(SpawnError) as e:
+            executor.start(spec(argv, cwd=str(tmp_path)), gated=True)
+        assert e.value.exit_code == code, argv

@@ -1,0 +1,67 @@
+"""Runner steps with an injectable clock and a real (temporary) SQLite store: firing,
+rewinding after a backward clock step, recovering runs it lost track of."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobctl import owners
+from jobctl.clock import FakeClock
+from jobctl.models import Job, Run
+from jobctl.runner import Runner
+from jobctl.store.base import RunFilter
+from jobctl.store.sqlite import SQLiteStore
+
+T0 = 1_800_000_000.0  # a whole minute
+
+
+def setup(tmp_path: Path, **job_kw) -> tuple[SQLiteStore, Runner, FakeClock]:
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    clock = FakeClock(T0)
+    job_kw.setdefault("schedule", "* * * * *")
+    job_kw.setdefault("schedule_kind", "cron")
+    store.add_job(Job(name="j", command=["true"], tz="UTC", next_run_at=T0 + 60, **job_kw))
+    return store, Runner(store, clock=clock), clock
+
+
+def test_fire_due_records_each_fire_once_and_advances(tmp_path: Path) -> None:
+    store, runner, clock = setup(tmp_path)
+    runner.fire_due(T0 + 30)
+    assert store.list_runs(RunFilter()) == []  # not due yet
+    clock.advance(60)
+    runner.fire_due(clock.now())
+    runner.fire_due(clock.now())  # a second pass finds nothing new
+    runs = store.list_runs(RunFilter())
+    assert [(r.scheduled_for, r.trigger, r.status) for r in runs] == [
+        (T0 + 60, "schedule", "queued")
+    ]
+    assert store.get_job("j").next_run_at == T0 + 120
+
+
+def test_backward_clock_step_reschedules_wildcard_but_not_fixed_jobs(tmp_path: Path) -> None:
+    store, runner, _ = setup(tmp_path)
+    store.add_job(Job(name="fixed", command=["true"], tz="UTC", schedule="30 1 * * *",
+                      schedule_kind="cron", next_run_at=T0 + 3600))  # fmt: skip
+    runner.rewind(T0 - 600, -600)  # the clock went back 10 minutes
+    assert store.get_job("j").next_run_at == T0 - 540  # fires again each minute from the new now
+    assert store.get_job("fixed").next_run_at == T0 + 3600  # never twice
+
+
+def test_recover_abandons_own_runs_it_lost_track_of(tmp_path: Path) -> None:
+    store, runner, _ = setup(tmp_path, retries=1)
+    lost = store.add_run(Run(job="j", scheduled_for=T0, status="running", owner=runner.owner))
+    dead_owner = store.add_run(
+        Run(job="j", scheduled_for=T0 + 1, status="running", owner="gone:999999:1")
+    )
+    alive = store.add_run(Run(job="j", scheduled_for=T0 + 2, status="running", owner=owners.me()))
+    runner.owner = "runner:1:1"  # (the test process itself plays a live foreground owner)
+    lost = store.update_run(lost.id, owner=runner.owner)
+    runner.recover(T0 + 10)
+    status = {r.id: r.status for r in store.list_runs(RunFilter())}
+    assert status[lost.id] == "abandoned" and status[dead_owner.id] == "abandoned"
+    assert status[alive.id] == "running"
+    retries = store.list_runs(RunFilter(statuses=["queued"]))
+    assert sorted((r.scheduled_for, r.attempt, r.trigger) for r in retries) == [
+        (T0, 2, "retry"),
+        (T0 + 1, 2, "retry"),
+    ]
