@@ -334,7 +334,11 @@ def kill_group(pid: int, proc_start: int | None, sig: int) -> bool:
 
 
 def group_alive(pid: int) -> bool:
-    """Whether process group `pid` has any member (zombies included)."""
+    """Whether process group `pid` has a member that is not a zombie.
+
+    Zombies do not count: killed orphans stay zombies until init reaps them, and some
+    containers' init never does, so a plain killpg(pid, 0) would report them alive forever.
+    """
     if pid <= 0:
         return False
     try:
@@ -343,4 +347,14 @@ def group_alive(pid: int) -> bool:
         return False
     except PermissionError:
         pass  # it exists, but is not ours
-    return True
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pid and fields[0] != b"Z":  # pgrp, state
+            return True
+    return False

@@ -371,6 +371,7 @@ class Runner:
             for j in self.store.list_jobs()
             if j.state == "active" and planner.keeps_period(j) and j.next_run_at is not None
         ]
+
         def earlier(job: Job) -> Job:
             nxt = planner.next_fire(job, now)
             if nxt is None or job.next_run_at is None or nxt >= job.next_run_at:
@@ -403,38 +404,38 @@ class Runner:
             if r.owner
             and (r.id not in mine if r.owner == self.owner else not owners.alive(r.owner))
         ]
-        jobs = {j.name: j for j in self.store.list_jobs()} if stale else {}
+        if not stale:
+            return
+        jobs = {j.name: j for j in self.store.list_jobs()}
         for run in stale:
-            job = jobs.get(run.job)
             if run.status == "queued":  # a foreground `jobctl run` died while waiting
-                self.store.update_run(
-                    run.id or 0,
-                    status="cancelled",
-                    finished_at=now,
-                    error="its jobctl run process went away",
-                )
-                continue
-            killed = self._kill_orphan(run, job)
-            final = replace(
-                run,
-                status="abandoned",
-                finished_at=now,
-                error=f"its runner died ({run.owner})" + (killed or ""),
-            )
-            final, retry = _record_end(self.store, job, final, self.clock, self.rng)
+                self.store.update_run(run.id or 0, status="cancelled", finished_at=now,
+                                      error="its jobctl run process went away")  # fmt: skip
+        running = [r for r in stale if r.status == "running"]
+        killed = self._kill_orphans(running, jobs)
+        for run in running:
+            note = f"; its process group {run.pid} was terminated" if run.id in killed else ""
+            final = replace(run, status="abandoned", finished_at=now,
+                            error=f"its runner died ({run.owner}){note}")  # fmt: skip
+            final, retry = _record_end(self.store, jobs.get(run.job), final, self.clock, self.rng)
             self.emit("recover", _describe_end(final, retry, now))
 
-    def _kill_orphan(self, run: Run, job: Job | None) -> str | None:
-        if not run.pid or run.proc_start is None:
-            return None
-        if not executor.kill_group(run.pid, run.proc_start, signal.SIGTERM):
-            return None
-        deadline = time.monotonic() + (job.kill_grace_s if job else 10.0)
-        while time.monotonic() < deadline and executor.group_alive(run.pid):
+    def _kill_orphans(self, runs: list[Run], jobs: dict[str, Job]) -> set[int]:
+        """SIGTERM the surviving process groups of `runs` (only where the recorded pid still
+        has the recorded start time), wait for them together, SIGKILL what is left."""
+        hit = [
+            r for r in runs if r.pid and executor.kill_group(r.pid, r.proc_start, signal.SIGTERM)
+        ]
+        graces = [jobs[r.job].kill_grace_s if r.job in jobs else 10.0 for r in hit]
+        deadline = time.monotonic() + max(graces, default=0.0)
+        alive = [r for r in hit if r.pid]
+        while alive and time.monotonic() < deadline:
             time.sleep(0.05)
-        if executor.group_alive(run.pid):
-            os.killpg(run.pid, signal.SIGKILL)
-        return f"; its process group {run.pid} was terminated"
+            alive = [r for r in alive if r.pid and executor.group_alive(r.pid)]
+        for r in alive:
+            with contextlib.suppress(OSError):
+                os.killpg(r.pid or 0, signal.SIGKILL)
+        return {r.id for r in hit if r.id is not None}
 
     def _shutdown(self) -> None:
         """Let running jobs finish for the grace period, then terminate them."""

@@ -93,6 +93,29 @@ def new_manual_run(
     return store.add_run(run)
 
 
+def trigger(
+    store: Store, job_name: str, now: float, owner: str | None, force: bool,
+    replay_of: int | None = None,
+) -> tuple[Job, Run]:  # fmt: skip
+    """Record a manual run (or the replay of run `replay_of`) of a job, queued; reserved for
+    `owner` when that process will execute it itself, else for the runner.
+
+    The overlap policy applies unless `force` (ConflictError when it refuses); with `replace`
+    and a run of our own, the running run is asked to stop (for the runner's runs, the runner
+    replaces it itself). A replayed dead run leaves the dead list.
+    """
+    job = store.get_job(job_name)
+    current = check_overlap(store, job, force)
+    if job.overlap == "replace" and not force and owner is not None:
+        for old in (r for r in current if r.status == "running"):
+            request_cancel(store, old, now, wait_s=0)  # the new run starts once it has ended
+    original = store.get_run(replay_of) if replay_of is not None else None
+    run = new_manual_run(store, job, now, owner, "replay" if original else "manual", original)
+    if original is not None and original.dead:
+        store.update_run(original.id or 0, dead=False)
+    return job, run
+
+
 def run_foreground(
     store: Store,
     job: Job,

@@ -24,16 +24,8 @@ def _foreground(job_name: str, force: bool, replay_of: int | None = None) -> int
     from jobctl import owners, runs
     from jobctl.clock import SystemClock
 
-    s, t = store(), now()
-    job = s.get_job(job_name)
-    current = runs.check_overlap(s, job, force)
-    if job.overlap == "replace" and not force:
-        for old in (r for r in current if r.status == "running"):
-            runs.request_cancel(s, old, t, wait_s=0)  # we start once it has ended
-    original = s.get_run(replay_of) if replay_of is not None else None
-    run = runs.new_manual_run(s, job, t, owners.me(), "replay" if original else "manual", original)
-    if original is not None and original.dead:
-        s.update_run(original.id or 0, dead=False)
+    s = store()
+    job, run = runs.trigger(s, job_name, now(), owners.me(), force, replay_of)
     stop = {"asked": False}
 
     def interrupt(*_: object) -> None:
@@ -63,13 +55,8 @@ def _foreground(job_name: str, force: bool, replay_of: int | None = None) -> int
 def _detached(job_name: str, force: bool, replay_of: int | None = None, json: bool = False) -> None:
     from jobctl import runs
 
-    s, t = store(), now()
-    job = s.get_job(job_name)
-    runs.check_overlap(s, job, force)
-    original = s.get_run(replay_of) if replay_of is not None else None
-    run = runs.new_manual_run(s, job, t, None, "replay" if original else "manual", original)
-    if original is not None and original.dead:
-        s.update_run(original.id or 0, dead=False)
+    s = store()
+    _, run = runs.trigger(s, job_name, now(), None, force, replay_of)
     runs.nudge_runner(s)
     if json:
         render.print_json(render.run_json(run))
