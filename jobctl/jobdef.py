@@ -151,7 +151,8 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     elif opts.every is not None:
         option_duration(opts.every, "--every", allow_zero=False)
         c.update(schedule=opts.every.strip(), schedule_kind="every")
-        c["anchor_at"] = job.anchor_at if job.schedule_kind == "every" else now
+        # anchored at the creation's whole second, so that fires fall on whole seconds
+        c["anchor_at"] = job.anchor_at if job.schedule_kind == "every" else float(int(now))
     elif opts.at is not None:
         when = _parse_at(opts.at, tz, now)
         if when <= now:

@@ -231,7 +231,9 @@ def show(name: Name, json: JsonOpt = False) -> None:
         data["stats"] = _stats(recent)
         render.print_json(data)
         return
-    command = job.command[0] if job.shell else " ".join(job.command)
+    import shlex
+
+    command = job.command[0] if job.shell else shlex.join(job.command)
     items = [
         ("name", job.name),
         ("state", job.state),
@@ -268,7 +270,10 @@ def show(name: Name, json: JsonOpt = False) -> None:
     if upcoming:
         render.table(
             ["UPCOMING"],
-            [[f"{d.isoformat()} ({render.relative(d.timestamp(), t)})"] for d in upcoming],
+            [
+                [f"{d:%Y-%m-%d %H:%M:%S %Z} ({render.relative(d.timestamp(), t)})"]
+                for d in upcoming
+            ],
         )
     if recent:
         render.table(

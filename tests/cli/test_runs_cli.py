@@ -216,3 +216,20 @@ def test_logs_name_shows_the_run_that_ran_not_a_newer_skipped_one(cli, home) -> 
     store.add_run(Run(job="talk", scheduled_for=4.0, status="skipped"))
     assert cli("logs", "talk").out == "live output\n"
     assert cli("logs", str(ran.id)).out == "old output\n"
+
+
+def test_rich_tables_on_a_terminal(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    from jobctl import render
+
+    monkeypatch.setattr(render, "fancy", lambda: True)
+    cli("add", "ok", "--every", "1h", "--", "true")
+    cli("add", "bad", "--", "false")
+    cli("run", "ok")
+    cli("run", "bad")
+    listing = cli("list")
+    assert listing.code == 0 and "ok" in listing.out and "every 1h" in listing.out
+    assert "succeeded" in cli("show", "ok").out
+    hist = cli("history")
+    assert hist.code == 0 and "failed" in hist.out and "succeeded" in hist.out
+    assert cli("status").code == 0
+    assert "bad" in cli("dead").out
