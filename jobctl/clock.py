@@ -45,10 +45,22 @@ class FakeClock:
         self.t += seconds
 
 
+def _is_zone(name: str) -> bool:
+    from zoneinfo import ZoneInfo
+
+    try:
+        ZoneInfo(name)
+    except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
+        return False
+    return True
+
+
 def local_zone_name() -> str:
     """The system's IANA zone: $TZ, /etc/localtime's target, /etc/timezone, else UTC."""
     tz = os.environ.get("TZ", "").lstrip(":")
-    if (tz and "/" in tz) or tz == "UTC":
+    if "zoneinfo/" in tz:  # TZ=/usr/share/zoneinfo/Asia/Tokyo
+        tz = tz.split("zoneinfo/", 1)[1]
+    if tz and _is_zone(tz):  # POSIX rule strings (CET-1CEST,...) fall through to the system's
         return tz
     try:
         target = os.readlink("/etc/localtime")

@@ -135,6 +135,8 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     if len(schedules) + opts.manual > 1:
         raise UsageError("give at most one schedule: --cron, --every, --at (or --manual)")
     tz_name = opts.tz if opts.tz is not None else job.tz
+    if not tz_name.strip():
+        raise UsageError("unknown time zone '': give an IANA name such as Europe/Paris")
     try:
         tz = planner.zone(tz_name)
     except schedule.ScheduleError as exc:
@@ -149,15 +151,18 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
             raise UsageError(str(exc)) from exc
         c.update(schedule=opts.cron.strip(), schedule_kind="cron", anchor_at=None)
     elif opts.every is not None:
-        option_duration(opts.every, "--every", allow_zero=False)
-        c.update(schedule=opts.every.strip(), schedule_kind="every")
+        interval = option_duration(opts.every, "--every", allow_zero=False)
+        c.update(schedule=schedule.format_duration(interval), schedule_kind="every")
         # anchored at the creation's whole second, so that fires fall on whole seconds
         c["anchor_at"] = job.anchor_at if job.schedule_kind == "every" else float(int(now))
     elif opts.at is not None:
         when = _parse_at(opts.at, tz, now)
+        if opts.at.strip().startswith("+"):
+            when = float(round(when))  # '+1h' from a fractional now: on a whole second
         if when <= now:
             raise UsageError(f"invalid --at {opts.at!r}: that time has passed")
-        c.update(schedule=opts.at.strip(), schedule_kind="at", anchor_at=when)
+        at_text = datetime.fromtimestamp(when, tz).isoformat(timespec="seconds")
+        c.update(schedule=at_text, schedule_kind="at", anchor_at=when)  # '+1h' means nothing later
     elif opts.manual:
         c.update(schedule=None, schedule_kind="manual", anchor_at=None)
     if opts.start_at is not None:
@@ -175,10 +180,11 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
         if not path.is_dir():
             raise UsageError(f"invalid --cwd {opts.cwd!r}: not a directory")
         c["cwd"] = str(path)
+    # repeatable options replace the old list; an empty value (--tag '') clears it
     if opts.env is not None:
-        c["env"] = _parse_env(opts.env)
+        c["env"] = _parse_env([e for e in opts.env if e])
     if opts.timeout is not None:
-        c["timeout_s"] = option_duration(opts.timeout, "--timeout") or None
+        c["timeout_s"] = _optional(opts.timeout, "--timeout") or None  # 0 = none too
     if opts.kill_grace is not None:
         c["kill_grace_s"] = option_duration(opts.kill_grace, "--kill-grace")
     if opts.retries is not None:
@@ -193,12 +199,12 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
         c["overlap"] = _choice(opts.overlap, OVERLAPS, "--overlap")
     if opts.misfire is not None:
         c["misfire"] = _choice(opts.misfire, MISFIRES, "--misfire")
-    if opts.catchup_window is not None:
-        c["catchup_window_s"] = option_duration(opts.catchup_window, "--catchup-window") or None
+    if opts.catchup_window is not None:  # 0: every missed fire is skipped; none: no window
+        c["catchup_window_s"] = _optional(opts.catchup_window, "--catchup-window")
     if opts.jitter is not None:
         c["jitter_s"] = option_duration(opts.jitter, "--jitter")
     if opts.mutex is not None:
-        c["mutexes"] = sorted({check_name(m, "mutex name") for m in opts.mutex})
+        c["mutexes"] = sorted({check_name(m, "mutex name") for m in opts.mutex if m})
     if opts.keep_runs is not None:
         c["keep_runs"] = parse_int(opts.keep_runs, "--keep-runs", minimum=1)
     if opts.max_output is not None:
@@ -206,7 +212,7 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     if opts.description is not None:
         c["description"] = opts.description
     if opts.tag is not None:
-        c["tags"] = sorted({check_name(t, "tag") for t in opts.tag})
+        c["tags"] = sorted({check_name(t, "tag") for t in opts.tag if t})
     if opts.paused is not None:
         c["state"] = "paused" if opts.paused else "active"
     elif job.state == "done" and (opts.cron or opts.every or opts.at):
@@ -234,6 +240,11 @@ def paused(job: Job, now: float) -> Job:
     if job.state == "done":
         return job
     return job.copy_with(state="paused", next_run_at=None, updated_at=now)
+
+
+def _optional(text: str, what: str) -> float | None:
+    """A duration, or None for 'none'."""
+    return None if text.strip().lower() == "none" else option_duration(text, what)
 
 
 def _parse_at(text: str, tz: object, now: float) -> float:

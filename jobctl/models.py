@@ -68,6 +68,7 @@ class Run:
     dead: bool = False
     output_bytes: int = 0
     cancel_requested_at: float | None = None
+    forced: bool = False  # a manual run with --force: starts beside the job's running run
 
     @property
     def duration_s(self) -> float | None:

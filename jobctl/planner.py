@@ -239,7 +239,7 @@ def pick_startable(
             continue
         if len(start) >= limit:
             continue
-        if run.job in busy_jobs and job.overlap != "allow" and not force:
+        if run.job in busy_jobs and job.overlap != "allow" and not (force or run.forced):
             continue
         if held.intersection(job.mutexes):
             continue
@@ -251,7 +251,9 @@ def pick_startable(
 
 def replaced_by_waiting(queued: list[Run], running: list[Run], jobs: dict[str, Job]) -> list[Run]:
     """Running runs to terminate because a newer run of their `replace` job is due."""
-    waiting = {r.job for r in queued if r.job in jobs and jobs[r.job].overlap == "replace"}
+    waiting = {
+        r.job for r in queued if r.job in jobs and jobs[r.job].overlap == "replace" and not r.forced
+    }
     return [r for r in running if r.job in waiting]
 
 

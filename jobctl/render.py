@@ -41,6 +41,11 @@ def iso(t: float | None, tz: tzinfo | None = None, ms: bool = True) -> str | Non
     return dt.isoformat(timespec="milliseconds")
 
 
+def iso_time(d: datetime) -> str:
+    """A fire time as ISO 8601 in its own zone: seconds, or milliseconds when it has them."""
+    return d.isoformat(timespec="milliseconds" if d.microsecond else "seconds")
+
+
 def run_json(run: Run) -> dict[str, Any]:
     return {
         "id": run.id,
@@ -68,7 +73,7 @@ def _zone(name: str) -> tzinfo | None:
 
     try:
         return ZoneInfo(name)
-    except (ValueError, OSError):
+    except (ValueError, OSError, KeyError):  # ZoneInfoNotFoundError is a KeyError
         return None
 
 
@@ -154,13 +159,15 @@ def duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m"
 
 
-def when(t: float | None, now: float, tz: tzinfo | None = None) -> str:
-    """Local wall time plus relative: '2026-11-29 09:00 (in 4 min)'."""
+def when(t: float | None, now: float, tz: tzinfo | None = None, full: bool = False) -> str:
+    """Local wall time plus relative: '2026-11-29 09:00:00 (in 4 min)'; the date only when it
+    is not today-ish, unless `full` (which also names the zone)."""
     if t is None:
         return "-"
     dt = datetime.fromtimestamp(t).astimezone(tz)
-    day = "%Y-%m-%d " if abs(t - now) > 20 * 3600 else ""
-    return f"{dt.strftime(day + '%H:%M:%S')} ({relative(t, now)})"
+    day = "%Y-%m-%d " if full or abs(t - now) > 20 * 3600 else ""
+    zone = " %Z" if full else ""
+    return f"{dt.strftime(day + '%H:%M:%S' + zone)} ({relative(t, now)})"
 
 
 def fancy() -> bool:

@@ -69,27 +69,14 @@ def new_manual_run(
     owner: str | None,
     trigger: Trigger = "manual",
     replay_of: Run | None = None,
+    forced: bool = False,
 ) -> Run:
-    """Record a queued manual (or replay) run; owned by `owner` when this process will run it."""
-    if replay_of is not None:
-        run = Run(
-            job=job.name,
-            scheduled_for=replay_of.scheduled_for,
-            trigger=trigger,
-            attempt=_next_attempt(store, replay_of),
-            created_at=now,
-            not_before=now,
-            owner=owner,
-        )
-    else:
-        run = Run(
-            job=job.name,
-            scheduled_for=now,
-            trigger=trigger,
-            created_at=now,
-            not_before=now,
-            owner=owner,
-        )
+    """Record a queued manual (or replay) run; owned by `owner` when this process will run it.
+    A replay is the same fire (scheduled_for) with the next attempt number."""
+    fire = replay_of.scheduled_for if replay_of is not None else now
+    attempt = _next_attempt(store, replay_of) if replay_of is not None else 1
+    run = Run(job=job.name, scheduled_for=fire, trigger=trigger, attempt=attempt, created_at=now,
+              not_before=now, owner=owner, forced=forced)  # fmt: skip
     return store.add_run(run)
 
 
@@ -110,7 +97,8 @@ def trigger(
         for old in (r for r in current if r.status == "running"):
             request_cancel(store, old, now, wait_s=0)  # the new run starts once it has ended
     original = store.get_run(replay_of) if replay_of is not None else None
-    run = new_manual_run(store, job, now, owner, "replay" if original else "manual", original)
+    trigger: Trigger = "replay" if original else "manual"
+    run = new_manual_run(store, job, now, owner, trigger, original, forced=force)
     if original is not None and original.dead:
         store.update_run(original.id or 0, dead=False)
     return job, run
@@ -125,6 +113,7 @@ def run_foreground(
     tee: BinaryIO | None,
     waiting: Callable[[str], None],
     interrupted: Callable[[], bool],
+    started: Callable[[], None] = lambda: None,
 ) -> Run:
     """Claim our reserved run (waiting for mutexes / the previous run), execute it here, and
     return the recorded final run. `interrupted()` is polled: True cancels the run."""
@@ -158,12 +147,15 @@ def run_foreground(
         time.sleep(WAIT_POLL_S)
     result: list[tuple[Run, Run | None]] = []
     procs: list[executor.Process] = []
-    worker = threading.Thread(
-        target=lambda: result.append(
-            execute(store, run, job, clock, random.Random(), tee=tee, on_start=procs.append)
-        ),
-        daemon=True,
-    )
+
+    def on_start(proc: executor.Process) -> None:
+        procs.append(proc)
+        started()
+
+    def work() -> None:
+        result.append(execute(store, run, job, clock, random.Random(), tee=tee, on_start=on_start))
+
+    worker = threading.Thread(target=work, daemon=True)
     worker.start()
     while worker.is_alive():
         worker.join(WAIT_POLL_S)

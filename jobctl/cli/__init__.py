@@ -6,6 +6,7 @@ JobctlError (and click's usage errors) into one line on stderr and the exit code
 
 import os
 import sys
+import traceback
 from typing import Annotated
 
 import typer
@@ -74,12 +75,12 @@ def run(args: list[str]) -> int:
 
         completion_init()
     command = typer.main.get_command(app)
-    debug = "--debug" in args
+    debug = _global_debug(args)
     try:
         result = command.main(args, prog_name="jobctl", standalone_mode=False)
     except JobctlError as exc:
         if debug:
-            raise
+            traceback.print_exc()
         sys.stderr.write(f"jobctl: {exc}\n")
         return exc.exit_code
     except typer.Exit as exc:
@@ -100,12 +101,22 @@ def run(args: list[str]) -> int:
         return 0
     except Exception as exc:
         if debug:
-            raise
+            traceback.print_exc()
         sys.stderr.write(
             f"jobctl: internal error: {type(exc).__name__}: {exc} (rerun with --debug)\n"
         )
         return EXIT_FAILED
     return result if isinstance(result, int) else 0
+
+
+def _global_debug(args: list[str]) -> bool:
+    """Whether --debug is among the global flags (before the verb; never a job's argument)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        if args[i] == "--debug":
+            return True
+        i += 2 if args[i] in ("--home", "--store") else 1
+    return False
 
 
 def _one_line(message: str) -> str:

@@ -35,7 +35,9 @@ Shell = Annotated[
 ]
 Cwd = Annotated[str | None, typer.Option(help="Working directory (default: the current one).")]
 Env = Annotated[list[str] | None, typer.Option(help="Extra environment KEY=VALUE (repeatable).")]
-Timeout = Annotated[str | None, typer.Option(help="Kill the job after this long (0 = none).")]
+Timeout = Annotated[
+    str | None, typer.Option(help="Kill the job after this long (0 or 'none': no timeout).")
+]
 KillGrace = Annotated[
     str | None, typer.Option(help="Time between SIGTERM and SIGKILL (default 10s).")
 ]
@@ -47,7 +49,9 @@ Backoff = Annotated[
 MaxRetryDelay = Annotated[str | None, typer.Option(help="Cap of the retry delay (default 1h).")]
 Overlap = Annotated[str | None, typer.Option(help="skip, queue, allow or replace (default skip).")]
 Misfire = Annotated[str | None, typer.Option(help="once, skip or all (default once).")]
-CatchupWindow = Annotated[str | None, typer.Option(help="Skip missed fires older than this.")]
+CatchupWindow = Annotated[
+    str | None, typer.Option(help="Skip missed fires older than this ('none': no limit).")
+]
 Jitter = Annotated[str | None, typer.Option(help="Random delay in [0, D] added to each fire.")]
 Mutex = Annotated[
     list[str] | None, typer.Option(help="Never run beside jobs sharing this name (repeatable).")
@@ -182,7 +186,10 @@ def list_(
         render.print_json([render.job_json(j) for j in jobs])
         return
     if not jobs:
-        render.note("No jobs yet. Add one with:\n  jobctl add hello --every 1m -- echo hello")
+        if tag is not None:
+            render.note(f"no jobs tagged {tag!r}")
+        else:
+            render.note("No jobs yet. Add one with:\n  jobctl add hello --every 1m -- echo hello")
         return
     t = now()
     rows = [
@@ -226,7 +233,7 @@ def show(name: Name, json: JsonOpt = False) -> None:
     recent = store().list_runs(RunFilter(job=name, limit=20))
     if json:
         data = render.job_json(job)
-        data["upcoming"] = [d.isoformat() for d in upcoming]
+        data["upcoming"] = [render.iso_time(d) for d in upcoming]
         data["recent_runs"] = [render.run_json(r) for r in recent]
         data["stats"] = _stats(recent)
         render.print_json(data)
@@ -245,10 +252,7 @@ def show(name: Name, json: JsonOpt = False) -> None:
     ]
     if job.env:
         items.append(("env", " ".join(f"{k}={v}" for k, v in job.env.items())))
-    policy = f"retries {job.retries}, overlap {job.overlap}, misfire {job.misfire}"
-    if job.timeout_s:
-        policy += f", timeout {render.duration(job.timeout_s)}"
-    items.append(("policy", policy))
+    items += _policy_lines(job)
     for label, value in (("mutexes", job.mutexes), ("tags", job.tags)):
         if value:
             items.append((label, ", ".join(value)))
@@ -270,10 +274,7 @@ def show(name: Name, json: JsonOpt = False) -> None:
     if upcoming:
         render.table(
             ["UPCOMING"],
-            [
-                [f"{d:%Y-%m-%d %H:%M:%S %Z} ({render.relative(d.timestamp(), t)})"]
-                for d in upcoming
-            ],
+            [[render.when(d.timestamp(), t, full=True)] for d in upcoming],
         )
     if recent:
         render.table(
@@ -293,6 +294,25 @@ def show(name: Name, json: JsonOpt = False) -> None:
             styles={3: "status"},
             title="recent runs",
         )
+
+
+def _policy_lines(job: "Job") -> list[tuple[str, str]]:
+    """Every policy of the definition, durations written as they are typed (1h30m)."""
+    from jobctl.schedule import format_duration as d
+
+    size = next((f"{job.max_output // u}{n}" for u, n in ((1 << 20, "MiB"), (1 << 10, "KiB"))
+                 if job.max_output % u == 0), f"{job.max_output}B")  # fmt: skip
+    window = d(job.catchup_window_s) if job.catchup_window_s is not None else "none"
+    return [
+        ("timeout", f"{d(job.timeout_s) if job.timeout_s else 'none'}, "
+                    f"then SIGKILL after {d(job.kill_grace_s)}"),
+        ("retries", f"{job.retries}, {job.backoff} from {d(job.retry_delay_s)} "
+                    f"(at most {d(job.max_retry_delay_s)})"),
+        ("overlap", job.overlap),
+        ("misfire", f"{job.misfire}, catch-up window {window}"),
+        ("jitter", d(job.jitter_s)),
+        ("keep", f"{job.keep_runs} runs, {size} of output each"),
+    ]  # fmt: skip
 
 
 def _stats(runs: "list[Run]") -> dict[str, float | int | None]:
@@ -330,11 +350,13 @@ def rm(
         raise ConflictError(
             f"job {name!r} is running (run {running[0].id}); use --force to cancel it"
         )
-    for run in running:
-        from jobctl.runs import request_cancel
+    from jobctl.runs import request_cancel
 
+    s.remove_job(name, purge=purge)  # first: its queued runs are cancelled with it
+    for run in running:
         request_cancel(s, run, now())
-    s.remove_job(name, purge=purge)
+    if purge and running:
+        s.purge_runs(name)
     render.note(f"removed job {name!r}" + (" and its history" if purge else ""))
 
 
@@ -343,8 +365,13 @@ def pause(names: Names) -> None:
     from jobctl import jobdef
 
     s, t = store(), now()
-    s.update_jobs(names, lambda job: jobdef.paused(job, t))
-    render.note(f"paused {', '.join(names)}")
+    jobs = s.update_jobs(names, lambda job: jobdef.paused(job, t))
+    done = [j.name for j in jobs if j.state == "done"]
+    paused_names = [j.name for j in jobs if j.state == "paused"]
+    if paused_names:
+        render.note(f"paused {', '.join(paused_names)}")
+    if done:
+        render.note(f"not paused (done, no fire left): {', '.join(done)}")
 
 
 def resume(names: Names) -> None:

@@ -60,7 +60,7 @@ def next_(
     if warning:
         render.note(warning)
     if json:
-        render.print_json([d.isoformat() for d in times])
+        render.print_json([render.iso_time(d) for d in times])
         return
     if not times:
         render.note(
@@ -69,7 +69,7 @@ def next_(
         )
         return
     for d in times:
-        typer.echo(f"{d.isoformat()}  {d.strftime('%a %Z')}  ({render.relative(d.timestamp(), t)})")
+        typer.echo(f"{render.iso_time(d)}  {d:%a %Z}  ({render.relative(d.timestamp(), t)})")
 
 
 def register(app: typer.Typer) -> None:

@@ -18,7 +18,9 @@ Force = Annotated[bool, typer.Option(help="Run even if the overlap policy would 
 Detach = Annotated[bool, typer.Option(help="Hand it to the runner and print the run id.")]
 
 
-def _foreground(job_name: str, force: bool, replay_of: int | None = None) -> int:
+def _foreground(
+    job_name: str, force: bool, replay_of: int | None = None, json: bool = False
+) -> int:
     import signal
 
     from jobctl import owners, runs
@@ -26,10 +28,10 @@ def _foreground(job_name: str, force: bool, replay_of: int | None = None) -> int
 
     s = store()
     job, run = runs.trigger(s, job_name, now(), owners.me(), force, replay_of)
-    stop = {"asked": False}
+    stop = {"asked": 0}
 
-    def interrupt(*_: object) -> None:
-        stop["asked"] = True
+    def interrupt(signum: int, _frame: object) -> None:
+        stop["asked"] = signum
 
     # Ctrl-C and SIGTERM cancel the job (it is in its own process group and would not see
     # them); `jobctl cancel` nudges us with SIGUSR1 and we poll the store.
@@ -37,18 +39,21 @@ def _foreground(job_name: str, force: bool, replay_of: int | None = None) -> int
     handlers[owners.NUDGE] = lambda *_: None
     previous = {sig: signal.signal(sig, handler) for sig, handler in handlers.items()}
     try:
-        render.note(f"run {run.id} of {job.name!r} started")
         sys.stdout.flush()
         final = runs.run_foreground(
-            s, job, run, SystemClock(), force, tee=sys.stdout.buffer,
-            waiting=render.note, interrupted=lambda: stop["asked"],
+            s, job, run, SystemClock(), force,
+            tee=sys.stderr.buffer if json else sys.stdout.buffer,  # --json: stdout is the JSON
+            waiting=render.note, interrupted=lambda: bool(stop["asked"]),
+            started=lambda: render.note(f"job {job.name!r}: run {run.id} started"),
         )  # fmt: skip
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    code = runs.exit_code_of(final)
+    code = 128 + stop["asked"] if stop["asked"] else runs.exit_code_of(final)  # Ctrl-C: 130
     tail = f" ({final.error})" if final.error and final.status != "succeeded" else ""
     render.note(f"run {final.id} {final.status} in {render.duration(final.duration_s)}{tail}")
+    if json:
+        render.print_json(render.run_json(final))
     return code
 
 
@@ -76,7 +81,7 @@ def run(
     if detach:
         _detached(name, force, json=json)
         return
-    raise typer.Exit(_foreground(name, force))
+    raise typer.Exit(_foreground(name, force, json=json))
 
 
 def retry(
@@ -93,7 +98,7 @@ def retry(
     if detach:
         _detached(original.job, True, rid, json)
         return
-    raise typer.Exit(_foreground(original.job, True, rid))
+    raise typer.Exit(_foreground(original.job, True, rid, json))
 
 
 def cancel(
@@ -183,7 +188,8 @@ def history(
         render.print_json([render.run_json(r) for r in rows])
         return
     if not rows:
-        render.note("no runs yet")
+        filtered = name is not None or status or since is not None
+        render.note("no runs match" if filtered else "no runs yet")
         return
     render.table(RUN_HEADERS, _run_rows(rows, t), styles={4: "status"})
 
@@ -206,9 +212,12 @@ def logs(
     from jobctl.store import RunFilter
 
     s = store()
-    if target in {j.name for j in s.list_jobs()}:
-        ran = ["succeeded", "failed", "timed_out", "cancelled", "abandoned"]
-        latest = s.list_runs(RunFilter(job=target, statuses=["running"], limit=1)) or s.list_runs(
+    ran = ["succeeded", "failed", "timed_out", "cancelled", "abandoned"]
+    # --follow also takes a run still waiting to start (just triggered), and waits for it
+    live = ["running", "queued"] if follow else ["running"]
+    named = s.list_runs(RunFilter(job=target, limit=1))  # a removed job's runs still count
+    if named or target in {j.name for j in s.list_jobs()}:
+        latest = s.list_runs(RunFilter(job=target, statuses=live, limit=1)) or s.list_runs(
             RunFilter(job=target, statuses=ran, limit=1)
         )
         if not latest:
@@ -251,6 +260,8 @@ def dead(
     s = store()
     if dismiss == "--all":  # `dead --dismiss --all` reads naturally too
         dismiss, all_ = None, True
+    if dismiss is not None and all_:
+        raise UsageError("give --dismiss RUN_ID or --all, not both")
     if dismiss is not None or all_:
         if all_:
             ids = [r.id for r in s.list_runs(RunFilter(dead=True)) if r.id is not None]
@@ -260,7 +271,10 @@ def dead(
                 raise NotFoundError(f"run {run.id} is not in the dead list")
             ids = [run.id or 0]
         s.update_runs(ids, dead=False)
-        render.note(f"dismissed {len(ids)} dead run{'s' if len(ids) != 1 else ''}")
+        if json:
+            render.print_json({"dismissed": ids})
+        else:
+            render.note(f"dismissed {len(ids)} dead run{'s' if len(ids) != 1 else ''}")
         return
     rows = s.list_runs(RunFilter(dead=True))
     if json:

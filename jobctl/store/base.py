@@ -58,7 +58,11 @@ class Store(Protocol):
         ...
 
     def remove_job(self, name: str, purge: bool = False) -> None:
-        """Delete a job and cancel its queued runs; with purge also its runs and output."""
+        """Delete a job and cancel its queued runs; with purge also its finished runs."""
+        ...
+
+    def purge_runs(self, job: str) -> int:
+        """Delete a job name's runs that are not running, and their output."""
         ...
 
     # ---- runs -------------------------------------------------------------

@@ -13,7 +13,7 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("jobctl")
 
 #: PRAGMA user_version once every migration below has been applied; bump with each new one.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @migrations()
@@ -113,6 +113,12 @@ def m002_cancel_requests(db: Database) -> None:
     # `jobctl cancel` marks a running run here before signalling it, so that its owner records
     # `cancelled` rather than "killed by SIGTERM".
     db.execute("ALTER TABLE runs ADD COLUMN cancel_requested_at INTEGER")
+
+
+@migrations()
+def m003_forced_runs(db: Database) -> None:
+    # `run --detach --force`: the runner starts it even while the job's previous run runs
+    db.execute("ALTER TABLE runs ADD COLUMN forced INTEGER NOT NULL DEFAULT 0")
 
 
 def migrate(db: Database) -> None:

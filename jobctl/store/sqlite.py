@@ -22,7 +22,7 @@ from jobctl.models import Job, Run
 from jobctl.store.base import Picker, RunFilter, RunnerInfo
 
 BUSY_TIMEOUT_MS = 60_000
-SCHEMA_VERSION = 2  # keep equal to schema.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 3  # keep equal to schema.SCHEMA_VERSION (a test checks)
 
 # column -> how it is stored: "ms" (float seconds <-> int ms), "json", "bool", "" (as is)
 JOB_COLUMNS: dict[str, str] = {
@@ -38,6 +38,7 @@ RUN_COLUMNS: dict[str, str] = {
     "created_at": "ms", "not_before": "ms", "started_at": "ms", "finished_at": "ms",
     "exit_code": "", "signal": "", "error": "", "host": "", "pid": "", "proc_start": "",
     "owner": "", "dead": "bool", "output_bytes": "", "cancel_requested_at": "ms",
+    "forced": "bool",
 }  # fmt: skip
 
 
@@ -129,8 +130,9 @@ class SQLiteStore:
                     f"understands ({SCHEMA_VERSION}); upgrade jobctl"
                 )
             self.conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open store {str(path)!r}: {exc}") from exc
+        except (sqlite3.Error, OSError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise StoreError(f"cannot open store {str(path)!r}: {reason}") from exc
 
     def _migrate(self) -> None:
         """Apply pending migrations, one process at a time (a lock file beside the DB)."""
@@ -231,10 +233,16 @@ class SQLiteStore:
                 [name],
             )
             if purge:
-                conn.execute(
-                    "DELETE FROM output WHERE run_id IN (SELECT id FROM runs WHERE job = ?)", [name]
-                )
-                conn.execute("DELETE FROM runs WHERE job = ?", [name])
+                self._purge(conn, name)
+
+    def purge_runs(self, job: str) -> int:
+        with self._tx() as conn:
+            return self._purge(conn, job)
+
+    def _purge(self, conn: sqlite3.Connection, job: str) -> int:
+        finished = "SELECT id FROM runs WHERE job = ? AND status != 'running'"
+        conn.execute(f"DELETE FROM output WHERE run_id IN ({finished})", [job])
+        return conn.execute(f"DELETE FROM runs WHERE id IN ({finished})", [job]).rowcount
 
     # ---- runs -------------------------------------------------------------
     def _insert_run(self, conn: sqlite3.Connection, run: Run, verb: str = "INSERT") -> Run | None:

@@ -233,3 +233,84 @@ def test_rich_tables_on_a_terminal(cli, monkeypatch: pytest.MonkeyPatch) -> None
     assert hist.code == 0 and "failed" in hist.out and "succeeded" in hist.out
     assert cli("status").code == 0
     assert "bad" in cli("dead").out
+
+
+def test_debug_only_as_a_global_flag_and_exit_codes_kept(cli) -> None:
+    assert cli("add", "big", "--", "mytool", "--debug").code == 0
+    r = cli("add", "big", "--", "mytool", "--debug")  # --debug belongs to the job here
+    assert r.code == 3 and r.err.strip().splitlines() == ["jobctl: job 'big' already exists"]
+    r = cli("--debug", "show", "nosuch")
+    assert r.code == 4 and "Traceback" in r.err and r.err.rstrip().endswith("no job named 'nosuch'")
+
+
+def test_empty_value_clears_repeatable_options(cli) -> None:
+    cli("add", "t", "--tag", "a", "--mutex", "m", "--env", "K=V", "--", "true")
+    assert cli("edit", "t", "--tag", "", "--mutex", "", "--env", "").code == 0
+    j = cli("show", "t", "--json").json()
+    assert (j["tags"], j["mutexes"], j["env"]) == ([], [], {})
+
+
+def test_foreground_run_json_keeps_stdout_for_json(cli) -> None:
+    cli("add", "j", "--", "sh", "-c", "echo job-output; exit 4")
+    r = cli("run", "j", "--json")
+    assert r.code == 4
+    data = r.json()
+    assert (data["status"], data["exit_code"], data["trigger"]) == ("failed", 4, "manual")
+    assert "job-output" in r.err and "job-output" not in r.out
+    assert cli("dead", "--dismiss", str(data["id"]), "--json").json() == {"dismissed": [data["id"]]}
+    assert cli("dead", "--dismiss", "1", "--all").code == 2
+
+
+def test_messages_for_empty_filtered_results(cli) -> None:
+    cli("add", "a", "--", "true")
+    assert "no jobs tagged 'nope'" in cli("list", "--tag", "nope").err
+    assert "no runs match" in cli("history", "--status", "running").err
+
+
+def test_catchup_window_zero_and_none(cli) -> None:
+    cli("add", "c", "--every", "1h", "--catchup-window", "0", "--", "true")
+    assert cli("show", "c", "--json").json()["catchup_window_s"] == 0.0
+    cli("edit", "c", "--catchup-window", "none")
+    assert cli("show", "c", "--json").json()["catchup_window_s"] is None
+
+
+def test_schedule_text_is_normalised(cli) -> None:
+    cli("add", "e", "--every", "90", "--", "true")
+    cli("add", "a", "--at", "+1h", "--", "true")
+    jobs = {j["name"]: j for j in cli("list", "--json").json()}
+    assert jobs["e"]["schedule"] == "1m30s"
+    assert jobs["a"]["schedule"] == jobs["a"]["next_run_at"]  # the time itself, not '+1h'
+    assert jobs["a"]["next_run_at"].endswith("+00:00") and "." not in jobs["a"]["next_run_at"]
+
+
+def test_next_json_precision_is_uniform(cli) -> None:
+    r = cli(
+        "next", "--every", "500ms", "--tz", "UTC", "--from", "2026-01-01T00:00", "-n", "2", "--json"
+    )
+    assert r.json() == ["2026-01-01T00:00:00.500+00:00", "2026-01-01T00:00:01+00:00"]
+
+
+@pytest.mark.parametrize(
+    ("tz", "expected"),
+    [("Asia/Tokyo", "Asia/Tokyo"), ("/usr/share/zoneinfo/Asia/Tokyo", "Asia/Tokyo"),
+     (":Europe/Paris", "Europe/Paris")],
+)  # fmt: skip
+def test_local_zone_from_tz_forms(monkeypatch: pytest.MonkeyPatch, tz: str, expected: str) -> None:
+    from jobctl.clock import local_zone_name
+
+    monkeypatch.setenv("TZ", tz)
+    assert local_zone_name() == expected
+
+
+def test_posix_tz_rule_falls_back_to_the_system_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    from zoneinfo import ZoneInfo
+
+    from jobctl.clock import local_zone_name
+
+    monkeypatch.setenv("TZ", "CET-1CEST,M3.5.0,M10.5.0/3")
+    ZoneInfo(local_zone_name())  # a usable IANA name, whatever the system's is
+
+
+def test_missing_store_folder_is_one_line(cli, tmp_path) -> None:
+    r = cli("--store", str(tmp_path / "nodir" / "x.db"), "list")
+    assert r.code == 1 and r.err.startswith("jobctl: cannot open store") and "internal" not in r.err

@@ -510,3 +510,37 @@ def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env, tmp_path: Path) 
             # a killed orphan never logs "end": it died before (or as) the retry began
             assert a[1] == float("inf") or a[1] <= b[0], (key, runs_of_fire)
         assert sum(s[1] != float("inf") for s in runs_of_fire) >= 1, key
+
+
+def test_rm_force_never_lets_the_queued_run_start(env: Env) -> None:
+    env.run("add", "rq", "--every", "1h", "--overlap", "queue", "--", "sleep", "20", check=True)
+    env.start_runner()
+    first = int(env.run("run", "rq", "--detach", check=True).stdout)
+    wait_for(lambda: done(env, "rq", 1, ("running",)), timeout=10)
+    second = int(env.run("run", "rq", "--detach", check=True).stdout)
+    assert env.run("rm", "rq", "--force").returncode == 0
+    time.sleep(0.5)  # give a wrongly started run the time to show up
+    runs = {r["id"]: r for r in env.runs("rq")}
+    assert runs[first]["status"] == "cancelled"
+    assert runs[second]["status"] == "cancelled" and runs[second]["started_at"] is None
+
+
+def test_detached_force_runs_beside_the_running_run(env: Env) -> None:
+    env.run("add", "lr", "--every", "1h", "--", "sleep", "3", check=True)
+    env.start_runner()
+    env.run("run", "lr", "--detach", check=True)
+    wait_for(lambda: done(env, "lr", 1, ("running",)), timeout=10)
+    assert env.run("run", "lr", "--detach").returncode == 3  # overlap=skip refuses
+    env.run("run", "lr", "--detach", "--force", check=True)
+    wait_for(lambda: done(env, "lr", 2, ("running",)), timeout=5)
+
+
+def test_logs_follow_right_after_detach_follows_the_new_run(env: Env) -> None:
+    env.run("add", "fol", "--every", "1h", "--shell", "--",
+            'sleep 0.3; echo "run $JOBCTL_RUN_ID"', check=True)  # fmt: skip
+    env.start_runner()
+    first = env.run("run", "fol", "--detach", check=True).stdout.strip()
+    wait_for(lambda: done(env, "fol", 1), timeout=10)
+    second = env.run("run", "fol", "--detach", check=True).stdout.strip()
+    follow = env.run("logs", "fol", "--follow", timeout=20)
+    assert follow.stdout == f"run {second}\n" and first != second

@@ -193,7 +193,7 @@ def test_sqlite_file_mode_wal_and_named_migrations(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert names == ["m001_jobs_and_runs", "m002_cancel_requests"]
+    assert names == ["m001_jobs_and_runs", "m002_cancel_requests", "m003_forced_runs"]
     index = conn.execute("PRAGMA index_list(runs)").fetchall()
     unique_cols = [
         [c[2] for c in conn.execute(f"PRAGMA index_info('{i[1]}')")] for i in index if i[2]
@@ -232,7 +232,7 @@ def test_sqlite_migrates_from_older_schema(tmp_path: Path) -> None:
     db_path = tmp_path / "jobctl.db"
     old = Database(db_path)
     schema.migrations.apply(old, stop_before="m002_cancel_requests")
-    old.execute("PRAGMA user_version = 1")
+    old.execute("PRAGMA user_version = 1")  # as jobctl left it after m001
     old.execute(
         "INSERT INTO runs (job, attempt, trigger, status, scheduled_for, created_at, not_before) "
         "VALUES ('old', 1, 'manual', 'succeeded', 5000, 5000, 5000)"
