@@ -282,9 +282,8 @@ class Runner:
             plan = planner.plan_fire(job, now, open_runs, self.rng)
             changes = {"state": plan.state} if plan.state else {}
             for run in self.store.fire(job, plan.runs, plan.next_run_at, **changes):
-                late = (now - run.scheduled_for) * 1000
-                what = run.error if run.status == "skipped" else f"{late:+.0f}ms"
-                self.emit("fire", f"{job.name}: run {run.id} {run.status} ({run.trigger}, {what})")
+                what = f", {run.error}" if run.status == "skipped" else ""
+                self.emit("fire", f"{job.name}: run {run.id} {run.status} ({run.trigger}{what})")
 
     def start_queued(self, now: float) -> None:
         with self._lock:

@@ -6,7 +6,6 @@ JobctlError (and click's usage errors) into one line on stderr and the exit code
 
 import os
 import sys
-import traceback
 from typing import Annotated
 
 import typer
@@ -80,6 +79,8 @@ def run(args: list[str]) -> int:
         result = command.main(args, prog_name="jobctl", standalone_mode=False)
     except JobctlError as exc:
         if debug:
+            import traceback
+
             traceback.print_exc()
         sys.stderr.write(f"jobctl: {exc}\n")
         return exc.exit_code
@@ -101,6 +102,8 @@ def run(args: list[str]) -> int:
         return 0
     except Exception as exc:
         if debug:
+            import traceback
+
             traceback.print_exc()
         sys.stderr.write(
             f"jobctl: internal error: {type(exc).__name__}: {exc} (rerun with --debug)\n"
