@@ -279,11 +279,21 @@ class Runner:
             open_runs = self.store.list_runs(
                 RunFilter(job=job.name, statuses=["queued", "running"])
             )
-            plan = planner.plan_fire(job, now, open_runs, self.rng)
+            try:
+                plan = planner.plan_fire(job, now, open_runs, self.rng)
+            except Exception as exc:  # e.g. its zone vanished from the system's tz database
+                self._pause_broken(job, exc)
+                continue
             changes = {"state": plan.state} if plan.state else {}
             for run in self.store.fire(job, plan.runs, plan.next_run_at, **changes):
                 what = f", {run.error}" if run.status == "skipped" else ""
                 self.emit("fire", f"{job.name}: run {run.id} {run.status} ({run.trigger}{what})")
+
+    def _pause_broken(self, job: Job, exc: Exception) -> None:
+        """A job whose schedule cannot be computed any more must not stop the others (or spin
+        the loop): pause it and say why; `jobctl edit` fixes it, `resume` retries."""
+        self.store.update_jobs([job.name], lambda j: j.copy_with(state="paused", next_run_at=None))
+        self.emit("error", f"{job.name}: paused, its schedule failed: {type(exc).__name__}: {exc}")
 
     def start_queued(self, now: float) -> None:
         with self._lock:

@@ -65,3 +65,16 @@ def test_recover_abandons_own_runs_it_lost_track_of(tmp_path: Path) -> None:
         (T0, 2, "retry"),
         (T0 + 1, 2, "retry"),
     ]
+
+
+def test_a_job_whose_schedule_breaks_is_paused_not_fatal(tmp_path: Path) -> None:
+    store, runner, clock = setup(tmp_path)
+    store.add_job(Job(name="broken", command=["true"], tz="Gone/Zone", schedule="* * * * *",
+                      schedule_kind="cron", next_run_at=T0))  # fmt: skip
+    events: list[tuple[str, str]] = []
+    runner.emit = lambda e, t: events.append((e, t))
+    clock.advance(60)
+    runner.fire_due(clock.now())
+    assert store.get_job("broken").state == "paused"
+    assert any(e == "error" and "broken" in t for e, t in events)
+    assert [r.job for r in store.list_runs(RunFilter())] == ["j"]  # the healthy job still fired
