@@ -40,10 +40,14 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     home: Annotated[
-        str | None, typer.Option("--home", help="Home folder (default $JOBCTL_HOME, XDG data dir).")
+        str | None,
+        typer.Option(
+            "--home", metavar="DIR", help="Home folder (default $JOBCTL_HOME, XDG data dir)."
+        ),
     ] = None,
     store: Annotated[
-        str | None, typer.Option("--store", help="Store URL or path (default $JOBCTL_STORE).")
+        str | None,
+        typer.Option("--store", metavar="URL", help="Store URL or path (default $JOBCTL_STORE)."),
     ] = None,
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
     version: Annotated[

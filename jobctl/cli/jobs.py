@@ -21,47 +21,80 @@ Command = Annotated[
     list[str] | None, typer.Argument(help="The command, after '--'.", show_default=False)
 ]
 Cron = Annotated[
-    str | None, typer.Option(help="Cron expression (5 fields, or 6 with seconds first; @daily...).")
+    str | None,
+    typer.Option(
+        metavar="EXPR", help="Cron expression (5 fields, or 6 with seconds first; @daily...)."
+    ),
 ]
-Every = Annotated[str | None, typer.Option(help="Fixed interval of elapsed time, e.g. 5m, 1h30m.")]
-At = Annotated[str | None, typer.Option(help="One shot: ISO 8601 time or +DURATION.")]
-StartAt = Annotated[str | None, typer.Option(help="Anchor of --every (default: now).")]
+Every = Annotated[
+    str | None, typer.Option(metavar="D", help="Fixed interval of elapsed time, e.g. 5m, 1h30m.")
+]
+At = Annotated[
+    str | None, typer.Option(metavar="TIME", help="One shot: ISO 8601 time or +DURATION.")
+]
+StartAt = Annotated[
+    str | None, typer.Option(metavar="TIME", help="Anchor of --every (default: now).")
+]
 Tz = Annotated[
-    str | None, typer.Option(help="IANA time zone of the schedule (default: the system's).")
+    str | None,
+    typer.Option(metavar="ZONE", help="IANA time zone of the schedule (default: the system's)."),
 ]
 Shell = Annotated[
     bool | None,
     typer.Option("--shell/--no-shell", help="Run COMMAND with /bin/sh -c.", show_default=False),
 ]
-Cwd = Annotated[str | None, typer.Option(help="Working directory (default: the current one).")]
-Env = Annotated[list[str] | None, typer.Option(help="Extra environment KEY=VALUE (repeatable).")]
+Cwd = Annotated[
+    str | None, typer.Option(metavar="DIR", help="Working directory (default: the current one).")
+]
+Env = Annotated[
+    list[str] | None, typer.Option(metavar="K=V", help="Extra environment KEY=VALUE (repeatable).")
+]
 Timeout = Annotated[
-    str | None, typer.Option(help="Kill the job after this long (0 or 'none': no timeout).")
+    str | None,
+    typer.Option(metavar="D", help="Kill the job after this long (0 or 'none': no timeout)."),
 ]
 KillGrace = Annotated[
-    str | None, typer.Option(help="Time between SIGTERM and SIGKILL (default 10s).")
+    str | None, typer.Option(metavar="D", help="Time between SIGTERM and SIGKILL (default 10s).")
 ]
-Retries = Annotated[str | None, typer.Option(help="Extra attempts after a failure (default 0).")]
-RetryDelay = Annotated[str | None, typer.Option(help="Base delay before a retry (default 10s).")]
+Retries = Annotated[
+    str | None, typer.Option(metavar="N", help="Extra attempts after a failure (default 0).")
+]
+RetryDelay = Annotated[
+    str | None, typer.Option(metavar="D", help="Base delay before a retry (default 10s).")
+]
 Backoff = Annotated[
-    str | None, typer.Option(help="exponential, linear or fixed (default exponential).")
+    str | None,
+    typer.Option(metavar="KIND", help="exponential, linear or fixed (default exponential)."),
 ]
-MaxRetryDelay = Annotated[str | None, typer.Option(help="Cap of the retry delay (default 1h).")]
-Overlap = Annotated[str | None, typer.Option(help="skip, queue, allow or replace (default skip).")]
-Misfire = Annotated[str | None, typer.Option(help="once, skip or all (default once).")]
+MaxRetryDelay = Annotated[
+    str | None, typer.Option(metavar="D", help="Cap of the retry delay (default 1h).")
+]
+Overlap = Annotated[
+    str | None, typer.Option(metavar="POLICY", help="skip, queue, allow or replace (default skip).")
+]
+Misfire = Annotated[
+    str | None, typer.Option(metavar="POLICY", help="once, skip or all (default once).")
+]
 CatchupWindow = Annotated[
-    str | None, typer.Option(help="Skip missed fires older than this ('none': no limit).")
+    str | None,
+    typer.Option(metavar="D", help="Skip missed fires older than this ('none': no limit)."),
 ]
-Jitter = Annotated[str | None, typer.Option(help="Random delay in [0, D] added to each fire.")]
+Jitter = Annotated[
+    str | None, typer.Option(metavar="D", help="Random delay in [0, D] added to each fire.")
+]
 Mutex = Annotated[
-    list[str] | None, typer.Option(help="Never run beside jobs sharing this name (repeatable).")
+    list[str] | None,
+    typer.Option(metavar="NAME", help="Never run beside jobs sharing this name (repeatable)."),
 ]
-KeepRuns = Annotated[str | None, typer.Option(help="Runs kept in history (default 200).")]
+KeepRuns = Annotated[
+    str | None, typer.Option(metavar="N", help="Runs kept in history (default 200).")
+]
 MaxOutput = Annotated[
-    str | None, typer.Option(help="Output kept per run, head and tail (default 1MiB).")
+    str | None,
+    typer.Option(metavar="SIZE", help="Output kept per run, head and tail (default 1MiB)."),
 ]
-Description = Annotated[str | None, typer.Option(help="Free text.")]
-Tag = Annotated[list[str] | None, typer.Option(help="Tag (repeatable).")]
+Description = Annotated[str | None, typer.Option(metavar="TEXT", help="Free text.")]
+Tag = Annotated[list[str] | None, typer.Option("--tag", metavar="T", help="Tag (repeatable).")]
 
 
 def add(
@@ -90,7 +123,7 @@ def add(
     max_output: MaxOutput = None,
     description: Description = None,
     tag: Tag = None,
-    paused: Annotated[bool, typer.Option(help="Add it paused.")] = False,
+    paused: Annotated[bool, typer.Option("--paused", help="Add it paused.")] = False,
     json: JsonOpt = False,
 ) -> None:
     """Add a job: jobctl add NAME [--cron EXPR | --every D | --at T] [options] -- COMMAND..."""
@@ -118,7 +151,7 @@ def edit(
     at: At = None,
     start_at: StartAt = None,
     manual: Annotated[
-        bool, typer.Option(help="Drop the schedule: run only when triggered.")
+        bool, typer.Option("--manual", help="Drop the schedule: run only when triggered.")
     ] = False,
     tz: Tz = None,
     shell: Shell = None,
@@ -177,7 +210,9 @@ def _done(job: "Job", verb: str, json: bool, t: float) -> None:
 
 
 def list_(
-    tag: Annotated[str | None, typer.Option(help="Only jobs with this tag.")] = None,
+    tag: Annotated[
+        str | None, typer.Option("--tag", metavar="T", help="Only jobs with this tag.")
+    ] = None,
     json: JsonOpt = False,
 ) -> None:
     """List jobs: schedule, next fire, last run and state."""
@@ -335,9 +370,11 @@ def _stats(runs: "list[Run]") -> dict[str, float | int | None]:
 
 def rm(
     name: Name,
-    purge: Annotated[bool, typer.Option(help="Also delete its history and output.")] = False,
+    purge: Annotated[
+        bool, typer.Option("--purge", help="Also delete its history and output.")
+    ] = False,
     force: Annotated[
-        bool, typer.Option(help="Remove it even while it runs (cancels the run).")
+        bool, typer.Option("--force", help="Remove it even while it runs (cancels the run).")
     ] = False,
 ) -> None:
     """Remove a job; its history stays unless --purge."""

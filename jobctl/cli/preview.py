@@ -14,14 +14,20 @@ def next_(
     name: Annotated[
         str | None, typer.Argument(help="Job name.", autocompletion=complete_job_name)
     ] = None,
-    cron: Annotated[str | None, typer.Option(help="Preview this cron expression.")] = None,
-    every: Annotated[str | None, typer.Option(help="Preview this interval.")] = None,
-    n: Annotated[str, typer.Option("-n", help="How many fire times.")] = "5",
+    cron: Annotated[
+        str | None, typer.Option("--cron", metavar="EXPR", help="Preview this cron expression.")
+    ] = None,
+    every: Annotated[
+        str | None, typer.Option("--every", metavar="D", help="Preview this interval.")
+    ] = None,
+    n: Annotated[str, typer.Option("-n", metavar="N", help="How many fire times.")] = "5",
     tz: Annotated[
-        str | None, typer.Option(help="Zone (default: the job's, else the system's).")
+        str | None,
+        typer.Option("--tz", metavar="ZONE", help="Zone (default: the job's, else the system's)."),
     ] = None,
     from_: Annotated[
-        str | None, typer.Option("--from", help="Start here instead of now (ISO 8601).")
+        str | None,
+        typer.Option("--from", metavar="TIME", help="Start here instead of now (ISO 8601)."),
     ] = None,
     json: JsonOpt = False,
 ) -> None:

@@ -38,15 +38,20 @@ def _printer(event: str, text: str) -> None:
 
 
 def runner(
-    workers: Annotated[str, typer.Option(help="Runs executed at once.")] = "4",
+    workers: Annotated[
+        str, typer.Option("--workers", metavar="N", help="Runs executed at once.")
+    ] = "4",
     once: Annotated[
-        bool, typer.Option(help="Start what is due or queued now, wait for it, exit.")
+        bool, typer.Option("--once", help="Start what is due or queued now, wait for it, exit.")
     ] = False,
     wait: Annotated[
-        bool, typer.Option(help="If another runner is active, stand by and take over.")
+        bool, typer.Option("--wait", help="If another runner is active, stand by and take over.")
     ] = False,
     grace: Annotated[
-        str, typer.Option(help="On SIGTERM/SIGINT, let running jobs finish this long.")
+        str,
+        typer.Option(
+            "--grace", metavar="D", help="On SIGTERM/SIGINT, let running jobs finish this long."
+        ),
     ] = "30s",
 ) -> None:
     """Run the scheduler in the foreground: fire jobs on time and execute them."""

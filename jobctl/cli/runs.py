@@ -14,8 +14,12 @@ from jobctl import render
 from jobctl.cli.common import JsonOpt, complete_job_name, now, store
 from jobctl.errors import JobctlError, NotFoundError, UsageError
 
-Force = Annotated[bool, typer.Option(help="Run even if the overlap policy would refuse.")]
-Detach = Annotated[bool, typer.Option(help="Hand it to the runner and print the run id.")]
+Force = Annotated[
+    bool, typer.Option("--force", help="Run even if the overlap policy would refuse.")
+]
+Detach = Annotated[
+    bool, typer.Option("--detach", help="Hand it to the runner and print the run id.")
+]
 
 
 def _foreground(
@@ -162,12 +166,14 @@ def history(
         str | None, typer.Argument(help="Only this job.", autocompletion=complete_job_name)
     ] = None,
     status: Annotated[
-        list[str] | None, typer.Option(help="Only runs with this status (repeatable).")
+        list[str] | None,
+        typer.Option("--status", metavar="S", help="Only runs with this status (repeatable)."),
     ] = None,
     since: Annotated[
-        str | None, typer.Option(help="Only runs created in the last D (e.g. 2h).")
+        str | None,
+        typer.Option("--since", metavar="D", help="Only runs created in the last D (e.g. 2h)."),
     ] = None,
-    limit: Annotated[str, typer.Option(help="At most N runs.")] = "20",
+    limit: Annotated[str, typer.Option("--limit", metavar="N", help="At most N runs.")] = "20",
     json: JsonOpt = False,
 ) -> None:
     """Runs, newest first."""
@@ -204,7 +210,9 @@ def logs(
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Stream until the run ends.")
     ] = False,
-    tail: Annotated[str | None, typer.Option(help="Only the last N lines.")] = None,
+    tail: Annotated[
+        str | None, typer.Option("--tail", metavar="N", help="Only the last N lines.")
+    ] = None,
 ) -> None:
     """Output of the latest run of NAME (the running one, else the last that ran), or of RUN_ID."""
     from jobctl.jobdef import parse_int
@@ -249,7 +257,9 @@ def logs(
 
 
 def dead(
-    dismiss: Annotated[str | None, typer.Option(help="Dismiss this dead run (RUN_ID).")] = None,
+    dismiss: Annotated[
+        str | None, typer.Option("--dismiss", metavar="RUN_ID", help="Dismiss this dead run.")
+    ] = None,
     all_: Annotated[bool, typer.Option("--all", help="Dismiss every dead run.")] = False,
     json: JsonOpt = False,
 ) -> None:
@@ -288,7 +298,10 @@ def dead(
 
 def prune(
     older_than: Annotated[
-        str | None, typer.Option(help="Delete finished runs older than D (e.g. 30d).")
+        str | None,
+        typer.Option(
+            "--older-than", metavar="D", help="Delete finished runs older than D (e.g. 30d)."
+        ),
     ] = None,
     json: JsonOpt = False,
 ) -> None:
