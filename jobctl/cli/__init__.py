@@ -61,22 +61,47 @@ def root(
     set_state(State(settings=resolve_settings(home, store), debug=debug))
 
 
-def _register() -> None:
-    from jobctl.cli import completion, jobs, preview, runner, runs
+#: verb -> the module that defines it; only that module is imported to run it (start-up time)
+VERBS = {
+    **dict.fromkeys(("add", "edit", "list", "show", "rm", "pause", "resume"), "jobs"),
+    "next": "preview",
+    **dict.fromkeys(("run", "retry", "cancel", "history", "logs", "dead", "prune"), "runs"),
+    **dict.fromkeys(("runner", "status"), "runner"),
+    "completion": "completion",
+}
+_registered: set[str] = set()
 
-    for module in (jobs, preview, runs, runner, completion):
-        module.register(app)
+
+def register(modules: set[str] | None = None) -> typer.Typer:
+    """Register the verb modules named (all by default) on `app` and return it."""
+    import importlib
+
+    order = ("jobs", "preview", "runs", "runner", "completion")  # as `jobctl --help` lists them
+    for name in (m for m in order if m in (modules or order) and m not in _registered):
+        importlib.import_module(f"jobctl.cli.{name}").register(app)
+        _registered.add(name)
+    return app
 
 
-_register()
+def _verb_index(args: list[str]) -> int:
+    """Where the verb is: after the global flags (and the values of --home/--store)."""
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        i += 2 if args[i] in ("--home", "--store") else 1
+    return i
 
 
 def run(args: list[str]) -> int:
     """Run the CLI on `args`; returns the exit code. Errors print one line on stderr."""
+    i = _verb_index(args)
+    verb = args[i] if i < len(args) else None
     if "_JOBCTL_COMPLETE" in os.environ:  # the shell asks for completions
         from typer.completion import completion_init
 
         completion_init()
+        register()
+    else:  # help, unknown verbs and usage errors need them all
+        register({VERBS[verb]} if verb in VERBS and "--help" not in args else None)
     command = typer.main.get_command(app)
     debug = _global_debug(args)
     try:
@@ -118,12 +143,7 @@ def run(args: list[str]) -> int:
 
 def _global_debug(args: list[str]) -> bool:
     """Whether --debug is among the global flags (before the verb; never a job's argument)."""
-    i = 0
-    while i < len(args) and args[i].startswith("-"):
-        if args[i] == "--debug":
-            return True
-        i += 2 if args[i] in ("--home", "--store") else 1
-    return False
+    return "--debug" in args[: _verb_index(args)]
 
 
 def _one_line(message: str) -> str:

@@ -8,6 +8,7 @@ Schema changes live in store/schema.py and run only when PRAGMA user_version is 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import sqlite3
@@ -75,29 +76,35 @@ def _row(columns: dict[str, str], obj: object) -> dict[str, Any]:
     return {c: _encode(k, getattr(obj, c)) for c, k in columns.items()}
 
 
-def _reader(columns: dict[str, str]) -> Callable[[sqlite3.Row], dict[str, Any]]:
-    """Row -> constructor kwargs; columns stored as they are skip the decoder (hot in `list`)."""
-    plain = ["id", *(c for c, k in columns.items() if not k)]
-    converted = [(c, k) for c, k in columns.items() if k]
+def _reader(cls: type, columns: dict[str, str]) -> Callable[[sqlite3.Row], Any]:
+    """Row -> model, positionally: a plan (column index, decoder) in the order of the model's
+    fields is made once per column layout, so 1,000 jobs decode fast (`list`)."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    order = [n for n in names if n in columns or n == "id"]
+    assert order == names[: len(order)], f"{cls.__name__}: stored fields must come first"
+    plans: dict[tuple[str, ...], list[tuple[int, str]]] = {}
 
-    def read(row: sqlite3.Row) -> dict[str, Any]:
-        values = {c: row[c] for c in plain}
-        for c, k in converted:
-            values[c] = _decode(k, row[c])
-        return values
+    def read(row: sqlite3.Row) -> Any:
+        keys = tuple(row.keys())
+        plan = plans.get(keys)
+        if plan is None:
+            plan = plans[keys] = [(keys.index(name), columns.get(name, "")) for name in order]
+        return cls(*[_decode(kind, row[i]) if kind else row[i] for i, kind in plan])
 
     return read
 
 
-_read_job, _read_run = _reader(JOB_COLUMNS), _reader(RUN_COLUMNS)
+_read_job, _read_run = _reader(Job, JOB_COLUMNS), _reader(Run, RUN_COLUMNS)
 
 
 def _job(row: sqlite3.Row) -> Job:
-    return Job(**_read_job(row))
+    job: Job = _read_job(row)
+    return job
 
 
 def _run(row: sqlite3.Row) -> Run:
-    return Run(**_read_run(row))
+    run: Run = _read_run(row)
+    return run
 
 
 def _insert_sql(table: str, columns: Iterable[str], verb: str = "INSERT") -> str:

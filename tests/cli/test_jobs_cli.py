@@ -305,9 +305,9 @@ def test_version_and_help(cli) -> None:
 def test_every_command_has_help_text(cli) -> None:
     from typer.main import get_command
 
-    from jobctl.cli import app
+    from jobctl.cli import register
 
-    group = get_command(app)
+    group = get_command(register())
     commands = group.commands  # type: ignore[attr-defined]
     assert {"add", "list", "show", "edit", "rm", "pause", "resume", "next", "completion"} <= set(
         commands
