@@ -18,10 +18,6 @@ class Settings:
     home: Path
     store_url: str
 
-    @property
-    def lock_path(self) -> Path:
-        return self.home / "runner.lock"
-
 
 def resolve_home(flag: str | None = None, environ: dict[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ

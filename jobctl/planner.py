@@ -9,7 +9,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
@@ -91,10 +91,6 @@ def keeps_period(job: Job) -> bool:
 
 def is_reboot(job: Job) -> bool:
     return job.schedule_kind == "cron" and job.schedule is not None and _cron(job.schedule).reboot
-
-
-def utc(t: float) -> datetime:
-    return datetime.fromtimestamp(t, UTC)
 
 
 # ---- what a fire produces ------------------------------------------------------------
