@@ -55,23 +55,39 @@ def _is_zone(name: str) -> bool:
     return True
 
 
-def local_zone_name() -> str:
-    """The system's IANA zone: $TZ, /etc/localtime's target, /etc/timezone, else UTC."""
-    tz = os.environ.get("TZ", "").lstrip(":")
-    if "zoneinfo/" in tz:  # TZ=/usr/share/zoneinfo/Asia/Tokyo
-        tz = tz.split("zoneinfo/", 1)[1]
-    if tz and _is_zone(tz):  # POSIX rule strings (CET-1CEST,...) fall through to the system's
-        return tz
+def local_iana_zone() -> str | None:
+    """The local zone's IANA name when it is known for sure: $TZ naming one, else the target
+    of the /etc/localtime link. None when $TZ is a POSIX rule or a file of its own, or when
+    /etc/localtime is a copied file: then only the C library knows the local time."""
+    tz = os.environ.get("TZ")
+    if tz is not None:
+        tz = tz.lstrip(":")
+        if "zoneinfo/" in tz:  # TZ=/usr/share/zoneinfo/Asia/Tokyo
+            tz = tz.split("zoneinfo/", 1)[1]
+        return tz if tz and _is_zone(tz) else None
     try:
         target = os.readlink("/etc/localtime")
-        marker = "zoneinfo/"
-        if marker in target:
-            return target.split(marker, 1)[1]
+    except OSError:
+        return None
+    name = target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else ""
+    return name if name and _is_zone(name) else None
+
+
+def local_zone_name() -> str:
+    """The default of --tz: the local IANA zone, else /etc/timezone, else UTC (a job's zone
+    must be an IANA name, so a POSIX $TZ rule falls back to the system's setting)."""
+    name = local_iana_zone()
+    if name:
+        return name
+    try:
+        target = os.readlink("/etc/localtime")
+        if "zoneinfo/" in target and _is_zone(target.split("zoneinfo/", 1)[1]):
+            return target.split("zoneinfo/", 1)[1]
     except OSError:
         pass
     try:
         name = Path("/etc/timezone").read_text().strip()
-        if name:
+        if name and _is_zone(name):
             return name
     except OSError:
         pass

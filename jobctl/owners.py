@@ -21,15 +21,22 @@ def host() -> str:
     return socket.gethostname()
 
 
-def proc_start_time(pid: int) -> int | None:
-    """Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat)."""
+def _stat(pid: int) -> tuple[bytes, int] | None:
+    """(state, start time in clock ticks since boot) from /proc/PID/stat, None if unreadable."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
         # comm (field 2) may hold spaces and parentheses: the fields resume after the last ')'.
-        return int(stat[stat.rindex(b")") + 2 :].split()[19])
+        fields = stat[stat.rindex(b")") + 2 :].split()
+        return fields[0], int(fields[19])
     except (OSError, ValueError, IndexError):
         return None
+
+
+def proc_start_time(pid: int) -> int | None:
+    """Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat)."""
+    stat = _stat(pid)
+    return stat[1] if stat else None
 
 
 def me() -> str:
@@ -56,7 +63,8 @@ def alive(owner: str | None) -> bool:
         _, pid, start = parse(owner)
     except ValueError:
         return False
-    return start is not None and proc_start_time(pid) == start
+    stat = _stat(pid)  # a zombie (killed, not yet reaped) is not alive
+    return start is not None and stat is not None and stat[0] != b"Z" and stat[1] == start
 
 
 def nudge(owner: str | None) -> bool:

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import UTC, datetime, tzinfo
+from datetime import datetime, tzinfo
 from functools import cache
 from typing import Any
 
@@ -33,19 +33,25 @@ STATUS_STYLE = {
 
 
 @cache
-def local_zone() -> tzinfo:
-    """The local zone as a zoneinfo object: converting with it is much cheaper than asking
-    the C library for every timestamp (which `astimezone()` does), and it knows DST."""
-    from jobctl.clock import local_zone_name
+def local_zone() -> tzinfo | None:
+    """The local zone as a zoneinfo object when its IANA name is certain: converting with it
+    is much cheaper than asking the C library for every timestamp. None otherwise."""
+    from jobctl.clock import local_iana_zone
 
-    return _zone(local_zone_name()) or datetime.now().astimezone().tzinfo or UTC
+    name = local_iana_zone()
+    return _zone(name) if name else None
+
+
+def _local_dt(t: float, tz: tzinfo | None = None) -> datetime:
+    zone = tz or local_zone()
+    return datetime.fromtimestamp(t, zone) if zone else datetime.fromtimestamp(t).astimezone()
 
 
 def iso(t: float | None, tz: tzinfo | None = None, ms: bool = True) -> str | None:
     """ISO 8601 with UTC offset; milliseconds unless `ms` is False and the time is whole."""
     if t is None:
         return None
-    dt = datetime.fromtimestamp(t, tz or local_zone())
+    dt = _local_dt(round(t, 3), tz)  # as the store keeps it: whole milliseconds
     if not ms and dt.microsecond == 0:
         return dt.isoformat(timespec="seconds")
     return dt.isoformat(timespec="milliseconds")
@@ -174,7 +180,7 @@ def when(t: float | None, now: float, tz: tzinfo | None = None, full: bool = Fal
     is not today-ish, unless `full` (which also names the zone)."""
     if t is None:
         return "-"
-    dt = datetime.fromtimestamp(t, tz or local_zone())
+    dt = _local_dt(t, tz)
     day = "%Y-%m-%d " if full or abs(t - now) > 20 * 3600 else ""
     zone = " %Z" if full else ""
     return f"{dt.strftime(day + '%H:%M:%S' + zone)} ({relative(t, now)})"

@@ -431,19 +431,23 @@ class Runner:
 
     def _kill_orphans(self, runs: list[Run], jobs: dict[str, Job]) -> set[int]:
         """SIGTERM the surviving process groups of `runs` (only where the recorded pid still
-        has the recorded start time), wait for them together, SIGKILL what is left."""
+        has the recorded start time), wait for them together, and SIGKILL each one whose job's
+        --kill-grace is up."""
         hit = [
             r for r in runs if r.pid and executor.kill_group(r.pid, r.proc_start, signal.SIGTERM)
         ]
-        graces = [jobs[r.job].kill_grace_s if r.job in jobs else 10.0 for r in hit]
-        deadline = time.monotonic() + max(graces, default=0.0)
-        alive = [r for r in hit if r.pid]
-        while alive and time.monotonic() < deadline:
-            time.sleep(0.05)
+        start = time.monotonic()
+        grace = {r.id: jobs[r.job].kill_grace_s if r.job in jobs else 10.0 for r in hit}
+        alive = list(hit)
+        while alive:  # each group gets its own job's kill grace, and no more
+            now = time.monotonic()
+            for r in [r for r in alive if now >= start + grace[r.id]]:
+                with contextlib.suppress(OSError):
+                    os.killpg(r.pid or 0, signal.SIGKILL)
+                alive.remove(r)
             alive = [r for r in alive if r.pid and executor.group_alive(r.pid)]
-        for r in alive:
-            with contextlib.suppress(OSError):
-                os.killpg(r.pid or 0, signal.SIGKILL)
+            if alive:
+                time.sleep(0.05)
         return {r.id for r in hit if r.id is not None}
 
     def _shutdown(self) -> None:

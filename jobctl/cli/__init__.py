@@ -101,7 +101,8 @@ def run(args: list[str]) -> int:
         completion_init()
         register()
     else:  # help, unknown verbs and usage errors need them all
-        register({VERBS[verb]} if verb in VERBS and "--help" not in args else None)
+        helping = {"-h", "--help"} & set(args)
+        register({VERBS[verb]} if verb in VERBS and not helping else None)
     command = typer.main.get_command(app)
     debug = _global_debug(args)
     try:
@@ -134,9 +135,8 @@ def run(args: list[str]) -> int:
             import traceback
 
             traceback.print_exc()
-        sys.stderr.write(
-            f"jobctl: internal error: {type(exc).__name__}: {exc} (rerun with --debug)\n"
-        )
+        hint = "" if debug else " (rerun with --debug)"
+        sys.stderr.write(f"jobctl: internal error: {type(exc).__name__}: {exc}{hint}\n")
         return EXIT_FAILED
     return result if isinstance(result, int) else 0
 

@@ -6,13 +6,17 @@ job's own code (SPEC 3).
 
 import sys
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jobctl import render
 from jobctl.cli.common import JsonOpt, complete_job_name, now, store
 from jobctl.errors import JobctlError, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    from jobctl.models import Run
+    from jobctl.store import Store
 
 Force = Annotated[
     bool, typer.Option("--force", help="Run even if the overlap policy would refuse.")
@@ -220,17 +224,9 @@ def logs(
     from jobctl.store import RunFilter
 
     s = store()
-    ran = ["succeeded", "failed", "timed_out", "cancelled", "abandoned"]
-    # --follow also takes a run still waiting to start (just triggered), and waits for it
-    live = ["running", "queued"] if follow else ["running"]
     named = s.list_runs(RunFilter(job=target, limit=1))  # a removed job's runs still count
     if named or target in {j.name for j in s.list_jobs()}:
-        latest = s.list_runs(RunFilter(job=target, statuses=live, limit=1)) or s.list_runs(
-            RunFilter(job=target, statuses=ran, limit=1)
-        )
-        if not latest:
-            raise NotFoundError(f"job {target!r} has not run yet")
-        run = latest[0]
+        run = _run_to_show(s, target, follow, now())
     elif target.isdigit():
         run = s.get_run(int(target))
     else:
@@ -254,6 +250,26 @@ def logs(
             return
         time.sleep(0.2)
         run = s.get_run(run.id)
+
+
+def _run_to_show(s: "Store", job: str, follow: bool, t: float) -> "Run":
+    """The job's running run; with --follow, else a run due to start now that is newer than
+    the last one that ran (just triggered); else the last run that ran."""
+    from jobctl.store import RunFilter
+
+    ran = ["succeeded", "failed", "timed_out", "cancelled", "abandoned"]
+    running = s.list_runs(RunFilter(job=job, statuses=["running"], limit=1))
+    if running:
+        return running[0]
+    last = s.list_runs(RunFilter(job=job, statuses=ran, limit=1))
+    if follow:
+        waiting = s.list_runs(RunFilter(job=job, statuses=["queued"]))
+        due = [r for r in waiting if r.not_before <= t and (not last or r.id > (last[0].id or 0))]
+        if due:
+            return min(due, key=lambda r: r.id or 0)
+    if not last:
+        raise NotFoundError(f"job {job!r} has not run yet")
+    return last[0]
 
 
 def dead(

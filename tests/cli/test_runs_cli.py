@@ -314,3 +314,55 @@ def test_posix_tz_rule_falls_back_to_the_system_zone(monkeypatch: pytest.MonkeyP
 def test_missing_store_folder_is_one_line(cli, tmp_path) -> None:
     r = cli("--store", str(tmp_path / "nodir" / "x.db"), "list")
     assert r.code == 1 and r.err.startswith("jobctl: cannot open store") and "internal" not in r.err
+
+
+def test_logs_follow_does_not_wait_for_a_retry_in_backoff(cli) -> None:
+    cli("add", "f", "--retries", "2", "--retry-delay", "1h", "--shell", "--", "echo boom; exit 1")
+    assert cli("run", "f").code == 1
+    assert [r["status"] for r in cli("history", "f", "--json").json()] == ["queued", "failed"]
+    r = cli("logs", "f", "--follow")  # returns at once with the run that ran
+    assert r.code == 0 and r.out == "boom\n"
+
+
+def test_short_help_flag_lists_every_verb(cli) -> None:
+    r = cli("-h", "list")
+    assert r.code == 0
+    listed = {line.split()[0] for line in r.out.splitlines() if line.startswith("  ")}
+    assert listed >= SPEC_VERBS
+
+
+def test_posix_tz_rule_still_shows_local_times(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    import time as _time
+
+    from jobctl import render
+
+    cli("add", "z", "--", "true")
+    cli("run", "z")
+    monkeypatch.setenv("TZ", "JST-9")
+    _time.tzset()
+    render.local_zone.cache_clear()
+    try:
+        started = cli("history", "--json").json()[0]["started_at"]
+        assert started.endswith("+09:00"), started
+    finally:
+        monkeypatch.setenv("TZ", "UTC")
+        _time.tzset()
+        render.local_zone.cache_clear()
+
+
+def test_a_zombie_owner_is_not_alive() -> None:
+    import subprocess
+    import time as _time
+
+    from jobctl import owners
+
+    child = subprocess.Popen(["true"])
+    start = owners.proc_start_time(child.pid)
+    owner = f"{owners.host()}:{child.pid}:{start}"
+    deadline = _time.monotonic() + 5
+    while owners._stat(child.pid) and owners._stat(child.pid)[0] != b"Z":  # type: ignore[index]
+        assert _time.monotonic() < deadline
+        _time.sleep(0.01)
+    assert not owners.alive(owner)  # exited, not yet reaped
+    child.wait()
+    assert owners.alive(owners.me())

@@ -78,3 +78,33 @@ def test_a_job_whose_schedule_breaks_is_paused_not_fatal(tmp_path: Path) -> None
     assert store.get_job("broken").state == "paused"
     assert any(e == "error" and "broken" in t for e, t in events)
     assert [r.job for r in store.list_runs(RunFilter())] == ["j"]  # the healthy job still fired
+
+
+def test_orphans_get_their_own_kill_grace(tmp_path: Path) -> None:
+    import subprocess
+    import time
+
+    _store, runner, _ = setup(tmp_path)
+    jobs = {
+        "stubborn": Job(name="stubborn", command=["x"], kill_grace_s=0.3),
+        "meek": Job(name="meek", command=["x"], kill_grace_s=10.0),
+    }
+    procs = {
+        "stubborn": subprocess.Popen(["sh", "-c", 'trap "" TERM; sleep 30 & wait'],
+                                     start_new_session=True),
+        "meek": subprocess.Popen(["sleep", "30"], start_new_session=True),
+    }  # fmt: skip
+    time.sleep(0.2)  # let the shell set its trap
+    runs = [
+        Run(job=name, scheduled_for=T0, id=i, status="running", pid=p.pid,
+            proc_start=owners.proc_start_time(p.pid))
+        for i, (name, p) in enumerate(procs.items(), 1)
+    ]  # fmt: skip
+    begin = time.monotonic()
+    killed = runner._kill_orphans(runs, jobs)
+    took = time.monotonic() - begin
+    for p in procs.values():
+        p.wait(timeout=5)
+    assert killed == {1, 2}
+    assert took < 3.0, took  # not the meek job's 10 s grace
+    assert procs["stubborn"].returncode == -9 and procs["meek"].returncode == -15
