@@ -57,13 +57,16 @@ def now() -> float:
     return time.time()
 
 
-def complete_job_name(incomplete: str) -> list[str]:
-    """Shell completion: job names from the store (silent when it cannot be opened)."""
+def complete_job_name(ctx: typer.Context, incomplete: str) -> list[str]:
+    """Shell completion: job names from the store the command line names (--home, --store),
+    silent when it cannot be opened."""
     try:
         from jobctl.config import resolve_settings
         from jobctl.store import open_store
 
-        names = [j.name for j in open_store(resolve_settings()).list_jobs()]
+        flags = ctx.find_root().params
+        settings = resolve_settings(flags.get("home"), flags.get("store"))
+        names = [j.name for j in open_store(settings).list_jobs()]
     except Exception:
         return []
     return [n for n in names if n.startswith(incomplete)]

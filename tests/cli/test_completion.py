@@ -43,3 +43,14 @@ def test_job_names_complete_from_store(cli, home: Path) -> None:
         [sys.executable, "-m", "jobctl"], env=env, capture_output=True, text=True, timeout=30
     )
     assert out.stdout.split() == ["backup", "build"], out.stderr
+
+
+def test_job_names_complete_from_the_home_on_the_command_line(cli, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    assert cli("--home", str(other), "add", "elsewhere", "--every", "1h", "--", "true").code == 0
+    env = {**os.environ, "_JOBCTL_COMPLETE": "complete_bash",
+           "COMP_WORDS": f"jobctl --home {other} show ", "COMP_CWORD": "4"}  # fmt: skip
+    out = subprocess.run(
+        [sys.executable, "-m", "jobctl"], env=env, capture_output=True, text=True, timeout=30
+    )
+    assert out.stdout.split() == ["elsewhere"], out.stderr
