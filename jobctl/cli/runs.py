@@ -15,7 +15,7 @@ from jobctl.cli.common import JsonOpt, complete_job_name, now, store
 from jobctl.errors import JobctlError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    from jobctl.models import Run
+    from jobctl.models import Job, Run
     from jobctl.store import Store
 
 Force = Annotated[
@@ -118,8 +118,8 @@ def cancel(
 
     s = store()
     run = s.get_run(parse_run_id(run_id))
-    jobs = {j.name: j for j in s.list_jobs()}
-    job_grace = jobs[run.job].kill_grace_s if run.job in jobs else 10.0
+    job = _job_or_none(s, run.job)  # it may have been removed
+    job_grace = job.kill_grace_s if job else 10.0
     done = request_cancel(s, run, now(), wait_s=job_grace + 5)
     if json:
         render.print_json(render.run_json(done))
@@ -225,7 +225,7 @@ def logs(
 
     s = store()
     named = s.list_runs(RunFilter(job=target, limit=1))  # a removed job's runs still count
-    if named or target in {j.name for j in s.list_jobs()}:
+    if named or _job_or_none(s, target):
         run = _run_to_show(s, target, follow, now())
     elif target.isdigit():
         run = s.get_run(int(target))
@@ -250,6 +250,13 @@ def logs(
             return
         time.sleep(0.2)
         run = s.get_run(run.id)
+
+
+def _job_or_none(s: "Store", name: str) -> "Job | None":
+    try:
+        return s.get_job(name)
+    except NotFoundError:
+        return None
 
 
 def _run_to_show(s: "Store", job: str, follow: bool, t: float) -> "Run":
