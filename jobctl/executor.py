@@ -38,7 +38,7 @@ class Spec:
     argv: list[str]  # with shell=True, one string run as ['/bin/sh', '-c', argv[0]]
     shell: bool
     cwd: str
-    env: dict[str, str]  # the FULL environment of the child
+    env: dict[str, str] | dict[bytes, bytes]  # the FULL environment of the child
     timeout_s: float | None = None
     kill_grace_s: float = 10.0
     max_output: int = 1024 * 1024  # bytes kept: head (first half) + tail (last half)
@@ -69,9 +69,13 @@ class SpawnError(Exception):
 _GATE = 'read _ || exit 125; exec </dev/null; exec "$@"'
 
 
-def _check_command(argv: list[str], spec: Spec) -> None:
-    """SpawnError 127/126 for a command that cannot run (checked up front: a gated job's exec
-    happens inside the gate, where a failure would only be an exit code)."""
+_FOUND: dict[tuple[str, str], str] = {}  # (command, PATH) -> its path, for found commands
+
+
+def _resolve(argv: list[str], spec: Spec) -> str:
+    """The program to exec for argv[0]; SpawnError 127/126 for a command that cannot run
+    (checked up front: a gated job's exec happens inside the gate, where a failure would only
+    be an exit code). PATH lookups are cached: the runner starts the same commands often."""
     cmd = argv[0]
     if "/" in cmd:
         path = cmd if os.path.isabs(cmd) else os.path.join(spec.cwd, cmd)
@@ -79,8 +83,17 @@ def _check_command(argv: list[str], spec: Spec) -> None:
             raise SpawnError(f"command not found: {cmd}", 127)
         if os.path.isdir(path) or not os.access(path, os.X_OK):
             raise SpawnError(f"cannot execute {cmd}: Permission denied", 126)
-    elif shutil.which(cmd, path=spec.env.get("PATH", os.defpath)) is None:
-        raise SpawnError(f"command not found: {cmd}", 127)
+        return path
+    env: dict = spec.env  # type: ignore[type-arg]
+    search = env.get("PATH", env.get(b"PATH", os.defpath))
+    search = os.fsdecode(search)
+    found = _FOUND.get((cmd, search))
+    if found is None:
+        found = shutil.which(cmd, path=search)
+        if found is None:
+            raise SpawnError(f"command not found: {cmd}", 127)
+        _FOUND[(cmd, search)] = found
+    return found
 
 
 def start(spec: Spec, gated: bool = False) -> Process:
@@ -97,13 +110,15 @@ def start(spec: Spec, gated: bool = False) -> Process:
         what = "is not a directory" if os.path.exists(spec.cwd) else "does not exist"
         raise SpawnError(f"working directory {what}: {spec.cwd}", 126)
     gate_r = gate_w = None
+    program = _resolve(argv, spec)
     if gated:
-        _check_command(argv, spec)
         gate_r, gate_w = os.pipe()
         argv = ["/bin/sh", "-c", _GATE, "jobctl-gate", *argv]
+        program = "/bin/sh"
     try:
         popen = subprocess.Popen(
             argv,
+            executable=program,
             cwd=spec.cwd,
             env=spec.env,
             stdin=gate_r if gate_r is not None else subprocess.DEVNULL,
@@ -200,13 +215,21 @@ class Process:
         self.started_at = time.time()
         self._popen, self._spec, self._gate = popen, spec, gate
         self.pid = popen.pid
-        self.proc_start = proc_start_time(popen.pid)
+        self._proc_start: int | None = None
         self._lock = threading.Lock()  # guards everything below, and every signal sent
         self._reaped = False
         self._status: str | None = None  # decided by the timeout or terminate()
         self._reason: str | None = None
         self._kill_at: float | None = None  # monotonic time of the SIGKILL
         self._killed = False
+
+    @property
+    def proc_start(self) -> int | None:
+        """The leader's start time (/proc/PID/stat), read on first use: while the process is
+        exec'ing, that read waits for it."""
+        if self._proc_start is None and not self._reaped:
+            self._proc_start = proc_start_time(self.pid)
+        return self._proc_start
 
     def release(self) -> None:
         """Let a gated job exec its command now (no-op otherwise); started_at is now."""
@@ -358,3 +381,27 @@ def group_alive(pid: int) -> bool:
         if int(fields[2]) == pid and fields[0] != b"Z":  # pgrp, state
             return True
     return False
+
+
+def marked_groups(markers: dict[int, set[bytes]]) -> dict[int, set[int]]:
+    """The process groups (of live, non-zombie processes) whose environment holds every
+    `NAME=value` entry of a marker set, by the markers' keys; one pass over /proc."""
+    found: dict[int, set[int]] = {}
+    if not markers:
+        return found
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                env = set(f.read().split(b"\0"))
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if fields[0] == b"Z":
+            continue
+        for key, wanted in markers.items():
+            if wanted <= env:
+                found.setdefault(key, set()).add(int(fields[2]))
+    return found

@@ -23,7 +23,7 @@ from typing import BinaryIO
 from jobctl import executor, owners, planner
 from jobctl.clock import Clock, SystemClock
 from jobctl.models import Job, Run
-from jobctl.store.base import RunFilter, RunnerInfo, Store
+from jobctl.store.base import Fire, RunFilter, RunnerInfo, Store
 
 Emit = Callable[[str, str], None]
 #: longest sleep: bounds how late a wall-clock jump (suspend, NTP step) or a missed nudge is seen
@@ -33,26 +33,39 @@ MAX_SLEEP_S = 5.0
 LEAD_S = 0.05
 HEARTBEAT_S = 10.0
 MAINTENANCE_S = 30.0
+OWNER_VAR = "JOBCTL_OWNER"
+DUE_BATCH = 1000  # due jobs fired per transaction
 
 
 def _quiet(event: str, text: str) -> None:
     pass
 
 
-def job_env(job: Job, run: Run) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(job.env)
+_BASE_ENV: dict[bytes, bytes] | None = None
+
+
+def job_env(job: Job, run: Run) -> dict[bytes, bytes]:
+    """The job's full environment, as bytes (what exec takes: no per-run re-encoding of the
+    runner's own environment, which is read once)."""
+    global _BASE_ENV
+    if _BASE_ENV is None:
+        _BASE_ENV = dict(os.environb)
+    env = dict(_BASE_ENV)
+    env.update((os.fsencode(k), os.fsencode(v)) for k, v in job.env.items())
     tz = planner.zone(job.tz)
-    env.update(
-        JOBCTL_JOB=job.name,
-        JOBCTL_RUN_ID=str(run.id),
-        JOBCTL_ATTEMPT=str(run.attempt),
-        JOBCTL_TRIGGER=run.trigger,
-        JOBCTL_SCHEDULED_FOR=datetime.fromtimestamp(run.scheduled_for, tz).isoformat(
+    ours = {
+        "JOBCTL_JOB": job.name,
+        "JOBCTL_RUN_ID": str(run.id),
+        "JOBCTL_ATTEMPT": str(run.attempt),
+        "JOBCTL_TRIGGER": run.trigger,
+        "JOBCTL_SCHEDULED_FOR": datetime.fromtimestamp(run.scheduled_for, tz).isoformat(
             timespec="milliseconds"
         ),
-        JOBCTL_RUN_KEY=run.run_key,
-    )
+        "JOBCTL_RUN_KEY": run.run_key,
+    }
+    if run.owner:
+        ours[OWNER_VAR] = run.owner  # with JOBCTL_RUN_ID, how recovery finds an unrecorded pid
+    env.update((os.fsencode(k), os.fsencode(v)) for k, v in ours.items())
     return env
 
 
@@ -95,8 +108,13 @@ def execute(
     Returns (the final run, its retry or None).
     """
     assert run.id is not None
+    # Ahead of its time, the process is spawned gated (the pid recorded before the gate opens,
+    # so it starts on time); a run already due is spawned directly (one exec, not two) and
+    # carries JOBCTL_RUN_ID and JOBCTL_OWNER, by which recovery finds it if we die before
+    # its pid is recorded.
+    gated = run.not_before > clock.now()
     try:
-        proc = executor.start(spec_for(job, run), gated=True)
+        proc = executor.start(spec_for(job, run), gated=gated)
     except executor.SpawnError as exc:
         t = clock.now()
         final = replace(
@@ -109,13 +127,18 @@ def execute(
         )
         return _record_end(store, job, final, clock, rng)
     try:
-        planned = max(clock.now(), run.not_before)
-        run = store.update_run(run.id, pid=proc.pid, proc_start=proc.proc_start, started_at=planned)
-        _wait_until(clock, run.not_before)
+        planned = max(proc.started_at, run.not_before) if gated else proc.started_at
+        # a gated process is waiting (its start time is read at once); a direct one is busy
+        # exec'ing (reading /proc/PID/stat would wait for that): recovery checks its marker
+        run = replace(run, pid=proc.pid, proc_start=proc.proc_start if gated else None,
+                      started_at=planned)  # fmt: skip
+        store.mark_started(run)
+        if gated:
+            _wait_until(clock, run.not_before)
     except BaseException:
         proc.abort()
         raise
-    if not go():
+    if gated and not go():
         proc.abort()
         requeued = store.update_run(run.id, status="queued", owner=None, host=None, pid=None,
                                     proc_start=None, started_at=None)  # fmt: skip
@@ -176,6 +199,7 @@ class Runner:
         self.host = owners.host()
         self.active: dict[int, Active] = {}
         self._lock = threading.Lock()
+        self._claiming = threading.Lock()  # one claim at a time: free slots are never overbooked
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -275,19 +299,29 @@ class Runner:
 
     # ---- steps ----------------------------------------------------------------------------
     def fire_due(self, now: float) -> None:
-        for job in self.store.due_jobs(now):
-            open_runs = self.store.list_runs(
-                RunFilter(job=job.name, statuses=["queued", "running"])
-            )
-            try:
-                plan = planner.plan_fire(job, now, open_runs, self.rng)
-            except Exception as exc:  # e.g. its zone vanished from the system's tz database
-                self._pause_broken(job, exc)
-                continue
-            changes = {"state": plan.state} if plan.state else {}
-            for run in self.store.fire(job, plan.runs, plan.next_run_at, **changes):
-                what = f", {run.error}" if run.status == "skipped" else ""
-                self.emit("fire", f"{job.name}: run {run.id} {run.status} ({run.trigger}{what})")
+        """Record every due fire, in one transaction per batch of due jobs."""
+        while due := self.store.due_jobs(now, DUE_BATCH):
+            open_runs: dict[str, list[Run]] = {}
+            for r in self.store.list_runs(
+                RunFilter(jobs=[j.name for j in due], statuses=["queued", "running"])
+            ):
+                open_runs.setdefault(r.job, []).append(r)
+            fires: list[Fire] = []
+            for job in due:
+                try:
+                    plan = planner.plan_fire(job, now, open_runs.get(job.name, []), self.rng)
+                except Exception as exc:  # e.g. its zone vanished from the system's tz database
+                    self._pause_broken(job, exc)
+                    continue
+                changes = {"state": plan.state} if plan.state else {}
+                fires.append(Fire(job, plan.runs, plan.next_run_at, changes))
+            for fire, runs in zip(fires, self.store.fire_all(fires), strict=True):
+                for run in runs:
+                    what = f", {run.error}" if run.status == "skipped" else ""
+                    self.emit("fire", f"{fire.job.name}: run {run.id} {run.status} "
+                              f"({run.trigger}{what})")  # fmt: skip
+            if len(due) < DUE_BATCH:
+                return
 
     def _pause_broken(self, job: Job, exc: Exception) -> None:
         """A job whose schedule cannot be computed any more must not stop the others (or spin
@@ -295,28 +329,49 @@ class Runner:
         self.store.update_jobs([job.name], lambda j: j.copy_with(state="paused", next_run_at=None))
         self.emit("error", f"{job.name}: paused, its schedule failed: {type(exc).__name__}: {exc}")
 
-    def start_queued(self, now: float) -> None:
-        with self._lock:
-            free = max(0, self.workers - len(self.active))  # 0 still looks for replacements
+    def start_queued(self, now: float, done: Active | None = None) -> Active | None:
+        """Claim queued runs for the free workers and start a thread for each. A worker
+        thread that has just finished run `done` frees its slot here, under the claim lock
+        (so the loop cannot take it meanwhile), keeps the first claimed run for itself (no
+        thread start, no wake-up of the loop between two runs) and gets it back."""
         replace: list[Run] = []
 
         def pick(
             queued: list[Run], running: list[Run], jobs: dict[str, Job], limit: int
         ) -> tuple[list[Run], list[Run]]:
-            replace.extend(planner.replaced_by_waiting(queued, running, jobs))
+            replace[:] = planner.replaced_by_waiting(queued, running, jobs)
             return planner.pick_startable(queued, running, jobs, limit)
 
-        claimed = self.store.claim(self.owner, self.host, now, free, pick)
+        with self._claiming:
+            with self._lock:
+                if done is not None:
+                    self.active.pop(done.run.id or -1, None)
+                free = max(0, self.workers - len(self.active))  # 0 still looks for replacements
+            claimed = self.store.claim(self.owner, self.host, now, free, pick)
+            entries = [Active(run=run, job=job) for run, job in claimed]
+            with self._lock:
+                self.active.update((e.run.id or 0, e) for e in entries)
         for old in replace:
             self._terminate(old, "cancelled", "replaced by a newer run (overlap=replace)")
-        for run, job in claimed:
-            assert run.id is not None
-            entry = Active(run=run, job=job)
-            with self._lock:
-                self.active[run.id] = entry
+        mine = entries.pop(0) if done is not None and entries else None
+        for entry in entries:
             threading.Thread(target=self._work, args=(entry,), daemon=True).start()
+        return mine
 
-    def _work(self, entry: Active) -> None:
+    def _work(self, entry: Active | None) -> None:
+        while entry is not None:
+            try:
+                self._execute(entry)
+            finally:
+                if self._stopping:
+                    with self._lock:
+                        self.active.pop(entry.run.id or -1, None)
+                    entry = None
+            if entry is not None:
+                entry = self.start_queued(self.clock.now() + LEAD_S, done=entry)
+        self.wake()
+
+    def _execute(self, entry: Active) -> None:
         run = entry.run
 
         def started(proc: executor.Process) -> None:
@@ -335,10 +390,6 @@ class Runner:
         except Exception as exc:  # the store failed: the executor has killed the job
             self.emit("error", f"{run.job}: run {run.id}: {type(exc).__name__}: {exc}")
             self._abandon_after_error(entry, exc)
-        finally:
-            with self._lock:
-                self.active.pop(run.id or -1, None)
-            self.wake()
 
     def _abandon_after_error(self, entry: Active, exc: Exception) -> None:
         """Record a run whose recording failed as abandoned (and retry it), trying for a while;
@@ -430,25 +481,38 @@ class Runner:
             self.emit("recover", _describe_end(final, retry, now))
 
     def _kill_orphans(self, runs: list[Run], jobs: dict[str, Job]) -> set[int]:
-        """SIGTERM the surviving process groups of `runs` (only where the recorded pid still
-        has the recorded start time), wait for them together, and SIGKILL each one whose job's
-        --kill-grace is up."""
-        hit = [
-            r for r in runs if r.pid and executor.kill_group(r.pid, r.proc_start, signal.SIGTERM)
-        ]
+        """SIGTERM the surviving process groups of `runs`, wait for them together, and SIGKILL
+        each one whose job's --kill-grace is up. A group is signalled only where the recorded
+        pid still has the recorded start time, or, for a run whose pid was never recorded,
+        where its processes carry the run's JOBCTL_RUN_ID and JOBCTL_OWNER."""
+        groups = {
+            r.id: r.pid
+            for r in runs
+            if r.pid and r.proc_start and executor.kill_group(r.pid, r.proc_start, signal.SIGTERM)
+        }
+        unrecorded = {  # no pid (a crash right after spawn), or a pid without its start time
+            r.id: {f"JOBCTL_RUN_ID={r.id}".encode(), f"{OWNER_VAR}={r.owner}".encode()}
+            for r in runs
+            if not (r.pid and r.proc_start) and r.id is not None
+        }
+        for run_id, pgids in executor.marked_groups(unrecorded).items():
+            for pgid in pgids:
+                with contextlib.suppress(OSError):
+                    os.killpg(pgid, signal.SIGTERM)
+                    groups[run_id] = pgid
         start = time.monotonic()
-        grace = {r.id: jobs[r.job].kill_grace_s if r.job in jobs else 10.0 for r in hit}
-        alive = list(hit)
+        job_of = {r.id: jobs.get(r.job) for r in runs}
+        grace = {i: j.kill_grace_s if (j := job_of[i]) else 10.0 for i in groups}
+        alive = dict(groups)
         while alive:  # each group gets its own job's kill grace, and no more
             now = time.monotonic()
-            for r in [r for r in alive if now >= start + grace[r.id]]:
+            for i in [i for i in alive if now >= start + grace[i]]:
                 with contextlib.suppress(OSError):
-                    os.killpg(r.pid or 0, signal.SIGKILL)
-                alive.remove(r)
-            alive = [r for r in alive if r.pid and executor.group_alive(r.pid)]
+                    os.killpg(alive.pop(i), signal.SIGKILL)
+            alive = {i: g for i, g in alive.items() if executor.group_alive(g)}
             if alive:
                 time.sleep(0.05)
-        return {r.id for r in hit if r.id is not None}
+        return {i for i in groups if i is not None}
 
     def _shutdown(self) -> None:
         """Let running jobs finish for the grace period, then terminate them."""

@@ -10,10 +10,14 @@ from jobctl import render
 from jobctl.cli.common import JsonOpt, now, state, store
 from jobctl.errors import ConflictError
 
+_FANCY: list[bool] = []  # render.fancy(), asked once
+
 
 def _printer(event: str, text: str) -> None:
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
-    if render.fancy():
+    if not _FANCY:
+        _FANCY.append(render.fancy())
+    if _FANCY[0]:
         from rich.console import Console
 
         colour = {

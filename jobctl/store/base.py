@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from jobctl.models import Job, Run
 
@@ -24,6 +24,16 @@ class RunFilter:
     dead: bool | None = None
     owner: str | None = None
     limit: int | None = None
+    jobs: Sequence[str] | None = None  # any of these job names
+
+
+class Fire(NamedTuple):
+    """One job's fire for `Store.fire_all`: its new runs and its advanced schedule."""
+
+    job: Job
+    runs: Sequence[Run]
+    next_run_at: float | None
+    changes: dict[str, Any]  # other job fields to set (e.g. state='done')
 
 
 @dataclass
@@ -77,12 +87,20 @@ class Store(Protocol):
         """
         ...
 
+    def fire_all(self, fires: Sequence[Fire]) -> list[list[Run]]:
+        """`fire` for many jobs in one transaction (the runner's batch); one list per fire."""
+        ...
+
     def add_run(self, run: Run) -> Run:
         """Insert one run (manual, retry, replay); ConflictError if its fire+attempt exists."""
         ...
 
     def update_run(self, run_id: int, **fields: Any) -> Run:
         """Set fields of a run (status transitions, pid, outcome); returns the new run."""
+        ...
+
+    def mark_started(self, run: Run) -> None:
+        """Record a running run's pid, proc_start and started_at (the runner's hot path)."""
         ...
 
     def get_run(self, run_id: int) -> Run: ...

@@ -13,7 +13,7 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("jobctl")
 
 #: PRAGMA user_version once every migration below has been applied; bump with each new one.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @migrations()
@@ -119,6 +119,16 @@ def m002_cancel_requests(db: Database) -> None:
 def m003_forced_runs(db: Database) -> None:
     # `run --detach --force`: the runner starts it even while the job's previous run runs
     db.execute("ALTER TABLE runs ADD COLUMN forced INTEGER NOT NULL DEFAULT 0")
+
+
+@migrations()
+def m004_queue_index(db: Database) -> None:
+    # the runner's claim reads the due queue in (not_before, id) order a page at a time:
+    # an index walk instead of sorting every queued run on each claim
+    db.execute("CREATE INDEX runs_queue ON runs(not_before, id) WHERE status = 'queued'")
+    # a partial index serves only a query that repeats its WHERE term: `status = 'running'`
+    # is not served by runs_open's `status IN ('queued', 'running')`
+    db.execute("CREATE INDEX runs_running ON runs(owner) WHERE status = 'running'")
 
 
 def migrate(db: Database) -> None:

@@ -20,10 +20,10 @@ from typing import Any
 
 from jobctl.errors import ConflictError, NotFoundError, StoreError
 from jobctl.models import Job, Run
-from jobctl.store.base import Picker, RunFilter, RunnerInfo
+from jobctl.store.base import Fire, Picker, RunFilter, RunnerInfo
 
 BUSY_TIMEOUT_MS = 60_000
-SCHEMA_VERSION = 3  # keep equal to schema.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 4  # keep equal to schema.SCHEMA_VERSION (a test checks)
 
 # column -> how it is stored: "ms" (float seconds <-> int ms), "json", "bool", "" (as is)
 JOB_COLUMNS: dict[str, str] = {
@@ -127,6 +127,8 @@ class SQLiteStore:
             )
             self.conn.row_factory = sqlite3.Row
             self._lock = threading.RLock()  # the runner's threads share this connection
+            self._durable = True  # PRAGMA synchronous = FULL (the default in WAL mode)
+            self.conn.execute("PRAGMA synchronous = FULL")
             self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             if version < SCHEMA_VERSION:
@@ -157,10 +159,17 @@ class SQLiteStore:
         self.conn.close()
 
     @contextmanager
-    def _tx(self, write: bool = True) -> Iterator[sqlite3.Connection]:
+    def _tx(self, write: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction. `durable=False` (the runner's per-run bookkeeping) commits without
+        an fsync: safe against a crash of any process (WAL), and after a power loss the last
+        such commits may be missing, which recovery treats like a runner that died. Every
+        durable commit (fires, user commands) also syncs the non-durable ones before it."""
         conn = self.conn
         try:
             with self._lock:
+                if write and durable != self._durable:
+                    conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+                    self._durable = durable
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield conn
@@ -261,20 +270,28 @@ class SQLiteStore:
     def fire(
         self, job: Job, runs: Sequence[Run], next_run_at: float | None, **job_changes: Any
     ) -> list[Run]:
-        changes = {"next_run_at": next_run_at, **job_changes}
-        sets = ", ".join(f"{c} = :{c}" for c in changes)
-        params = {c: _encode(JOB_COLUMNS[c], v) for c, v in changes.items()}
-        params["_name"], params["_expected"] = job.name, to_ms(job.next_run_at)
+        return self.fire_all([Fire(job, runs, next_run_at, job_changes)])[0]
+
+    def fire_all(self, fires: Sequence[Fire]) -> list[list[Run]]:
+        out: list[list[Run]] = []
         with self._tx() as conn:
-            cur = conn.execute(
-                f"UPDATE jobs SET {sets} WHERE name = :_name AND next_run_at IS :_expected", params
-            )
-            if cur.rowcount == 0:
-                return []  # another runner fired it, or the job changed since it was read
-            inserted = [self._insert_run(conn, run, "INSERT OR IGNORE") for run in runs]
-            if any(r.status == "skipped" for r in runs):  # skipped runs never finish: trim here
-                self._retain(conn, job.name, job.keep_runs)
-            return [r for r in inserted if r is not None]
+            for job, runs, next_run_at, job_changes in fires:
+                changes = {"next_run_at": next_run_at, **job_changes}
+                sets = ", ".join(f"{c} = :{c}" for c in changes)
+                params = {c: _encode(JOB_COLUMNS[c], v) for c, v in changes.items()}
+                params["_name"], params["_expected"] = job.name, to_ms(job.next_run_at)
+                cur = conn.execute(
+                    f"UPDATE jobs SET {sets} WHERE name = :_name AND next_run_at IS :_expected",
+                    params,
+                )
+                if cur.rowcount == 0:
+                    out.append([])  # another runner fired it, or the job changed since read
+                    continue
+                inserted = [self._insert_run(conn, run, "INSERT OR IGNORE") for run in runs]
+                if any(r.status == "skipped" for r in runs):  # skipped runs never finish
+                    self._retain(conn, job.name, job.keep_runs)
+                out.append([r for r in inserted if r is not None])
+        return out
 
     def add_run(self, run: Run) -> Run:
         with self._tx() as conn:
@@ -296,6 +313,13 @@ class SQLiteStore:
                 raise NotFoundError(f"no run with id {run_id}")
             return _run(conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone())
 
+    def mark_started(self, run: Run) -> None:
+        with self._tx(durable=False) as conn:
+            conn.execute(
+                "UPDATE runs SET pid = ?, proc_start = ?, started_at = ? WHERE id = ?",
+                [run.pid, run.proc_start, to_ms(run.started_at), run.id],
+            )
+
     def get_run(self, run_id: int) -> Run:
         with self._tx(write=False) as conn:
             row = conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone()
@@ -309,6 +333,9 @@ class SQLiteStore:
         if where.job is not None:
             clauses.append("job = ?")
             params.append(where.job)
+        if where.jobs is not None:
+            clauses.append("job IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(where.jobs)))
         if where.statuses:
             clauses.append(f"status IN ({', '.join('?' for _ in where.statuses)})")
             params.extend(where.statuses)
@@ -358,34 +385,40 @@ class SQLiteStore:
             values = [v for v in row if v is not None]
             return min(values) / 1000 if values else None
 
+    CLAIM_PAGE = 2  # first page of queued runs looked at (x2 per free worker), doubling
+
     def claim(
         self, owner: str, host: str, now: float, limit: int, pick: Picker
     ) -> list[tuple[Run, Job]]:
-        with self._tx() as conn:
-            open_rows = conn.execute(
-                "SELECT * FROM runs WHERE status IN ('queued', 'running') ORDER BY not_before, id"
-            ).fetchall()
-            runs = [_run(r) for r in open_rows]
-            queued = [
-                r
-                for r in runs
-                if r.status == "queued" and r.not_before <= now and r.owner in (None, owner)
-            ]
-            if not queued:
-                return []
-            running = [r for r in runs if r.status == "running"]
-            names = json.dumps(sorted({r.job for r in runs}))
-            jobs = {
-                j.name: j
-                for j in map(
-                    _job,
-                    conn.execute(
+        with self._tx(durable=False) as conn:
+            running = [_run(r) for r in conn.execute("SELECT * FROM runs WHERE status = 'running'")]
+            jobs: dict[str, Job] = {}
+            queued: list[Run] = []
+            size = max(self.CLAIM_PAGE, 2 * limit)
+            while True:  # page through the due queue until `pick` has enough (or it ends)
+                page = [
+                    _run(r)
+                    for r in conn.execute(
+                        "SELECT * FROM runs WHERE status = 'queued' AND not_before <= ? "
+                        "AND (owner IS NULL OR owner = ?) ORDER BY not_before, id "
+                        "LIMIT ? OFFSET ?",
+                        [to_ms(now), owner, size, len(queued)],
+                    )
+                ]
+                queued += page
+                if not queued:
+                    return []
+                names = {r.job for r in page}.union(r.job for r in running) - jobs.keys()
+                if names:
+                    rows = conn.execute(
                         "SELECT * FROM jobs WHERE name IN (SELECT value FROM json_each(?))",
-                        [names],
-                    ),
-                )
-            }
-            start, cancel = pick(queued, running, jobs, limit)
+                        [json.dumps(sorted(names))],
+                    )
+                    jobs.update((j.name, j) for j in map(_job, rows))
+                start, cancel = pick(queued, running, jobs, limit)
+                if len(start) >= limit or len(page) < size:
+                    break
+                size = min(2 * size, 1024)
             for run in cancel:
                 conn.execute(
                     "UPDATE runs SET status = 'cancelled', error = 'job removed', finished_at = ? "
@@ -411,7 +444,7 @@ class SQLiteStore:
         assert run.id is not None
         fields = _row(RUN_COLUMNS, run)
         sets = ", ".join(f"{c} = :{c}" for c in fields)
-        with self._tx() as conn:
+        with self._tx(durable=False) as conn:
             conn.execute(f"UPDATE runs SET {sets} WHERE id = :_id", {**fields, "_id": run.id})
             if followup is not None:
                 self._insert_run(conn, followup, "INSERT OR IGNORE")
@@ -431,7 +464,7 @@ class SQLiteStore:
         return conn.execute(f"DELETE FROM runs WHERE id IN ({self._OLD_RUNS})", params).rowcount
 
     def append_output(self, run_id: int, data: bytes) -> None:
-        with self._tx() as conn:
+        with self._tx(durable=False) as conn:
             conn.execute(
                 "INSERT INTO output (run_id, seq, data) VALUES (?, "
                 "(SELECT coalesce(max(seq), -1) + 1 FROM output WHERE run_id = ?), ?)",
@@ -455,7 +488,7 @@ class SQLiteStore:
             )
 
     def heartbeat(self, owner: str, now: float) -> None:
-        with self._tx() as conn:
+        with self._tx(durable=False) as conn:
             conn.execute("UPDATE runner SET heartbeat_at = ? WHERE owner = ?", [to_ms(now), owner])
 
     def runner_info(self) -> RunnerInfo | None:

@@ -193,7 +193,12 @@ def test_sqlite_file_mode_wal_and_named_migrations(tmp_path: Path) -> None:
     conn = sqlite3.connect(db)
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     names = [r[0] for r in conn.execute("SELECT name FROM _sqlite_migrations ORDER BY id")]
-    assert names == ["m001_jobs_and_runs", "m002_cancel_requests", "m003_forced_runs"]
+    assert names == [
+        "m001_jobs_and_runs",
+        "m002_cancel_requests",
+        "m003_forced_runs",
+        "m004_queue_index",
+    ]
     index = conn.execute("PRAGMA index_list(runs)").fetchall()
     unique_cols = [
         [c[2] for c in conn.execute(f"PRAGMA index_info('{i[1]}')")] for i in index if i[2]
@@ -319,3 +324,41 @@ def test_runner_registry(store) -> None:
     assert store.runner_info() is not None
     store.unregister_runner("o1")
     assert store.runner_info() is None
+
+
+def test_fire_all_writes_each_fire_and_skips_a_stale_one(store) -> None:
+    from jobctl.store.base import Fire
+
+    a = store.add_job(job("a", next_run_at=1000.0))
+    b = store.add_job(job("b", next_run_at=1000.0))
+    stale = b.copy_with(next_run_at=500.0)  # another runner moved it on since we read it
+    got = store.fire_all([
+        Fire(a, [Run(job="a", scheduled_for=1000.0)], 2000.0, {}),
+        Fire(stale, [Run(job="b", scheduled_for=500.0)], 2000.0, {}),
+    ])  # fmt: skip
+    assert [len(runs) for runs in got] == [1, 0]
+    assert store.get_job("a").next_run_at == 2000.0 and store.get_job("b").next_run_at == 1000.0
+    assert [r.job for r in store.list_runs(RunFilter())] == ["a"]
+
+
+def test_claim_pages_past_runs_that_must_wait(store) -> None:
+    # 40 queued runs of a job whose run is running (overlap=skip waits), then one of another
+    # job: the claim must look past the first pages to find it
+    store.add_job(job("busy"))
+    store.add_job(job("free"))
+    store.add_run(Run(job="busy", scheduled_for=0.0, status="running", owner="runner"))
+    for i in range(40):
+        store.add_run(Run(job="busy", scheduled_for=float(i + 1), not_before=1.0))
+    late = store.add_run(Run(job="free", scheduled_for=1.0, not_before=2.0))
+    from jobctl import planner
+
+    claimed = store.claim("runner", "host", 10.0, 1, planner.pick_startable)
+    assert [r.id for r, _ in claimed] == [late.id]
+
+
+def test_runs_filter_by_several_jobs(store) -> None:
+    for name in ("a", "b", "c"):
+        store.add_job(job(name))
+        store.add_run(Run(job=name, scheduled_for=1.0))
+    got = store.list_runs(RunFilter(jobs=["a", "c"]))
+    assert sorted(r.job for r in got) == ["a", "c"]

@@ -108,3 +108,61 @@ def test_orphans_get_their_own_kill_grace(tmp_path: Path) -> None:
     assert killed == {1, 2}
     assert took < 3.0, took  # not the meek job's 10 s grace
     assert procs["stubborn"].returncode == -9 and procs["meek"].returncode == -15
+
+
+def test_recover_finds_an_unrecorded_process_by_its_marker(tmp_path: Path) -> None:
+    """A runner killed between spawning a run and recording its pid (or its start time)
+    leaves a process that only its JOBCTL_RUN_ID and JOBCTL_OWNER name: recovery finds and
+    terminates it, and leaves a look-alike of another run alone."""
+    import os
+    import subprocess
+
+    store, runner, _ = setup(tmp_path)
+    dead = "gone:999999:1"
+    lost = store.add_run(Run(job="j", scheduled_for=T0, status="running", owner=dead))
+    half = store.add_run(Run(job="j", scheduled_for=T0 + 1, status="running", owner=dead))
+
+    def spawn(run_id: int, owner: str) -> subprocess.Popen[bytes]:
+        env = dict(os.environ, JOBCTL_RUN_ID=str(run_id), JOBCTL_OWNER=owner)
+        return subprocess.Popen(["sleep", "30"], env=env, start_new_session=True)
+
+    procs = [spawn(lost.id, dead), spawn(half.id, dead), spawn(lost.id, "other:1:1")]
+    try:
+        store.update_run(half.id, pid=procs[1].pid)  # pid recorded, start time not yet
+        runner.recover(T0 + 10)
+        assert procs[0].wait(timeout=5) == -15 and procs[1].wait(timeout=5) == -15
+        assert procs[2].poll() is None  # another owner's run: not ours to kill
+        for r in (lost, half):
+            got = store.get_run(r.id)
+            assert got.status == "abandoned" and "was terminated" in (got.error or "")
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+
+
+def test_workers_chain_runs_without_exceeding_the_worker_count(tmp_path: Path) -> None:
+    """A worker that finishes a run claims the next itself: the queue drains through at most
+    `workers` processes at a time (each run records its overlap with the others)."""
+    import time
+
+    from jobctl.clock import SystemClock
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    log = tmp_path / "log"
+    cmd = f'echo "+ $(date +%s%N)" >> {log}; sleep 0.02; echo "- $(date +%s%N)" >> {log}'
+    now = time.time()
+    for i in range(12):
+        store.add_job(Job(name=f"j{i}", command=[cmd], shell=True, tz="UTC"))
+        store.add_run(Run(job=f"j{i}", scheduled_for=now, not_before=now, trigger="manual"))
+    Runner(store, workers=3, clock=SystemClock()).run(once=True)
+    assert {r.status for r in store.list_runs(RunFilter())} == {"succeeded"}
+    events = sorted(
+        (int(t), 1 if s == "+" else -1) for s, t in map(str.split, log.read_text().splitlines())
+    )
+    depth = peak = 0
+    for _, d in events:
+        depth += d
+        peak = max(peak, depth)
+    assert len(events) == 24 and peak <= 3
+    assert peak >= 2  # the workers did run side by side
