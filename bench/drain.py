@@ -1,0 +1,135 @@
+"""Measurement 1, drain throughput: N runs of `true` all due at once, 4 workers.
+
+- jobctl: N one-shot jobs (`--at T`) seeded while the runner idles; timed from T to the last
+  run's recorded end (fire, claim, spawn, watch and record are all inside).
+- task-spooler: `tsp -S 4`, the queue filled behind 4 blockers; timed from releasing the
+  blockers to the last job's end (`tsp -w`), so only draining is timed. tsp keeps each queued
+  job as a waiting client process and accepts about 1,000, so N drains in rounds of ROUND
+  and the drain times are added up.
+- `xargs -P4`: the spawn floor of this machine (fork+exec+wait, nothing recorded).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+import time
+from datetime import UTC, datetime
+
+from bench import common, seed
+
+ROUND = 900  # jobs queued behind the blockers per round (tsp's connection limit is ~1000)
+
+
+def jobctl_drain(n: int, workers: int = 4) -> dict[str, float]:
+    with common.temp_home() as home:
+        env = common.clean_env(home)
+        common.run(env, "status")  # creates the store
+        with common.Runner(env, workers=workers) as runner:
+            store = seed.open_store(home)
+            at = datetime.fromtimestamp(int(time.time()) + 3, UTC).isoformat()
+            jobs = [seed.make_job(f"d{i:05d}", ["true"], time.time(), at=at) for i in range(n)]
+            t = jobs[0].next_run_at
+            assert t is not None
+            seed.add_jobs(store, jobs)
+            store.close()
+            cpu0 = common.cpu_seconds(runner.pid)
+            os.kill(runner.pid, 10)  # SIGUSR1: what `jobctl add` does
+            db = sqlite3.connect(home / "jobctl.db")
+
+            def done() -> bool:
+                left = db.execute(
+                    "SELECT count(*) FROM jobs j WHERE NOT EXISTS (SELECT 1 FROM runs r "
+                    "WHERE r.job = j.name AND r.status NOT IN ('queued', 'running'))"
+                ).fetchone()[0]
+                return left == 0
+
+            common.wait_for(done, 120 + n / 20, "jobctl drain", step=0.05)
+            cpu = common.cpu_seconds(runner.pid) - cpu0
+            first, last, ok = db.execute(
+                "SELECT min(started_at), max(finished_at), sum(status = 'succeeded') FROM runs"
+            ).fetchone()
+            db.close()
+    assert ok == n, f"only {ok} of {n} runs succeeded"
+    span = last / 1000 - t
+    return {
+        "runs": n,
+        "seconds": span,
+        "runs_per_s": n / span,
+        "first_start_ms": first - t * 1000,
+        "runner_cpu_ms_per_run": cpu * 1000 / n,
+    }
+
+
+def tsp_drain(n: int, slots: int = 4) -> dict[str, float] | None:
+    tsp = shutil.which("tsp") or shutil.which("ts")
+    if tsp is None:
+        return None
+    with tempfile.TemporaryDirectory(prefix="jobctl-bench-tsp-") as tmp:
+        env = dict(
+            os.environ,
+            TS_SOCKET=f"{tmp}/socket",
+            TMPDIR=tmp,
+            TS_MAXFINISHED="100000",
+            TS_MAXCONN="100000",
+        )
+        fifo = f"{tmp}/gate"
+        os.mkfifo(fifo)
+
+        def ts(*args: str) -> str:
+            # the client that queues a job stays behind to run it, holding its stdout:
+            # so read the id from a file, not a pipe
+            with tempfile.TemporaryFile() as out:
+                subprocess.run([tsp, *args], env=env, stdout=out, stderr=subprocess.DEVNULL,
+                               stdin=subprocess.DEVNULL, check=True)  # fmt: skip
+                out.seek(0)
+                return out.read().decode().strip()
+
+        span, finished, left = 0.0, 0, n
+        try:
+            ts("-S", str(slots))
+            while left:  # tsp holds at most ~1000 clients (each queued job is a waiting
+                batch = min(left, ROUND)  # process), so a big queue drains in rounds
+                left -= batch
+                for _ in range(slots):  # blockers: each holds a slot until the gate opens
+                    ts("sh", "-c", f"read x < {fifo}")
+                last = ""
+                for _ in range(batch):
+                    last = ts("true")
+                time.sleep(0.3)  # the blockers are in their slots
+                t0 = time.perf_counter()
+                with open(fifo, "w"):  # open+close: EOF for every blocker at once
+                    pass
+                ts("-w", last)
+                span += time.perf_counter() - t0
+                finished += ts("-l").count(" finished ")
+                ts("-C")  # clear the finished list for the next round
+        finally:
+            subprocess.run([tsp, "-K"], env=env, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)  # fmt: skip
+    assert finished >= n + slots * -(-n // ROUND), f"tsp finished only {finished} of {n}"
+    return {"runs": n, "seconds": span, "runs_per_s": n / span}
+
+
+def xargs_drain(n: int, procs: int = 4) -> dict[str, float]:
+    args = "\n".join(str(i) for i in range(n)).encode()
+    t0 = time.perf_counter()
+    subprocess.run(["xargs", f"-P{procs}", "-n1", "true"], input=args, check=True)
+    span = time.perf_counter() - t0
+    return {"runs": n, "seconds": span, "runs_per_s": n / span}
+
+
+def measure(n: int, peers: set[str]) -> dict[str, dict[str, float] | None]:
+    out: dict[str, dict[str, float] | None] = {"xargs -P4": xargs_drain(n)}
+    out["task-spooler"] = tsp_drain(n) if "tsp" in peers else None
+    out["jobctl"] = jobctl_drain(n)
+    return out
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(measure(int(sys.argv[1]) if len(sys.argv) > 1 else 2000, {"tsp"}))
