@@ -172,3 +172,20 @@ def fmt(value: float | None, digits: int = 1) -> str:
     if value is None or value != value:  # None or NaN
         return "-"
     return f"{value:,.{digits}f}"
+
+
+def render(result: Result) -> str:
+    """A result as plain text: title, aligned table, budgets, notes (what --quick prints)."""
+    widths = [
+        max(len(str(row[i])) for row in [result.headers, *result.rows])
+        for i in range(len(result.headers))
+    ]
+    lines = [f"== {result.title}"]
+    for row in [result.headers, *result.rows]:
+        lines.append("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)))
+    for b in result.budgets:
+        sign = "≥" if b.higher_is_better else "≤"
+        mark = "ok" if b.ok else "MISSED"
+        lines.append(f"  budget {b.name}: {b.measured:,.3g} {b.unit} ({sign} {b.limit:g}) {mark}")
+    lines += [f"  note: {n}" for n in result.notes]
+    return "\n".join(lines)
