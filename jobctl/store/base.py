@@ -129,7 +129,9 @@ class Store(Protocol):
         Queued runs reserved by another owner (a foreground `jobctl run` waiting) are not offered.
 
         `pick(queued, running, jobs, limit)` is the planner's pure choice (overlap, mutexes,
-        free workers) and returns (runs to start, runs to cancel because their job is gone).
+        free workers) and returns (runs to start, runs to cancel because their job is gone);
+        `jobs` holds the queued runs' jobs, and of the running runs' jobs those with a mutex.
+        The due queue is offered a page at a time (earliest first) until `pick` has enough.
         """
         ...
 

@@ -362,3 +362,16 @@ def test_runs_filter_by_several_jobs(store) -> None:
         store.add_run(Run(job=name, scheduled_for=1.0))
     got = store.list_runs(RunFilter(jobs=["a", "c"]))
     assert sorted(r.job for r in got) == ["a", "c"]
+
+
+def test_claim_still_sees_the_mutex_of_a_running_run(store) -> None:
+    from jobctl import planner
+
+    store.add_job(job("holder", mutexes=["db"]))
+    store.add_job(job("waiter", mutexes=["db"]))
+    store.add_job(job("plain"))
+    store.add_run(Run(job="holder", scheduled_for=0.0, status="running", owner="runner"))
+    store.add_run(Run(job="waiter", scheduled_for=1.0, not_before=1.0))
+    plain = store.add_run(Run(job="plain", scheduled_for=1.0, not_before=2.0))
+    claimed = store.claim("runner", "host", 10.0, 4, planner.pick_startable)
+    assert [r.id for r, _ in claimed] == [plain.id]
