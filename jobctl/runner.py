@@ -428,7 +428,7 @@ class Runner:
         fixed-time jobs keep their next fire so that they do not run twice."""
         names = [
             j.name
-            for j in self.store.list_jobs()
+            for j in self.store.list_jobs(last_runs=False)
             if j.state == "active" and planner.keeps_period(j) and j.next_run_at is not None
         ]
 
@@ -442,7 +442,7 @@ class Runner:
         self.emit("clock", f"wall clock went back {-jump:.1f}s; rescheduled {len(moved)} jobs")
 
     def fire_reboot(self, now: float) -> None:
-        for job in self.store.list_jobs():
+        for job in self.store.list_jobs(schedule="@reboot", last_runs=False):
             if job.state == "active" and planner.is_reboot(job):
                 run = Run(
                     job=job.name,
@@ -466,7 +466,8 @@ class Runner:
         ]
         if not stale:
             return
-        jobs = {j.name: j for j in self.store.list_jobs()}
+        names = sorted({r.job for r in stale})
+        jobs = {j.name: j for j in self.store.list_jobs(names=names, last_runs=False)}
         for run in stale:
             if run.status == "queued":  # a foreground `jobctl run` died while waiting
                 self.store.update_run(run.id or 0, status="cancelled", finished_at=now,

@@ -86,18 +86,18 @@ def runner(
 def status(json: JsonOpt = False) -> None:
     """Whether a runner is active, what runs now, what is queued, next fires, failures."""
     from jobctl import owners
+    from jobctl.models import FAILED_STATUSES
     from jobctl.store import RunFilter
+    from jobctl.store.base import FAR_FUTURE
 
     s, t = store(), now()
     info = s.runner_info()
     active = info is not None and owners.alive(info.owner)
     running = s.list_runs(RunFilter(statuses=["running"]))
-    queued = s.list_runs(RunFilter(statuses=["queued"]))
-    upcoming = sorted(
-        (j.next_run_at, j.name) for j in s.list_jobs() if j.next_run_at and j.state == "active"
-    )[:5]
-    failed = s.list_runs(RunFilter(statuses=["failed", "timed_out", "abandoned"], since=t - 86400))
-    dead = s.list_runs(RunFilter(dead=True))
+    queued = s.count_runs(RunFilter(statuses=["queued"]))
+    upcoming = [(j.next_run_at or 0.0, j.name) for j in s.due_jobs(FAR_FUTURE, 5)]
+    failed = s.count_runs(RunFilter(statuses=sorted(FAILED_STATUSES), since=t - 86400))
+    dead = s.count_runs(RunFilter(dead=True))
     if json:
         render.print_json(
             {
@@ -109,10 +109,10 @@ def status(json: JsonOpt = False) -> None:
                     "heartbeat_at": render.iso(info.heartbeat_at) if info else None,
                 },
                 "running": [render.run_json(r) for r in running],
-                "queued": len(queued),
+                "queued": queued,
                 "upcoming": [{"job": n, "at": render.iso(a, ms=False)} for a, n in upcoming],
-                "failed_24h": len(failed),
-                "dead": len(dead),
+                "failed_24h": failed,
+                "dead": dead,
             }
         )
         return
@@ -123,7 +123,7 @@ def status(json: JsonOpt = False) -> None:
     else:
         head = "runner: not running (start one with: jobctl runner)"
     typer.echo(head)
-    typer.echo(f"queued: {len(queued)}   failed (24h): {len(failed)}   dead: {len(dead)}")
+    typer.echo(f"queued: {queued}   failed (24h): {failed}   dead: {dead}")
     if running:
         render.table(
             ["ID", "JOB", "STARTED", "PID"],

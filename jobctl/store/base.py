@@ -27,6 +27,9 @@ class RunFilter:
     jobs: Sequence[str] | None = None  # any of these job names
 
 
+FAR_FUTURE = 253402300799.0  # 9999-12-31T23:59:59Z: "due before" this means "any next fire"
+
+
 class Fire(NamedTuple):
     """One job's fire for `Store.fire_all`: its new runs and its advanced schedule."""
 
@@ -57,8 +60,16 @@ class Store(Protocol):
         """The job with its last run; NotFoundError if absent."""
         ...
 
-    def list_jobs(self, tag: str | None = None) -> list[Job]:
-        """All jobs (with last runs), by name; only those tagged `tag` if given."""
+    def list_jobs(
+        self,
+        tag: str | None = None,
+        *,
+        names: Sequence[str] | None = None,
+        schedule: str | None = None,
+        last_runs: bool = True,
+    ) -> list[Job]:
+        """All jobs by name (with their last runs unless `last_runs` is false); only those
+        tagged `tag`, named in `names`, or whose schedule is `schedule` (any case), if given."""
         ...
 
     def update_jobs(self, names: Sequence[str], change: Callable[[Job], Job]) -> list[Job]:
@@ -107,13 +118,18 @@ class Store(Protocol):
 
     def list_runs(self, where: RunFilter) -> list[Run]: ...
 
+    def count_runs(self, where: RunFilter) -> int:
+        """How many runs `list_runs(where)` would return (without its limit)."""
+        ...
+
     def update_runs(self, run_ids: Sequence[int], **fields: Any) -> int:
         """Set the same fields on several runs (dead --dismiss --all); returns how many."""
         ...
 
     # ---- the runner's side ----------------------------------------------------
     def due_jobs(self, now: float, limit: int = 1000) -> list[Job]:
-        """Active jobs whose next_run_at <= now, earliest first (an index, not a scan)."""
+        """Active jobs whose next_run_at <= now, earliest first (an index, not a scan);
+        `due_jobs(FAR_FUTURE, n)` gives the next n fires."""
         ...
 
     def next_wakeup(self, now: float) -> float | None:

@@ -129,6 +129,8 @@ def m004_queue_index(db: Database) -> None:
     # a partial index serves only a query that repeats its WHERE term: `status = 'running'`
     # is not served by runs_open's `status IN ('queued', 'running')`
     db.execute("CREATE INDEX runs_running ON runs(owner) WHERE status = 'running'")
+    # `status` (failed in the last 24 h) and `prune --older-than` select runs by age
+    db.execute("CREATE INDEX runs_created ON runs(created_at)")
 
 
 def migrate(db: Database) -> None:

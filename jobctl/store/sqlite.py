@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jobctl.errors import ConflictError, NotFoundError, StoreError
-from jobctl.models import Job, Run
+from jobctl.models import RUN_STATUSES, Job, Run
 from jobctl.store.base import Fire, Picker, RunFilter, RunnerInfo
 
 BUSY_TIMEOUT_MS = 60_000
@@ -213,17 +213,31 @@ class SQLiteStore:
                 raise NotFoundError(f"no job named {name!r}")
             return self._with_last_runs(conn, [_job(row)])[0]
 
-    def list_jobs(self, tag: str | None = None) -> list[Job]:
+    def list_jobs(
+        self,
+        tag: str | None = None,
+        *,
+        names: Sequence[str] | None = None,
+        schedule: str | None = None,
+        last_runs: bool = True,
+    ) -> list[Job]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if tag is not None:
+            clauses.append("EXISTS (SELECT 1 FROM json_each(jobs.tags) WHERE value = ?)")
+            params.append(tag)
+        if names is not None:
+            clauses.append("name IN (SELECT value FROM json_each(?))")
+            params.append(json.dumps(list(names)))
+        if schedule is not None:
+            clauses.append("lower(schedule) = lower(?)")  # @reboot may be written @REBOOT
+            params.append(schedule)
+        sql = "SELECT * FROM jobs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
         with self._tx(write=False) as conn:
-            if tag is None:
-                rows = conn.execute("SELECT * FROM jobs ORDER BY name")
-            else:
-                rows = conn.execute(
-                    "SELECT * FROM jobs WHERE EXISTS "
-                    "(SELECT 1 FROM json_each(jobs.tags) WHERE value = ?) ORDER BY name",
-                    [tag],
-                )
-            return self._with_last_runs(conn, [_job(r) for r in rows])
+            jobs = [_job(r) for r in conn.execute(sql + " ORDER BY name", params)]
+            return self._with_last_runs(conn, jobs) if last_runs else jobs
 
     def update_jobs(self, names: Sequence[str], change: Callable[[Job], Job]) -> list[Job]:
         sets = ", ".join(f"{c} = :{c}" for c in JOB_COLUMNS if c != "name")
@@ -327,7 +341,7 @@ class SQLiteStore:
                 raise NotFoundError(f"no run with id {run_id}")
             return _run(row)
 
-    def list_runs(self, where: RunFilter) -> list[Run]:
+    def _where(self, where: RunFilter) -> tuple[str, list[Any]]:
         clauses: list[str] = []
         params: list[Any] = []
         if where.job is not None:
@@ -337,8 +351,7 @@ class SQLiteStore:
             clauses.append("job IN (SELECT value FROM json_each(?))")
             params.append(json.dumps(list(where.jobs)))
         if where.statuses:
-            clauses.append(f"status IN ({', '.join('?' for _ in where.statuses)})")
-            params.extend(where.statuses)
+            clauses.append(_status_clause(where.statuses, params))
         if where.since is not None:
             clauses.append("created_at >= ?")
             params.append(to_ms(where.since))
@@ -348,14 +361,20 @@ class SQLiteStore:
         if where.owner is not None:
             clauses.append("owner = ?")
             params.append(where.owner)
-        sql = "SELECT * FROM runs"
-        if clauses:
-            sql += " WHERE " + " AND ".join(clauses)
-        sql += " ORDER BY id DESC"
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def list_runs(self, where: RunFilter) -> list[Run]:
+        sql, params = self._where(where)
+        sql = "SELECT * FROM runs" + sql + " ORDER BY id DESC"
         if where.limit is not None:
             sql += f" LIMIT {int(where.limit)}"
         with self._tx(write=False) as conn:
             return [_run(r) for r in conn.execute(sql, params)]
+
+    def count_runs(self, where: RunFilter) -> int:
+        sql, params = self._where(where)
+        with self._tx(write=False) as conn:
+            return int(conn.execute("SELECT count(*) FROM runs" + sql, params).fetchone()[0])
 
     def update_runs(self, run_ids: Sequence[int], **fields: Any) -> int:
         sets = ", ".join(f"{c} = :{c}" for c in fields)
@@ -528,6 +547,21 @@ class SQLiteStore:
     def changed(self) -> int:
         with self._lock:
             return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+
+
+def _status_clause(statuses: Sequence[str], params: list[Any]) -> str:
+    """`status IN (...)` written with literals where the statuses are known ones: SQLite uses
+    a partial index only for a query that repeats its WHERE term (runs_open, runs_running,
+    runs_queue), never for bound parameters."""
+    wanted = list(dict.fromkeys(statuses))
+    if set(wanted) == {"queued", "running"}:
+        return "status IN ('queued', 'running')"  # exactly runs_open's term
+    if all(st in RUN_STATUSES for st in wanted):
+        if len(wanted) == 1:
+            return f"status = '{wanted[0]}'"
+        return "status IN (" + ", ".join(f"'{st}'" for st in wanted) + ")"
+    params.extend(wanted)
+    return f"status IN ({', '.join('?' for _ in wanted)})"
 
 
 def _copy_run(run: Run, **changes: Any) -> Run:

@@ -375,3 +375,53 @@ def test_claim_still_sees_the_mutex_of_a_running_run(store) -> None:
     plain = store.add_run(Run(job="plain", scheduled_for=1.0, not_before=2.0))
     claimed = store.claim("runner", "host", 10.0, 4, planner.pick_startable)
     assert [r.id for r, _ in claimed] == [plain.id]
+
+
+def test_count_runs_matches_list_runs(store) -> None:
+    store.add_job(job("a"))
+    for i, st in enumerate(["queued", "running", "failed", "failed", "succeeded"]):
+        store.add_run(Run(job="a", scheduled_for=float(i), status=st, created_at=100.0 + i))
+    for where in [
+        RunFilter(),
+        RunFilter(statuses=["failed", "timed_out", "abandoned"], since=102.0),
+        RunFilter(statuses=["queued", "running"]),
+        RunFilter(statuses=["running", "queued"]),
+        RunFilter(statuses=["nonsense"]),
+        RunFilter(job="a", statuses=["succeeded"]),
+    ]:
+        assert store.count_runs(where) == len(store.list_runs(where)), where
+    assert store.count_runs(RunFilter(statuses=["failed"], since=103.0)) == 1
+
+
+def test_list_jobs_filters(store) -> None:
+    store.add_job(job("a", schedule="@REBOOT", schedule_kind="cron"))
+    store.add_job(job("b", schedule="0 3 * * *", schedule_kind="cron"))
+    store.add_job(job("c"))
+    store.add_run(Run(job="b", scheduled_for=1.0, status="succeeded"))
+    assert [j.name for j in store.list_jobs(schedule="@reboot")] == ["a"]
+    assert [j.name for j in store.list_jobs(names=["c", "b", "zz"])] == ["b", "c"]
+    with_last = store.list_jobs(names=["b"])[0]
+    assert with_last.last_run is not None
+    assert store.list_jobs(names=["b"], last_runs=False)[0].last_run is None
+
+
+def test_open_and_recent_run_queries_use_indexes(tmp_path) -> None:
+    """The runner's and `status`'s run queries must not scan a million-run table."""
+    from jobctl.store.sqlite import SQLiteStore
+
+    s = SQLiteStore(tmp_path / "jobctl.db")
+    for where, index in [
+        (RunFilter(statuses=["queued", "running"]), "runs_open"),
+        (RunFilter(statuses=["running", "queued"]), "runs_open"),
+        (RunFilter(statuses=["running"]), "runs_running"),
+        (RunFilter(owner="me", statuses=["running"]), "runs_running"),
+        (RunFilter(statuses=["queued"]), "runs_queue"),
+        (RunFilter(statuses=["failed", "timed_out"], since=5.0), "runs_created"),
+        (RunFilter(dead=True), "runs_dead"),
+    ]:
+        sql, params = s._where(where)
+        plan = " ".join(
+            str(r[3]) for r in s.conn.execute("EXPLAIN QUERY PLAN SELECT * FROM runs" + sql, params)
+        )
+        assert f"USING INDEX {index}" in plan or f"USING COVERING INDEX {index}" in plan, (
+            where, plan)  # fmt: skip
