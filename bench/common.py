@@ -6,10 +6,10 @@ Nothing here is timed itself; every measurement module imports these.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
+import sqlite3
 import statistics
 import subprocess
 import sys
@@ -58,7 +58,9 @@ def run(env: dict[str, str], *args: str) -> str:
 
 
 class Runner:
-    """A `jobctl runner` child process, waited on until it has registered."""
+    """A `jobctl runner` child process, waited on until it has registered in the store (read
+    straight from the runner table: `status` would cost seconds per poll on a huge store).
+    If it never registers, it is stopped again before the error propagates."""
 
     def __init__(self, env: dict[str, str], workers: int = 4, log: Path | None = None) -> None:
         self.env = env
@@ -72,7 +74,12 @@ class Runner:
             stdout=self._log,
             stderr=self._log,
         )
-        wait_for(self._registered, 60, "runner registered")
+        try:
+            wait_for(self._registered, 120, "runner registered", step=0.005)
+        except BaseException:
+            self.stop()
+            raise
+        self.ready = time.monotonic()
 
     @property
     def pid(self) -> int:
@@ -81,8 +88,7 @@ class Runner:
     def _registered(self) -> bool:
         if self.proc.poll() is not None:
             raise RuntimeError(f"runner exited {self.proc.returncode}: {self.log_path.read_text()}")
-        st = json.loads(run(self.env, "status", "--json"))
-        return bool(st.get("runner") and st["runner"].get("pid") == self.proc.pid)
+        return registered_pid(Path(self.env["JOBCTL_HOME"])) == self.proc.pid
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -101,6 +107,22 @@ class Runner:
         self.stop()
 
 
+def registered_pid(home: Path) -> int | None:
+    """The pid in the store's runner table (None if there is no store or no runner yet)."""
+    db = home / "jobctl.db"
+    if not db.exists():
+        return None
+    try:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
+        try:
+            row = conn.execute("SELECT pid FROM runner WHERE id = 1").fetchone()
+        finally:
+            conn.close()
+    except sqlite3.Error:
+        return None
+    return int(row[0]) if row else None
+
+
 def wait_for(cond: Callable[[], object], timeout: float, what: str, step: float = 0.02) -> object:
     deadline = time.monotonic() + timeout
     while True:
@@ -116,6 +138,23 @@ def cpu_seconds(pid: int) -> float:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def oncpu_seconds(pid: int) -> float:
+    """On-CPU time of a process's live threads, ns precision (schedstat's first field):
+    finer than the 10 ms clock ticks of cpu_seconds, for near-idle processes."""
+    total = 0
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return 0.0
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as f:
+                total += int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
 
 
 def rss_mb(pid: int) -> float:

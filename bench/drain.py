@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import sqlite3
@@ -108,6 +109,8 @@ def tsp_drain(n: int, slots: int = 4) -> dict[str, float] | None:
                 finished += ts("-l").count(" finished ")
                 ts("-C")  # clear the finished list for the next round
         finally:
+            with contextlib.suppress(OSError):  # release blockers left by an error
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
             subprocess.run([tsp, "-K"], env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, check=False)  # fmt: skip
     assert finished >= n + slots * -(-n // ROUND), f"tsp finished only {finished} of {n}"

@@ -1,0 +1,202 @@
+"""Measurement 3, command latency: wall time of the real `jobctl` binary, one subprocess each.
+
+Commands: `--version`, `list`, `add` (a new job each time), `history --limit 20`, `status`, on
+a store of 1,000 jobs and 100,000 finished runs (bench.seed). Floors: `python -c pass` with the
+interpreter of jobctl's console script, the system `python3 -c pass`, and `tsp -l` against a
+running task-spooler server. Each is warmed up twice, then timed N times, round-robin.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from bench import common, seed
+
+JOBS = 1_000
+RUNS = 100_000
+WARMUP = 2
+LIMIT_MS = 150.0  # list/add/history/status median
+VERSION_RATIO = 2.0  # `--version` median <= 2 x the same interpreter's `-c pass`
+
+
+def script_python() -> str:
+    """The interpreter named by the shebang of the `jobctl` console script."""
+    with open(common.jobctl_bin(), "rb") as f:
+        first = f.readline().decode(errors="replace").strip()
+    if first.startswith("#!"):
+        parts = first[2:].split()
+        if parts and os.path.exists(parts[0]) and not parts[0].endswith("/env"):
+            return parts[0]
+    return sys.executable
+
+
+def system_python() -> str | None:
+    """Debian's python3 (not a pyenv shim, which is a shell script)."""
+    if os.path.exists("/usr/bin/python3"):
+        return "/usr/bin/python3"
+    return shutil.which("python3")
+
+
+def editable_install() -> bool:
+    """Whether jobctl is installed in development (editable) mode: a `__editable__` .pth
+    hook in site-packages that `site` runs at every interpreter start."""
+    probe = (
+        "import glob, sysconfig; "
+        "print(bool(glob.glob(sysconfig.get_paths()['purelib'] + '/__editable__*jobctl*.pth')))"
+    )
+    done = subprocess.run(
+        [script_python(), "-c", probe], capture_output=True, text=True, check=False
+    )
+    return done.stdout.strip() == "True"
+
+
+def timed(argv: list[str], env: dict[str, str]) -> float:
+    """Wall ms of one subprocess, from spawn to exit; stdout and stderr go to a pipe."""
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, env=env, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    ms = (time.perf_counter() - t0) * 1000
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} -> {done.returncode}: {done.stderr.decode()[-300:]}")
+    return ms
+
+
+def seed_store(home: Path, env: dict[str, str]) -> float:
+    """1,000 jobs (cron every 5 minutes) and 100,000 finished runs; returns seconds."""
+    t0 = time.perf_counter()
+    common.run(env, "status")  # creates the home folder and the store, as a user would
+    store = seed.open_store(home)
+    try:
+        now = seed.now()
+        jobs = [
+            seed.make_job(f"job{i:04d}", ["true"], now, cron="*/5 * * * *") for i in range(JOBS)
+        ]
+        seed.add_jobs(store, jobs)
+        seed.add_history(store, [j.name for j in jobs], RUNS, now)
+        store.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        store.close()
+    return time.perf_counter() - t0
+
+
+def measure(quick: bool, peers: set[str]) -> common.Result:
+    reps = 10 if quick else 40
+    bin_ = common.jobctl_bin()
+    py = script_python()
+    syspy = system_python()
+    notes: list[str] = []
+    samples: dict[str, list[float]] = {}
+    with common.temp_home() as home, tempfile.TemporaryDirectory(prefix="jobctl-bench-ts-") as ts:
+        env = common.clean_env(home)
+        seconds = seed_store(home, env)
+        counter = iter(range(10**9))
+
+        def add_argv() -> list[str]:
+            return [bin_, "add", f"lat{next(counter)}", "--cron", "0 3 * * *", "--", "true"]
+
+        # label -> (argv factory, env)
+        cases: dict[str, tuple[Callable[[], list[str]], dict[str, str]]] = {
+            "jobctl --version": (lambda: [bin_, "--version"], env),
+            "jobctl list": (lambda: [bin_, "list"], env),
+            "jobctl add": (add_argv, env),
+            "jobctl history --limit 20": (lambda: [bin_, "history", "--limit", "20"], env),
+            "jobctl status": (lambda: [bin_, "status"], env),
+            "python -c pass (jobctl's interpreter)": (lambda: [py, "-c", "pass"], env),
+        }
+        if syspy:
+            cases["python3 -c pass (system)"] = (lambda: [syspy, "-c", "pass"], env)
+        else:
+            notes.append("no system python3 found: its floor is left out")
+        tsp = shutil.which("tsp") or shutil.which("ts")
+        ts_env = dict(env, TS_SOCKET=f"{ts}/socket", TMPDIR=ts)
+        if "tsp" in peers and tsp:
+            cases["tsp -l"] = (lambda: [tsp, "-l"], ts_env)
+        elif "tsp" in peers:
+            notes.append("tsp: not found on PATH, its floor is left out")
+        else:
+            notes.append("tsp: peer not selected, its floor is left out")
+        try:
+            if "tsp -l" in cases:  # its server up first (`-S` starts it), so -l only asks it
+                timed([tsp, "-S", "1"], ts_env)  # type: ignore[list-item]
+            for _ in range(WARMUP):
+                for make, e in cases.values():
+                    timed(make(), e)
+            for label in cases:
+                samples[label] = []
+            for _ in range(reps):  # round-robin: slow drift of the machine hits all alike
+                for label, (make, e) in cases.items():
+                    samples[label].append(timed(make(), e))
+        finally:
+            if tsp and "tsp -l" in cases:
+                subprocess.run([tsp, "-K"], env=ts_env, capture_output=True, check=False)
+
+    rows = []
+    for label, values in samples.items():
+        rows.append(
+            [
+                label,
+                common.fmt(common.median(values)),
+                common.fmt(common.pct(values, 90)),
+                common.fmt(min(values)),
+                common.fmt(max(values)),
+            ]
+        )
+    med = {label: common.median(v) for label, v in samples.items()}
+    floor = med["python -c pass (jobctl's interpreter)"]
+    budgets = [
+        common.Budget(
+            "`jobctl --version` median / same-interpreter `python -c pass` median",
+            med["jobctl --version"] / floor,
+            VERSION_RATIO,
+            "×",
+        )
+    ]
+    for label in ("jobctl list", "jobctl add", "jobctl history --limit 20", "jobctl status"):
+        budgets.append(common.Budget(f"`{label}` median", med[label], LIMIT_MS, "ms"))
+    notes.append(
+        f"store seeded in {seconds:.1f} s: {JOBS:,} jobs, {RUNS:,} finished runs; "
+        f"`add` grows it by one job per call "
+        f"({WARMUP + reps} added)"
+    )
+    notes.append(f"jobctl's interpreter: {py}; system python3: {syspy or '-'}")
+    if editable_install():
+        notes.append(
+            "jobctl is installed editable here: its import hook (a .pth file) is loaded by "
+            "`site` at every start of this interpreter, so `python -c pass` pays it too and "
+            "the `--version` ratio is flattered; a regular `pip install .` starts faster"
+        )
+    if quick:
+        notes.append(f"quick mode: {reps} repetitions instead of 40")
+    method = (
+        f"Wall time of one subprocess (spawn to exit, `subprocess.run` with stdout and stderr "
+        f"to a pipe, as a script would read them) of the installed `jobctl` console script "
+        f"({bin_}), with bytecode caching on (PYTHONDONTWRITEBYTECODE unset), TZ=UTC and a "
+        f"temporary JOBCTL_HOME whose SQLite store holds {JOBS:,} jobs (cron `*/5 * * * *`) "
+        f"and {RUNS:,} finished runs (100 per job), written in bulk with bench.seed. No runner "
+        f"is running, so `status` reports none and `add` nudges nobody. `add` creates a new "
+        f"job each time (`add latN --cron '0 3 * * *' -- true`). Floors: `python -c pass` with "
+        f"the interpreter named by the console script's shebang, the system `python3 -c pass`, "
+        f"and `tsp -l` against an already started task-spooler server (own TS_SOCKET, empty "
+        f"queue). Each command is run {WARMUP} times as warm-up, then {reps} times, the "
+        f"commands interleaved round-robin; median and p90 (nearest rank) in ms."
+    )
+    return common.Result(
+        key="commands",
+        title="Command latency",
+        method=method,
+        headers=["command", "median ms", "p90 ms", "min ms", "max ms"],
+        rows=rows,
+        budgets=budgets,
+        samples=samples,
+        notes=notes,
+    )
+
+
+if __name__ == "__main__":
+    print(common.render(measure("--quick" in sys.argv[1:], {"tsp"})))
