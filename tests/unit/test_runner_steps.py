@@ -166,3 +166,28 @@ def test_workers_chain_runs_without_exceeding_the_worker_count(tmp_path: Path) -
         peak = max(peak, depth)
     assert len(events) == 24 and peak <= 3
     assert peak >= 2  # the workers did run side by side
+
+
+def test_gates_open_every_due_gate_at_once_and_only_once() -> None:
+    from jobctl.runner import Gates
+
+    class Proc:
+        def __init__(self) -> None:
+            self.released = 0
+
+        def release(self) -> None:
+            self.released += 1
+
+    gates = Gates()
+    early, same, later = Proc(), Proc(), Proc()
+    gates.add(10.0, early)  # type: ignore[arg-type]
+    gates.add(10.0, same)  # type: ignore[arg-type]
+    gates.add(11.0, later)  # type: ignore[arg-type]
+    gates.open_due(10.0)  # the first worker awake opens both gates due at 10
+    assert (early.released, same.released, later.released) == (1, 1, 0)
+    gates.open_due(10.5)  # the second worker finds its gate open: nothing twice
+    assert (early.released, same.released) == (1, 1)
+    assert gates.withdraw(same) is False  # already open: it runs even if we are stopping
+    assert gates.withdraw(later) is True  # still closed: taken back, never opened
+    gates.open_due(20.0)
+    assert later.released == 0
