@@ -146,7 +146,8 @@ class Store(Protocol):
 
         `pick(queued, running, jobs, limit)` is the planner's pure choice (overlap, mutexes,
         free workers) and returns (runs to start, runs to cancel because their job is gone);
-        `jobs` holds the queued runs' jobs, and of the running runs' jobs those with a mutex.
+        `jobs` holds the queued runs' jobs, and of the running runs' jobs those with a mutex;
+        `running` runs carry only their id, job and status.
         The due queue is offered a page at a time (earliest first) until `pick` has enough.
         """
         ...

@@ -404,16 +404,20 @@ class SQLiteStore:
             values = [v for v in row if v is not None]
             return min(values) / 1000 if values else None
 
-    CLAIM_PAGE = 2  # first page of queued runs looked at (x2 per free worker), doubling
+    CLAIM_PAGE = 1  # first page of queued runs looked at (one per free worker), doubling
 
     def claim(
         self, owner: str, host: str, now: float, limit: int, pick: Picker
     ) -> list[tuple[Run, Job]]:
         with self._tx(durable=False) as conn:
-            running = [_run(r) for r in conn.execute("SELECT * FROM runs WHERE status = 'running'")]
+            # pick needs only who runs (job, id): no full decode of every running run
+            running = [
+                Run(job=job, scheduled_for=0.0, status="running", id=run_id)
+                for run_id, job in conn.execute("SELECT id, job FROM runs WHERE status = 'running'")
+            ]
             jobs: dict[str, Job] = {}
             queued: list[Run] = []
-            size = max(self.CLAIM_PAGE, 2 * limit)
+            size = max(self.CLAIM_PAGE, limit)
             while True:  # page through the due queue until `pick` has enough (or it ends)
                 page = [
                     _run(r)
