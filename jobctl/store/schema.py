@@ -129,6 +129,8 @@ def m004_queue_index(db: Database) -> None:
     # a partial index serves only a query that repeats its WHERE term: `status = 'running'`
     # is not served by runs_open's `status IN ('queued', 'running')`
     db.execute("CREATE INDEX runs_running ON runs(owner) WHERE status = 'running'")
+    # a job's queued runs without walking its history (overlap=replace, manual refusals)
+    db.execute("CREATE INDEX runs_waiting ON runs(job) WHERE status = 'queued'")
     # `status` counts the failures of the last 24 h (and `history --status --since` filters
     # alike) without visiting every recent run; created_at never changes after the insert
     db.execute("CREATE INDEX runs_status_created ON runs(status, created_at)")

@@ -416,7 +416,29 @@ class SQLiteStore:
                 for run_id, job in conn.execute("SELECT id, job FROM runs WHERE status = 'running'")
             ]
             jobs: dict[str, Job] = {}
+            # due runs waiting to replace a running run of their job (overlap=replace) are
+            # always offered, wherever they stand in the queue: pick must see them even when
+            # no worker is free (running runs are few; runs_waiting finds a job's queued runs)
             queued: list[Run] = []
+            replacing = [
+                name
+                for (name,) in conn.execute(
+                    "SELECT name FROM jobs WHERE name IN (SELECT value FROM json_each(?)) "
+                    "AND overlap = 'replace'",
+                    [json.dumps(sorted({r.job for r in running}))],
+                )
+            ]
+            if replacing:
+                queued = [
+                    _run(r)
+                    for r in conn.execute(
+                        "SELECT * FROM runs INDEXED BY runs_waiting WHERE status = 'queued' "
+                        "AND job IN (SELECT value FROM json_each(?)) AND not_before <= ? "
+                        "AND (owner IS NULL OR owner = ?) ORDER BY not_before, id",
+                        [json.dumps(replacing), to_ms(now), owner],
+                    )
+                ]
+            offset = 0
             size = max(self.CLAIM_PAGE, limit)
             while True:  # page through the due queue until `pick` has enough (or it ends)
                 page = [
@@ -425,15 +447,20 @@ class SQLiteStore:
                         "SELECT * FROM runs WHERE status = 'queued' AND not_before <= ? "
                         "AND (owner IS NULL OR owner = ?) ORDER BY not_before, id "
                         "LIMIT ? OFFSET ?",
-                        [to_ms(now), owner, size, len(queued)],
+                        [to_ms(now), owner, size, offset],
                     )
                 ]
-                queued += page
+                offset += len(page)
+                seen = {r.id for r in queued}
+                queued = sorted(
+                    queued + [r for r in page if r.id not in seen],
+                    key=lambda r: (r.not_before, r.id or 0),
+                )
                 if not queued:
                     return []
-                # the page's jobs; of the running runs' jobs only those holding a mutex
-                # (pick needs no more of them): fewer rows to decode on every claim
-                names = {r.job for r in page} - jobs.keys()
+                # the offered runs' jobs; of the running runs' jobs only those holding a
+                # mutex (pick needs no more of them): fewer rows to decode on every claim
+                names = {r.job for r in queued} - jobs.keys()
                 busy = {r.job for r in running} - names - jobs.keys()
                 if names or busy:
                     rows = conn.execute(

@@ -424,3 +424,26 @@ def test_open_and_recent_run_queries_use_indexes(tmp_path) -> None:
             str(r[3]) for r in s.conn.execute("EXPLAIN QUERY PLAN SELECT * FROM runs" + sql, params)
         )
         assert "INDEX" in plan and "SCAN runs" not in plan, (where, index, plan)
+
+
+def test_claim_offers_a_replacing_run_even_with_no_free_worker(store) -> None:
+    # overlap=replace: the due queued run must reach pick (which cancels the running one)
+    # however many runs wait ahead of it in the queue, even when no worker is free
+    store.add_job(job("busy"))
+    store.add_job(job("rep", overlap="replace"))
+    store.add_run(Run(job="busy", scheduled_for=0.0, status="running", owner="runner"))
+    store.add_run(Run(job="rep", scheduled_for=0.0, status="running", owner="runner"))
+    for i in range(5):
+        store.add_run(Run(job="busy", scheduled_for=float(i + 1), not_before=1.0))
+    newer = store.add_run(Run(job="rep", scheduled_for=9.0, not_before=2.0))
+    from jobctl import planner
+
+    seen: list[list[int]] = []
+
+    def pick(queued, running, jobs, limit):
+        seen.append([r.id for r in planner.replaced_by_waiting(queued, running, jobs)])
+        return planner.pick_startable(queued, running, jobs, limit)
+
+    assert store.claim("runner", "host", 10.0, 0, pick) == []
+    running_rep = [r.id for r in store.list_runs(RunFilter(job="rep", statuses=["running"]))]
+    assert seen and seen[-1] == running_rep and newer.id not in running_rep
