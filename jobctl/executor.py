@@ -69,13 +69,11 @@ class SpawnError(Exception):
 _GATE = 'read _ || exit 125; exec </dev/null; exec "$@"'
 
 
-_FOUND: dict[tuple[str, str], str] = {}  # (command, PATH) -> its path, for found commands
-
-
 def _resolve(argv: list[str], spec: Spec) -> str:
     """The program to exec for argv[0]; SpawnError 127/126 for a command that cannot run
     (checked up front: a gated job's exec happens inside the gate, where a failure would only
-    be an exit code). PATH lookups are cached: the runner starts the same commands often."""
+    be an exit code). PATH is searched at every start, as exec would: a command moved or
+    replaced on PATH is found where it is now."""
     cmd = argv[0]
     if "/" in cmd:
         path = cmd if os.path.isabs(cmd) else os.path.join(spec.cwd, cmd)
@@ -86,13 +84,9 @@ def _resolve(argv: list[str], spec: Spec) -> str:
         return path
     env: dict = spec.env  # type: ignore[type-arg]
     search = env.get("PATH", env.get(b"PATH", os.defpath))
-    search = os.fsdecode(search)
-    found = _FOUND.get((cmd, search))
+    found = shutil.which(cmd, path=os.fsdecode(search))
     if found is None:
-        found = shutil.which(cmd, path=search)
-        if found is None:
-            raise SpawnError(f"command not found: {cmd}", 127)
-        _FOUND[(cmd, search)] = found
+        raise SpawnError(f"command not found: {cmd}", 127)
     return found
 
 

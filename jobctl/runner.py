@@ -142,6 +142,9 @@ def execute(
     # carries JOBCTL_RUN_ID and JOBCTL_OWNER, by which recovery finds it if we die before
     # its pid is recorded.
     gated = run.not_before > clock.now()
+    if not gated and not go():  # stopping: not started, back to the queue
+        requeued = store.update_run(run.id, status="queued", owner=None, host=None)
+        return requeued, None
     try:
         proc = executor.start(spec_for(job, run), gated=gated)
     except executor.SpawnError as exc:
@@ -157,10 +160,8 @@ def execute(
         return _record_end(store, job, final, clock, rng)
     try:
         planned = max(proc.started_at, run.not_before) if gated else proc.started_at
-        # a gated process is waiting (its start time is read at once); a direct one is busy
-        # exec'ing (reading /proc/PID/stat would wait for that): recovery checks its marker
-        run = replace(run, pid=proc.pid, proc_start=proc.proc_start if gated else None,
-                      started_at=planned)  # fmt: skip
+        # pid and start time: what recovery and `cancel` check before signalling the group
+        run = replace(run, pid=proc.pid, proc_start=proc.proc_start, started_at=planned)
         store.mark_started(run)
         if gated:
             gates.add(run.not_before, proc)
@@ -174,7 +175,8 @@ def execute(
         requeued = store.update_run(run.id, status="queued", owner=None, host=None, pid=None,
                                     proc_start=None, started_at=None)  # fmt: skip
         return requeued, None
-    gates.open_due(clock.now())  # ours, and any other worker's that is due by now
+    if go():
+        gates.open_due(clock.now())  # ours, and any other worker's that is due by now
     proc.release()  # a no-op if open_due did it (or for a process spawned directly)
     if on_start is not None:
         on_start(proc)
@@ -233,6 +235,7 @@ class Runner:
         self._lock = threading.Lock()
         self._claiming = threading.Lock()  # one claim at a time: free slots are never overbooked
         self.gates = Gates()
+        self._once_at: float | None = None  # --once: claim only what was due at this time
         self._stopping = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_w, False)
@@ -320,7 +323,7 @@ class Runner:
 
     def _run_once(self) -> None:
         """`--once`: start all that is due or queued now, wait for it, and return."""
-        start = self.clock.now()
+        start = self._once_at = self.clock.now()
         self.fire_due(start)
         while not self._stopping:
             self.start_queued(start)
@@ -364,9 +367,11 @@ class Runner:
 
     def start_queued(self, now: float, done: Active | None = None) -> Active | None:
         """Claim queued runs for the free workers and start a thread for each. A worker
-        thread that has just finished run `done` frees its slot here, under the claim lock
-        (so the loop cannot take it meanwhile), keeps the first claimed run for itself (no
-        thread start, no wake-up of the loop between two runs) and gets it back."""
+        thread that has just finished run `done` gives up its slot here, under the claim lock
+        and in the same step that registers what it claimed (so neither the loop nor a
+        shutdown ever sees the slot free or `active` empty meanwhile), keeps the first claimed
+        run for itself (no thread start, no wake-up of the loop between two runs) and gets it
+        back."""
         replace: list[Run] = []
 
         def pick(
@@ -377,32 +382,52 @@ class Runner:
 
         with self._claiming:
             with self._lock:
+                busy = len(self.active) - (1 if done is not None else 0)
+                free = max(0, self.workers - busy)  # 0 still looks for replacements
+            try:
+                claimed = [] if self._stopping else self.store.claim(
+                    self.owner, self.host, now, free, pick
+                )  # fmt: skip
+            except BaseException:
                 if done is not None:
-                    self.active.pop(done.run.id or -1, None)
-                free = max(0, self.workers - len(self.active))  # 0 still looks for replacements
-            claimed = self.store.claim(self.owner, self.host, now, free, pick)
+                    with self._lock:
+                        self.active.pop(done.run.id or -1, None)
+                raise
             entries = [Active(run=run, job=job) for run, job in claimed]
             with self._lock:
+                if done is not None:
+                    self.active.pop(done.run.id or -1, None)
                 self.active.update((e.run.id or 0, e) for e in entries)
         for old in replace:
-            self._terminate(old, "cancelled", "replaced by a newer run (overlap=replace)")
+            try:
+                self._terminate(old, "cancelled", "replaced by a newer run (overlap=replace)")
+            except OSError as exc:  # e.g. EPERM on a group led by a setuid program
+                self.emit("error", f"{old.job}: run {old.id}: cannot replace it: {exc}")
         mine = entries.pop(0) if done is not None and entries else None
         for entry in entries:
             threading.Thread(target=self._work, args=(entry,), daemon=True).start()
         return mine
 
     def _work(self, entry: Active | None) -> None:
-        while entry is not None:
-            try:
-                self._execute(entry)
-            finally:
-                if self._stopping:
-                    with self._lock:
-                        self.active.pop(entry.run.id or -1, None)
-                    entry = None
-            if entry is not None:
-                entry = self.start_queued(self.clock.now() + LEAD_S, done=entry)
-        self.wake()
+        """A worker thread: execute a run, then claim the next one itself, until none."""
+        done: Active | None = None
+        try:
+            while entry is not None:
+                done, entry = entry, None
+                self._execute(done)
+                entry = self.start_queued(self._horizon(), done=done)
+                done = None  # its slot was handed over (or freed) by start_queued
+        except Exception as exc:  # e.g. the store failed while claiming: end this worker
+            self.emit("error", f"worker stopped: {type(exc).__name__}: {exc}")
+        finally:
+            if done is not None:  # never leak a slot: the loop and shutdown count `active`
+                with self._lock:
+                    self.active.pop(done.run.id or -1, None)
+            self.wake()
+
+    def _horizon(self) -> float:
+        """How far ahead runs are claimed: the lead, or `--once`'s fixed start time."""
+        return self._once_at if self._once_at is not None else self.clock.now() + LEAD_S
 
     def _execute(self, entry: Active) -> None:
         run = entry.run
@@ -490,11 +515,14 @@ class Runner:
 
     def recover(self, now: float) -> None:
         """Runs left behind by dead owners become abandoned (their processes killed first)."""
-        with self._lock:
-            mine = set(self.active)
+        with self._claiming:  # read the store, then our own runs: a worker's claim (which
+            # registers the run in `active` under this lock) cannot fall in between
+            open_runs = self.store.list_runs(RunFilter(statuses=["running", "queued"]))
+            with self._lock:
+                mine = set(self.active)
         stale = [
             r
-            for r in self.store.list_runs(RunFilter(statuses=["running", "queued"]))
+            for r in open_runs
             if r.owner
             and (r.id not in mine if r.owner == self.owner else not owners.alive(r.owner))
         ]
@@ -509,45 +537,50 @@ class Runner:
         running = [r for r in stale if r.status == "running"]
         killed = self._kill_orphans(running, jobs)
         for run in running:
-            note = f"; its process group {run.pid} was terminated" if run.id in killed else ""
+            groups = ", ".join(str(g) for g in sorted(killed.get(run.id or -1, ())))
+            note = f"; its process group {groups} was terminated" if groups else ""
             final = replace(run, status="abandoned", finished_at=now,
                             error=f"its runner died ({run.owner}){note}")  # fmt: skip
             final, retry = _record_end(self.store, jobs.get(run.job), final, self.clock, self.rng)
             self.emit("recover", _describe_end(final, retry, now))
 
-    def _kill_orphans(self, runs: list[Run], jobs: dict[str, Job]) -> set[int]:
+    def _kill_orphans(self, runs: list[Run], jobs: dict[str, Job]) -> dict[int, set[int]]:
         """SIGTERM the surviving process groups of `runs`, wait for them together, and SIGKILL
         each one whose job's --kill-grace is up. A group is signalled only where the recorded
-        pid still has the recorded start time, or, for a run whose pid was never recorded,
-        where its processes carry the run's JOBCTL_RUN_ID and JOBCTL_OWNER."""
-        groups = {
-            r.id: r.pid
-            for r in runs
-            if r.pid and r.proc_start and executor.kill_group(r.pid, r.proc_start, signal.SIGTERM)
-        }
+        pid still has the recorded start time, or, for a run whose pid or start time was never
+        recorded, where its processes carry the run's JOBCTL_RUN_ID and JOBCTL_OWNER (never
+        our own group: a runner started from a job inherits that job's markers).
+        Returns the groups signalled, by run id."""
+        groups: dict[int, set[int]] = {}
+        for r in runs:
+            recorded = r.id is not None and r.pid and r.proc_start
+            if recorded and executor.kill_group(r.pid or 0, r.proc_start, signal.SIGTERM):
+                groups[r.id or 0] = {r.pid or 0}
         unrecorded = {  # no pid (a crash right after spawn), or a pid without its start time
             r.id: {f"JOBCTL_RUN_ID={r.id}".encode(), f"{OWNER_VAR}={r.owner}".encode()}
             for r in runs
             if not (r.pid and r.proc_start) and r.id is not None
         }
+        ours = {os.getpid(), os.getpgrp()}
         for run_id, pgids in executor.marked_groups(unrecorded).items():
-            for pgid in pgids:
+            for pgid in pgids - ours:
                 with contextlib.suppress(OSError):
                     os.killpg(pgid, signal.SIGTERM)
-                    groups[run_id] = pgid
+                    groups.setdefault(run_id, set()).add(pgid)
         start = time.monotonic()
         job_of = {r.id: jobs.get(r.job) for r in runs}
         grace = {i: j.kill_grace_s if (j := job_of[i]) else 10.0 for i in groups}
-        alive = dict(groups)
+        alive = {(i, g) for i, gs in groups.items() for g in gs}
         while alive:  # each group gets its own job's kill grace, and no more
             now = time.monotonic()
-            for i in [i for i in alive if now >= start + grace[i]]:
+            for i, g in [(i, g) for i, g in alive if now >= start + grace[i]]:
                 with contextlib.suppress(OSError):
-                    os.killpg(alive.pop(i), signal.SIGKILL)
-            alive = {i: g for i, g in alive.items() if executor.group_alive(g)}
+                    os.killpg(g, signal.SIGKILL)
+                alive.discard((i, g))
+            alive = {(i, g) for i, g in alive if executor.group_alive(g)}
             if alive:
                 time.sleep(0.05)
-        return {i for i in groups if i is not None}
+        return groups
 
     def _shutdown(self) -> None:
         """Let running jobs finish for the grace period, then terminate them."""
@@ -563,8 +596,12 @@ class Runner:
         with self._lock:
             left = list(self.active.values())
         for entry in left:
-            if entry.proc is not None:
-                entry.proc.terminate("abandoned", "the runner stopped before it finished")
+            with self._lock:
+                proc = entry.proc
+                if proc is None:  # not started yet: stopped as soon as it starts
+                    entry.stop = ("abandoned", "the runner stopped before it finished")
+            if proc is not None:
+                proc.terminate("abandoned", "the runner stopped before it finished")
         while self.active:
             time.sleep(0.05)
         self.emit("stop", "runner stopped")

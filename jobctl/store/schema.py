@@ -13,7 +13,7 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("jobctl")
 
 #: PRAGMA user_version once every migration below has been applied; bump with each new one.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 @migrations()
@@ -129,11 +129,16 @@ def m004_queue_index(db: Database) -> None:
     # a partial index serves only a query that repeats its WHERE term: `status = 'running'`
     # is not served by runs_open's `status IN ('queued', 'running')`
     db.execute("CREATE INDEX runs_running ON runs(owner) WHERE status = 'running'")
-    # a job's queued runs without walking its history (overlap=replace, manual refusals)
-    db.execute("CREATE INDEX runs_waiting ON runs(job) WHERE status = 'queued'")
+
+
+@migrations()
+def m005_status_and_waiting_indexes(db: Database) -> None:
     # `status` counts the failures of the last 24 h (and `history --status --since` filters
     # alike) without visiting every recent run; created_at never changes after the insert
-    db.execute("CREATE INDEX runs_status_created ON runs(status, created_at)")
+    db.execute("CREATE INDEX IF NOT EXISTS runs_status_created ON runs(status, created_at)")
+    # a job's queued runs without walking its history (claim: overlap=replace)
+    db.execute("CREATE INDEX IF NOT EXISTS runs_waiting ON runs(job) WHERE status = 'queued'")
+    db.execute("DROP INDEX IF EXISTS runs_created")  # an interim index of m004's drafts
 
 
 def migrate(db: Database) -> None:

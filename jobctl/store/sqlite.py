@@ -23,7 +23,7 @@ from jobctl.models import RUN_STATUSES, Job, Run
 from jobctl.store.base import Fire, Picker, RunFilter, RunnerInfo
 
 BUSY_TIMEOUT_MS = 60_000
-SCHEMA_VERSION = 4  # keep equal to schema.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 5  # keep equal to schema.SCHEMA_VERSION (a test checks)
 
 # column -> how it is stored: "ms" (float seconds <-> int ms), "json", "bool", "" (as is)
 JOB_COLUMNS: dict[str, str] = {
@@ -409,7 +409,9 @@ class SQLiteStore:
     def claim(
         self, owner: str, host: str, now: float, limit: int, pick: Picker
     ) -> list[tuple[Run, Job]]:
-        with self._tx(durable=False) as conn:
+        # durable: after a power loss a started run must come back `running` (and so be
+        # recorded abandoned), never `queued` (and run again)
+        with self._tx() as conn:
             # pick needs only who runs (job, id): no full decode of every running run
             running = [
                 Run(job=job, scheduled_for=0.0, status="running", id=run_id)

@@ -198,6 +198,7 @@ def test_sqlite_file_mode_wal_and_named_migrations(tmp_path: Path) -> None:
         "m002_cancel_requests",
         "m003_forced_runs",
         "m004_queue_index",
+        "m005_status_and_waiting_indexes",
     ]
     index = conn.execute("PRAGMA index_list(runs)").fetchall()
     unique_cols = [
@@ -447,3 +448,24 @@ def test_claim_offers_a_replacing_run_even_with_no_free_worker(store) -> None:
     assert store.claim("runner", "host", 10.0, 0, pick) == []
     running_rep = [r.id for r in store.list_runs(RunFilter(job="rep", statuses=["running"]))]
     assert seen and seen[-1] == running_rep and newer.id not in running_rep
+
+
+def test_a_store_at_schema_4_gets_the_indexes_of_m005(tmp_path) -> None:
+    """Stores made by m004's drafts (no runs_waiting, a stray runs_created) are repaired."""
+    import sqlite3
+
+    from jobctl.store.sqlite import SQLiteStore
+
+    SQLiteStore(tmp_path / "jobctl.db").close()
+    conn = sqlite3.connect(tmp_path / "jobctl.db")
+    conn.execute("DROP INDEX runs_waiting")
+    conn.execute("DROP INDEX runs_status_created")
+    conn.execute("CREATE INDEX runs_created ON runs(created_at)")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm005_status_and_waiting_indexes'")
+    conn.execute("PRAGMA user_version = 4")
+    conn.commit()
+    conn.close()
+    SQLiteStore(tmp_path / "jobctl.db").close()
+    conn = sqlite3.connect(tmp_path / "jobctl.db")
+    names = {r[1] for r in conn.execute("PRAGMA index_list(runs)")}
+    assert {"runs_waiting", "runs_status_created"} <= names and "runs_created" not in names

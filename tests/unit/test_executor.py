@@ -344,3 +344,19 @@ def test_gated_spawn_errors_are_known_up_front(tmp_path: Path) -> None:
         with pytest.raises(SpawnError) as e:
             executor.start(spec(argv, cwd=str(tmp_path)), gated=True)
         assert e.value.exit_code == code, argv
+
+
+def test_path_is_searched_at_every_start(tmp_path: Path) -> None:
+    """Like exec: a command removed from an earlier PATH entry is found in a later one."""
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        tool = tmp_path / d / "mytool"
+        tool.write_text(f"#!/bin/sh\necho {d}\n")
+        tool.chmod(0o755)
+    env = dict(os.environ, PATH=f"{tmp_path / 'a'}:{tmp_path / 'b'}:/usr/bin:/bin")
+    first = spec(["mytool"], env=env)
+    _, out, _ = run(first)
+    assert out == b"a\n"
+    (tmp_path / "a" / "mytool").unlink()
+    _, out, _ = run(spec(["mytool"], env=env))
+    assert out == b"b\n"
