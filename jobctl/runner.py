@@ -141,6 +141,7 @@ def execute(
     # so it starts on time); a run already due is spawned directly (one exec, not two) and
     # carries JOBCTL_RUN_ID and JOBCTL_OWNER, by which recovery finds it if we die before
     # its pid is recorded.
+    store.sync()  # the claim (run `running`, ours) is durable before any process exists
     gated = run.not_before > clock.now()
     if not gated and not go():  # stopping: not started, back to the queue
         requeued = store.update_run(run.id, status="queued", owner=None, host=None)

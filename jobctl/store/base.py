@@ -182,6 +182,11 @@ class Store(Protocol):
         """A number that changes whenever another connection commits (cheap; for polling)."""
         ...
 
+    def sync(self) -> None:
+        """Make every commit so far durable (the runner calls it before it starts a claimed
+        run's process; concurrent callers share one flush)."""
+        ...
+
     def close(self) -> None: ...
 
 

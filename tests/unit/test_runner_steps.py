@@ -250,3 +250,30 @@ def test_a_run_spawned_directly_records_its_pid_and_start_time(tmp_path: Path) -
     assert got.proc_start == owners.proc_start_time(got.pid)
     runner.stop()
     runner._terminate(got, "cancelled", "test over")
+
+
+def test_execute_makes_the_claim_durable_before_any_process_exists(tmp_path: Path) -> None:
+    """SPEC 7, power loss: a started run must come back `running`, never `queued`."""
+    import random
+    import time
+
+    from jobctl import executor
+    from jobctl.clock import SystemClock
+    from jobctl.runner import execute
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    now = time.time()
+    job = store.add_job(Job(name="j", command=["true"], tz="UTC", cwd=str(tmp_path)))
+    store.add_run(Run(job="j", scheduled_for=now, not_before=now, trigger="manual"))
+    ((run, job),) = store.claim("me", "host", now, 1, lambda q, r, j, n: (q[:n], []))
+    order: list[str] = []
+    real_sync, real_start = store.sync, executor.start
+    store.sync = lambda: (order.append("sync"), real_sync())[1]  # type: ignore[method-assign]
+    executor.start = lambda *a, **k: (order.append("spawn"), real_start(*a, **k))[1]  # type: ignore[assignment]
+    try:
+        final, _ = execute(store, run, job, SystemClock(), random.Random(1))
+    finally:
+        executor.start = real_start  # type: ignore[assignment]
+    assert final.status == "succeeded"
+    assert order[:2] == ["sync", "spawn"]
+    assert store._synced >= 1
