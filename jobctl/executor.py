@@ -29,6 +29,7 @@ FLUSH_EVERY_S = 0.2  # the sink is called at most this often while output flows
 IDLE_S = 0.25  # longest select wait: how late terminate()'s SIGKILL deadline may be noticed
 POLL_S = 0.1  # exit polling when os.pidfd_open is unavailable
 DRAIN_S = 0.5  # after the leader exits, read what is left for at most this long
+SETTLE_S = 0.05  # a job running this long is "settled": watch() calls its `settled` hook
 _SIGNAMES = {s.value: s.name for s in signal.Signals}
 _EXITED_NOWAIT = os.WEXITED | os.WNOHANG | os.WNOWAIT  # has it exited? (without reaping it)
 
@@ -260,7 +261,12 @@ class Process:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, sig)
 
-    def watch(self, sink: Callable[[bytes], None], tee: BinaryIO | None = None) -> Outcome:
+    def watch(
+        self,
+        sink: Callable[[bytes], None],
+        tee: BinaryIO | None = None,
+        settled: Callable[[Process], None] | None = None,
+    ) -> Outcome:
         """Capture output until the job ends and reap it; if `sink` raises, SIGKILL the group."""
         assert self._popen.stdout is not None
         self.release()  # a gated job that nobody released would wait forever
@@ -272,7 +278,7 @@ class Process:
             pidfd = None
         finished = False
         try:
-            self._pump(self._popen.stdout.fileno(), sel, pidfd, cap)
+            self._pump(self._popen.stdout.fileno(), sel, pidfd, cap, settled)
             finished = True
         finally:
             with self._lock:
@@ -287,8 +293,18 @@ class Process:
         dropped = cap.finish()
         return self._outcome(rc, cap.total, dropped)
 
-    def _pump(self, fd: int, sel: selectors.BaseSelector, pidfd: int | None, cap: _Capture) -> None:
-        """Read output and enforce deadlines until the job is over; the leader stays unreaped."""
+    def _pump(
+        self,
+        fd: int,
+        sel: selectors.BaseSelector,
+        pidfd: int | None,
+        cap: _Capture,
+        settled: Callable[[Process], None] | None = None,
+    ) -> None:
+        """Read output and enforce deadlines until the job is over; the leader stays unreaped.
+        `settled(self)` is called once if the job is still running SETTLE_S after its start
+        (so that short jobs never pay for what only long ones need)."""
+        settle_at = time.monotonic() + SETTLE_S if settled is not None else None
         os.set_blocking(fd, False)
         sel.register(fd, selectors.EVENT_READ)
         if pidfd is not None:
@@ -317,7 +333,12 @@ class Process:
                 while pipe_open and time.monotonic() < end and (got := cap.read(fd)) is not None:
                     pipe_open = got  # until EOF, or nothing more is ready
                 return
+            if settle_at is not None and now >= settle_at and not leader_gone:
+                settle_at = None
+                settled(self)  # type: ignore[misc]
             waits = [IDLE_S, cap.flush_in(now)]
+            if settle_at is not None:
+                waits.append(settle_at - now)
             waits += [t - now for t in (deadline, None if killed else kill_at) if t is not None]
             if pidfd is None and not leader_gone:
                 waits.append(POLL_S)

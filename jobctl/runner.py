@@ -161,8 +161,12 @@ def execute(
         return _record_end(store, job, final, clock, rng)
     try:
         planned = max(proc.started_at, run.not_before) if gated else proc.started_at
-        # pid and start time: what recovery and `cancel` check before signalling the group
-        run = replace(run, pid=proc.pid, proc_start=proc.proc_start, started_at=planned)
+        # pid and start time: what recovery and `cancel` check before signalling the group.
+        # A gated process waits (its start time is read at once); a direct one is exec'ing,
+        # and reading /proc/PID/stat then is costly: its start time is recorded once it has
+        # run SETTLE_S (jobs shorter than that end first; recovery finds them by marker)
+        run = replace(run, pid=proc.pid, proc_start=proc.proc_start if gated else None,
+                      started_at=planned)  # fmt: skip
         store.mark_started(run)
         if gated:
             gates.add(run.not_before, proc)
@@ -183,7 +187,12 @@ def execute(
         on_start(proc)
     run_id = run.id
     assert run_id is not None
-    outcome = proc.watch(lambda data: store.append_output(run_id, data), tee=tee)
+
+    def settled(p: executor.Process) -> None:
+        if not gated:
+            store.mark_started(replace(run, proc_start=p.proc_start))
+
+    outcome = proc.watch(lambda data: store.append_output(run_id, data), tee=tee, settled=settled)
     status = outcome.status
     if status != "succeeded" and store.get_run(run_id).cancel_requested_at is not None:
         status = "cancelled"

@@ -231,7 +231,8 @@ def test_recover_never_takes_a_run_a_worker_is_claiming(tmp_path: Path) -> None:
 
 
 def test_a_run_spawned_directly_records_its_pid_and_start_time(tmp_path: Path) -> None:
-    """`cancel` and recovery signal a group only where the pid's start time matches."""
+    """`cancel` and recovery signal a group only where the pid's start time matches: a run
+    spawned directly records it once it has run executor.SETTLE_S."""
     import time
 
     from jobctl.clock import SystemClock
@@ -243,7 +244,7 @@ def test_a_run_spawned_directly_records_its_pid_and_start_time(tmp_path: Path) -
     runner = Runner(store, workers=1, clock=SystemClock())
     runner.start_queued(time.time())
     deadline = time.monotonic() + 5
-    while store.get_run(run.id).pid is None and time.monotonic() < deadline:
+    while store.get_run(run.id).proc_start is None and time.monotonic() < deadline:
         time.sleep(0.01)
     got = store.get_run(run.id)
     assert got.status == "running" and got.pid
