@@ -95,7 +95,7 @@ def plots(results: list[common.Result], folder: Path) -> list[tuple[str, str]]:
         names, rates = [], []
         for row in drain.rows:
             try:
-                rates.append(float(row[3].replace(",", "")))
+                rates.append(float(row[3].replace(",", "")))  # the median runs/s
                 names.append(row[0])
             except ValueError:
                 continue

@@ -19,7 +19,7 @@ def test_bench_quick_starts_and_prints_a_table(tmp_path: Path) -> None:
     done = subprocess.run([sys.executable, "-m", "bench", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
     assert done.returncode == 0, done.stderr
-    row = re.search(r"^jobctl runner --workers 4\s+20\s+([\d.]+)\s+([\d,]+)", done.stdout, re.M)
+    row = re.search(r"^jobctl runner --workers 4\s+20\s+([\d.]+)\s+([\d,]+)\s", done.stdout, re.M)
     assert row and float(row.group(2).replace(",", "")) > 0, done.stdout
     report = (tmp_path / "b.md").read_text()
     assert "## Drain throughput" in report and "| jobctl runner --workers 4 | 20 |" in report
