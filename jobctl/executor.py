@@ -70,11 +70,15 @@ class SpawnError(Exception):
 _GATE = 'read _ || exit 125; exec </dev/null; exec "$@"'
 
 
+_FOUND: dict[tuple[str, str, str], tuple[str, float]] = {}  # (cmd, PATH, cwd) -> (path, when)
+FOUND_TTL_S = 1.0  # a PATH lookup is reused this long (a drain starts the same command often)
+
+
 def _resolve(argv: list[str], spec: Spec) -> str:
     """The program to exec for argv[0]; SpawnError 127/126 for a command that cannot run
     (checked up front: a gated job's exec happens inside the gate, where a failure would only
-    be an exit code). PATH is searched at every start, as exec would: a command moved or
-    replaced on PATH is found where it is now."""
+    be an exit code). A PATH lookup is reused for FOUND_TTL_S while the program found is still
+    executable: a command moved or replaced on PATH is found where it is now within a second."""
     cmd = argv[0]
     if "/" in cmd:
         path = cmd if os.path.isabs(cmd) else os.path.join(spec.cwd, cmd)
@@ -84,10 +88,16 @@ def _resolve(argv: list[str], spec: Spec) -> str:
             raise SpawnError(f"cannot execute {cmd}: Permission denied", 126)
         return path
     env: dict = spec.env  # type: ignore[type-arg]
-    search = env.get("PATH", env.get(b"PATH", os.defpath))
-    found = shutil.which(cmd, path=os.fsdecode(search))
+    search = os.fsdecode(env.get("PATH", env.get(b"PATH", os.defpath)))
+    key, now = (cmd, search, spec.cwd), time.monotonic()
+    hit = _FOUND.get(key)
+    if hit is not None and now - hit[1] < FOUND_TTL_S and os.access(hit[0], os.X_OK):
+        return hit[0]
+    found = shutil.which(cmd, path=search)
     if found is None:
+        _FOUND.pop(key, None)
         raise SpawnError(f"command not found: {cmd}", 127)
+    _FOUND[key] = (found, now)
     return found
 
 

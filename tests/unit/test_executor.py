@@ -347,7 +347,8 @@ def test_gated_spawn_errors_are_known_up_front(tmp_path: Path) -> None:
 
 
 def test_path_is_searched_at_every_start(tmp_path: Path) -> None:
-    """Like exec: a command removed from an earlier PATH entry is found in a later one."""
+    """Like exec: a command removed from an earlier PATH entry is found in a later one, at
+    once; one added earlier on PATH is used within executor.FOUND_TTL_S."""
     for d in ("a", "b"):
         (tmp_path / d).mkdir()
         tool = tmp_path / d / "mytool"
@@ -357,6 +358,12 @@ def test_path_is_searched_at_every_start(tmp_path: Path) -> None:
     first = spec(["mytool"], env=env)
     _, out, _ = run(first)
     assert out == b"a\n"
-    (tmp_path / "a" / "mytool").unlink()
+    (tmp_path / "a" / "mytool").unlink()  # gone from the first PATH entry: found in the next
     _, out, _ = run(spec(["mytool"], env=env))
     assert out == b"b\n"
+    new = tmp_path / "a" / "mytool"  # a newer one earlier on PATH: used once the cache expires
+    new.write_text("#!/bin/sh\necho new\n")
+    new.chmod(0o755)
+    executor._FOUND.clear()  # (as FOUND_TTL_S passing would)
+    _, out, _ = run(spec(["mytool"], env=env))
+    assert out == b"new\n"
