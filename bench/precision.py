@@ -485,19 +485,6 @@ def measure(quick: bool, peers: set[str]) -> common.Result:
     )
 
 
-def _print(result: common.Result) -> None:
-    print(f"## {result.title}\n\n{result.method}\n")
-    widths = [max(len(r[i]) for r in [result.headers, *result.rows]) for i in range(5)]
-    for r in [result.headers, *result.rows]:
-        print("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in
-                        enumerate(zip(r, widths, strict=True))))  # fmt: skip
-    for b in result.budgets:
-        verdict = "ok" if b.ok else "OVER BUDGET"
-        print(f"\nbudget: {b.name}: {b.measured:.2f} {b.unit} (limit {b.limit:g}) {verdict}")
-    for note in result.notes:
-        print(f"note: {note}")
-
-
 if __name__ == "__main__":
     from bench import peers as peer_mod
 
@@ -507,4 +494,4 @@ if __name__ == "__main__":
     args = ap.parse_args()
     wanted = set(peer_mod.ALL) - set(filter(None, args.skip.split(",")))
     have, _ = peer_mod.ensure(wanted, install=False)  # measure() notes the missing ones
-    _print(measure(args.quick, have))
+    print(common.render(measure(args.quick, have)))

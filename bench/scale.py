@@ -46,14 +46,6 @@ def db_bytes(store: object, path: Path) -> int:
     return path.stat().st_size
 
 
-def peak_rss_mb(pid: int) -> float:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
-
-
 def timed_calls(fn: object, n: int) -> list[float]:
     out = []
     for _ in range(n):
@@ -155,7 +147,7 @@ def start_runner(env: dict[str, str], db: Path, log: Path) -> dict[str, float]:
             figures["rss_settled"] = common.rss_mb(proc.pid)
             time.sleep(5)
             figures["rss_idle"] = common.rss_mb(proc.pid)
-            figures["rss_peak"] = peak_rss_mb(proc.pid)
+            figures["rss_peak"] = common.rss_mb(proc.pid, "VmHWM")
             if proc.poll() is not None:
                 raise RuntimeError(f"runner exited {proc.returncode}: {log.read_text()}")
         finally:
