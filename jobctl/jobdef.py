@@ -222,9 +222,10 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
 
 
 def with_next_fire(job: Job, now: float) -> Job:
-    """The job with next_run_at recomputed from `now` (None unless it is active)."""
+    """The job with next_run_at recomputed from `now` (None unless it is active), never at or
+    before what it has fired already (its high-water mark), however stale `now` is."""
     try:
-        nxt = planner.next_fire(job, now) if job.state == "active" else None
+        nxt = planner.next_unfired(job, now) if job.state == "active" else None
     except schedule.ScheduleError as exc:  # e.g. its zone left the tz database: edit --tz
         raise UsageError(f"job {job.name!r}: {exc}") from exc
     return job.copy_with(next_run_at=nxt)

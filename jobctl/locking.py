@@ -24,11 +24,33 @@ class RunnerLock:
             self._lock.acquire(timeout=0)
         except Timeout:
             return False
+        self._held = self._identity()
         return True
 
     def wait(self, poll_s: float = 0.5) -> None:
         """Block until the lock is ours (`runner --wait`); polls at a modest rate."""
         self._lock.acquire(timeout=-1, poll_interval=poll_s)
+        self._held = self._identity()
+
+    def _identity(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except OSError:
+            return None
+        return (st.st_dev, st.st_ino)
+
+    def lost(self) -> str | None:
+        """Why the lock we hold no longer guards the store (its file deleted or replaced: a
+        second runner would lock a new file at that path), else None."""
+        held = getattr(self, "_held", None)
+        if held is None:
+            return None
+        now = self._identity()
+        if now is None:
+            return f"the runner lock {str(self.path)!r} was deleted"
+        if now != held:
+            return f"the runner lock {str(self.path)!r} was replaced by another file"
+        return None
 
     def release(self) -> None:
         if self._lock.is_locked:

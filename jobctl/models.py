@@ -114,6 +114,9 @@ class Job:
     tags: list[str] = field(default_factory=list)
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: high-water mark: the latest scheduled time fired so far (SPEC 6, every fire once). No
+    #: schedule fire is ever recorded at or before it, even after its runs have been pruned.
+    fired_through: float | None = None
     id: int | None = None
     last_run: Run | None = None  # filled by the store on reads; not a column
 

@@ -78,6 +78,13 @@ def next_fire(job: Job, after: float) -> float | None:
     return times[0].timestamp() if times else None
 
 
+def next_unfired(job: Job, now: float) -> float | None:
+    """The job's next fire after `now` that has not fired yet: never at or before its
+    high-water mark (a stale clock read, or a clock stepped back, never fires a time again)."""
+    mark = job.fired_through
+    return next_fire(job, now if mark is None or mark < now else mark)
+
+
 def keeps_period(job: Job) -> bool:
     """--every jobs and wildcard cron jobs (SPEC 5), as opposed to fixed-time ones."""
     if job.schedule_kind == "every":
@@ -135,14 +142,28 @@ def _typical_gap(job: Job, now: float) -> float:
     return (b.timestamp() - a.timestamp()) if a and b else 1.0
 
 
-def plan_fire(job: Job, now: float, open_runs: Sequence[Run], rng: random.Random) -> FirePlan:
-    """Decide what the job's due fire(s) become at `now` (SPEC 4 overlap/misfire/jitter)."""
+#: why fires were missed, for the `skipped` record (the runner knows which applies)
+MISSED_RUNNER_DOWN = "no runner was up"
+
+
+def plan_fire(
+    job: Job,
+    now: float,
+    open_runs: Sequence[Run],
+    rng: random.Random,
+    missed_why: str = MISSED_RUNNER_DOWN,
+) -> FirePlan:
+    """Decide what the job's due fire(s) become at `now` (SPEC 4 overlap/misfire/jitter).
+    `missed_why` ends "missed while ..." in the record of fires skipped as missed."""
     times, passed = _due_times(job, now)
-    nxt = next_fire(job, now)
+    if job.fired_through is not None:  # fired already: never again (SPEC 6)
+        times = [t for t in times if round(t * 1000) > round(job.fired_through * 1000)]
+    nxt = next_unfired(job, now)
     state = "done" if job.schedule_kind == "at" else None
     window = job.catchup_window_s
-    # only the latest due fire can be on time; earlier ones were missed (runner down or stalled)
-    on_time = times[-1:] if now - times[-1] <= MISFIRE_GRACE_S else []
+    # a fire found at most MISFIRE_GRACE_S late (the runner was up but held up: a busy store,
+    # a slow machine) still runs, late; older ones were missed and follow the misfire policy
+    on_time = [t for t in times if now - t <= MISFIRE_GRACE_S]
     missed = times[: len(times) - len(on_time)]
     too_old = [t for t in missed if window is not None and now - t > window]
     missed = [t for t in missed if t not in too_old]
@@ -163,7 +184,7 @@ def plan_fire(job: Job, now: float, open_runs: Sequence[Run], rng: random.Random
             finished_at=now if status == "skipped" else None,
         )
 
-    skipped_note = f"missed while no runner was up ({len(too_old) + len(missed) + passed} fires)"
+    skipped_note = f"missed while {missed_why} ({len(too_old) + len(missed) + passed} fires)"
     for t in too_old[-MAX_CATCHUP:]:
         runs.append(make(t, "catchup", "skipped", "missed, older than the catch-up window"))
     if missed:

@@ -18,10 +18,11 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from jobctl import executor, owners, planner
 from jobctl.clock import Clock, SystemClock
+from jobctl.errors import ConflictError, StoreError
 from jobctl.models import Job, Run
 from jobctl.store.base import Fire, RunFilter, RunnerInfo, Store
 
@@ -35,10 +36,21 @@ HEARTBEAT_S = 10.0
 MAINTENANCE_S = 30.0
 OWNER_VAR = "JOBCTL_OWNER"
 DUE_BATCH = 1000  # due jobs fired per transaction
+#: why fires due while the runner was up were missed, when nothing more precise is known
+HELD_UP = "the runner was held up"
 
 
 def _quiet(event: str, text: str) -> None:
     pass
+
+
+T = TypeVar("T")
+#: does a store write that must not be lost: persist(write) -> write's result
+Persist = Callable[[Callable[[], T]], T]
+
+
+def _once(write: Callable[[], T]) -> T:
+    return write()
 
 
 _BASE_ENV: dict[bytes, bytes] | None = None
@@ -125,6 +137,7 @@ def execute(
     on_start: Callable[[executor.Process], None] | None = None,
     go: Callable[[], bool] = lambda: True,
     gates: Gates | None = None,
+    persist: Persist | None = None,
 ) -> tuple[Run, Run | None]:
     """Start a claimed run at its not_before, watch it to its end, and record the outcome
     (and its retry). The run is already `running` in the store.
@@ -132,19 +145,29 @@ def execute(
     The process is spawned gated and its pid recorded before the gate opens, so a crash at
     any point leaves either a recorded pid to terminate or a process that never ran. If `go()`
     is false at the start time (the runner is stopping), the run goes back to the queue.
-    `gates` is shared by the runner's workers (see Gates). Returns (the final run, its retry
-    or None).
+    `gates` is shared by the runner's workers (see Gates). `persist(write)` does a store
+    write that must not be lost (the runner retries it through a store outage; by default it
+    is tried once). While the store fails, the job goes on and is watched as usual: its output
+    is held in memory (at most its --max-output) and written, with its end, once the store
+    answers again. Returns (the final run, its retry or None).
     """
     gates = gates or Gates()
+    persist = persist or _once
     assert run.id is not None
     # Ahead of its time, the process is spawned gated (the pid recorded before the gate opens,
     # so it starts on time); a run already due is spawned directly (one exec, not two) and
     # carries JOBCTL_RUN_ID and JOBCTL_OWNER, by which recovery finds it if we die before
     # its pid is recorded.
-    store.sync()  # the claim (run `running`, ours) is durable before any process exists
+    run_id = run.id
+    try:
+        store.sync()  # the claim (run `running`, ours) is durable before any process exists
+    except StoreError:  # not started: back to the queue (once the store takes it)
+        return persist(lambda: store.update_run(run_id, status="queued", owner=None,
+                                                host=None)), None  # fmt: skip
     gated = run.not_before > clock.now()
     if not gated and not go():  # stopping: not started, back to the queue
-        requeued = store.update_run(run.id, status="queued", owner=None, host=None)
+        requeued = persist(lambda: store.update_run(run_id, status="queued", owner=None,
+                                                    host=None))  # fmt: skip
         return requeued, None
     try:
         proc = executor.start(spec_for(job, run), gated=gated)
@@ -167,7 +190,10 @@ def execute(
         # run SETTLE_S (jobs shorter than that end first; recovery finds them by marker)
         run = replace(run, pid=proc.pid, proc_start=proc.proc_start if gated else None,
                       started_at=planned)  # fmt: skip
-        store.mark_started(run)
+        # not fatal: if the store cannot take it, recovery finds the process by its markers
+        # (JOBCTL_RUN_ID and JOBCTL_OWNER, in the environment of gated and direct spawns)
+        with contextlib.suppress(StoreError):
+            store.mark_started(run)
         if gated:
             gates.add(run.not_before, proc)
             _wait_until(clock, run.not_before)
@@ -185,16 +211,31 @@ def execute(
     proc.release()  # a no-op if open_due did it (or for a process spawned directly)
     if on_start is not None:
         on_start(proc)
-    run_id = run.id
-    assert run_id is not None
 
     def settled(p: executor.Process) -> None:
         if not gated:
-            store.mark_started(replace(run, proc_start=p.proc_start))
+            with contextlib.suppress(StoreError):
+                store.mark_started(replace(run, proc_start=p.proc_start))
 
-    outcome = proc.watch(lambda data: store.append_output(run_id, data), tee=tee, settled=settled)
+    held: list[bytes] = []  # output the store could not take yet, in order (bounded, above)
+
+    def sink(data: bytes) -> None:
+        held.append(data)
+        with contextlib.suppress(StoreError):
+            while held:
+                store.append_output(run_id, held[0])
+                held.pop(0)
+
+    outcome = proc.watch(sink, tee=tee, settled=settled)
+
+    def write_held() -> None:
+        while held:
+            store.append_output(run_id, held[0])
+            held.pop(0)
+
+    persist(write_held)
     status = outcome.status
-    if status != "succeeded" and store.get_run(run_id).cancel_requested_at is not None:
+    if status != "succeeded" and persist(lambda: store.get_run(run_id)).cancel_requested_at:
         status = "cancelled"
     final = replace(
         run,
@@ -206,7 +247,7 @@ def execute(
         finished_at=outcome.finished_at,
         output_bytes=outcome.output_bytes,
     )
-    return _record_end(store, job, final, clock, rng)
+    return _record_end(store, job, final, clock, rng, persist)
 
 
 def _wait_until(clock: Clock, t: float) -> None:
@@ -216,10 +257,16 @@ def _wait_until(clock: Clock, t: float) -> None:
 
 
 def _record_end(
-    store: Store, job: Job | None, final: Run, clock: Clock, rng: random.Random
+    store: Store,
+    job: Job | None,
+    final: Run,
+    clock: Clock,
+    rng: random.Random,
+    persist: Persist | None = None,
 ) -> tuple[Run, Run | None]:
     final, retry = planner.after_end(job, final, clock.now(), rng)
-    store.finish_run(final, retry, keep_runs=job.keep_runs if job else None)
+    keep = job.keep_runs if job else None
+    (persist or _once)(lambda: store.finish_run(final, retry, keep_runs=keep))
     return final, retry
 
 
@@ -232,8 +279,21 @@ class Runner:
         emit: Emit = _quiet,
         grace_s: float = 30.0,
         rng: random.Random | None = None,
+        guard: Callable[[], str | None] | None = None,
     ) -> None:
+        """`guard()` names a reason to stop serving this store (its file was deleted or
+        replaced, the runner lock lost), else None; it is asked before each round of fires."""
         self.store = store
+        self.guard = guard
+        #: why the runner stopped by itself (the store went away): `run()` then returns 1
+        self.failure: str | None = None
+        self.since = 0.0  # when this runner started: fires due before it were missed "down"
+        #: why fires due while this runner was up were missed (see fire_due)
+        self._missed_why = HELD_UP
+        self._outage: float | None = None  # monotonic start of the current store outage
+        self._outage_lock = threading.Lock()
+        self._stopped = threading.Event()  # wakes the store-retry backoff when stopping
+        self._give_up_at: float | None = None  # store retries end here once stopping
         self.workers = workers
         self.clock = clock or SystemClock()
         self.emit = emit
@@ -259,7 +319,49 @@ class Runner:
     def stop(self) -> None:
         """Stop firing and wind down (SIGTERM/SIGINT)."""
         self._stopping = True
+        self._stopped.set()
         self.wake()
+
+    # ---- the store failing: report once, retry with backoff, carry on ----------------------
+    def _store_failed(self, exc: Exception) -> None:
+        with self._outage_lock:
+            first = self._outage is None
+            if first:
+                self._outage = time.monotonic()
+        if first:
+            self.emit("error", f"store unavailable: {exc}; retrying with backoff "
+                      "(running jobs stay supervised, their ends are recorded later)")  # fmt: skip
+
+    def _store_ok(self) -> None:
+        if self._outage is None:
+            return
+        with self._outage_lock:
+            began, self._outage = self._outage, None
+        if began is not None:
+            self._missed_why = "the store was unavailable"
+            self.emit("store", f"store available again after {time.monotonic() - began:.1f}s")
+
+    def persist(self, write: Callable[[], T]) -> T:
+        """Do a store write that must not be lost, retrying through a store outage with
+        backoff (0.25 s doubling to 5 s). Gives up (re-raising) only once the runner is
+        stopping and its grace is over: a run left `running` is then recovered by the next
+        runner (SPEC 7)."""
+        delay = 0.25
+        while True:
+            try:
+                result = write()
+            except StoreError as exc:
+                self._store_failed(exc)
+                give_up = self._give_up_at
+                if give_up is not None and time.monotonic() >= give_up:
+                    raise
+                self._stopped.wait(delay)
+                if give_up is None and self._give_up_at is not None:
+                    time.sleep(delay)  # stopping began: keep trying, at the same pace
+                delay = min(MAX_SLEEP_S, delay * 2)
+                continue
+            self._store_ok()
+            return result
 
     def install_signals(self) -> None:
         signal.set_wakeup_fd(self._wake_w)
@@ -269,60 +371,101 @@ class Runner:
 
     # ---- the loop -------------------------------------------------------------------------
     def run(self, once: bool = False) -> int:
-        now = self.clock.now()
-        self.store.register_runner(
-            RunnerInfo(
-                owner=self.owner, pid=os.getpid(), host=self.host, since=now, heartbeat_at=now
-            )
-        )
+        """Serve the store until stopped (or, with `once`, until what is due now is done).
+        Returns 0, or 1 when the runner stopped because its store went away (`failure`)."""
+        now = self.since = self.clock.now()
         self.emit("start", f"runner {self.owner} started with {self.workers} workers")
         try:
-            self.recover(now)
-            if not once:
-                self.fire_reboot(now)
-            if once:
+            if once:  # from an external timer: a store error ends it (exit 1), to try again
+                self._register(now)
+                self.recover(now)
                 self._run_once()
             else:
                 self._loop()
             self._shutdown()
         finally:
-            self.store.unregister_runner(self.owner)
-        return 0
+            with contextlib.suppress(StoreError):  # a dead pid reads "not running" anyway
+                self.store.unregister_runner(self.owner)
+        return 1 if self.failure else 0
+
+    def _register(self, now: float) -> None:
+        info = RunnerInfo(owner=self.owner, pid=os.getpid(), host=self.host, since=self.since,
+                          heartbeat_at=now)  # fmt: skip
+        self.store.register_runner(info)
+
+    def _check_guard(self) -> bool:
+        """False (and the runner stopping, with `failure` set) once the guard objects."""
+        reason = self.guard() if self.guard is not None else None
+        if reason is None:
+            return True
+        if self.failure is None:
+            self.failure = f"{reason}; this runner stops (start one on the store now there)"
+            self.emit("error", self.failure)
+        self.stop()
+        return False
 
     def _loop(self) -> None:
-        last_beat = last_maint = wall = self.clock.now()
-        mono = time.monotonic()
-        seen = self.store.changed()
-        while not self._stopping:
-            now = self.clock.now()
-            jump = (now - wall) - (time.monotonic() - mono)
-            if jump > 2.0:
-                self.emit("clock", f"wall clock jumped by {jump:+.1f}s; applying misfire policies")
-            elif jump < -2.0:
-                self.rewind(now, jump)
-            horizon = now + LEAD_S
-            self.fire_due(horizon)
-            if self.active:
-                self.check_cancels()
-            self.start_queued(horizon)
-            if now - last_beat >= HEARTBEAT_S:
-                self.store.heartbeat(self.owner, now)
-                last_beat = now
-            if now - last_maint >= MAINTENANCE_S:
-                self.recover(now)
-                last_maint = now
-            wall, mono = self.clock.now(), time.monotonic()
-            self._sleep(self._sleep_for(wall), seen)
-            seen = self.store.changed()
+        """Fire, start, beat, maintain, sleep. A store error (disk full, read-only, locked
+        past the busy timeout) ends the round: it is reported once, the round is retried with
+        backoff, and the runner carries on by itself once the store answers again; running
+        jobs stay supervised by their workers meanwhile."""
+        wall, mono = self.clock.now(), time.monotonic()
+        last_beat = last_maint = wall
+        startup = ["register", "recover", "reboot"]  # done once each, retried until done
+        seen: int | None = None
+        backoff = 0.0
+        while not self._stopping and self._check_guard():
+            try:
+                now = self.clock.now()
+                jump = (now - wall) - (time.monotonic() - mono)
+                wall, mono = now, time.monotonic()
+                while startup:
+                    {"register": self._register, "recover": self.recover,
+                     "reboot": self.fire_reboot}[startup[0]](now)  # fmt: skip
+                    startup.pop(0)
+                if jump > 2.0:
+                    self.emit("clock", f"wall clock jumped by {jump:+.1f}s; applying misfire "
+                              "policies")  # fmt: skip
+                    self._missed_why = "the machine was asleep or its clock jumped"
+                elif jump < -2.0:
+                    self.rewind(now, jump)
+                horizon = now + LEAD_S
+                self.fire_due(horizon)
+                if self.active:
+                    self.check_cancels()
+                self.start_queued(horizon)
+                if now - last_beat >= HEARTBEAT_S:
+                    self.store.heartbeat(self.owner, now)
+                    last_beat = now
+                if now - last_maint >= MAINTENANCE_S:
+                    self.recover(now)
+                    last_maint = now
+                wall, mono = self.clock.now(), time.monotonic()
+                delay = self._sleep_for(wall)
+                self._store_ok()
+                backoff = 0.0
+            except StoreError as exc:
+                self._store_failed(exc)
+                backoff = delay = min(MAX_SLEEP_S, max(0.25, backoff * 2))
+                wall, mono = self.clock.now(), time.monotonic()
+            self._sleep(delay, seen)
+            try:
+                seen = self.store.changed()
+            except StoreError:
+                seen = None
 
     def _sleep_for(self, now: float) -> float:
         due = self.store.next_wakeup(now + LEAD_S)
         delay = MAX_SLEEP_S if due is None else min(MAX_SLEEP_S, due - LEAD_S - now)
         return max(0.0, delay)
 
-    def _sleep(self, seconds: float, seen: int) -> None:
+    def _sleep(self, seconds: float, seen: int | None) -> None:
         """Sleep until `seconds` pass, a nudge/signal/worker wakes us, or the store changed."""
-        if seconds > 0 and self.store.changed() == seen:
+        try:
+            unchanged = seen is None or self.store.changed() == seen
+        except StoreError:
+            unchanged = True
+        if seconds > 0 and unchanged:
             select.select([self._wake_r], [], [], seconds)
         self._drain()
 
@@ -345,7 +488,11 @@ class Runner:
 
     # ---- steps ----------------------------------------------------------------------------
     def fire_due(self, now: float) -> None:
-        """Record every due fire, in one transaction per batch of due jobs."""
+        """Record every due fire, in one transaction per batch of due jobs. Fires missed
+        before this runner started were missed while no runner was up; later ones while
+        the runner was held up (its store unavailable, the machine asleep, ...)."""
+        if self.guard is not None and not self._check_guard():
+            return  # never fire into a store that is not the one at our path any more
         while due := self.store.due_jobs(now, DUE_BATCH):
             open_runs: dict[str, list[Run]] = {}
             for r in self.store.list_runs(
@@ -354,8 +501,12 @@ class Runner:
                 open_runs.setdefault(r.job, []).append(r)
             fires: list[Fire] = []
             for job in due:
+                why = self._missed_why
+                if job.next_run_at is not None and job.next_run_at < self.since:
+                    why = planner.MISSED_RUNNER_DOWN
                 try:
-                    plan = planner.plan_fire(job, now, open_runs.get(job.name, []), self.rng)
+                    plan = planner.plan_fire(job, now, open_runs.get(job.name, []), self.rng,
+                                             why)  # fmt: skip
                 except Exception as exc:  # e.g. its zone vanished from the system's tz database
                     self._pause_broken(job, exc)
                     continue
@@ -367,6 +518,7 @@ class Runner:
                     self.emit("fire", f"{fire.job.name}: run {run.id} {run.status} "
                               f"({run.trigger}{what})")  # fmt: skip
             if len(due) < DUE_BATCH:
+                self._missed_why = HELD_UP
                 return
 
     def _pause_broken(self, job: Job, exc: Exception) -> None:
@@ -427,7 +579,9 @@ class Runner:
                 self._execute(done)
                 entry = self.start_queued(self._horizon(), done=done)
                 done = None  # its slot was handed over (or freed) by start_queued
-        except Exception as exc:  # e.g. the store failed while claiming: end this worker
+        except StoreError as exc:  # claiming failed: the loop claims again, with backoff
+            self._store_failed(exc)
+        except Exception as exc:  # a bug: end this worker, say so
             self.emit("error", f"worker stopped: {type(exc).__name__}: {exc}")
         finally:
             if done is not None:  # never leak a slot: the loop and shutdown count `active`
@@ -454,9 +608,16 @@ class Runner:
         try:
             final, retry = execute(self.store, run, entry.job, self.clock, self.rng,
                                    on_start=started, go=lambda: not self._stopping,
-                                   gates=self.gates)  # fmt: skip
+                                   gates=self.gates, persist=self.persist)  # fmt: skip
             self.emit("end", _describe_end(final, retry, self.clock.now()))
-        except Exception as exc:  # the store failed: the executor has killed the job
+        except StoreError as exc:  # still failing once stopping's grace ran out: the run
+            # stays `running` in the store, and the next runner recovers it (SPEC 7)
+            self.emit("error", f"{run.job}: run {run.id}: its end could not be recorded "
+                      f"({exc}); the next runner recovers it")  # fmt: skip
+            if entry.proc is not None and executor.group_alive(entry.proc.pid):
+                with contextlib.suppress(OSError):
+                    os.killpg(entry.proc.pid, signal.SIGKILL)
+        except Exception as exc:  # a bug: the executor has killed the job
             self.emit("error", f"{run.job}: run {run.id}: {type(exc).__name__}: {exc}")
             self._abandon_after_error(entry, exc)
 
@@ -493,8 +654,9 @@ class Runner:
 
     def rewind(self, now: float, jump: float) -> None:
         """The wall clock went back (NTP step, manual change): jobs that keep a period
-        (wildcard cron, --every) fire at their next time from the new now, as cronie does;
-        fixed-time jobs keep their next fire so that they do not run twice."""
+        (wildcard cron, --every) fire at their next time from the new now that has not fired
+        yet (a time at or before a job's high-water mark never fires again, SPEC 6); fixed-time
+        jobs keep their next fire."""
         names = [
             j.name
             for j in self.store.list_jobs(last_runs=False)
@@ -502,7 +664,7 @@ class Runner:
         ]
 
         def earlier(job: Job) -> Job:
-            nxt = planner.next_fire(job, now)
+            nxt = planner.next_unfired(job, now)
             if nxt is None or job.next_run_at is None or nxt >= job.next_run_at:
                 return job
             return job.copy_with(next_run_at=nxt)
@@ -511,16 +673,21 @@ class Runner:
         self.emit("clock", f"wall clock went back {-jump:.1f}s; rescheduled {len(moved)} jobs")
 
     def fire_reboot(self, now: float) -> None:
+        """Queue each active @reboot job once for this start (scheduled at the runner's start
+        time, so that a retry after a store error finds the fire recorded: no second run)."""
         for job in self.store.list_jobs(schedule="@reboot", last_runs=False):
             if job.state == "active" and planner.is_reboot(job):
                 run = Run(
                     job=job.name,
-                    scheduled_for=now,
+                    scheduled_for=self.since,
                     trigger="reboot",
                     created_at=now,
                     not_before=now,
                 )
-                self.store.add_run(run)
+                try:
+                    self.store.add_run(run)
+                except ConflictError:
+                    continue
                 self.emit("fire", f"{job.name}: @reboot run queued")
 
     def recover(self, now: float) -> None:
@@ -594,7 +761,7 @@ class Runner:
 
     def _shutdown(self) -> None:
         """Let running jobs finish for the grace period, then terminate them."""
-        deadline = time.monotonic() + self.grace_s
+        deadline = self._give_up_at = time.monotonic() + self.grace_s
         if self.active:
             self.emit(
                 "stop", f"stopping: waiting up to {self.grace_s:g}s for {len(self.active)} runs"
@@ -602,7 +769,8 @@ class Runner:
         while self.active and time.monotonic() < deadline:
             select.select([self._wake_r], [], [], min(0.5, max(0.0, deadline - time.monotonic())))
             self._drain()
-            self.check_cancels()
+            with contextlib.suppress(StoreError):
+                self.check_cancels()
         with self._lock:
             left = list(self.active.values())
         for entry in left:

@@ -186,7 +186,9 @@ def edit(
 
     opts = JobOptions(**{k: v for k, v in locals().items() if k in JobOptions.__dataclass_fields__})
     t = now()
-    (job,) = store().update_jobs([name], lambda old: jobdef.apply_options(old, opts, t))
+    # the clock is read again inside the write transaction: a runner may fire while we wait
+    # for the lock, and the next fire must be computed from after that
+    (job,) = store().update_jobs([name], lambda old: jobdef.apply_options(old, opts, now()))
     warning = jobdef.dst_warning(job, t)
     _nudge()
     if warning:
@@ -401,8 +403,8 @@ def pause(names: Names) -> None:
     """Pause jobs: they do not fire until resumed."""
     from jobctl import jobdef
 
-    s, t = store(), now()
-    jobs = s.update_jobs(names, lambda job: jobdef.paused(job, t))
+    s = store()
+    jobs = s.update_jobs(names, lambda job: jobdef.paused(job, now()))
     done = [j.name for j in jobs if j.state == "done"]
     paused_names = [j.name for j in jobs if j.state == "paused"]
     if paused_names:
@@ -415,8 +417,8 @@ def resume(names: Names) -> None:
     """Resume jobs: each fires next at its next fire time from now (no catch-up)."""
     from jobctl import jobdef
 
-    s, t = store(), now()
-    s.update_jobs(names, lambda job: jobdef.resumed(job, t))
+    s = store()  # the clock is read in the write transaction (see edit)
+    s.update_jobs(names, lambda job: jobdef.resumed(job, now()))
     _nudge()
     render.note(f"resumed {', '.join(names)}")
 

@@ -1,5 +1,6 @@
 """`jobctl runner` (the foreground runner) and `jobctl status`."""
 
+import os
 import sys
 from datetime import datetime
 from typing import Annotated
@@ -11,6 +12,7 @@ from jobctl.cli.common import JsonOpt, now, state, store
 from jobctl.errors import ConflictError
 
 _FANCY: list[bool] = []  # render.fancy(), asked once
+RUNNER_BUSY_S = 5.0  # how long the runner waits for another writer before retrying later
 
 
 def _printer(event: str, text: str) -> None:
@@ -60,13 +62,19 @@ def runner(
 ) -> None:
     """Run the scheduler in the foreground: fire jobs on time and execute them."""
     from jobctl.config import sqlite_path
+    from jobctl.errors import StoreError
     from jobctl.jobdef import option_duration, parse_int
     from jobctl.locking import RunnerLock
     from jobctl.runner import Runner
+    from jobctl.store import open_store
 
     n = parse_int(workers, "--workers", minimum=1, maximum=1024)
     grace_s = option_duration(grace, "--grace")
-    s = store()
+    # the runner waits less than a command for another writer's lock: past it, the store
+    # counts as unavailable and the runner retries with backoff, staying responsive
+    busy = os.environ.get("JOBCTL_RUNNER_BUSY_TIMEOUT", "")
+    busy_s = option_duration(busy, "JOBCTL_RUNNER_BUSY_TIMEOUT") if busy else RUNNER_BUSY_S
+    s = open_store(state().settings, busy_timeout_s=busy_s)
     lock = RunnerLock(sqlite_path(state().settings.store_url))
     if not lock.try_acquire():
         info = s.runner_info()
@@ -75,12 +83,19 @@ def runner(
             raise ConflictError(f"a runner is already active on this store: {who}")
         render.note(f"another runner is active ({who}); waiting to take over")
         lock.wait()
-    r = Runner(s, workers=n, emit=_printer, grace_s=grace_s)
+    moved = getattr(s, "moved", None)
+
+    def guard() -> str | None:
+        return lock.lost() or (moved() if moved is not None else None)
+
+    r = Runner(s, workers=n, emit=_printer, grace_s=grace_s, guard=guard)
     r.install_signals()
     try:
         r.run(once=once)
     finally:
         lock.release()
+    if r.failure:
+        raise StoreError(r.failure)
 
 
 def status(json: JsonOpt = False) -> None:

@@ -39,6 +39,31 @@ class Fire(NamedTuple):
     changes: dict[str, Any]  # other job fields to set (e.g. state='done')
 
 
+#: triggers of a schedule's fires: these advance, and are held back by, a job's fired_through
+SCHEDULE_TRIGGERS = frozenset({"schedule", "catchup"})
+
+
+def _ms(t: float) -> int:
+    return round(t * 1000)
+
+
+def fresh_fires(job: Job, runs: Sequence[Run]) -> list[Run]:
+    """`runs` less the schedule fires at or before the job's high-water mark: those fired
+    already (their runs may have been pruned since), so they must never be recorded again."""
+    if job.fired_through is None:
+        return list(runs)
+    mark = _ms(job.fired_through)
+    return [r for r in runs if r.trigger not in SCHEDULE_TRIGGERS or _ms(r.scheduled_for) > mark]
+
+
+def fired_mark(job: Job, runs: Sequence[Run]) -> float | None:
+    """The job's high-water mark once `runs` are recorded."""
+    times = [r.scheduled_for for r in runs if r.trigger in SCHEDULE_TRIGGERS]
+    if job.fired_through is not None:
+        times.append(job.fired_through)
+    return max(times) if times else None
+
+
 @dataclass
 class RunnerInfo:
     """The runner registered on a store (SPEC 7 status)."""
@@ -92,9 +117,11 @@ class Store(Protocol):
     ) -> list[Run]:
         """Record the runs of one fire and advance the job, in one transaction.
 
-        Compare-and-set: nothing is written unless the job's stored next_run_at still equals
-        `job.next_run_at`; a run whose (job, scheduled_for, attempt) exists is not inserted
-        again. Returns the runs inserted (with ids), empty when another runner won.
+        Compare-and-set: nothing is written unless the job's stored next_run_at and
+        fired_through still equal `job`'s; a run whose (job, scheduled_for, attempt) exists is
+        not inserted again, nor a schedule fire at or before fired_through (`fresh_fires`),
+        and fired_through advances to the latest schedule fire recorded (`fired_mark`).
+        Returns the runs inserted (with ids), empty when another runner won.
         """
         ...
 

@@ -13,7 +13,7 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("jobctl")
 
 #: PRAGMA user_version once every migration below has been applied; bump with each new one.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 
 @migrations()
@@ -139,6 +139,18 @@ def m005_status_and_waiting_indexes(db: Database) -> None:
     # a job's queued runs without walking its history (claim: overlap=replace)
     db.execute("CREATE INDEX IF NOT EXISTS runs_waiting ON runs(job) WHERE status = 'queued'")
     db.execute("DROP INDEX IF EXISTS runs_created")  # an interim index of m004's drafts
+
+
+@migrations()
+def m006_fired_through(db: Database) -> None:
+    # each job's high-water mark of fired times: a fire at or before it is never recorded
+    # again, whatever an edit or a clock step does, and even once its runs are pruned
+    db.execute("ALTER TABLE jobs ADD COLUMN fired_through INTEGER")
+    db.execute(
+        "UPDATE jobs SET fired_through = (SELECT max(scheduled_for) FROM runs "
+        "WHERE runs.job = jobs.name AND trigger IN ('schedule', 'catchup') "
+        "AND created_at >= jobs.created_at)"
+    )
 
 
 def migrate(db: Database) -> None:

@@ -8,6 +8,7 @@ Schema changes live in store/schema.py and run only when PRAGMA user_version is 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -20,10 +21,10 @@ from typing import Any
 
 from jobctl.errors import ConflictError, NotFoundError, StoreError
 from jobctl.models import RUN_STATUSES, Job, Run
-from jobctl.store.base import Fire, Picker, RunFilter, RunnerInfo
+from jobctl.store.base import Fire, Picker, RunFilter, RunnerInfo, fired_mark, fresh_fires
 
 BUSY_TIMEOUT_MS = 60_000
-SCHEMA_VERSION = 5  # keep equal to schema.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 6  # keep equal to schema.SCHEMA_VERSION (a test checks)
 
 # column -> how it is stored: "ms" (float seconds <-> int ms), "json", "bool", "" (as is)
 JOB_COLUMNS: dict[str, str] = {
@@ -32,7 +33,7 @@ JOB_COLUMNS: dict[str, str] = {
     "timeout_s": "", "kill_grace_s": "", "retries": "", "retry_delay_s": "", "backoff": "",
     "max_retry_delay_s": "", "overlap": "", "misfire": "", "catchup_window_s": "",
     "jitter_s": "", "mutexes": "json", "keep_runs": "", "max_output": "", "description": "",
-    "tags": "json", "created_at": "ms", "updated_at": "ms",
+    "tags": "json", "created_at": "ms", "updated_at": "ms", "fired_through": "ms",
 }  # fmt: skip
 RUN_COLUMNS: dict[str, str] = {
     "job": "", "attempt": "", "trigger": "", "status": "", "scheduled_for": "ms",
@@ -117,13 +118,15 @@ def _insert_sql(table: str, columns: Iterable[str], verb: str = "INSERT") -> str
 class SQLiteStore:
     """The default store: one file in the home folder (mode 0600)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+        """`busy_timeout_ms`: how long a write waits for another process's write lock before
+        it fails with StoreError (the runner waits less than a command, and retries)."""
         self.path = path
         try:
             if not path.exists():
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             self.conn = sqlite3.connect(
-                path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False
+                path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
             )
             self.conn.row_factory = sqlite3.Row
             self._lock = threading.RLock()  # the runner's threads share this connection
@@ -131,7 +134,7 @@ class SQLiteStore:
             self._commits = self._synced = 0  # commits made, and made durable, so far
             self._sync_lock = threading.Lock()
             self.conn.execute("PRAGMA synchronous = FULL")
-            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             if version < SCHEMA_VERSION:
                 self._migrate()
@@ -141,6 +144,8 @@ class SQLiteStore:
                     f"understands ({SCHEMA_VERSION}); upgrade jobctl"
                 )
             self.conn.execute("PRAGMA foreign_keys = ON")
+            st = os.stat(path)
+            self._identity = (st.st_dev, st.st_ino)  # which file we opened (see moved())
         except (sqlite3.Error, OSError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise StoreError(f"cannot open store {str(path)!r}: {reason}") from exc
@@ -160,9 +165,29 @@ class SQLiteStore:
     def close(self) -> None:
         self.conn.close()
 
+    def moved(self) -> str | None:
+        """Why the file at our path is no longer the database we opened (deleted, or replaced
+        by another file), else None. A runner that goes on with an unlinked database would
+        serve a store that no command sees, beside a runner started on the new one."""
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return f"the store {str(self.path)!r} was deleted"
+        except OSError as exc:
+            return f"the store {str(self.path)!r} cannot be checked: {exc.strerror}"
+        if (st.st_dev, st.st_ino) != self._identity:
+            return f"the store {str(self.path)!r} was replaced by another file"
+        return None
+
     def sync(self) -> None:
         """Group commit: one fsync of the WAL makes every commit so far durable, and threads
         that wait here meanwhile share it (their commits came before it began)."""
+        try:
+            self._sync()
+        except OSError as exc:
+            raise StoreError(f"store error on {str(self.path)!r}: {exc.strerror}") from exc
+
+    def _sync(self) -> None:
         target = self._commits
         with self._sync_lock:
             if self._synced >= target:
@@ -194,10 +219,14 @@ class SQLiteStore:
                 conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
                 try:
                     yield conn
+                    conn.execute("COMMIT")
                 except BaseException:
-                    conn.execute("ROLLBACK")
+                    # also when COMMIT itself failed (disk full, I/O error): a transaction
+                    # left open would make every later BEGIN fail on this connection
+                    if conn.in_transaction:
+                        with contextlib.suppress(sqlite3.Error):
+                            conn.execute("ROLLBACK")
                     raise
-                conn.execute("COMMIT")
                 self._commits += 1
                 if durable and write:
                     self._synced = self._commits
@@ -314,12 +343,18 @@ class SQLiteStore:
         out: list[list[Run]] = []
         with self._tx() as conn:
             for job, runs, next_run_at, job_changes in fires:
+                runs = fresh_fires(job, runs)
                 changes = {"next_run_at": next_run_at, **job_changes}
+                mark = fired_mark(job, runs)
+                if mark != job.fired_through:
+                    changes["fired_through"] = mark
                 sets = ", ".join(f"{c} = :{c}" for c in changes)
                 params = {c: _encode(JOB_COLUMNS[c], v) for c, v in changes.items()}
                 params["_name"], params["_expected"] = job.name, to_ms(job.next_run_at)
+                params["_mark"] = to_ms(job.fired_through)
                 cur = conn.execute(
-                    f"UPDATE jobs SET {sets} WHERE name = :_name AND next_run_at IS :_expected",
+                    f"UPDATE jobs SET {sets} WHERE name = :_name AND next_run_at IS :_expected "
+                    "AND fired_through IS :_mark",
                     params,
                 )
                 if cur.rowcount == 0:
@@ -602,8 +637,11 @@ class SQLiteStore:
         return gone
 
     def changed(self) -> int:
-        with self._lock:
-            return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        try:
+            with self._lock:
+                return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
+        except sqlite3.Error as exc:
+            raise StoreError(f"store error on {str(self.path)!r}: {exc}") from exc
 
 
 def _status_clause(statuses: Sequence[str], params: list[Any]) -> str:

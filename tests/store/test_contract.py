@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -199,6 +200,7 @@ def test_sqlite_file_mode_wal_and_named_migrations(tmp_path: Path) -> None:
         "m003_forced_runs",
         "m004_queue_index",
         "m005_status_and_waiting_indexes",
+        "m006_fired_through",
     ]
     index = conn.execute("PRAGMA index_list(runs)").fetchall()
     unique_cols = [
@@ -469,3 +471,55 @@ def test_a_store_at_schema_4_gets_the_indexes_of_m005(tmp_path) -> None:
     conn = sqlite3.connect(tmp_path / "jobctl.db")
     names = {r[1] for r in conn.execute("PRAGMA index_list(runs)")}
     assert {"runs_waiting", "runs_status_created"} <= names and "runs_created" not in names
+
+
+def test_fire_never_records_a_fire_at_or_before_the_high_water_mark(store) -> None:
+    """Issue 8.1: even when a job's next_run_at is moved back (a stale edit) and the runs that
+    held the unique key were pruned, a fire that already happened is never recorded again."""
+    j = store.add_job(job(next_run_at=10.0, keep_runs=1))
+    (r1,) = store.fire(j, [Run(job="backup", scheduled_for=10.0)], 11.0)
+    assert store.get_job("backup").fired_through == 10.0
+    store.finish_run(replace(r1, status="succeeded"), keep_runs=1)
+    (r2,) = store.fire(store.get_job("backup"), [Run(job="backup", scheduled_for=11.0)], 12.0)
+    store.finish_run(replace(r2, status="succeeded"), keep_runs=1)
+    assert [r.scheduled_for for r in store.list_runs(RunFilter(job="backup"))] == [11.0]
+    (moved,) = store.update_jobs(["backup"], lambda j: j.copy_with(next_run_at=10.0))
+    again = store.fire(moved, [Run(job="backup", scheduled_for=10.0),
+                               Run(job="backup", scheduled_for=11.0),
+                               Run(job="backup", scheduled_for=12.0)], 13.0)  # fmt: skip
+    assert [r.scheduled_for for r in again] == [12.0]
+    got = store.get_job("backup")
+    assert (got.fired_through, got.next_run_at) == (12.0, 13.0)
+    # manual runs and retries share no mark: they are never held back by it
+    manual = store.add_run(Run(job="backup", scheduled_for=5.0, trigger="manual"))
+    assert manual.id is not None and store.get_job("backup").fired_through == 12.0
+
+
+def test_fire_compares_the_high_water_mark_too(store) -> None:
+    j = store.add_job(job(next_run_at=10.0))
+    assert store.fire(j, [Run(job="backup", scheduled_for=10.0)], 20.0)
+    stale = j.copy_with(next_run_at=20.0)  # read before the fire above (fired_through None)
+    assert store.fire(stale, [Run(job="backup", scheduled_for=20.0)], 30.0) == []
+
+
+def test_schema_5_store_gets_its_high_water_marks(tmp_path) -> None:
+    import sqlite3
+
+    from jobctl.store.sqlite import SQLiteStore
+
+    s = SQLiteStore(tmp_path / "jobctl.db")
+    s.add_job(job("a"))  # created at 1.0
+    s.add_job(job("b").copy_with(created_at=50.0))  # reuses an old name: old runs don't count
+    for name, at, trigger in [("a", 7.0, "schedule"), ("a", 9.0, "catchup"),
+                              ("a", 99.0, "manual"), ("b", 20.0, "schedule")]:  # fmt: skip
+        s.add_run(Run(job=name, scheduled_for=at, trigger=trigger, created_at=at))  # type: ignore[arg-type]
+    s.close()
+    conn = sqlite3.connect(tmp_path / "jobctl.db")
+    conn.execute("ALTER TABLE jobs DROP COLUMN fired_through")
+    conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm006_fired_through'")
+    conn.execute("PRAGMA user_version = 5")
+    conn.commit()
+    conn.close()
+    s = SQLiteStore(tmp_path / "jobctl.db")
+    assert (s.get_job("a").fired_through, s.get_job("b").fired_through) == (9.0, None)
+    s.close()

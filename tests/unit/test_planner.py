@@ -100,12 +100,14 @@ def test_catchup_window_skips_older_fires_whatever_the_policy() -> None:
 def test_long_outage_of_frequent_job_does_not_walk_every_fire() -> None:
     j = job(schedule="* * * * * *", misfire="skip", next_run_at=ts("2025-01-01T00:00:00"))
     plan = planner.plan_fire(j, ts("2026-01-01T00:00:00.5"), [], random.Random(1))
-    skipped = [r for r in plan.runs if r.status == "skipped"]
-    assert len(skipped) == 100
-    assert max(r.scheduled_for for r in skipped) == ts("2025-12-31T23:59:59")
-    assert [(r.scheduled_for, r.status) for r in plan.runs if r.status != "skipped"] == [
-        (ts("2026-01-01T00:00:00"), "queued")
-    ]
+    missed = [r for r in plan.runs if r.trigger == "catchup"]
+    assert len(missed) == 100
+    assert {r.status for r in missed} == {"skipped"}
+    # fires up to 30 s late are not missed: they are recorded late (one runs, overlap=skip)
+    assert max(r.scheduled_for for r in missed) == ts("2025-12-31T23:59:30")
+    late = [r for r in plan.runs if r.trigger == "schedule"]
+    assert [r.scheduled_for for r in late] == [ts("2025-12-31T23:59:31") + i for i in range(30)]
+    assert [r.status for r in late] == ["queued"] + ["skipped"] * 29
 
 
 @pytest.mark.parametrize(
@@ -231,3 +233,57 @@ def test_manual_refusal_by_policy() -> None:
     assert planner.manual_refusal(job(overlap="queue"), [running()]) is None
     assert planner.manual_refusal(job(overlap="queue"), [running(), queued()]) is not None
     assert planner.manual_refusal(job(overlap="allow"), [running()]) is None
+
+
+# ---- every fire once: the high-water mark (issue 8.1) -----------------------------------
+
+
+def test_a_fire_at_or_before_the_high_water_mark_is_never_planned() -> None:
+    """A stale next_run_at (an edit that read the clock before a fire) fires nothing old."""
+    mark = ts("2026-01-01T10:00:03")
+    j = job(schedule="* * * * * *", misfire="all", next_run_at=ts("2026-01-01T10:00:01"),
+            fired_through=mark)  # fmt: skip
+    plan = planner.plan_fire(j, ts("2026-01-01T10:00:05.01"), [], random.Random(1))
+    assert [r.scheduled_for for r in plan.runs] == [mark + 1, mark + 2]
+    assert plan.next_run_at == mark + 3
+    nothing = planner.plan_fire(j, ts("2026-01-01T10:00:02.5"), [], random.Random(1))
+    assert (nothing.runs, nothing.next_run_at) == ([], mark + 1)
+
+
+def test_edit_with_a_stale_clock_read_never_moves_the_schedule_back() -> None:
+    from jobctl import jobdef
+
+    mark = ts("2026-01-01T10:00:09")
+    j = job(schedule="* * * * * *", next_run_at=mark + 1, fired_through=mark)
+    stale = ts("2026-01-01T10:00:01.5")  # read before the runner fired 10:00:02..10:00:09
+    edited = jobdef.apply_options(j, jobdef.JobOptions(description="x"), stale)
+    assert edited.next_run_at == mark + 1
+    resumed = jobdef.resumed(j.copy_with(state="paused", next_run_at=None), stale)
+    assert resumed.next_run_at == mark + 1
+    recron = jobdef.apply_options(j, jobdef.JobOptions(cron="*/5 * * * * *"), stale)
+    assert recron.next_run_at == ts("2026-01-01T10:00:10")
+
+
+def test_fires_a_few_seconds_late_are_recorded_not_dropped() -> None:
+    """Issue 8.4: the runner was up but held up (a store locked for 20 s): each fire that is
+    at most 30 s late is recorded, late, whatever the misfire policy; none vanishes."""
+    start = ts("2026-01-01T10:00:00")
+    for misfire in ("once", "skip", "all"):
+        j = job(schedule="* * * * * *", misfire=misfire, next_run_at=start)
+        plan = planner.plan_fire(j, start + 20.2, [], random.Random(1))
+        assert [r.scheduled_for for r in plan.runs] == [start + i for i in range(21)], misfire
+        assert {r.trigger for r in plan.runs} == {"schedule"}
+        statuses = [r.status for r in plan.runs]
+        if misfire == "all":  # each runs, in order
+            assert statuses == ["queued"] * 21
+        else:  # overlap=skip keeps one waiting; the others are on record as skipped
+            assert statuses == ["queued"] + ["skipped"] * 20, misfire
+            assert plan.runs[1].error == "previous run still queued (overlap=skip)"
+
+
+def test_missed_fires_name_why_they_were_missed() -> None:
+    j = job(schedule="* * * * *", misfire="skip", next_run_at=ts("2026-01-01T10:00:00"))
+    why = "the store was unavailable"
+    plan = planner.plan_fire(j, ts("2026-01-01T10:03:00.5"), [], random.Random(1), why)
+    missed = [r for r in plan.runs if r.trigger == "catchup"]
+    assert [r.error for r in missed] == ["missed while the store was unavailable (3 fires)"] * 3

@@ -3,6 +3,7 @@ rewinding after a backward clock step, recovering runs it lost track of."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 from jobctl import owners
@@ -45,6 +46,22 @@ def test_backward_clock_step_reschedules_wildcard_but_not_fixed_jobs(tmp_path: P
     runner.rewind(T0 - 600, -600)  # the clock went back 10 minutes
     assert store.get_job("j").next_run_at == T0 - 540  # fires again each minute from the new now
     assert store.get_job("fixed").next_run_at == T0 + 3600  # never twice
+
+
+def test_rewind_never_fires_again_what_has_fired(tmp_path: Path) -> None:
+    store, runner, clock = setup(tmp_path, keep_runs=1)
+    for _ in range(3):  # fires T0+60, T0+120, T0+180; keep-runs 1 prunes the older runs
+        clock.advance(60)
+        runner.fire_due(clock.now())
+        for r in store.list_runs(RunFilter(statuses=["queued"])):
+            store.finish_run(replace(r, status="succeeded"), keep_runs=1)
+    assert store.get_job("j").fired_through == T0 + 180
+    runner.rewind(T0 + 30, -150)  # the clock went back 2.5 minutes
+    assert store.get_job("j").next_run_at == T0 + 240
+    clock.advance(70)  # T0 + 250
+    runner.fire_due(clock.now())
+    fired = sorted(r.scheduled_for for r in store.list_runs(RunFilter()))
+    assert fired[-1] == T0 + 240 and len(fired) == len(set(fired))
 
 
 def test_recover_abandons_own_runs_it_lost_track_of(tmp_path: Path) -> None:
