@@ -1,5 +1,6 @@
 """`jobctl runner` (the foreground runner) and `jobctl status`."""
 
+import contextlib
 import os
 import sys
 from datetime import datetime
@@ -16,6 +17,13 @@ RUNNER_BUSY_S = 5.0  # how long the runner waits for another writer before retry
 
 
 def _printer(event: str, text: str) -> None:
+    """One line per event on stdout; a log that cannot be written (its disk full, its reader
+    gone) never stops the runner."""
+    with contextlib.suppress(OSError, ValueError):
+        _print(event, text)
+
+
+def _print(event: str, text: str) -> None:
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     if not _FANCY:
         _FANCY.append(render.fancy())
