@@ -355,9 +355,10 @@ class Runner:
                 give_up = self._give_up_at
                 if give_up is not None and time.monotonic() >= give_up:
                     raise
-                self._stopped.wait(delay)
-                if give_up is None and self._give_up_at is not None:
-                    time.sleep(delay)  # stopping began: keep trying, at the same pace
+                if self._stopped.is_set():
+                    time.sleep(delay)  # stopping: keep trying until the grace is over
+                else:
+                    self._stopped.wait(delay)  # a stop ends the wait: the grace starts
                 delay = min(MAX_SLEEP_S, delay * 2)
                 continue
             self._store_ok()
