@@ -186,6 +186,15 @@ def when(t: float | None, now: float, tz: tzinfo | None = None, full: bool = Fal
     return f"{dt.strftime(day + '%H:%M:%S' + zone)} ({relative(t, now)})"
 
 
+def printable(text: str) -> str:
+    """`text` with every character that is not printable (control characters such as ESC,
+    line breaks, tabs, C1 codes) written as repr writes it (\\x1b, \\n): a value taken from
+    a user or a job can neither drive the terminal nor break a line or a table row."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def fancy() -> bool:
     """Rich output only on a terminal and without NO_COLOR."""
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")

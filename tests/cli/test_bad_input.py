@@ -1,0 +1,87 @@
+"""CLI: bad input found by an attacker (issue 8, items 5 and 6).
+
+Every user error is one line on stderr naming the bad value, with the exit code of SPEC 3,
+no traceback and no partial write; values from users and jobs never reach the terminal as raw
+control characters in human output.
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+HUGE = "99999999999999999999"  # > 2**63: no SQLite integer holds it
+ESC_TITLE = "\x1b]0;pwned\x07"  # sets the terminal's title
+ESC_CLEAR = "\x1b[2J"  # clears the screen
+#: C0 and C1 control characters except the line ends and tabs of our own layout
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def jobs_table(home: Path) -> list[tuple]:
+    db = home / "jobctl.db"
+    if not db.exists():
+        return []
+    conn = sqlite3.connect(db)
+    try:
+        return conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+    finally:
+        conn.close()
+
+
+def one_line_error(r, code: int, needle: str) -> None:
+    assert r.code == code, (r.code, r.err)
+    lines = r.err.splitlines()
+    assert len(lines) == 1, r.err
+    assert needle in lines[0], r.err
+    assert "internal error" not in r.err and "Traceback" not in r.err
+    assert not CONTROL.search(r.err), r.err
+
+
+# ---- one line, whatever the value holds ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        pytest.param(["--tz", "Europe/Paris\nX"], r"'Europe/Paris\nX'", id="tz"),
+        pytest.param(["--cron", "* * * * *\n*"], r"'* * * * *\n*'", id="cron_6_fields"),
+        pytest.param(["--cron", "* * * * *\nx"], r"'* * * * *\nx'", id="cron_bad_field"),
+        pytest.param(["--cron", f"{ESC_CLEAR} * * * *"], r"\x1b[2J", id="cron_esc"),
+        pytest.param(["--every", "5\nx"], r"'5\nx'", id="every"),
+        pytest.param(["--timeout", "1m\n2"], r"'1m\n2'", id="timeout"),
+        pytest.param(["--at", "5\nx"], r"'5\nx'", id="at"),
+        pytest.param(["--at", "+5\nx"], r"'+5\nx'", id="at_relative"),
+        pytest.param(["--start-at", "x\ny", "--every", "1m"], r"'x\ny'", id="start_at"),
+        pytest.param(["--env", "A\nB"], r"'A\nB'", id="env"),
+        pytest.param(["--max-output", "5\nx"], r"'5\nx'", id="size"),
+        pytest.param(["--retries", "5\nx"], r"'5\nx'", id="count"),
+        pytest.param(["--overlap", f"x{ESC_TITLE}"], r"\x1b]0;pwned\x07", id="choice"),
+        pytest.param(["--tag", "a\nb"], r"'a\nb'", id="tag"),
+        pytest.param(["--cwd", "/no\nwhere"], r"'/no\nwhere'", id="cwd"),
+    ],
+)
+def test_errors_quoting_a_value_stay_one_line(cli, home, args: list[str], needle: str) -> None:
+    cli("add", "keep", "--every", "1h", "--", "true")
+    before = jobs_table(home)
+    one_line_error(cli("add", "x", *args, "--", "true"), 2, needle)
+    assert jobs_table(home) == before
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "needle"),
+    [
+        (["next", "--cron", "* * * * *\n*"], 2, r"'* * * * *\n*'"),
+        (["next", "--every", "1\n2"], 2, r"'1\n2'"),
+        (["next", "--cron", "* * * * *", "--tz", "Europe/Paris\nX"], 2, r"'Europe/Paris\nX'"),
+        (["history", "--since", f"{ESC_CLEAR}1h"], 2, r"\x1b[2J1h"),
+        (["show", f"x{ESC_TITLE}"], 4, r"\x1b]0;pwned\x07"),
+        (["logs", "a\nb"], 4, r"'a\nb'"),
+        (["add", "a\nb", "--", "true"], 2, r"'a\nb'"),
+        (["completion", "ba\nsh"], 2, r"ba\nsh"),
+    ],
+)
+def test_other_verbs_keep_errors_on_one_line(cli, argv: list[str], code: int, needle: str) -> None:
+    one_line_error(cli(*argv), code, needle)
