@@ -40,6 +40,28 @@ def one_line_error(r, code: int, needle: str) -> None:
     assert not CONTROL.search(r.err), r.err
 
 
+# ---- run ids that cannot exist are not found ----------------------------------------------
+
+
+@pytest.mark.parametrize("run_id", [HUGE, "9223372036854775808", "0", "-1"])
+@pytest.mark.parametrize(
+    "verb", [["logs"], ["retry"], ["cancel"], ["dead", "--dismiss"]], ids=lambda v: v[-1]
+)
+def test_run_ids_no_run_can_have_are_not_found(cli, verb: list[str], run_id: str) -> None:
+    cli("add", "j", "--", "false")
+    cli("run", "j")  # one dead run with id 1 exists
+    r = cli("dead", f"--dismiss={run_id}") if verb[0] == "dead" else cli(*verb, "--", run_id)
+    one_line_error(r, 4, run_id)
+
+
+def test_logs_digits_name_a_job_before_a_run(cli) -> None:
+    cli("add", "123", "--", "echo", "from the job")
+    cli("run", "123")
+    assert cli("logs", "123").out == "from the job\n"
+    assert cli("logs", "1").out == "from the job\n"  # run 1
+    one_line_error(cli("logs", HUGE), 4, HUGE)
+
+
 # ---- one line, whatever the value holds ---------------------------------------------------
 
 
