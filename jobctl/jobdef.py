@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from jobctl import planner, schedule
+from jobctl.config import expand_user
 from jobctl.errors import ConflictError, UsageError
 from jobctl.models import BACKOFFS, MISFIRES, OVERLAPS, Job, check_name
 
@@ -176,7 +176,7 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     if (c.get("shell", job.shell)) and len(c.get("command", job.command)) != 1:  # type: ignore[arg-type]
         raise UsageError("--shell takes the command as one string, e.g. -- 'ls | wc -l'")
     if opts.cwd is not None:
-        path = Path(opts.cwd).expanduser().absolute()
+        path = expand_user(opts.cwd, "--cwd").absolute()
         if not path.is_dir():
             raise UsageError(f"invalid --cwd {opts.cwd!r}: not a directory")
         c["cwd"] = str(path)

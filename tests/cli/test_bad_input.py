@@ -107,3 +107,20 @@ def test_errors_quoting_a_value_stay_one_line(cli, home, args: list[str], needle
 )
 def test_other_verbs_keep_errors_on_one_line(cli, argv: list[str], code: int, needle: str) -> None:
     one_line_error(cli(*argv), code, needle)
+
+
+# ---- values that used to be accepted or to escape as internal errors ----------------------
+
+
+def test_cwd_with_an_unknown_user_is_bad_input(cli, home) -> None:
+    one_line_error(cli("add", "x", "--cwd", "~nosuchuser/x", "--", "true"), 2, "'~nosuchuser/x'")
+    assert jobs_table(home) == []
+    cli("add", "y", "--", "true")
+    before = jobs_table(home)
+    one_line_error(cli("edit", "y", "--cwd", "~nosuchuser"), 2, "'~nosuchuser'")
+    assert jobs_table(home) == before
+
+
+def test_home_and_store_with_an_unknown_user_are_bad_input(cli) -> None:
+    one_line_error(cli("--home", "~nosuchuser/h", "list"), 2, "'~nosuchuser/h'")
+    one_line_error(cli("--store", "~nosuchuser/j.db", "list"), 2, "'~nosuchuser/j.db'")
