@@ -175,6 +175,8 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
         c["shell"] = opts.shell
     if (c.get("shell", job.shell)) and len(c.get("command", job.command)) != 1:  # type: ignore[arg-type]
         raise UsageError("--shell takes the command as one string, e.g. -- 'ls | wc -l'")
+    if opts.command is not None or opts.shell is not None:
+        _check_program(c.get("command", job.command), c.get("shell", job.shell))  # type: ignore[arg-type]
     if opts.cwd is not None:
         path = expand_user(opts.cwd, "--cwd").absolute()
         if not path.is_dir():
@@ -255,6 +257,13 @@ def _parse_at(text: str, tz: object, now: float) -> float:
         return schedule.parse_at(text, tz, datetime.fromtimestamp(now, tz)).timestamp()  # type: ignore[arg-type]
     except schedule.ScheduleError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _check_program(command: list[str], shell: bool) -> None:
+    """An empty program ('' or blank) would only fail at run time: refuse it now."""
+    if command and not command[0].strip():
+        what = "shell command" if shell else "program"
+        raise UsageError(f"invalid command {command[0]!r}: the {what} is empty")
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:

@@ -124,3 +124,26 @@ def test_cwd_with_an_unknown_user_is_bad_input(cli, home) -> None:
 def test_home_and_store_with_an_unknown_user_are_bad_input(cli) -> None:
     one_line_error(cli("--home", "~nosuchuser/h", "list"), 2, "'~nosuchuser/h'")
     one_line_error(cli("--store", "~nosuchuser/j.db", "list"), 2, "'~nosuchuser/j.db'")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["--", ""], id="empty_program"),
+        pytest.param(["--", "", "arg"], id="empty_program_with_args"),
+        pytest.param(["--", "  "], id="blank_program"),
+        pytest.param(["--shell", "--", ""], id="empty_shell"),
+        pytest.param(["--shell", "--", " \t "], id="blank_shell"),
+    ],
+)
+def test_an_empty_command_is_refused(cli, home, argv: list[str]) -> None:
+    r = cli("add", "e", *argv)
+    one_line_error(r, 2, "invalid command")
+    assert jobs_table(home) == []
+
+
+def test_edit_refuses_an_empty_command_too(cli, home) -> None:
+    cli("add", "e", "--", "true")
+    before = jobs_table(home)
+    one_line_error(cli("edit", "e", "--", ""), 2, "invalid command ''")
+    assert jobs_table(home) == before
