@@ -16,7 +16,7 @@ from jobctl.config import expand_user
 from jobctl.errors import ConflictError, UsageError
 from jobctl.models import BACKOFFS, MISFIRES, OVERLAPS, Job, check_name
 
-_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?i?b?)?", re.IGNORECASE)
+_SIZE_RE = re.compile(r"([0-9]+)(?:\.([0-9]+))? *([kmg]?i?b?)", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -36,18 +36,24 @@ _SIZE_UNITS = {
 
 
 def parse_size(text: str) -> int:
-    """'1MiB', '512KiB', '10MB', '4096' -> bytes."""
+    """'1MiB', '512KiB', '10MB', '4096', '0.5KiB' -> bytes: a whole number from 1 to 1TiB
+    ('0.5' or '1.5' bytes is refused rather than rounded)."""
     m = _SIZE_RE.fullmatch(text.strip())
-    unit = (m.group(2) or "").lower() if m else None
-    if (
-        not m
-        or unit not in _SIZE_UNITS
-        or not 0 < float(m.group(1)) * _SIZE_UNITS[unit] <= MAX_SIZE
-    ):
+    unit = _SIZE_UNITS.get(m.group(3).lower()) if m else None
+    if m is None or unit is None:
         raise UsageError(
             f"invalid size {text!r}: use e.g. 1MiB, 512KiB or a number of bytes (at most 1TiB)"
         )
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    whole, fraction = m.group(1), m.group(2) or ""
+    try:  # exact: the size times 10**len(fraction)
+        scaled = int(whole + fraction) * unit
+    except ValueError:  # more digits than int() converts
+        scaled = (MAX_SIZE + 1) * 10 ** len(fraction)
+    size, rest = divmod(scaled, 10 ** len(fraction))
+    if rest or not 1 <= size <= MAX_SIZE:
+        why = "not a whole number of bytes" if rest else "out of range"
+        raise UsageError(f"invalid size {text!r}: {why}; give 1 byte to 1TiB, e.g. 512KiB")
+    return size
 
 
 MAX_COUNT = 1_000_000_000

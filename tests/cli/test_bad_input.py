@@ -147,3 +147,18 @@ def test_edit_refuses_an_empty_command_too(cli, home) -> None:
     before = jobs_table(home)
     one_line_error(cli("edit", "e", "--", ""), 2, "invalid command ''")
     assert jobs_table(home) == before
+
+
+@pytest.mark.parametrize("size", ["0.5", "1.5", "0.0001KiB", "0", "0KiB", "2TiB"])
+def test_sizes_must_be_whole_bytes_from_one(cli, home, size: str) -> None:
+    one_line_error(cli("add", "m", "--max-output", size, "--", "true"), 2, repr(size))
+    assert jobs_table(home) == []
+
+
+@pytest.mark.parametrize(
+    ("size", "stored"),
+    [("0.5KiB", 512), ("0.1MB", 100_000), ("1.5k", 1500), ("4096", 4096), ("1 MiB", 1 << 20)],
+)
+def test_fractional_sizes_of_whole_bytes_are_exact(cli, size: str, stored: int) -> None:
+    assert cli("add", "m", "--max-output", size, "--", "true").code == 0
+    assert cli("show", "m", "--json").json()["max_output"] == stored
