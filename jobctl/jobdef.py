@@ -64,9 +64,10 @@ MAX_SIZE = 1 << 40
 
 def parse_int(text: str | int, what: str, minimum: int = 0, maximum: int = MAX_COUNT) -> int:
     """A whole number within bounds, or UsageError naming the option and the value."""
-    try:
-        value: int | None = int(str(text).strip())
-    except ValueError:
+    digits = str(text).strip()
+    try:  # ASCII digits only: int() alone would take '٣', '+3' and '1_000'
+        value: int | None = int(digits) if digits.isascii() and digits.isdigit() else None
+    except ValueError:  # more digits than int() converts
         value = None
     if value is None or not minimum <= value <= maximum:
         raise UsageError(

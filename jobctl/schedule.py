@@ -24,7 +24,7 @@ class ScheduleError(ValueError):
 
 # --- durations and zones ---------------------------------------------------------------------
 
-_N = r"(\d+(?:\.\d+)?|\.\d+)"
+_N = r"([0-9]+(?:\.[0-9]+)?|\.[0-9]+)"  # ASCII digits only (\d would take '٣' too)
 _DURATION = re.compile(rf"(?:{_N}d)?(?:{_N}h)?(?:{_N}m)?(?:{_N}s)?(?:{_N}ms)?")
 
 
@@ -135,7 +135,7 @@ def _unsupported(item: str, name: str) -> str | None:
 
 
 def _value(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> int:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         if not lo <= int(text) <= hi:
             raise _FieldError(f"{name} {int(text)} is out of range {lo}-{hi}")
         return int(text)

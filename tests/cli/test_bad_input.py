@@ -162,3 +162,41 @@ def test_sizes_must_be_whole_bytes_from_one(cli, home, size: str) -> None:
 def test_fractional_sizes_of_whole_bytes_are_exact(cli, size: str, stored: int) -> None:
     assert cli("add", "m", "--max-output", size, "--", "true").code == 0
     assert cli("show", "m", "--json").json()["max_output"] == stored
+
+
+ARABIC_3 = "\u0663"  # ARABIC-INDIC DIGIT THREE, a digit to str.isdigit() and int()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["add", "x", "--retries", ARABIC_3, "--", "true"], id="retries"),
+        pytest.param(["add", "x", "--keep-runs", ARABIC_3, "--", "true"], id="keep_runs"),
+        pytest.param(["add", "x", "--every", f"{ARABIC_3}s", "--", "true"], id="every"),
+        pytest.param(["add", "x", "--timeout", ARABIC_3, "--", "true"], id="duration_bare"),
+        pytest.param(["add", "x", "--at", f"+{ARABIC_3}m", "--", "true"], id="at"),
+        pytest.param(["add", "x", "--max-output", ARABIC_3, "--", "true"], id="size"),
+        pytest.param(["add", "x", "--max-output", f"{ARABIC_3}KiB", "--", "true"], id="size_unit"),
+        pytest.param(["add", "x", "--cron", f"{ARABIC_3} * * * *", "--", "true"], id="cron"),
+        pytest.param(["runner", "--workers", ARABIC_3, "--once"], id="workers"),
+        pytest.param(["runner", "--grace", ARABIC_3, "--once"], id="grace"),
+        pytest.param(["next", "--every", "1m", "-n", ARABIC_3], id="next_n"),
+        pytest.param(["history", "--limit", ARABIC_3], id="limit"),
+        pytest.param(["history", "--since", f"{ARABIC_3}h"], id="since"),
+        pytest.param(["prune", "--older-than", f"{ARABIC_3}d"], id="older_than"),
+        pytest.param(["logs", "j", "--tail", ARABIC_3], id="tail"),
+        pytest.param(["retry", ARABIC_3], id="retry"),
+        pytest.param(["cancel", ARABIC_3], id="cancel"),
+        pytest.param(["dead", "--dismiss", ARABIC_3], id="dismiss"),
+    ],
+)
+def test_numbers_are_ascii_digits_only(cli, argv: list[str]) -> None:
+    cli("add", "j", "--", "false")
+    cli("run", "j")  # run 3 does not exist, run 1 does
+    one_line_error(cli(*argv), 2, ARABIC_3)
+
+
+def test_logs_with_non_ascii_digits_is_a_name_not_a_run_id(cli) -> None:
+    cli("add", "j", "--", "echo", "hi")
+    cli("run", "j")
+    one_line_error(cli("logs", "\u0661"), 4, "\u0661")  # ARABIC-INDIC DIGIT ONE is not run 1
