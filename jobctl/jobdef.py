@@ -7,6 +7,7 @@ validates all of them before changing anything, so a rejected edit leaves nothin
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -165,7 +166,10 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     elif opts.at is not None:
         when = _parse_at(opts.at, tz, now)
         if opts.at.strip().startswith("+"):
-            when = float(round(when))  # '+1h' from a fractional now: on a whole second
+            if schedule.parse_duration(opts.at.strip()[1:]) <= 0:  # '+0s' (it parsed above)
+                raise UsageError(f"invalid --at {opts.at!r}: must be in the future")
+            # '+1h' from a fractional now: on a whole second, and always a later one ('+1ms')
+            when = max(float(round(when)), float(math.floor(now) + 1))
         if when <= now:
             raise UsageError(f"invalid --at {opts.at!r}: that time has passed")
         at_text = datetime.fromtimestamp(when, tz).isoformat(timespec="seconds")

@@ -200,3 +200,32 @@ def test_logs_with_non_ascii_digits_is_a_name_not_a_run_id(cli) -> None:
     cli("add", "j", "--", "echo", "hi")
     cli("run", "j")
     one_line_error(cli("logs", "\u0661"), 4, "\u0661")  # ARABIC-INDIC DIGIT ONE is not run 1
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.2, 0.5, 0.7, 0.9999])
+def test_at_plus_zero_is_always_refused(cli, home, monkeypatch, frac: float) -> None:
+    import jobctl.cli.jobs
+
+    monkeypatch.setattr(jobctl.cli.jobs, "now", lambda: 1_900_000_000 + frac)
+    for zero in ("+0s", "+0", "+0ms", "+0.0s"):
+        one_line_error(cli("add", "a", "--at", zero, "--", "true"), 2, "must be in the future")
+    assert jobs_table(home) == []
+
+
+@pytest.mark.parametrize("frac", [0.0, 0.2, 0.5, 0.7, 0.9999])
+@pytest.mark.parametrize("delay", ["+1ms", "+0.4s", "+1s", "+1h"])
+def test_a_positive_at_is_always_accepted_on_a_later_second(
+    cli, monkeypatch, frac: float, delay: str
+) -> None:
+    import jobctl.cli.jobs
+
+    t = 1_900_000_000 + frac
+    monkeypatch.setattr(jobctl.cli.jobs, "now", lambda: t)
+    r = cli("add", "a", "--at", delay, "--", "true")
+    assert r.code == 0, r.err
+    job = cli("show", "a", "--json").json()
+    from datetime import datetime
+
+    fire = datetime.fromisoformat(job["next_run_at"]).timestamp()
+    assert fire > t and fire == int(fire)  # in the future, on a whole second
+    assert fire - t < {"+1ms": 1.1, "+0.4s": 1.1, "+1s": 1.6, "+1h": 3600.6}[delay]
