@@ -62,10 +62,22 @@ def sqlite_path(url: str) -> Path:
 
 
 def ensure_home(home: Path) -> Path:
-    """Create the home folder with mode 0700 (and tighten it if we created it looser)."""
+    """Create the home folder with mode 0700 (and tighten it if we created it looser); its
+    missing parents are made 0700 too, whatever the umask. Existing folders are left alone."""
     try:
         existed = home.is_dir()
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        missing = []
+        for parent in home.parents:
+            if parent.exists():
+                break
+            missing.append(parent)
+        for parent in reversed(missing):
+            try:
+                parent.mkdir(mode=0o700)
+            except FileExistsError:  # made meanwhile (another jobctl): not ours to change
+                continue
+            os.chmod(parent, 0o700)
+        home.mkdir(mode=0o700, exist_ok=True)
         if not existed:
             os.chmod(home, 0o700)
     except OSError as exc:
