@@ -229,3 +229,73 @@ def test_a_positive_at_is_always_accepted_on_a_later_second(
     fire = datetime.fromisoformat(job["next_run_at"]).timestamp()
     assert fire > t and fire == int(fire)  # in the future, on a whole second
     assert fire - t < {"+1ms": 1.1, "+0.4s": 1.1, "+1s": 1.6, "+1h": 3600.6}[delay]
+
+
+# ---- escape sequences in human output ---------------------------------------------------
+
+
+@pytest.fixture
+def hostile(cli) -> None:
+    """Jobs whose user-given values and run errors carry terminal escape sequences."""
+    cli(
+        "add", "p", "--every", "1h", "--description", f"{ESC_TITLE} hi {ESC_CLEAR}",
+        "--env", f"A={ESC_CLEAR}red", "--", "printf", f"{ESC_CLEAR}out\n",
+    )  # fmt: skip
+    cli("add", "q", "--", f"{ESC_TITLE}nope")  # not found: its error quotes the name
+    assert cli("run", "p").code == 0
+    assert cli("run", "q").code == 127
+
+
+@pytest.mark.parametrize("fancy", [True, False], ids=["rich", "plain"])
+@pytest.mark.parametrize(
+    ("argv", "shown"),
+    [
+        (["show", "p"], [r"\x1b]0;pwned\x07 hi \x1b[2J", r"A=\x1b[2Jred", r"\x1b[2Jout\n"]),
+        (["show", "q"], [r"\x1b]0;pwned\x07nope"]),
+        (["list"], ["p", "q"]),
+        (["history"], [r"command not found: \x1b]0;pwned\x07nope"]),
+        (["history", "q"], [r"\x1b]0;pwned\x07nope"]),
+        (["dead"], [r"\x1b]0;pwned\x07nope"]),
+        (["status"], ["runner"]),
+    ],
+)
+def test_human_output_shows_control_characters_escaped(
+    cli, hostile, monkeypatch, fancy: bool, argv: list[str], shown: list[str]
+) -> None:
+    from jobctl import render
+
+    monkeypatch.setattr(render, "fancy", lambda: fancy)  # a terminal, with or without NO_COLOR
+    monkeypatch.setenv("COLUMNS", "400")  # rich: no folding in the middle of a value
+    r = cli(*argv)
+    assert r.code == 0, r.err
+    assert not CONTROL.search(r.out), repr(r.out)
+    for text in shown:
+        assert text in r.out, r.out
+
+
+def test_json_and_logs_keep_the_raw_values(cli, hostile) -> None:
+    job = cli("show", "p", "--json").json()
+    assert job["description"] == f"{ESC_TITLE} hi {ESC_CLEAR}"
+    assert cli("history", "q", "--json").json()[0]["error"] == f"command not found: {ESC_TITLE}nope"
+    assert cli("logs", "p").out == f"{ESC_CLEAR}out\n"  # logs is `cat`: the job's bytes
+
+
+def test_notes_on_stderr_show_control_characters_escaped(cli, hostile) -> None:
+    r = cli("run", "q")
+    assert r.code == 127
+    assert not CONTROL.search(r.err), repr(r.err)
+    assert r"\x1b]0;pwned\x07nope" in r.err
+
+
+@pytest.mark.parametrize("fancy", [True, False], ids=["rich", "plain"])
+def test_runner_events_show_control_characters_escaped(cli, monkeypatch, fancy: bool) -> None:
+    import jobctl.cli.runner
+
+    monkeypatch.setattr(jobctl.cli.runner, "_FANCY", [fancy])
+    monkeypatch.setenv("COLUMNS", "400")
+    cli("add", "q", "--", f"{ESC_TITLE}[/]nope")  # rich markup too
+    cli("run", "q", "--detach")
+    r = cli("runner", "--once")
+    assert r.code == 0, r.err
+    assert not CONTROL.search(r.out), repr(r.out)
+    assert r"\x1b]0;pwned\x07[/]nope" in r.out
