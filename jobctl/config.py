@@ -19,13 +19,24 @@ class Settings:
     store_url: str
 
 
+def expand_user(text: str, what: str) -> Path:
+    """Path(text) with a leading '~' or '~user' expanded; UsageError naming `what` and the
+    value when it cannot be (no such user, no home folder)."""
+    try:
+        return Path(text).expanduser()
+    except RuntimeError:  # pathlib: 'Could not determine home directory.'
+        raise UsageError(
+            f"invalid {what} {text!r}: cannot expand '~' (no such user or no home folder)"
+        ) from None
+
+
 def resolve_home(flag: str | None = None, environ: dict[str, str] | None = None) -> Path:
     env = os.environ if environ is None else environ
     if flag:
-        return Path(flag).expanduser()
+        return expand_user(flag, "--home")
     if env.get("JOBCTL_HOME"):
-        return Path(env["JOBCTL_HOME"]).expanduser()
-    data = env.get("XDG_DATA_HOME") or str(Path("~/.local/share").expanduser())
+        return expand_user(env["JOBCTL_HOME"], "JOBCTL_HOME")
+    data = env.get("XDG_DATA_HOME") or str(expand_user("~/.local/share", "home folder"))
     return Path(data) / "jobctl"
 
 
@@ -47,14 +58,26 @@ def sqlite_path(url: str) -> Path:
     if "://" in url:
         scheme = url.split("://", 1)[0]
         raise UsageError(f"unsupported store {scheme!r} in {url!r}: only sqlite is available yet")
-    return Path(url).expanduser()
+    return expand_user(url, "store path")
 
 
 def ensure_home(home: Path) -> Path:
-    """Create the home folder with mode 0700 (and tighten it if we created it looser)."""
+    """Create the home folder with mode 0700 (and tighten it if we created it looser); its
+    missing parents are made 0700 too, whatever the umask. Existing folders are left alone."""
     try:
         existed = home.is_dir()
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        missing = []
+        for parent in home.parents:
+            if parent.exists():
+                break
+            missing.append(parent)
+        for parent in reversed(missing):
+            try:
+                parent.mkdir(mode=0o700)
+            except FileExistsError:  # made meanwhile (another jobctl): not ours to change
+                continue
+            os.chmod(parent, 0o700)
+        home.mkdir(mode=0o700, exist_ok=True)
         if not existed:
             os.chmod(home, 0o700)
     except OSError as exc:

@@ -7,16 +7,17 @@ validates all of them before changing anything, so a rejected edit leaves nothin
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 
 from jobctl import planner, schedule
+from jobctl.config import expand_user
 from jobctl.errors import ConflictError, UsageError
 from jobctl.models import BACKOFFS, MISFIRES, OVERLAPS, Job, check_name
 
-_SIZE_RE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]?i?b?)?", re.IGNORECASE)
+_SIZE_RE = re.compile(r"([0-9]+)(?:\.([0-9]+))? *([kmg]?i?b?)", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -36,18 +37,24 @@ _SIZE_UNITS = {
 
 
 def parse_size(text: str) -> int:
-    """'1MiB', '512KiB', '10MB', '4096' -> bytes."""
+    """'1MiB', '512KiB', '10MB', '4096', '0.5KiB' -> bytes: a whole number from 1 to 1TiB
+    ('0.5' or '1.5' bytes is refused rather than rounded)."""
     m = _SIZE_RE.fullmatch(text.strip())
-    unit = (m.group(2) or "").lower() if m else None
-    if (
-        not m
-        or unit not in _SIZE_UNITS
-        or not 0 < float(m.group(1)) * _SIZE_UNITS[unit] <= MAX_SIZE
-    ):
+    unit = _SIZE_UNITS.get(m.group(3).lower()) if m else None
+    if m is None or unit is None:
         raise UsageError(
             f"invalid size {text!r}: use e.g. 1MiB, 512KiB or a number of bytes (at most 1TiB)"
         )
-    return int(float(m.group(1)) * _SIZE_UNITS[unit])
+    whole, fraction = m.group(1), m.group(2) or ""
+    try:  # exact: the size times 10**len(fraction)
+        scaled = int(whole + fraction) * unit
+    except ValueError:  # more digits than int() converts
+        scaled = (MAX_SIZE + 1) * 10 ** len(fraction)
+    size, rest = divmod(scaled, 10 ** len(fraction))
+    if rest or not 1 <= size <= MAX_SIZE:
+        why = "not a whole number of bytes" if rest else "out of range"
+        raise UsageError(f"invalid size {text!r}: {why}; give 1 byte to 1TiB, e.g. 512KiB")
+    return size
 
 
 MAX_COUNT = 1_000_000_000
@@ -58,9 +65,10 @@ MAX_SIZE = 1 << 40
 
 def parse_int(text: str | int, what: str, minimum: int = 0, maximum: int = MAX_COUNT) -> int:
     """A whole number within bounds, or UsageError naming the option and the value."""
-    try:
-        value: int | None = int(str(text).strip())
-    except ValueError:
+    digits = str(text).strip()
+    try:  # ASCII digits only: int() alone would take '٣', '+3' and '1_000'
+        value: int | None = int(digits) if digits.isascii() and digits.isdigit() else None
+    except ValueError:  # more digits than int() converts
         value = None
     if value is None or not minimum <= value <= maximum:
         raise UsageError(
@@ -158,7 +166,10 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     elif opts.at is not None:
         when = _parse_at(opts.at, tz, now)
         if opts.at.strip().startswith("+"):
-            when = float(round(when))  # '+1h' from a fractional now: on a whole second
+            if schedule.parse_duration(opts.at.strip()[1:]) <= 0:  # '+0s' (it parsed above)
+                raise UsageError(f"invalid --at {opts.at!r}: must be in the future")
+            # '+1h' from a fractional now: on a whole second, and always a later one ('+1ms')
+            when = max(float(round(when)), float(math.floor(now) + 1))
         if when <= now:
             raise UsageError(f"invalid --at {opts.at!r}: that time has passed")
         at_text = datetime.fromtimestamp(when, tz).isoformat(timespec="seconds")
@@ -175,8 +186,10 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
         c["shell"] = opts.shell
     if (c.get("shell", job.shell)) and len(c.get("command", job.command)) != 1:  # type: ignore[arg-type]
         raise UsageError("--shell takes the command as one string, e.g. -- 'ls | wc -l'")
+    if opts.command is not None or opts.shell is not None:
+        _check_program(c.get("command", job.command), c.get("shell", job.shell))  # type: ignore[arg-type]
     if opts.cwd is not None:
-        path = Path(opts.cwd).expanduser().absolute()
+        path = expand_user(opts.cwd, "--cwd").absolute()
         if not path.is_dir():
             raise UsageError(f"invalid --cwd {opts.cwd!r}: not a directory")
         c["cwd"] = str(path)
@@ -256,6 +269,13 @@ def _parse_at(text: str, tz: object, now: float) -> float:
         return schedule.parse_at(text, tz, datetime.fromtimestamp(now, tz)).timestamp()  # type: ignore[arg-type]
     except schedule.ScheduleError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def _check_program(command: list[str], shell: bool) -> None:
+    """An empty program ('' or blank) would only fail at run time: refuse it now."""
+    if command and not command[0].strip():
+        what = "shell command" if shell else "program"
+        raise UsageError(f"invalid command {command[0]!r}: the {what} is empty")
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:

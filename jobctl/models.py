@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal, get_args
 
-from jobctl.errors import UsageError
+from jobctl.errors import NotFoundError, UsageError
 
 ScheduleKind = Literal["cron", "every", "at", "manual"]
 JobState = Literal["active", "paused", "done"]
@@ -42,6 +42,25 @@ def check_name(name: str, what: str = "job name") -> str:
     if not NAME_RE.fullmatch(name):
         raise UsageError(f"invalid {what} {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
     return name
+
+
+#: run ids are SQLite's (and PostgreSQL's bigint) positive 64-bit integers
+MAX_RUN_ID = (1 << 63) - 1
+
+
+def parse_run_id(text: str) -> int:
+    """A run id as typed: ASCII digits. A number no run can have (0, negative, beyond 64 bits)
+    is simply not found (NotFoundError, 4); anything else is bad input (UsageError, 2)."""
+    s = text.strip()
+    digits = s[1:] if s.startswith(("-", "+")) else s
+    if not (digits.isascii() and digits.isdigit()):
+        raise UsageError(f"invalid run id {text!r}: use the number shown by jobctl history")
+    significant = digits.lstrip("0") or "0"  # int() refuses thousands of digits
+    value = int(significant) if len(significant) <= 20 else MAX_RUN_ID + 1
+    value = -value if s.startswith("-") else value
+    if not 1 <= value <= MAX_RUN_ID:
+        raise NotFoundError(f"no run with id {s}")
+    return value
 
 
 @dataclass

@@ -186,6 +186,15 @@ def when(t: float | None, now: float, tz: tzinfo | None = None, full: bool = Fal
     return f"{dt.strftime(day + '%H:%M:%S' + zone)} ({relative(t, now)})"
 
 
+def printable(text: str) -> str:
+    """`text` with every character that is not printable (control characters such as ESC,
+    line breaks, tabs, C1 codes) written as repr writes it (\\x1b, \\n): a value taken from
+    a user or a job can neither drive the terminal nor break a line or a table row."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def fancy() -> bool:
     """Rich output only on a terminal and without NO_COLOR."""
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
@@ -205,7 +214,8 @@ def table(
         range(len(headers))
     )
     headers = [headers[i] for i in keep]
-    rows = [[r[i] for i in keep] for r in rows]
+    rows = [[printable(r[i]) for i in keep] for r in rows]  # names, commands, errors: escaped
+    title = printable(title) if title else title
     styled = {keep.index(i) for i in (styles or {}) if i in keep}
     if fancy():
         from rich.console import Console
@@ -252,9 +262,10 @@ def pairs(items: Sequence[tuple[str, str]]) -> None:
     """A two-column 'key: value' block (show)."""
     width = max(len(k) for k, _ in items)
     for k, v in items:
-        sys.stdout.write(f"{k.rjust(width)}  {v}\n")
+        sys.stdout.write(f"{k.rjust(width)}  {printable(v)}\n")
 
 
 def note(message: str) -> None:
-    """Status text for people; stderr, so that stdout pipes cleanly."""
-    sys.stderr.write(message + "\n")
+    """Status text for people; stderr, so that stdout pipes cleanly. Its own line breaks
+    stay; any other control character (from a value it quotes) is shown escaped."""
+    sys.stderr.write("\n".join(printable(line) for line in message.split("\n")) + "\n")

@@ -15,7 +15,7 @@ from typing import BinaryIO
 
 from jobctl import executor, owners, planner
 from jobctl.clock import Clock
-from jobctl.errors import ConflictError, UsageError
+from jobctl.errors import ConflictError
 from jobctl.models import FINAL_STATUSES, Job, Run, Trigger
 from jobctl.store.base import RunFilter, Store
 
@@ -197,12 +197,3 @@ def request_cancel(store: Store, run: Run, now: float, wait_s: float | None = No
             return current
         time.sleep(0.1)
     return store.get_run(run.id)
-
-
-def parse_run_id(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise UsageError(
-            f"invalid run id {text!r}: use the number shown by jobctl history"
-        ) from None

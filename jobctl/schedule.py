@@ -24,7 +24,7 @@ class ScheduleError(ValueError):
 
 # --- durations and zones ---------------------------------------------------------------------
 
-_N = r"(\d+(?:\.\d+)?|\.\d+)"
+_N = r"([0-9]+(?:\.[0-9]+)?|\.[0-9]+)"  # ASCII digits only (\d would take '٣' too)
 _DURATION = re.compile(rf"(?:{_N}d)?(?:{_N}h)?(?:{_N}m)?(?:{_N}s)?(?:{_N}ms)?")
 
 
@@ -36,7 +36,7 @@ def parse_duration(text: str) -> float:
     m = _DURATION.fullmatch(s)
     if not s or m is None:
         raise ScheduleError(
-            f"invalid duration '{text}': use e.g. 30s, 5m, 2h, 1h30m or a number of seconds"
+            f"invalid duration {text!r}: use e.g. 30s, 5m, 2h, 1h30m or a number of seconds"
         )
     sizes = (86400, 3600, 60, 1, 0.001)
     return sum(float(v) * size for v, size in zip(m.groups(), sizes, strict=True) if v)
@@ -59,7 +59,7 @@ def parse_zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError, OSError):
-        raise ScheduleError(f"unknown time zone '{name}'") from None
+        raise ScheduleError(f"unknown time zone {name!r}") from None
 
 
 # --- cron parsing ----------------------------------------------------------------------------
@@ -120,28 +120,28 @@ class _FieldError(Exception):
 def _unsupported(item: str, name: str) -> str | None:
     u = item.upper()
     if "#" in u:
-        return f"'#' (nth weekday of the month) in '{item}' is not supported"
+        return f"'#' (nth weekday of the month) in {item!r} is not supported"
     if "?" in u:
-        return f"'?' in '{item}' is not supported; use '*'"
+        return f"'?' in {item!r} is not supported; use '*'"
     if re.fullmatch(r"H(\(\d+-\d+\))?(/\d+)?", u):
-        return f"'H' (hashed value) in '{item}' is not supported"
+        return f"'H' (hashed value) in {item!r} is not supported"
     if re.fullmatch(r"(L|\d*)W", u):
-        return f"'W' (nearest weekday) in '{item}' is not supported"
+        return f"'W' (nearest weekday) in {item!r} is not supported"
     if "L" in u and re.fullmatch(r"[L\d/-]+", u):
         if name == _DOM:
-            return f"only a plain 'L' is supported in the day-of-month field, not '{item}'"
-        return f"'L' in '{item}' is only supported in the day-of-month field"
+            return f"only a plain 'L' is supported in the day-of-month field, not {item!r}"
+        return f"'L' in {item!r} is only supported in the day-of-month field"
     return None
 
 
 def _value(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> int:
-    if text.isdigit():
+    if text.isascii() and text.isdigit():
         if not lo <= int(text) <= hi:
             raise _FieldError(f"{name} {int(text)} is out of range {lo}-{hi}")
         return int(text)
     if text in names:
         return names[text]
-    raise _FieldError(f"{name} '{text}' is not a number" + (" or a name" if names else ""))
+    raise _FieldError(f"{name} {text!r} is not a number" + (" or a name" if names else ""))
 
 
 def _parse_field(
@@ -153,14 +153,14 @@ def _parse_field(
     top = 6 if name == _DOW else hi  # '*' and 'a/n' in day-of-week stop at Saturday
     for item in raw.split(","):
         if not item:
-            raise _FieldError(f"{name} field '{raw}' has an empty list item")
+            raise _FieldError(f"{name} field {raw!r} has an empty list item")
         if name == _DOM and item.lower() == "l":
             last = True
             continue
         m = _ITEM.fullmatch(item.lower())
         try:
             if m is None:
-                raise _FieldError(f"{name} value '{item}' is not valid")
+                raise _FieldError(f"{name} value {item!r} is not valid")
             a, b = lo, top
             if m["base"] != "*":
                 first, _, second = m["base"].partition("-")
@@ -171,12 +171,12 @@ def _parse_field(
                 if name == _DOW and b == 0 < a:
                     b = 7  # 'fri-sun'
                 if a > b:
-                    raise _FieldError(f"{name} range '{item}' is backwards (write {b}-{a})")
+                    raise _FieldError(f"{name} range {item!r} is backwards (write {b}-{a})")
         except _FieldError as e:
             raise _FieldError(_unsupported(item, name) or str(e)) from None
         step = m["step"] or "1"
         if not (step.isascii() and step.isdigit() and int(step) > 0):
-            raise _FieldError(f"{name} step '{step}' in '{item}' must be a whole number >= 1")
+            raise _FieldError(f"{name} step {step!r} in {item!r} must be a whole number >= 1")
         values.update(range(a, b + 1, int(step)))
     if name == _DOW and 7 in values:
         values = (values - {7}) | {0}
@@ -197,14 +197,16 @@ def parse_cron(expr: str) -> Cron:
     """5 fields, 6 with seconds first, or a macro; ScheduleError names the bad field/value."""
 
     def fail(message: str) -> ScheduleError:
-        return ScheduleError(f"invalid cron expression '{expr}': {message}")
+        return ScheduleError(f"invalid cron expression {expr!r}: {message}")
 
     text = expr.strip()
     if text.lower() == "@reboot":
         none: frozenset[int] = frozenset()
         return Cron(expr, none, none, none, none, False, none, none, False, False, False, True)
+    if not text.replace("\t", " ").isprintable():  # a line break, ESC...: not one cron line
+        raise fail("it must be one line of printable text")
     if text.startswith("@") and text.lower() not in _MACROS:
-        raise fail(f"unknown macro '{text}' (use {', '.join(_MACROS)} or @reboot)")
+        raise fail(f"unknown macro {text!r} (use {', '.join(_MACROS)} or @reboot)")
     fields = _raw_fields(text)
     if len(fields) != 6:
         raise fail(
@@ -410,7 +412,7 @@ def next_every_fire(anchor: datetime, interval_s: float, after: datetime) -> dat
 
 def parse_at(text: str, tz: ZoneInfo, now: datetime) -> datetime:
     """'+DURATION' from `now`, or ISO 8601 (naive = local time in `tz`); aware, in `tz`."""
-    bad = ScheduleError(f"invalid time '{text}': use ISO 8601 (2026-12-01T09:00) or +DURATION")
+    bad = ScheduleError(f"invalid time {text!r}: use ISO 8601 (2026-12-01T09:00) or +DURATION")
     s = text.strip()
     if s.startswith("+"):
         try:
@@ -420,7 +422,7 @@ def parse_at(text: str, tz: ZoneInfo, now: datetime) -> datetime:
         try:
             return (_utc(now, "now") + timedelta(seconds=seconds)).astimezone(tz)
         except OverflowError:
-            raise ScheduleError(f"invalid time '{text}': too far from now") from None
+            raise ScheduleError(f"invalid time {text!r}: too far from now") from None
     try:
         when = datetime.fromisoformat(s)
         if when.tzinfo is None:
@@ -429,7 +431,7 @@ def parse_at(text: str, tz: ZoneInfo, now: datetime) -> datetime:
     except ValueError:
         raise bad from None
     except OverflowError:
-        raise ScheduleError(f"invalid time '{text}': out of the supported range") from None
+        raise ScheduleError(f"invalid time {text!r}: out of the supported range") from None
 
 
 # --- plain English ---------------------------------------------------------------------------

@@ -112,7 +112,7 @@ def run(args: list[str]) -> int:
             import traceback
 
             traceback.print_exc()
-        sys.stderr.write(f"jobctl: {exc}\n")
+        _error(str(exc))
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
@@ -123,7 +123,7 @@ def run(args: list[str]) -> int:
         sys.stderr.write(exc.format_message() + "\n")
         return EXIT_USAGE
     except click_exceptions.ClickException as exc:
-        sys.stderr.write(f"jobctl: {_one_line(exc.format_message())}\n")
+        _error(exc.format_message())
         return exc.exit_code if exc.exit_code else EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("jobctl: interrupted\n")
@@ -136,7 +136,7 @@ def run(args: list[str]) -> int:
 
             traceback.print_exc()
         hint = "" if debug else " (rerun with --debug)"
-        sys.stderr.write(f"jobctl: internal error: {type(exc).__name__}: {exc}{hint}\n")
+        _error(f"internal error: {type(exc).__name__}: {exc}{hint}")
         return EXIT_FAILED
     return result if isinstance(result, int) else 0
 
@@ -146,5 +146,9 @@ def _global_debug(args: list[str]) -> bool:
     return "--debug" in args[: _verb_index(args)]
 
 
-def _one_line(message: str) -> str:
-    return " ".join(message.split())
+def _error(message: str) -> None:
+    """The one place errors are printed: always one line on stderr, whatever the message
+    quotes (a line break or an escape sequence in a bad value is shown escaped, as repr does)."""
+    from jobctl.render import printable
+
+    sys.stderr.write(f"jobctl: {printable(message.strip())}\n")

@@ -25,10 +25,12 @@ def _printer(event: str, text: str) -> None:
 
 def _print(event: str, text: str) -> None:
     stamp = datetime.now().strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    text = render.printable(text)  # job names, commands and errors: escaped, one line
     if not _FANCY:
         _FANCY.append(render.fancy())
     if _FANCY[0]:
         from rich.console import Console
+        from rich.markup import escape
 
         colour = {
             "fire": "blue",
@@ -42,9 +44,9 @@ def _print(event: str, text: str) -> None:
         if event == "end" and (" failed" in text or " timed_out" in text or "dead" in text):
             colour = "red"
         Console(highlight=False).print(
-            f"[dim]{stamp}[/] [{colour}]{event:<7}[/] {text}"
+            f"[dim]{stamp}[/] [{colour}]{event:<7}[/] {escape(text)}"
             if colour
-            else f"{stamp} {event:<7} {text}"
+            else f"{stamp} {event:<7} {escape(text)}"
         )
     else:
         sys.stdout.write(f"{stamp} {event:<7} {text}\n")
@@ -145,7 +147,7 @@ def status(json: JsonOpt = False) -> None:
         head = f"runner: active, pid {info.pid} on {info.host}, up {up}, heartbeat {beat}"
     else:
         head = "runner: not running (start one with: jobctl runner)"
-    typer.echo(head)
+    typer.echo(render.printable(head))
     typer.echo(f"queued: {queued}   failed (24h): {failed}   dead: {dead}")
     if running:
         render.table(

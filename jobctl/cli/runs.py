@@ -98,7 +98,7 @@ def retry(
     json: JsonOpt = False,
 ) -> None:
     """Run that fire again now (trigger replay); resolves it if it was dead."""
-    from jobctl.runs import parse_run_id
+    from jobctl.models import parse_run_id
 
     rid = parse_run_id(run_id)
     original = store().get_run(rid)
@@ -114,7 +114,8 @@ def cancel(
     json: JsonOpt = False,
 ) -> None:
     """Stop a queued or running run (its process group gets SIGTERM, then SIGKILL)."""
-    from jobctl.runs import parse_run_id, request_cancel
+    from jobctl.models import parse_run_id
+    from jobctl.runs import request_cancel
 
     s = store()
     run = s.get_run(parse_run_id(run_id))
@@ -220,15 +221,15 @@ def logs(
 ) -> None:
     """Output of the latest run of NAME (the running one, else the last that ran), or of RUN_ID."""
     from jobctl.jobdef import parse_int
-    from jobctl.models import FINAL_STATUSES
+    from jobctl.models import FINAL_STATUSES, parse_run_id
     from jobctl.store import RunFilter
 
     s = store()
     named = s.list_runs(RunFilter(job=target, limit=1))  # a removed job's runs still count
     if named or _job_or_none(s, target):
         run = _run_to_show(s, target, follow, now())
-    elif target.isdigit():
-        run = s.get_run(int(target))
+    elif target.isascii() and target.isdigit():  # a run id (unless a job has that name)
+        run = s.get_run(parse_run_id(target))
     else:
         raise NotFoundError(f"no job named {target!r}")
     assert run.id is not None
@@ -287,7 +288,7 @@ def dead(
     json: JsonOpt = False,
 ) -> None:
     """The dead-letter list: runs that failed with no retries left."""
-    from jobctl.runs import parse_run_id
+    from jobctl.models import parse_run_id
     from jobctl.store import RunFilter
 
     s = store()

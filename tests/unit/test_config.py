@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
 
-from jobctl.config import resolve_settings, sqlite_path
+from jobctl.config import ensure_home, resolve_settings, sqlite_path
 from jobctl.errors import UsageError
 
 
@@ -38,3 +40,29 @@ def test_sqlite_path_forms() -> None:
     assert sqlite_path("/plain/x.db") == Path("/plain/x.db")
     with pytest.raises(UsageError, match="postgresql"):
         sqlite_path("postgresql://host/db")
+
+
+def test_ensure_home_makes_missing_parents_0700_whatever_the_umask(tmp_path: Path) -> None:
+    existing = tmp_path / "existing"
+    existing.mkdir(mode=0o755)
+    os.chmod(existing, 0o755)
+    home = existing / "a" / "b" / "jobctl"
+    old = os.umask(0)
+    try:
+        ensure_home(home)
+    finally:
+        os.umask(old)
+    assert [_mode(p) for p in (home, home.parent, home.parent.parent)] == [0o700] * 3
+    assert _mode(existing) == 0o755  # existing folders are left alone
+
+
+def test_ensure_home_leaves_an_existing_home_alone(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    os.chmod(home, 0o750)
+    ensure_home(home)
+    assert _mode(home) == 0o750
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
