@@ -181,20 +181,16 @@ def reap_orphans() -> list[int]:
 
 
 def _children() -> list[int]:
-    """This process's children, from /proc/self/task/*/children (empty if the kernel lacks
-    it: then an orphan is reaped once no job's exit is pending before it)."""
-    pids: list[int] = []
+    """The children of this process's main thread: where the kernel puts the orphans a
+    subreaper adopts (its first live thread), apart from those the main thread spawned (a
+    job started by a worker thread is that thread's). Empty if the kernel lacks the file:
+    then an orphan is reaped once no job's exit is pending before it."""
+    pid = os.getpid()
     try:
-        tasks = os.listdir("/proc/self/task")
-    except OSError:
-        return pids
-    for tid in tasks:
-        try:
-            with open(f"/proc/self/task/{tid}/children", "rb") as f:
-                pids += [int(p) for p in f.read().split()]
-        except (OSError, ValueError):
-            continue
-    return pids
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return []
 
 
 def _forget(pid: int) -> None:
