@@ -206,6 +206,7 @@ def start(spec: Spec, gated: bool = False) -> Process:
     if this process dies first, the gate reads EOF and the job exits 125 without running.
     That lets the runner record the pid before the job can do anything (crash safety).
     """
+    global _spawning
     if not spec.argv:
         raise ValueError("empty command")
     argv = ["/bin/sh", "-c", " ".join(spec.argv)] if spec.shell else list(spec.argv)
@@ -218,7 +219,6 @@ def start(spec: Spec, gated: bool = False) -> Process:
         gate_r, gate_w = os.pipe()
         argv = ["/bin/sh", "-c", _GATE, "jobctl-gate", *argv]
         program = "/bin/sh"
-    global _spawning
     with _children_lock:
         _spawning += 1  # reap_orphans() holds off until the new child is known as ours
     popen: subprocess.Popen[bytes] | None = None

@@ -259,20 +259,26 @@ def ppid(pid):
         return None
     return stat[stat.rindex(")") + 2 :].split()
 
+def orphan():  # a process whose parent died: re-parented to us (not to init), then killed
+    parent = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!"], stdout=subprocess.PIPE)
+    pid = int(parent.stdout.readline())
+    parent.wait()
+    until(lambda: int(ppid(pid)[1]) == os.getpid())
+    os.kill(pid, signal.SIGKILL)
+    until(lambda: ppid(pid)[0] == "Z")  # a zombie until we reap it
+    return pid
+
 assert executor.reap_orphans() == []  # off until become_subreaper()
 assert executor.become_subreaper()
-parent = subprocess.Popen(["sh", "-c", "sleep 60 & echo $!"], stdout=subprocess.PIPE)
-orphan = int(parent.stdout.readline())
-parent.wait()
-until(lambda: int(ppid(orphan)[1]) == os.getpid())  # re-parented to us, not to init
 job = executor.start(executor.Spec(argv=["exit 7"], shell=True, cwd="/", env={}))
 until(lambda: os.waitid(os.P_PID, job.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT))
-os.kill(orphan, signal.SIGKILL)
-until(lambda: ppid(orphan) is None or ppid(orphan)[0] == "Z")
+first = orphan()
 reaped = executor.reap_orphans()
-assert reaped == [orphan], reaped  # the orphan, not the job that exited first
-assert ppid(orphan) is None
-assert job.watch(lambda _: None).exit_code == 7  # its status was still there
+assert reaped == [first], reaped  # found behind the job's pending exit, which it left
+assert ppid(first) is None
+assert job.watch(lambda _: None).exit_code == 7  # the job's status was still there
+second = orphan()
+assert executor.reap_orphans() == [second]  # (nothing pending before it this time)
 print("ok", flush=True)
 """
     env = dict(os.environ, PYTHONPATH=str(ROOT))
