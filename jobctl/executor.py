@@ -542,7 +542,8 @@ def _scan(markers: dict[int, set[bytes]] | None = None) -> dict[int, _Proc]:
                     env = set(f.read().split(b"\0"))
             except OSError:  # gone, or another user's (or a setuid program's)
                 env = set()
-            info = info._replace(marks=frozenset(k for k, w in markers.items() if w <= env))
+            marks = frozenset(k for k, w in markers.items() if w and w <= env)  # never {}
+            info = info._replace(marks=marks)
         procs[int(entry.name)] = info
     return procs
 

@@ -292,3 +292,7 @@ def test_become_subreaper_is_false_where_unsupported(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(sys, "platform", "darwin")
     assert executor.become_subreaper() is False
     assert executor.reap_orphans() == []
+
+
+def test_an_empty_marker_set_marks_nothing() -> None:
+    assert executor.marked_groups({1: set()}) == {}
