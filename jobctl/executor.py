@@ -6,21 +6,30 @@ and maps the ending to an Outcome. It knows nothing of the store, the CLI or sch
 signals only groups it started, or (`kill_group`) one whose leader's start time proves it.
 The leader is reaped last: until then its pid, hence its group id, cannot be reused, so
 signalling the group from here is always safe.
+
+Stopping a run (timeout, cancel) also reaches the processes that left its group (`setsid`
+daemons): those whose environment holds the run's markers (Spec.markers) and every
+descendant of the leader, its group members and those, found in /proc just before the first
+signal; each is signalled through a pidfd opened after checking its start time, never the
+caller itself or its group. A runner that called become_subreaper() adopts the orphans of
+its jobs' processes; reap_orphans() reaps them without taking the exit status of a job.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import os
 import selectors
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import BinaryIO, NamedTuple
 
 from jobctl.owners import proc_start_time
 
@@ -32,6 +41,7 @@ DRAIN_S = 0.5  # after the leader exits, read what is left for at most this long
 SETTLE_S = 0.05  # a job running this long is "settled": watch() calls its `settled` hook
 _SIGNAMES = {s.value: s.name for s in signal.Signals}
 _EXITED_NOWAIT = os.WEXITED | os.WNOHANG | os.WNOWAIT  # has it exited? (without reaping it)
+PR_SET_CHILD_SUBREAPER = 36  # prctl(2), Linux 3.4+
 
 
 @dataclass
@@ -43,6 +53,10 @@ class Spec:
     timeout_s: float | None = None
     kill_grace_s: float = 10.0
     max_output: int = 1024 * 1024  # bytes kept: head (first half) + tail (last half)
+    #: `NAME=value` entries of `env` that mark the run's processes (the runner's JOBCTL_RUN_ID
+    #: and JOBCTL_OWNER): stopping the run also stops every process whose environment has all
+    #: of them, wherever it moved (empty: only the group and the leader's descendants)
+    markers: frozenset[bytes] = frozenset()
 
 
 @dataclass
@@ -101,6 +115,90 @@ def _resolve(argv: list[str], spec: Spec) -> str:
     return found
 
 
+# ---- children: ours, and the orphans a subreaper adopts --------------------------------------
+
+_children_lock = threading.Lock()  # guards the two below, and every reaping by reap_orphans()
+_own: set[int] = set()  # pids of the unreaped processes start() spawned (their watch reaps them)
+_spawning = 0  # start() calls between fork and registering the child in _own
+_subreaper = False  # become_subreaper() succeeded: reap_orphans() is on
+
+
+def become_subreaper() -> bool:
+    """Make this process a child subreaper (Linux): a descendant whose parent dies (a job's
+    daemon that double-forked, or the children of a job that exited) is re-parented to this
+    process instead of init, so it stays in this process's tree and its exit is reaped here
+    (by reap_orphans) even where init reaps nothing. False where unsupported. For the runner
+    process only: every exited child it did not spawn through start() is then reaped."""
+    global _subreaper
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+        zero = ctypes.c_ulong(0)
+        if prctl(PR_SET_CHILD_SUBREAPER, ctypes.c_ulong(1), zero, zero, zero) != 0:
+            return False
+    except (OSError, AttributeError):
+        return False
+    _subreaper = True
+    return True
+
+
+def reap_orphans() -> list[int]:
+    """Reap the exited children this process did not spawn through start() (the orphans it
+    adopted as a subreaper); return their pids. A no-op unless become_subreaper() succeeded.
+
+    Never reaps a job's process: its watch() waits for its exit status. Non-blocking and
+    cheap (one waitid(2) when nothing has exited): the runner calls it on each wake-up and
+    watch() when a run ends, so no SIGCHLD handler is needed."""
+    if not _subreaper:
+        return []
+    reaped: list[int] = []
+    for _ in range(1000):  # peek at whichever child has exited, without reaping it
+        with _children_lock:
+            if _spawning:  # a new child may not be registered yet: next time
+                return reaped
+            try:
+                info = os.waitid(os.P_ALL, 0, _EXITED_NOWAIT)
+            except ChildProcessError:
+                return reaped
+            if info is None:
+                return reaped
+            if info.si_pid in _own:
+                break  # a job that its watch() is about to reap: look past it, below
+            with contextlib.suppress(ChildProcessError):
+                if os.waitid(os.P_PID, info.si_pid, os.WEXITED | os.WNOHANG) is not None:
+                    reaped.append(info.si_pid)
+    for pid in _children():
+        with _children_lock:
+            if _spawning:
+                break
+            if pid in _own:
+                continue
+            with contextlib.suppress(ChildProcessError):
+                if os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG) is not None:
+                    reaped.append(pid)
+    return reaped
+
+
+def _children() -> list[int]:
+    """The children of this process's main thread: where the kernel puts the orphans a
+    subreaper adopts (its first live thread), apart from those the main thread spawned (a
+    job started by a worker thread is that thread's). Empty if the kernel lacks the file:
+    then an orphan is reaped once no job's exit is pending before it."""
+    pid = os.getpid()
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
+            return [int(p) for p in f.read().split()]
+    except (OSError, ValueError):
+        return []
+
+
+def _forget(pid: int) -> None:
+    """`pid`, spawned by start(), has been reaped."""
+    with _children_lock:
+        _own.discard(pid)
+
+
 def start(spec: Spec, gated: bool = False) -> Process:
     """Spawn the job in a new session with stdin=/dev/null and stderr merged into stdout.
 
@@ -108,6 +206,7 @@ def start(spec: Spec, gated: bool = False) -> Process:
     if this process dies first, the gate reads EOF and the job exits 125 without running.
     That lets the runner record the pid before the job can do anything (crash safety).
     """
+    global _spawning
     if not spec.argv:
         raise ValueError("empty command")
     argv = ["/bin/sh", "-c", " ".join(spec.argv)] if spec.shell else list(spec.argv)
@@ -120,6 +219,9 @@ def start(spec: Spec, gated: bool = False) -> Process:
         gate_r, gate_w = os.pipe()
         argv = ["/bin/sh", "-c", _GATE, "jobctl-gate", *argv]
         program = "/bin/sh"
+    with _children_lock:
+        _spawning += 1  # reap_orphans() holds off until the new child is known as ours
+    popen: subprocess.Popen[bytes] | None = None
     try:
         popen = subprocess.Popen(
             argv,
@@ -147,6 +249,10 @@ def start(spec: Spec, gated: bool = False) -> Process:
     finally:
         if gate_r is not None:
             os.close(gate_r)
+        with _children_lock:
+            _spawning -= 1
+            if popen is not None:
+                _own.add(popen.pid)
     return Process(popen, spec, gate_w)
 
 
@@ -227,6 +333,7 @@ class Process:
         self._reason: str | None = None
         self._kill_at: float | None = None  # monotonic time of the SIGKILL
         self._killed = False
+        self._escaped: dict[int, _Target] = {}  # processes outside the group being stopped
 
     @property
     def proc_start(self) -> int | None:
@@ -248,9 +355,10 @@ class Process:
     def abort(self) -> None:
         """Kill a job that was never released (it ran nothing) and reap it."""
         with self._lock:
-            self._signal(signal.SIGKILL)
+            self._signal_group(signal.SIGKILL)  # the gate has started nothing else
             self._popen.wait()
             self._reaped = True
+        _forget(self.pid)
         if self._gate is not None:
             os.close(self._gate)
             self._gate = None
@@ -258,7 +366,8 @@ class Process:
             self._popen.stdout.close()
 
     def terminate(self, status: str = "cancelled", reason: str | None = None) -> None:
-        """SIGTERM the group now, SIGKILL it after kill_grace_s; watch() reports `status`."""
+        """SIGTERM the run's processes now (the group, and those that left it: see
+        _signal), SIGKILL them after kill_grace_s; watch() reports `status`."""
         with self._lock:
             if self._reaped or self._status is not None:
                 return
@@ -266,10 +375,35 @@ class Process:
             self._kill_at = time.monotonic() + self._spec.kill_grace_s
             self._signal(signal.SIGTERM)
 
-    def _signal(self, sig: int) -> None:  # caller holds the lock
+    def _signal(self, sig: int, scan: bool = True) -> None:  # caller holds the lock
+        """Signal the group and the run's processes outside it: those found before, and
+        (`scan`) those /proc shows now. The scan comes first, while the tree is intact."""
+        if scan and not self._reaped:
+            self._find_escaped()
+        self._signal_group(sig)
+        for target in self._escaped.values():
+            target.send(sig)
+
+    def _signal_group(self, sig: int) -> None:  # caller holds the lock
         if not self._reaped:  # the unreaped leader pins the group id: it cannot be reused
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.pid, sig)
+
+    def _find_escaped(self) -> None:  # caller holds the lock; the leader is unreaped
+        """Add to _escaped the live processes outside the group that are the run's: those
+        whose environment holds Spec.markers, and every descendant of the leader, of a group
+        member, of those and of the ones found before. Never this process or its group."""
+        procs = _scan({0: set(self._spec.markers)} if self._spec.markers else None)
+        mine, my_group = os.getpid(), os.getpgrp()
+        held = [p for p, t in self._escaped.items() if p in procs and procs[p].start == t.start]
+        roots = [p for p, info in procs.items() if info.pgrp == self.pid or info.marks]
+        roots = [p for p in [self.pid, *roots, *held] if procs.get(p, _NONE).pgrp != my_group]
+        for pid in _tree(procs, roots, fence={1, mine}):  # never through us to other runs
+            if pid in self._escaped or procs[pid].pgrp in (self.pid, my_group):
+                continue  # the group is signalled as one, and ours never
+            target = _Target.open(pid, procs[pid].start)
+            if target is not None:
+                self._escaped[pid] = target
 
     def watch(
         self,
@@ -277,7 +411,8 @@ class Process:
         tee: BinaryIO | None = None,
         settled: Callable[[Process], None] | None = None,
     ) -> Outcome:
-        """Capture output until the job ends and reap it; if `sink` raises, SIGKILL the group."""
+        """Capture output until the job ends and reap it; if `sink` raises, SIGKILL the run's
+        processes."""
         assert self._popen.stdout is not None
         self.release()  # a gated job that nobody released would wait forever
         cap = _Capture(self._spec.max_output, sink, tee)
@@ -293,13 +428,19 @@ class Process:
         finally:
             with self._lock:
                 if self._status is not None or not finished:
-                    self._signal(signal.SIGKILL)  # stragglers of a timeout/cancel, or an error
+                    # stragglers of a timeout/cancel (found again unless just SIGKILLed), or
+                    # an error
+                    self._signal(signal.SIGKILL, scan=not self._killed)
                 rc = self._popen.wait()
                 self._reaped = True
+                for target in self._escaped.values():
+                    target.close()
+            _forget(self.pid)
             sel.close()
             if pidfd is not None:
                 os.close(pidfd)
             self._popen.stdout.close()
+            reap_orphans()
         dropped = cap.finish()
         return self._outcome(rc, cap.total, dropped)
 
@@ -370,6 +511,95 @@ class Process:
         return Outcome(status, exit_code, sig, error, self.started_at, time.time(), total, dropped)
 
 
+class _Proc(NamedTuple):
+    ppid: int
+    pgrp: int
+    start: int  # clock ticks since boot: with the pid, names the process for good
+    marks: frozenset[int]  # keys of the marker sets its environment holds
+
+
+_NONE = _Proc(0, 0, 0, frozenset())
+
+
+def _scan(markers: dict[int, set[bytes]] | None = None) -> dict[int, _Proc]:
+    """The live (non-zombie) processes, by pid, in one pass over /proc; with `markers`, each
+    one's environment is read for the keys of the sets of `NAME=value` entries it holds."""
+    procs: dict[int, _Proc] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as f:
+                fields = f.read().rsplit(b")", 1)[1].split()
+            if fields[0] == b"Z":
+                continue
+            info = _Proc(int(fields[1]), int(fields[2]), int(fields[19]), frozenset())
+        except (OSError, IndexError, ValueError):
+            continue
+        if markers:
+            try:
+                with open(f"/proc/{entry.name}/environ", "rb") as f:
+                    env = set(f.read().split(b"\0"))
+            except OSError:  # gone, or another user's (or a setuid program's)
+                env = set()
+            marks = frozenset(k for k, w in markers.items() if w and w <= env)  # never {}
+            info = info._replace(marks=marks)
+        procs[int(entry.name)] = info
+    return procs
+
+
+def _tree(procs: dict[int, _Proc], roots: Iterable[int], fence: set[int]) -> set[int]:
+    """The `roots` in `procs` and all their descendants, never entering a pid in `fence`."""
+    children: dict[int, list[int]] = {}
+    for pid, info in procs.items():
+        children.setdefault(info.ppid, []).append(pid)
+    found: set[int] = set()
+    todo = [p for p in roots if p in procs]
+    while todo:
+        pid = todo.pop()
+        if pid not in found and pid not in fence:
+            found.add(pid)
+            todo += children.get(pid, ())
+    return found
+
+
+@dataclass
+class _Target:
+    """A process outside the run's group that stopping the run signals."""
+
+    pid: int
+    start: int
+    fd: int | None  # its pidfd: signals reach it and nothing else, even once its pid is reused
+
+    @classmethod
+    def open(cls, pid: int, start: int) -> _Target | None:
+        """A target for `pid` if it still started at `start`; None if it is gone."""
+        fd: int | None = None
+        try:
+            fd = os.pidfd_open(pid)
+        except ProcessLookupError:
+            return None
+        except (AttributeError, OSError):  # no pidfds (old Python or kernel), or out of fds
+            fd = None
+        if proc_start_time(pid) != start:  # the pidfd (if any) names whoever has pid now
+            if fd is not None:
+                os.close(fd)
+            return None
+        return cls(pid, start, fd)
+
+    def send(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            if self.fd is not None:
+                signal.pidfd_send_signal(self.fd, sig)
+            elif proc_start_time(self.pid) == self.start:
+                os.kill(self.pid, sig)
+
+    def close(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
 def kill_group(pid: int, proc_start: int | None, sig: int) -> bool:
     """Signal group `pid` only if process `pid` still started at `proc_start` (no reused pid)."""
     if pid <= 0 or proc_start is None or proc_start_time(pid) != proc_start:
@@ -414,19 +644,7 @@ def marked_groups(markers: dict[int, set[bytes]]) -> dict[int, set[int]]:
     found: dict[int, set[int]] = {}
     if not markers:
         return found
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
-                env = set(f.read().split(b"\0"))
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if fields[0] == b"Z":
-            continue
-        for key, wanted in markers.items():
-            if wanted <= env:
-                found.setdefault(key, set()).add(int(fields[2]))
+    for info in _scan(markers).values():
+        for key in info.marks:
+            found.setdefault(key, set()).add(info.pgrp)
     return found
