@@ -82,6 +82,12 @@ def job_env(job: Job, run: Run) -> dict[bytes, bytes]:
 
 
 def spec_for(job: Job, run: Run) -> executor.Spec:
+    # the run's markers: stopping it also stops its processes that left its group (setsid)
+    markers = (
+        frozenset({f"JOBCTL_RUN_ID={run.id}".encode(), f"{OWNER_VAR}={run.owner}".encode()})
+        if run.owner and run.id is not None
+        else frozenset()
+    )
     return executor.Spec(
         argv=list(job.command),
         shell=job.shell,
@@ -90,6 +96,7 @@ def spec_for(job: Job, run: Run) -> executor.Spec:
         timeout_s=job.timeout_s,
         kill_grace_s=job.kill_grace_s,
         max_output=job.max_output,
+        markers=markers,
     )
 
 
@@ -474,6 +481,7 @@ class Runner:
         with contextlib.suppress(BlockingIOError):
             while os.read(self._wake_r, 4096):
                 pass
+        executor.reap_orphans()  # adopted orphans of our jobs (a no-op unless a subreaper)
 
     def _run_once(self) -> None:
         """`--once`: start all that is due or queued now, wait for it, and return."""
@@ -734,10 +742,12 @@ class Runner:
             recorded = r.id is not None and r.pid and r.proc_start
             if recorded and executor.kill_group(r.pid or 0, r.proc_start, signal.SIGTERM):
                 groups[r.id or 0] = {r.pid or 0}
-        unrecorded = {  # no pid (a crash right after spawn), or a pid without its start time
+        # by their markers: the processes of a run whose pid or start time was not recorded
+        # (a crash right after spawn), and those of any run that left its group (setsid)
+        unrecorded = {
             r.id: {f"JOBCTL_RUN_ID={r.id}".encode(), f"{OWNER_VAR}={r.owner}".encode()}
             for r in runs
-            if not (r.pid and r.proc_start) and r.id is not None
+            if r.id is not None
         }
         ours = {os.getpid(), os.getpgrp()}
         for run_id, pgids in executor.marked_groups(unrecorded).items():

@@ -18,6 +18,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.delenv("JOBCTL_STORE", raising=False)
     monkeypatch.setenv("TZ", "UTC")
     monkeypatch.setenv("NO_COLOR", "1")
+    # an in-process `jobctl runner` must not make pytest a child subreaper: it would reap the
+    # exited children of other tests (their subprocess.Popen would lose the exit status)
+    monkeypatch.setattr("jobctl.cli.runner.SUBREAPER", False)
     return h
 
 

@@ -13,6 +13,9 @@ from jobctl.cli.common import JsonOpt, now, state, store
 from jobctl.errors import ConflictError
 
 _FANCY: list[bool] = []  # render.fancy(), asked once
+#: the runner process becomes a child subreaper; off where the runner runs inside another
+#: program (the in-process CLI tests: pytest must not adopt and reap its own children's orphans)
+SUBREAPER = True
 RUNNER_BUSY_S = 5.0  # how long the runner waits for another writer before retrying later
 
 
@@ -98,6 +101,10 @@ def runner(
     def guard() -> str | None:
         return lock.lost() or (moved() if moved is not None else None)
 
+    from jobctl import executor
+
+    if SUBREAPER:
+        executor.become_subreaper()  # escaped descendants of our jobs come back to us (Linux)
     r = Runner(s, workers=n, emit=_printer, grace_s=grace_s, guard=guard)
     r.install_signals()
     try:
