@@ -625,17 +625,7 @@ def group_alive(pid: int) -> bool:
         return False
     except PermissionError:
         pass  # it exists, but is not ours
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except (OSError, IndexError):
-            continue
-        if int(fields[2]) == pid and fields[0] != b"Z":  # pgrp, state
-            return True
-    return False
+    return any(info.pgrp == pid for info in _scan().values())  # zombies are left out
 
 
 def marked_groups(markers: dict[int, set[bytes]]) -> dict[int, set[int]]:

@@ -8,27 +8,16 @@ control characters in human output.
 from __future__ import annotations
 
 import re
-import sqlite3
-from pathlib import Path
 
 import pytest
+
+from tests.cli.test_jobs_cli import db_dump
 
 HUGE = "99999999999999999999"  # > 2**63: no SQLite integer holds it
 ESC_TITLE = "\x1b]0;pwned\x07"  # sets the terminal's title
 ESC_CLEAR = "\x1b[2J"  # clears the screen
 #: C0 and C1 control characters except the line ends and tabs of our own layout
 CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-
-
-def jobs_table(home: Path) -> list[tuple]:
-    db = home / "jobctl.db"
-    if not db.exists():
-        return []
-    conn = sqlite3.connect(db)
-    try:
-        return conn.execute("SELECT * FROM jobs ORDER BY id").fetchall()
-    finally:
-        conn.close()
 
 
 def one_line_error(r, code: int, needle: str) -> None:
@@ -87,9 +76,9 @@ def test_logs_digits_name_a_job_before_a_run(cli) -> None:
 )
 def test_errors_quoting_a_value_stay_one_line(cli, home, args: list[str], needle: str) -> None:
     cli("add", "keep", "--every", "1h", "--", "true")
-    before = jobs_table(home)
+    before = db_dump(home)
     one_line_error(cli("add", "x", *args, "--", "true"), 2, needle)
-    assert jobs_table(home) == before
+    assert db_dump(home) == before
 
 
 @pytest.mark.parametrize(
@@ -114,11 +103,11 @@ def test_other_verbs_keep_errors_on_one_line(cli, argv: list[str], code: int, ne
 
 def test_cwd_with_an_unknown_user_is_bad_input(cli, home) -> None:
     one_line_error(cli("add", "x", "--cwd", "~nosuchuser/x", "--", "true"), 2, "'~nosuchuser/x'")
-    assert jobs_table(home) == []
+    assert db_dump(home) == []
     cli("add", "y", "--", "true")
-    before = jobs_table(home)
+    before = db_dump(home)
     one_line_error(cli("edit", "y", "--cwd", "~nosuchuser"), 2, "'~nosuchuser'")
-    assert jobs_table(home) == before
+    assert db_dump(home) == before
 
 
 def test_home_and_store_with_an_unknown_user_are_bad_input(cli) -> None:
@@ -139,20 +128,20 @@ def test_home_and_store_with_an_unknown_user_are_bad_input(cli) -> None:
 def test_an_empty_command_is_refused(cli, home, argv: list[str]) -> None:
     r = cli("add", "e", *argv)
     one_line_error(r, 2, "invalid command")
-    assert jobs_table(home) == []
+    assert db_dump(home) == []
 
 
 def test_edit_refuses_an_empty_command_too(cli, home) -> None:
     cli("add", "e", "--", "true")
-    before = jobs_table(home)
+    before = db_dump(home)
     one_line_error(cli("edit", "e", "--", ""), 2, "invalid command ''")
-    assert jobs_table(home) == before
+    assert db_dump(home) == before
 
 
 @pytest.mark.parametrize("size", ["0.5", "1.5", "0.0001KiB", "0", "0KiB", "2TiB"])
 def test_sizes_must_be_whole_bytes_from_one(cli, home, size: str) -> None:
     one_line_error(cli("add", "m", "--max-output", size, "--", "true"), 2, repr(size))
-    assert jobs_table(home) == []
+    assert db_dump(home) == []
 
 
 @pytest.mark.parametrize(
@@ -209,7 +198,7 @@ def test_at_plus_zero_is_always_refused(cli, home, monkeypatch, frac: float) -> 
     monkeypatch.setattr(jobctl.cli.jobs, "now", lambda: 1_900_000_000 + frac)
     for zero in ("+0s", "+0", "+0ms", "+0.0s"):
         one_line_error(cli("add", "a", "--at", zero, "--", "true"), 2, "must be in the future")
-    assert jobs_table(home) == []
+    assert db_dump(home) == []
 
 
 @pytest.mark.parametrize("frac", [0.0, 0.2, 0.5, 0.7, 0.9999])

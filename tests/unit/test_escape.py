@@ -21,6 +21,7 @@ import pytest
 
 from jobctl import executor
 from jobctl.executor import Outcome, Process, Spec
+from tests.unit.test_executor import running
 
 DEADLINE_S = 30.0  # far below LONG_GRACE_S: a watch that waited for the grace misses it
 LONG_GRACE_S = 60.0
@@ -48,15 +49,6 @@ def wait_until(cond: Callable[[], object], timeout: float = DEADLINE_S) -> bool:
             return True
         time.sleep(0.01)  # (polling a condition, up to its deadline)
     return bool(cond())
-
-
-def running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan may never be reaped by a container's pid 1)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat[stat.rindex(")") + 2] not in "ZX"
 
 
 def ppid(pid: int) -> int | None:
