@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
@@ -71,8 +72,8 @@ def test_retries_with_backoff_then_dead_then_replay(env: Env) -> None:
     assert runs[0]["id"] == first and len({r["scheduled_for"] for r in runs}) == 1
     # the backoff the runner chose for each retry (not_before - created_at, no matter how
     # loaded the machine is): 300 ms, then 600 ms, each with 50-100 % jitter; stored in ms
-    rec = sorted(SQLiteStore(env.home / "jobctl.db").list_runs(RunFilter(job="flaky")),
-                 key=lambda r: r.attempt)  # fmt: skip
+    with contextlib.closing(SQLiteStore(env.home / "jobctl.db")) as store:
+        rec = sorted(store.list_runs(RunFilter(job="flaky")), key=lambda r: r.attempt)
     delays = [r.not_before - r.created_at for r in rec[1:]]
     assert 0.149 <= delays[0] <= 0.301 and 0.299 <= delays[1] <= 0.601, delays
     for before, retry in itertools.pairwise(rec):
