@@ -352,17 +352,15 @@ def test_posix_tz_rule_still_shows_local_times(cli, monkeypatch: pytest.MonkeyPa
 
 def test_a_zombie_owner_is_not_alive() -> None:
     import subprocess
-    import time as _time
 
     from jobctl import owners
+    from tests.waiting import wait_for
 
     child = subprocess.Popen(["true"])
     start = owners.proc_start_time(child.pid)
     owner = f"{owners.host()}:{child.pid}:{start}"
-    deadline = _time.monotonic() + 5
-    while owners._stat(child.pid) and owners._stat(child.pid)[0] != b"Z":  # type: ignore[index]
-        assert _time.monotonic() < deadline
-        _time.sleep(0.01)
-    assert not owners.alive(owner)  # exited, not yet reaped
+    wait_for(lambda: (owners._stat(child.pid) or [b"Z"])[0] == b"Z", interval=0.01)  # exited
+    assert owners._stat(child.pid)  # not yet reaped: still in /proc, as a zombie
+    assert not owners.alive(owner)
     child.wait()
     assert owners.alive(owners.me())

@@ -8,29 +8,17 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from jobctl.executor import kill_group
+from tests.waiting import DEADLINE_S, wait_for
 
 BIN = Path(sys.executable).with_name("jobctl")
 CMD = [str(BIN)] if BIN.exists() else [sys.executable, "-m", "jobctl"]
-
-
-def wait_for(cond: Callable[[], Any], timeout: float = 10.0, interval: float = 0.05) -> Any:
-    """Poll `cond` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = cond()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s: {cond}")
-        time.sleep(interval)
 
 
 class Env:
@@ -40,7 +28,7 @@ class Env:
         self.runners: list[subprocess.Popen[bytes]] = []
 
     def run(
-        self, *args: str, timeout: float = 30, check: bool = False
+        self, *args: str, timeout: float = 2 * DEADLINE_S, check: bool = False
     ) -> subprocess.CompletedProcess[str]:
         p = subprocess.run(
             [*CMD, *args], env=self.env, capture_output=True, text=True, timeout=timeout
@@ -64,7 +52,7 @@ class Env:
             [*CMD, "runner", *args], env=self.env, stdout=out, stderr=subprocess.STDOUT
         )
         self.runners.append(p)
-        wait_for(lambda: p.poll() is not None or self._runner_registered(p.pid), timeout=15)
+        wait_for(lambda: p.poll() is not None or self._runner_registered(p.pid))
         return p
 
     def _runner_registered(self, pid: int) -> bool:

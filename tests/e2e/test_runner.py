@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import random
@@ -13,7 +14,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 
-from tests.e2e.conftest import Env, pid_alive, wait_for
+from jobctl.store.base import RunFilter
+from jobctl.store.sqlite import SQLiteStore
+from tests.e2e.conftest import CMD, Env, pid_alive
+from tests.waiting import wait_for
 
 
 def t(iso: str | None) -> float:
@@ -26,17 +30,17 @@ def done(env: Env, job: str, n: int, statuses: tuple[str, ...] = ("succeeded",))
     return runs if len(runs) >= n else []
 
 
-def test_each_second_cron_fires_on_time(env: Env) -> None:
+def test_each_second_cron_fires_each_fire_once_never_early(env: Env) -> None:
     env.run("add", "tick", "--cron", "* * * * * *", "--", "true", check=True)
     env.start_runner()
     up = time.time()  # fires before the runner was up are late by design
-    wait_for(lambda: len([r for r in done(env, "tick", 1) if t(r["scheduled_for"]) > up]) >= 4, 15)
+    wait_for(lambda: len([r for r in done(env, "tick", 1) if t(r["scheduled_for"]) > up]) >= 4)
     runs = [r for r in done(env, "tick", 1) if t(r["scheduled_for"]) > up]
     for r in runs:
         assert r["trigger"] == "schedule" and r["attempt"] == 1
         assert t(r["scheduled_for"]) % 1 == 0
-        lateness = t(r["started_at"]) - t(r["scheduled_for"])
-        assert 0 <= lateness < 0.5, r  # never early; on time (the benchmark measures precisely)
+        # never early; how late is load-dependent: bench precision measures it, not a test
+        assert t(r["started_at"]) >= t(r["scheduled_for"]), r
     assert len({r["scheduled_for"] for r in runs}) == len(runs)  # each fire once
 
 
@@ -61,14 +65,24 @@ def test_retries_with_backoff_then_dead_then_replay(env: Env) -> None:
     env.start_runner()
     run = env.run("run", "flaky", "--detach", check=True)
     first = int(run.stdout.strip())
-    runs = wait_for(lambda: done(env, "flaky", 3, ("failed",)), timeout=15)
+    runs = wait_for(lambda: done(env, "flaky", 3, ("failed",)))
     runs.sort(key=lambda r: r["attempt"])
     assert [r["attempt"] for r in runs] == [1, 2, 3]
     assert [r["trigger"] for r in runs] == ["manual", "retry", "retry"]
     assert runs[0]["id"] == first and len({r["scheduled_for"] for r in runs}) == 1
+    # the backoff the runner chose for each retry (not_before - created_at, no matter how
+    # loaded the machine is): 300 ms, then 600 ms, each with 50-100 % jitter; stored in ms
+    with contextlib.closing(SQLiteStore(env.home / "jobctl.db")) as store:
+        rec = sorted(store.list_runs(RunFilter(job="flaky")), key=lambda r: r.attempt)
+    delays = [r.not_before - r.created_at for r in rec[1:]]
+    assert 0.149 <= delays[0] <= 0.301 and 0.299 <= delays[1] <= 0.601, delays
+    for before, retry in itertools.pairwise(rec):
+        assert before.finished_at is not None and retry.started_at is not None
+        # each retry was planned once the attempt before had ended, and never started early
+        assert before.finished_at <= retry.created_at and retry.not_before <= retry.started_at
     gap1 = t(runs[1]["started_at"]) - t(runs[0]["finished_at"])
     gap2 = t(runs[2]["started_at"]) - t(runs[1]["finished_at"])
-    assert 0.15 <= gap1 <= 0.6 and 0.3 <= gap2 <= 1.0, (gap1, gap2)  # 300ms, 600ms, 50-100%
+    assert gap1 >= 0.149 and gap2 >= 0.299, (gap1, gap2)  # lower bounds only
     assert [r["dead"] for r in runs] == [False, False, True]
     dead = env.json("dead")
     assert [d["id"] for d in dead] == [runs[2]["id"]]
@@ -95,15 +109,16 @@ def test_timeout_kills_the_whole_process_group(env: Env, tmp_path: Path) -> None
         "1s",
         "--shell",
         "--",
-        f"sleep 30 & echo $! > {pidfile}; wait",
+        f"sleep 600 & echo $! > {pidfile}; wait",
         check=True,
     )
     env.start_runner()
     env.run("run", "slow", "--detach", check=True)
-    r = wait_for(lambda: done(env, "slow", 1, ("timed_out",)), timeout=10)[0]
-    assert 0.9 <= r["duration_s"] <= 3.0
+    r = wait_for(lambda: done(env, "slow", 1, ("timed_out",)))[0]
+    assert r["duration_s"] >= 0.9  # not before its timeout
+    assert r["signal"] == signal.SIGTERM  # the timeout's SIGTERM ended it (no need to SIGKILL)
     child = int(pidfile.read_text())
-    wait_for(lambda: not pid_alive(child), timeout=3)
+    wait_for(lambda: not pid_alive(child))  # the group's other process too (it sleeps 600 s)
 
 
 def test_overlap_skip_records_skipped_runs(env: Env) -> None:
@@ -120,7 +135,7 @@ def test_overlap_skip_records_skipped_runs(env: Env) -> None:
         check=True,
     )
     env.start_runner()
-    wait_for(lambda: done(env, "long", 2, ("skipped",)), timeout=10)
+    wait_for(lambda: done(env, "long", 2, ("skipped",)))
     runs = env.runs("long")
     skipped = [r for r in runs if r["status"] == "skipped"]
     assert all("overlap=skip" in r["error"] for r in skipped)
@@ -147,25 +162,25 @@ def test_overlap_queue_allow_replace(env: Env, tmp_path: Path) -> None:
     env.start_runner()
     for policy in policies:
         env.run("run", policy, "--detach", check=True)
-    wait_for(lambda: all(done(env, p, 1, ("running",)) for p in policies), timeout=10)
+    wait_for(lambda: all(done(env, p, 1, ("running",)) for p in policies))
     for policy in policies:
         assert env.run("run", policy, "--detach").returncode == 0
     # queue: one runs, one waits; a third is refused by the policy
     refused = env.run("run", "queue", "--detach")
     assert refused.returncode == 3 and "overlap is queue" in refused.stderr
     # allow: both run at once; replace: the old run is cancelled, the new one runs
-    wait_for(lambda: done(env, "allow", 2, ("running",)), timeout=10)
-    wait_for(lambda: done(env, "replace", 1, ("cancelled",)), timeout=10)
+    wait_for(lambda: done(env, "allow", 2, ("running",)))
+    wait_for(lambda: done(env, "replace", 1, ("cancelled",)))
     assert [r["status"] for r in env.runs("queue")] == ["queued", "running"]
     gate.touch()
-    q = wait_for(lambda: done(env, "queue", 2), timeout=10)
+    q = wait_for(lambda: done(env, "queue", 2))
     q.sort(key=lambda r: r["id"])
     assert t(q[1]["started_at"]) >= t(q[0]["finished_at"])
-    a = wait_for(lambda: done(env, "allow", 2), timeout=10)
+    a = wait_for(lambda: done(env, "allow", 2))
     assert t(a[0]["started_at"]) < t(a[1]["finished_at"]) and t(a[1]["started_at"]) < t(
         a[0]["finished_at"]
     )
-    wait_for(lambda: done(env, "replace", 1), timeout=10)
+    wait_for(lambda: done(env, "replace", 1))
     statuses = sorted(r["status"] for r in env.runs("replace"))
     assert statuses == ["cancelled", "succeeded"], statuses
     cancelled = next(r for r in env.runs("replace") if r["status"] == "cancelled")
@@ -202,7 +217,13 @@ def test_misfire_policies_after_downtime(env: Env) -> None:
         )
         _age_job(env, f"m-{policy}", 3 * 600)
     env.start_runner()
-    wait_for(lambda: done(env, "m-all", 3), timeout=10)
+    wait_for(
+        lambda: (
+            done(env, "m-all", 3)
+            and done(env, "m-once", 1)
+            and done(env, "m-skip", 3, ("skipped",))
+        )
+    )
     once = env.runs("m-once")
     skip = env.runs("m-skip")
     every = env.runs("m-all")
@@ -221,15 +242,15 @@ def test_mutex_keeps_jobs_apart(env: Env) -> None:
     env.start_runner()
     env.run("run", "a", "--detach", check=True)
     env.run("run", "b", "--detach", check=True)
-    a = wait_for(lambda: done(env, "a", 1), timeout=10)[0]
-    b = wait_for(lambda: done(env, "b", 1), timeout=10)[0]
+    a = wait_for(lambda: done(env, "a", 1))[0]
+    b = wait_for(lambda: done(env, "b", 1))[0]
     first, second = sorted([a, b], key=lambda r: r["started_at"])
     assert t(second["started_at"]) >= t(first["finished_at"])
 
 
 def test_kill_9_mid_run_abandons_kills_orphan_and_retries(env: Env, tmp_path: Path) -> None:
     pidfile = tmp_path / "job.pid"
-    script = f'if [ "$JOBCTL_ATTEMPT" = 1 ]; then echo $$ > {pidfile}; exec sleep 60; fi; echo ok'
+    script = f'if [ "$JOBCTL_ATTEMPT" = 1 ]; then echo $$ > {pidfile}; exec sleep 600; fi; echo ok'
     env.run(
         "add",
         "crashy",
@@ -246,14 +267,14 @@ def test_kill_9_mid_run_abandons_kills_orphan_and_retries(env: Env, tmp_path: Pa
     )
     runner = env.start_runner()
     env.run("run", "crashy", "--detach", check=True)
-    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip(), timeout=10)
+    wait_for(lambda: pidfile.exists() and pidfile.read_text().strip())
     orphan = int(pidfile.read_text())
     runner.kill()
     runner.wait()
     assert pid_alive(orphan)  # the job survived its runner
     env.start_runner(log="runner2.log")
-    wait_for(lambda: not pid_alive(orphan), timeout=10)
-    runs = wait_for(lambda: done(env, "crashy", 1), timeout=10)
+    wait_for(lambda: not pid_alive(orphan))
+    runs = wait_for(lambda: done(env, "crashy", 1))
     history = sorted(env.runs("crashy"), key=lambda r: r["attempt"])
     assert [(r["attempt"], r["status"]) for r in history] == [(1, "abandoned"), (2, "succeeded")]
     assert "runner died" in history[0]["error"]
@@ -264,11 +285,11 @@ def test_sigterm_lets_running_job_finish(env: Env) -> None:
     env.run(
         "add", "finish", "--every", "1h", "--", "sh", "-c", "sleep 1; echo finished", check=True
     )
-    runner = env.start_runner()
+    runner = env.start_runner("--grace", "60s")  # load cannot make the 1 s job outlast it
     env.run("run", "finish", "--detach", check=True)
-    wait_for(lambda: done(env, "finish", 1, ("running",)), timeout=10)
+    wait_for(lambda: done(env, "finish", 1, ("running",)))
     runner.send_signal(signal.SIGTERM)
-    assert runner.wait(timeout=15) == 0
+    assert runner.wait(timeout=90) == 0
     r = env.runs("finish")[0]
     assert r["status"] == "succeeded"
     assert env.run("logs", "finish").stdout == "finished\n"
@@ -279,18 +300,19 @@ def test_second_runner_refused_then_wait_takes_over(env: Env) -> None:
     second = env.run("runner")
     assert second.returncode == 3
     assert f"pid {first.pid}" in second.stderr and "host" in second.stderr
-    standby = subprocess.Popen(
-        [*__import__("tests.e2e.conftest", fromlist=["CMD"]).CMD, "runner", "--wait"],
-        env=env.env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    standby_log = env.home.parent / "standby.log"
+    with standby_log.open("wb") as out:
+        standby = subprocess.Popen(
+            [*CMD, "runner", "--wait"], env=env.env, stdout=out, stderr=subprocess.STDOUT
+        )
     env.runners.append(standby)
-    time.sleep(0.3)
+    wait_for(lambda: "waiting to take over" in standby_log.read_text())
+    time.sleep(0.3)  # a standby that does not block gets the chance to exit or register
     assert standby.poll() is None
+    assert env.json("status")["runner"]["pid"] == first.pid
     first.send_signal(signal.SIGTERM)
-    first.wait(timeout=10)
-    wait_for(lambda: env.json("status")["runner"]["pid"] == standby.pid, timeout=10)
+    first.wait(timeout=30)
+    wait_for(lambda: env.json("status")["runner"]["pid"] == standby.pid)
 
 
 def test_logs_follow_streams_until_end(env: Env) -> None:
@@ -306,8 +328,8 @@ def test_logs_follow_streams_until_end(env: Env) -> None:
     )
     env.start_runner()
     env.run("run", "chatty", "--detach", check=True)
-    wait_for(lambda: done(env, "chatty", 1, ("running",)), timeout=10)
-    follow = env.run("logs", "chatty", "--follow", timeout=20)
+    wait_for(lambda: done(env, "chatty", 1, ("running",)))
+    follow = env.run("logs", "chatty", "--follow")
     assert follow.stdout == "".join(f"line {i}\n" for i in range(1, 5))
     assert env.runs("chatty")[0]["status"] == "succeeded"
     assert env.run("logs", "chatty", "--tail", "2").stdout == "line 3\nline 4\n"
@@ -328,7 +350,7 @@ def test_output_cap_keeps_head_and_tail(env: Env) -> None:
     )
     env.start_runner()
     env.run("run", "loud", "--detach", check=True)
-    wait_for(lambda: done(env, "loud", 1), timeout=10)
+    wait_for(lambda: done(env, "loud", 1))
     out = env.run("logs", "loud").stdout
     full = "".join(f"{i}\n" for i in range(1, 30001))
     head, _marker, tail = out.partition("\n[jobctl: ")
@@ -339,20 +361,22 @@ def test_output_cap_keeps_head_and_tail(env: Env) -> None:
 
 
 def test_cancel_running_and_queued(env: Env, tmp_path: Path) -> None:
-    env.run("add", "sleepy", "--every", "1h", "--overlap", "queue", "--", "sleep", "30", check=True)
+    env.run(
+        "add", "sleepy", "--every", "1h", "--overlap", "queue", "--", "sleep", "600", check=True
+    )
     env.start_runner()
     first = int(env.run("run", "sleepy", "--detach", check=True).stdout)
-    wait_for(lambda: done(env, "sleepy", 1, ("running",)), timeout=10)
+    wait_for(lambda: done(env, "sleepy", 1, ("running",)))
     second = int(env.run("run", "sleepy", "--detach", check=True).stdout)
     assert env.run("cancel", str(second)).returncode == 0
-    begin = time.monotonic()
-    r = env.run("cancel", str(first))
+    r = env.run("cancel", str(first))  # returns once the run ended (the job sleeps 600 s)
     assert r.returncode == 0 and "cancelled" in r.stderr
-    assert time.monotonic() - begin < 5
-    statuses = {x["id"]: x["status"] for x in env.runs("sleepy")}
-    assert statuses == {first: "cancelled", second: "cancelled"}
-    pid = next(x for x in env.runs("sleepy") if x["id"] == first)["pid"]
-    wait_for(lambda: not pid_alive(pid), timeout=3)
+    runs = {x["id"]: x for x in env.runs("sleepy")}
+    assert {i: x["status"] for i, x in runs.items()} == {first: "cancelled", second: "cancelled"}
+    assert runs[first]["signal"] == signal.SIGTERM  # killed, not waited on
+    assert runs[second]["started_at"] is None
+    pid = runs[first]["pid"]
+    wait_for(lambda: not pid_alive(pid))
     assert env.run("cancel", str(first)).returncode == 3  # already ended
     assert env.run("cancel", "999").returncode == 4
 
@@ -422,7 +446,7 @@ def test_foreground_run_streams_output_and_env(env: Env) -> None:
 def test_once_runs_due_work_and_exits(env: Env) -> None:
     env.run("add", "due", "--every", "1h", "--", "true", check=True)
     env.run("run", "due", "--detach", check=True)
-    r = env.run("runner", "--once", timeout=30)
+    r = env.run("runner", "--once")
     assert r.returncode == 0, r.stderr
     assert [x["status"] for x in env.runs("due")] == ["succeeded"]
     assert not env.json("status")["runner"]["active"]
@@ -431,10 +455,12 @@ def test_once_runs_due_work_and_exits(env: Env) -> None:
 def test_at_job_runs_once_and_is_done(env: Env) -> None:
     env.run("add", "oneshot", "--at", "+1s", "--", "true", check=True)
     env.start_runner()
-    wait_for(lambda: done(env, "oneshot", 1), timeout=10)
+    wait_for(lambda: done(env, "oneshot", 1))
     job = env.json("show", "oneshot")
     assert job["state"] == "done" and job["next_run_at"] is None
-    time.sleep(1.2)
+    # a later job firing shows the runner has looked for due fires since: no second one
+    env.run("add", "later", "--at", "+1s", "--", "true", check=True)
+    wait_for(lambda: done(env, "later", 1))
     assert len(env.runs("oneshot")) == 1
 
 
@@ -442,20 +468,24 @@ def test_reboot_job_fires_when_runner_starts(env: Env) -> None:
     env.run("add", "boot", "--cron", "@reboot", "--", "true", check=True)
     assert env.json("show", "boot")["next_run_at"] is None
     env.start_runner()
-    r = wait_for(lambda: done(env, "boot", 1), timeout=10)[0]
+    r = wait_for(lambda: done(env, "boot", 1))[0]
     assert r["trigger"] == "reboot"
 
 
-def test_status_shows_runner_and_running(env: Env) -> None:
-    env.run("add", "s", "--every", "1h", "--", "sleep", "2", check=True)
+def test_status_shows_runner_and_running(env: Env, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # the job runs until the test opens the gate
+    env.run("add", "s", "--every", "1h", "--shell", "--",
+            f"while [ ! -f {gate} ]; do sleep 0.05; done", check=True)  # fmt: skip
     runner = env.start_runner()
     env.run("run", "s", "--detach", check=True)
-    wait_for(lambda: done(env, "s", 1, ("running",)), timeout=10)
+    wait_for(lambda: done(env, "s", 1, ("running",)))
     st = env.json("status")
+    gate.touch()
     assert st["runner"]["active"] and st["runner"]["pid"] == runner.pid
     assert [r["job"] for r in st["running"]] == ["s"]
     assert st["upcoming"][0]["job"] == "s"
     assert os.getpid() != runner.pid
+    wait_for(lambda: done(env, "s", 1))
 
 
 def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env, tmp_path: Path) -> None:
@@ -463,7 +493,8 @@ def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env, tmp_path: Path) 
     log = tmp_path / "executions"
     stamp = f'$JOBCTL_RUN_KEY $(date +%s.%N)" >> {log}'
     body = f'echo "start {stamp}; sleep 0.3; echo "end {stamp}'
-    policy = ["--misfire", "all", "--overlap", "allow", "--retries", "3", "--retry-delay", "100ms"]
+    # as many retries as crashes: a fire abandoned by every crash still gets an attempt
+    policy = ["--misfire", "all", "--overlap", "allow", "--retries", "4", "--retry-delay", "100ms"]
     env.run("add", "steady", "--cron", "* * * * * *", *policy, "--shell", "--", body, check=True)
     rng = random.Random(7)
     for _ in range(4):
@@ -474,16 +505,17 @@ def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env, tmp_path: Path) 
     final = env.start_runner()
     first = min(t(r["scheduled_for"]) for r in env.runs("steady"))
     last = time.time() - 1
-    wait_for(
-        lambda: all(
-            r["status"] not in ("queued", "running")
-            for r in env.runs("steady")
-            if t(r["scheduled_for"]) <= last
-        ),
-        timeout=20,
-    )
+
+    def settled() -> bool:
+        runs = env.runs("steady")
+        # fires are recorded in order: once one after `last` is, every one up to `last` is
+        return any(t(r["scheduled_for"]) > last for r in runs) and all(
+            r["status"] not in ("queued", "running") for r in runs if t(r["scheduled_for"]) <= last
+        )
+
+    wait_for(settled, timeout=60)
     final.send_signal(signal.SIGTERM)
-    final.wait(timeout=15)
+    final.wait(timeout=30)
     runs = [r for r in env.runs("steady") if t(r["scheduled_for"]) <= last]
     keys = [(r["scheduled_for"], r["attempt"]) for r in runs]
     assert len(keys) == len(set(keys))  # no duplicate attempt of any fire
@@ -513,26 +545,34 @@ def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env, tmp_path: Path) 
 
 
 def test_rm_force_never_lets_the_queued_run_start(env: Env) -> None:
-    env.run("add", "rq", "--every", "1h", "--overlap", "queue", "--", "sleep", "20", check=True)
+    env.run("add", "rq", "--every", "1h", "--overlap", "queue", "--", "sleep", "600", check=True)
     env.start_runner()
     first = int(env.run("run", "rq", "--detach", check=True).stdout)
-    wait_for(lambda: done(env, "rq", 1, ("running",)), timeout=10)
+    wait_for(lambda: done(env, "rq", 1, ("running",)))
     second = int(env.run("run", "rq", "--detach", check=True).stdout)
     assert env.run("rm", "rq", "--force").returncode == 0
-    time.sleep(0.5)  # give a wrongly started run the time to show up
+    wait_for(lambda: {r["id"]: r["status"] for r in env.runs("rq")}[first] == "cancelled")
+    # a run queued after the cancel is started: the runner has claimed queued runs since
+    env.run("add", "marker", "--every", "1h", "--", "true", check=True)
+    env.run("run", "marker", "--detach", check=True)
+    wait_for(lambda: done(env, "marker", 1))
     runs = {r["id"]: r for r in env.runs("rq")}
     assert runs[first]["status"] == "cancelled"
     assert runs[second]["status"] == "cancelled" and runs[second]["started_at"] is None
 
 
-def test_detached_force_runs_beside_the_running_run(env: Env) -> None:
-    env.run("add", "lr", "--every", "1h", "--", "sleep", "3", check=True)
+def test_detached_force_runs_beside_the_running_run(env: Env, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"  # runs last until the test opens the gate
+    env.run("add", "lr", "--every", "1h", "--shell", "--",
+            f"while [ ! -f {gate} ]; do sleep 0.05; done", check=True)  # fmt: skip
     env.start_runner()
     env.run("run", "lr", "--detach", check=True)
-    wait_for(lambda: done(env, "lr", 1, ("running",)), timeout=10)
+    wait_for(lambda: done(env, "lr", 1, ("running",)))
     assert env.run("run", "lr", "--detach").returncode == 3  # overlap=skip refuses
     env.run("run", "lr", "--detach", "--force", check=True)
-    wait_for(lambda: done(env, "lr", 2, ("running",)), timeout=5)
+    wait_for(lambda: done(env, "lr", 2, ("running",)))
+    gate.touch()
+    wait_for(lambda: done(env, "lr", 2))
 
 
 def test_logs_follow_right_after_detach_follows_the_new_run(env: Env) -> None:
@@ -540,7 +580,7 @@ def test_logs_follow_right_after_detach_follows_the_new_run(env: Env) -> None:
             'sleep 0.3; echo "run $JOBCTL_RUN_ID"', check=True)  # fmt: skip
     env.start_runner()
     first = env.run("run", "fol", "--detach", check=True).stdout.strip()
-    wait_for(lambda: done(env, "fol", 1), timeout=10)
+    wait_for(lambda: done(env, "fol", 1))
     second = env.run("run", "fol", "--detach", check=True).stdout.strip()
-    follow = env.run("logs", "fol", "--follow", timeout=20)
+    follow = env.run("logs", "fol", "--follow")
     assert follow.stdout == f"run {second}\n" and first != second

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing as mp
 import random
 import time
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from jobctl.models import Job, Run
@@ -14,10 +15,17 @@ from jobctl.store.sqlite import SQLiteStore
 FIRES = 300
 
 
-def _racer(db: str, seed: int, won: mp.Queue, go: mp.Barrier) -> None:  # type: ignore[type-arg]
+def _racer(
+    db: str,
+    seed: int,
+    won: mp.Queue,  # type: ignore[type-arg]
+    go: mp.Barrier,  # type: ignore[valid-type]
+    firsts: list[Event],
+) -> None:
     store = SQLiteStore(Path(db))
     rng = random.Random(seed)
-    go.wait(10)  # both start together
+    mine_first, other_first = firsts[seed - 1], firsts[2 - seed]
+    go.wait(60)  # both start together
     mine = 0
     while True:
         job = store.get_job("race")  # read, then try to record the fire it shows
@@ -25,9 +33,14 @@ def _racer(db: str, seed: int, won: mp.Queue, go: mp.Barrier) -> None:  # type: 
         assert t is not None
         if t >= 1000.0 + FIRES:
             break
+        if t >= 1000.0 + FIRES // 2:  # the second half is raced by both, however the machine
+            # scheduled the first (one process may have had it to itself under load)
+            assert other_first.wait(60) or mine_first.is_set()
         time.sleep(rng.random() * 0.001)  # widen the read-then-write window, as a busy runner would
         inserted = store.fire(job, [Run(job="race", scheduled_for=t, created_at=t)], t + 1.0)
         mine += len(inserted)
+        if inserted:
+            mine_first.set()
     won.put(mine)
 
 
@@ -38,13 +51,14 @@ def test_two_processes_never_record_a_fire_twice(tmp_path: Path) -> None:
     ctx = mp.get_context("fork")
     won: mp.Queue = ctx.Queue()
     go = ctx.Barrier(2)
-    procs = [ctx.Process(target=_racer, args=(str(db), seed, won, go)) for seed in (1, 2)]
+    firsts = [ctx.Event(), ctx.Event()]  # set once each process has recorded a fire
+    procs = [ctx.Process(target=_racer, args=(str(db), seed, won, go, firsts)) for seed in (1, 2)]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(60)
+        p.join(120)
         assert p.exitcode == 0
-    counts = [won.get(timeout=5), won.get(timeout=5)]
+    counts = [won.get(timeout=60), won.get(timeout=60)]
     runs = store.list_runs(RunFilter(job="race"))
     times = sorted(r.scheduled_for for r in runs)
     assert times == [1000.0 + i for i in range(FIRES)]  # every fire once: none lost, none twice
