@@ -1,0 +1,265 @@
+"""The execution of ONE claimed run, from its start to its recorded end (and its retry).
+
+`execute()` is shared by the runner's workers and the foreground `jobctl run`. It knows the
+store, the clock and the executor, not the loop or the CLI: the caller passes how to persist
+a write through a store outage (`persist`) and whether it may still start (`go`). Also here:
+the job's environment and executor Spec (with the run's markers), and the `Gates` board that
+releases gated processes at their exact start time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import datetime
+from typing import BinaryIO, TypeVar
+
+from jobctl import executor, planner
+from jobctl.clock import Clock
+from jobctl.errors import StoreError
+from jobctl.models import Job, Run
+from jobctl.store.base import Store
+
+OWNER_VAR = "JOBCTL_OWNER"
+
+T = TypeVar("T")
+#: does a store write that must not be lost: persist(write) -> write's result
+Persist = Callable[[Callable[[], T]], T]
+
+
+def once(write: Callable[[], T]) -> T:
+    """The default Persist: try the write once."""
+    return write()
+
+
+_BASE_ENV: dict[bytes, bytes] | None = None
+
+
+def job_env(job: Job, run: Run) -> dict[bytes, bytes]:
+    """The job's full environment, as bytes (what exec takes: no per-run re-encoding of the
+    runner's own environment, which is read once)."""
+    global _BASE_ENV
+    if _BASE_ENV is None:
+        _BASE_ENV = dict(os.environb)
+    env = dict(_BASE_ENV)
+    env.update((os.fsencode(k), os.fsencode(v)) for k, v in job.env.items())
+    tz = planner.zone(job.tz)
+    ours = {
+        "JOBCTL_JOB": job.name,
+        "JOBCTL_RUN_ID": str(run.id),
+        "JOBCTL_ATTEMPT": str(run.attempt),
+        "JOBCTL_TRIGGER": run.trigger,
+        "JOBCTL_SCHEDULED_FOR": datetime.fromtimestamp(run.scheduled_for, tz).isoformat(
+            timespec="milliseconds"
+        ),
+        "JOBCTL_RUN_KEY": run.run_key,
+    }
+    if run.owner:
+        ours[OWNER_VAR] = run.owner  # with JOBCTL_RUN_ID, how recovery finds an unrecorded pid
+    env.update((os.fsencode(k), os.fsencode(v)) for k, v in ours.items())
+    return env
+
+
+def spec_for(job: Job, run: Run) -> executor.Spec:
+    # the run's markers: stopping it also stops its processes that left its group (setsid)
+    markers = (
+        frozenset({f"JOBCTL_RUN_ID={run.id}".encode(), f"{OWNER_VAR}={run.owner}".encode()})
+        if run.owner and run.id is not None
+        else frozenset()
+    )
+    return executor.Spec(
+        argv=list(job.command),
+        shell=job.shell,
+        cwd=job.cwd,
+        env=job_env(job, run),
+        timeout_s=job.timeout_s,
+        kill_grace_s=job.kill_grace_s,
+        max_output=job.max_output,
+        markers=markers,
+    )
+
+
+class Gates:
+    """Gated processes waiting for their start time. Whichever worker wakes first opens every
+    gate that is due, in a row, so a burst of fires due at one instant is released within a
+    fraction of a millisecond instead of one thread wake-up (and GIL hand-over) after another.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: dict[int, tuple[float, executor.Process]] = {}
+
+    def add(self, at: float, proc: executor.Process) -> None:
+        with self._lock:
+            self._waiting[id(proc)] = (at, proc)
+
+    def withdraw(self, proc: executor.Process) -> bool:
+        """Take back a gate that is still closed; False if it has been opened already."""
+        with self._lock:
+            return self._waiting.pop(id(proc), None) is not None
+
+    def open_due(self, now: float) -> None:
+        with self._lock:
+            due = sorted((at, key) for key, (at, _) in self._waiting.items() if at <= now)
+            for _, key in due:
+                self._waiting.pop(key)[1].release()
+
+
+def execute(
+    store: Store,
+    run: Run,
+    job: Job,
+    clock: Clock,
+    rng: random.Random,
+    tee: BinaryIO | None = None,
+    on_start: Callable[[executor.Process], None] | None = None,
+    go: Callable[[], bool] = lambda: True,
+    gates: Gates | None = None,
+    persist: Persist | None = None,
+) -> tuple[Run, Run | None]:
+    """Start a claimed run at its not_before, watch it to its end, and record the outcome
+    (and its retry). The run is already `running` in the store.
+
+    The process is spawned gated and its pid recorded before the gate opens, so a crash at
+    any point leaves either a recorded pid to terminate or a process that never ran. If `go()`
+    is false at the start time (the runner is stopping), the run goes back to the queue.
+    `gates` is shared by the runner's workers (see Gates). `persist(write)` does a store
+    write that must not be lost (the runner retries it through a store outage; by default it
+    is tried once). While the store fails, the job goes on and is watched as usual: its output
+    is held in memory (at most its --max-output) and written, with its end, once the store
+    answers again. Returns (the final run, its retry or None).
+    """
+    gates = gates or Gates()
+    persist = persist or once
+    assert run.id is not None
+    # Ahead of its time, the process is spawned gated (the pid recorded before the gate opens,
+    # so it starts on time); a run already due is spawned directly (one exec, not two) and
+    # carries JOBCTL_RUN_ID and JOBCTL_OWNER, by which recovery finds it if we die before
+    # its pid is recorded.
+    run_id = run.id
+    try:
+        store.sync()  # the claim (run `running`, ours) is durable before any process exists
+    except StoreError:  # not started: back to the queue (once the store takes it)
+        return persist(lambda: store.update_run(run_id, status="queued", owner=None,
+                                                host=None)), None  # fmt: skip
+    gated = run.not_before > clock.now()
+    if not gated and not go():  # stopping: not started, back to the queue
+        requeued = persist(lambda: store.update_run(run_id, status="queued", owner=None,
+                                                    host=None))  # fmt: skip
+        return requeued, None
+    try:
+        proc = executor.start(spec_for(job, run), gated=gated)
+    except executor.SpawnError as exc:
+        t = clock.now()
+        final = replace(
+            run,
+            status="failed",
+            exit_code=exc.exit_code,
+            error=str(exc),
+            started_at=t,
+            finished_at=t,
+        )
+        return record_end(store, job, final, clock, rng)
+    try:
+        planned = max(proc.started_at, run.not_before) if gated else proc.started_at
+        # pid and start time: what recovery and `cancel` check before signalling the group.
+        # A gated process waits (its start time is read at once); a direct one is exec'ing,
+        # and reading /proc/PID/stat then is costly: its start time is recorded once it has
+        # run SETTLE_S (jobs shorter than that end first; recovery finds them by marker)
+        run = replace(run, pid=proc.pid, proc_start=proc.proc_start if gated else None,
+                      started_at=planned)  # fmt: skip
+        # not fatal: if the store cannot take it, recovery finds the process by its markers
+        # (JOBCTL_RUN_ID and JOBCTL_OWNER, in the environment of gated and direct spawns)
+        with contextlib.suppress(StoreError):
+            store.mark_started(run)
+        if gated:
+            gates.add(run.not_before, proc)
+            _wait_until(clock, run.not_before)
+    except BaseException:
+        gates.withdraw(proc)
+        proc.abort()
+        raise
+    if gated and not go() and gates.withdraw(proc):
+        proc.abort()
+        requeued = store.update_run(run.id, status="queued", owner=None, host=None, pid=None,
+                                    proc_start=None, started_at=None)  # fmt: skip
+        return requeued, None
+    if go():
+        gates.open_due(clock.now())  # ours, and any other worker's that is due by now
+    proc.release()  # a no-op if open_due did it (or for a process spawned directly)
+    if on_start is not None:
+        on_start(proc)
+
+    def settled(p: executor.Process) -> None:
+        if not gated:
+            with contextlib.suppress(StoreError):
+                store.mark_started(replace(run, proc_start=p.proc_start))
+
+    held: list[bytes] = []  # output the store could not take yet, in order (bounded, above)
+
+    def sink(data: bytes) -> None:
+        held.append(data)
+        with contextlib.suppress(StoreError):
+            while held:
+                store.append_output(run_id, held[0])
+                held.pop(0)
+
+    outcome = proc.watch(sink, tee=tee, settled=settled)
+
+    def write_held() -> None:
+        while held:
+            store.append_output(run_id, held[0])
+            held.pop(0)
+
+    persist(write_held)
+    status = outcome.status
+    if status != "succeeded" and persist(lambda: store.get_run(run_id)).cancel_requested_at:
+        status = "cancelled"
+    final = replace(
+        run,
+        status=status,
+        exit_code=outcome.exit_code,
+        signal=outcome.signal,
+        error=outcome.error if status != "cancelled" else (outcome.error or "cancelled"),
+        started_at=outcome.started_at,
+        finished_at=outcome.finished_at,
+        output_bytes=outcome.output_bytes,
+    )
+    return record_end(store, job, final, clock, rng, persist)
+
+
+def _wait_until(clock: Clock, t: float) -> None:
+    """Never start early: sleep (by the wall clock) until `t`."""
+    while (left := t - clock.now()) > 0:
+        clock.sleep(left)
+
+
+def record_end(
+    store: Store,
+    job: Job | None,
+    final: Run,
+    clock: Clock,
+    rng: random.Random,
+    persist: Persist | None = None,
+) -> tuple[Run, Run | None]:
+    final, retry = planner.after_end(job, final, clock.now(), rng)
+    keep = job.keep_runs if job else None
+    (persist or once)(lambda: store.finish_run(final, retry, keep_runs=keep))
+    return final, retry
+
+
+def describe_end(run: Run, retry: Run | None, now: float) -> str:
+    text = f"{run.job}: run {run.id} {run.status}"
+    if run.duration_s is not None:
+        text += f" in {run.duration_s:.3f}s"
+    if run.error and run.status != "succeeded":
+        text += f" ({run.error})"
+    if retry is not None:
+        text += f"; retry in {retry.not_before - now:.1f}s"
+    elif run.dead:
+        text += "; dead (no retries left)"
+    return text

@@ -1,0 +1,379 @@
+"""The runner loop: recover -> fire -> start -> (workers watch and record) -> sleep.
+
+`Runner.run()` is what `jobctl runner` calls. This module holds the loop and its steps that
+are not about one run: firing due jobs, clock steps, @reboot, store outages (report once,
+retry with backoff), the guard that the store is still the file at its path, and shutdown.
+Runs are executed by the worker pool (workers.py, execution.py); lost runs are recovered by
+recovery.py. It knows nothing about the CLI: it takes a store, a clock, and an
+`emit(event, text)` callback for its one-line-per-event log.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from jobctl import executor, owners, planner
+from jobctl.clock import Clock, SystemClock
+from jobctl.errors import ConflictError, StoreError
+from jobctl.models import Job, Run
+from jobctl.runner import recovery
+from jobctl.runner.workers import Active, WorkerPool
+from jobctl.store.base import Fire, RunFilter, RunnerInfo, Store
+
+Emit = Callable[[str, str], None]
+#: longest sleep: bounds how late a wall-clock jump (suspend, NTP step) or a missed nudge is seen
+MAX_SLEEP_S = 5.0
+#: fires due within this lead are recorded and claimed ahead of time; the worker then starts
+#: the process at its exact time, so store writes do not add to a run's lateness
+LEAD_S = 0.05
+HEARTBEAT_S = 10.0
+MAINTENANCE_S = 30.0
+DUE_BATCH = 1000  # due jobs fired per transaction
+#: why fires due while the runner was up were missed, when nothing more precise is known
+HELD_UP = "the runner was held up"
+
+T = TypeVar("T")
+
+
+def _quiet(event: str, text: str) -> None:
+    pass
+
+
+class Runner:
+    def __init__(
+        self,
+        store: Store,
+        workers: int = 4,
+        clock: Clock | None = None,
+        emit: Emit = _quiet,
+        grace_s: float = 30.0,
+        rng: random.Random | None = None,
+        guard: Callable[[], str | None] | None = None,
+    ) -> None:
+        """`guard()` names a reason to stop serving this store (its file was deleted or
+        replaced, the runner lock lost), else None; it is asked before each round of fires."""
+        self.store = store
+        self.guard = guard
+        #: why the runner stopped by itself (the store went away): `run()` then returns 1
+        self.failure: str | None = None
+        self.since = 0.0  # when this runner started: fires due before it were missed "down"
+        #: why fires due while this runner was up were missed (see fire_due)
+        self._missed_why = HELD_UP
+        self._outage: float | None = None  # monotonic start of the current store outage
+        self._outage_lock = threading.Lock()
+        self._stopped = threading.Event()  # wakes the store-retry backoff when stopping
+        self._give_up_at: float | None = None  # store retries end here once stopping
+        self.workers = workers
+        self.clock = clock or SystemClock()
+        self.emit = emit
+        self.grace_s = grace_s
+        self.rng = rng or random.Random()
+        self.owner = owners.me()
+        self.host = owners.host()
+        self.pool = WorkerPool(self, workers)
+        self._once_at: float | None = None  # --once: claim only what was due at this time
+        self._stopping = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_w, False)
+        os.set_blocking(self._wake_r, False)
+
+    # ---- wiring ---------------------------------------------------------------------------
+    def wake(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe: the loop is awake anyway
+            os.write(self._wake_w, b"\0")
+
+    def stop(self) -> None:
+        """Stop firing and wind down (SIGTERM/SIGINT)."""
+        self._stopping = True
+        self._stopped.set()
+        self.wake()
+
+    # ---- the store failing: report once, retry with backoff, carry on ----------------------
+    def _store_failed(self, exc: Exception) -> None:
+        with self._outage_lock:
+            first = self._outage is None
+            if first:
+                self._outage = time.monotonic()
+        if first:
+            self.emit("error", f"store unavailable: {exc}; retrying with backoff "
+                      "(running jobs stay supervised, their ends are recorded later)")  # fmt: skip
+
+    def _store_ok(self) -> None:
+        if self._outage is None:
+            return
+        with self._outage_lock:
+            began, self._outage = self._outage, None
+        if began is not None:
+            self._missed_why = "the store was unavailable"
+            self.emit("store", f"store available again after {time.monotonic() - began:.1f}s")
+
+    def persist(self, write: Callable[[], T]) -> T:
+        """Do a store write that must not be lost, retrying through a store outage with
+        backoff (0.25 s doubling to 5 s). Gives up (re-raising) only once the runner is
+        stopping and its grace is over: a run left `running` is then recovered by the next
+        runner (SPEC 7)."""
+        delay = 0.25
+        while True:
+            try:
+                result = write()
+            except StoreError as exc:
+                self._store_failed(exc)
+                give_up = self._give_up_at
+                if give_up is not None and time.monotonic() >= give_up:
+                    raise
+                if self._stopped.is_set():
+                    time.sleep(delay)  # stopping: keep trying until the grace is over
+                else:
+                    self._stopped.wait(delay)  # a stop ends the wait: the grace starts
+                delay = min(MAX_SLEEP_S, delay * 2)
+                continue
+            self._store_ok()
+            return result
+
+    def install_signals(self) -> None:
+        signal.set_wakeup_fd(self._wake_w)
+        signal.signal(signal.SIGTERM, lambda *_: self.stop())
+        signal.signal(signal.SIGINT, lambda *_: self.stop())
+        signal.signal(owners.NUDGE, lambda *_: None)  # wakes the select via the wakeup fd
+
+    # ---- the loop -------------------------------------------------------------------------
+    def run(self, once: bool = False) -> int:
+        """Serve the store until stopped (or, with `once`, until what is due now is done).
+        Returns 0, or 1 when the runner stopped because its store went away (`failure`)."""
+        now = self.since = self.clock.now()
+        self.emit("start", f"runner {self.owner} started with {self.workers} workers")
+        try:
+            if once:  # from an external timer: a store error ends it (exit 1), to try again
+                self._register(now)
+                self.recover(now)
+                self._run_once()
+            else:
+                self._loop()
+            self._shutdown()
+        finally:
+            with contextlib.suppress(StoreError):  # a dead pid reads "not running" anyway
+                self.store.unregister_runner(self.owner)
+        return 1 if self.failure else 0
+
+    def _register(self, now: float) -> None:
+        info = RunnerInfo(owner=self.owner, pid=os.getpid(), host=self.host, since=self.since,
+                          heartbeat_at=now)  # fmt: skip
+        self.store.register_runner(info)
+
+    def _check_guard(self) -> bool:
+        """False (and the runner stopping, with `failure` set) once the guard objects."""
+        reason = self.guard() if self.guard is not None else None
+        if reason is None:
+            return True
+        if self.failure is None:
+            self.failure = f"{reason}; this runner stops (start one on the store now there)"
+            self.emit("error", self.failure)
+        self.stop()
+        return False
+
+    def _loop(self) -> None:
+        """Fire, start, beat, maintain, sleep. A store error (disk full, read-only, locked
+        past the busy timeout) ends the round: it is reported once, the round is retried with
+        backoff, and the runner carries on by itself once the store answers again; running
+        jobs stay supervised by their workers meanwhile."""
+        wall, mono = self.clock.now(), time.monotonic()
+        last_beat = last_maint = wall
+        startup = ["register", "recover", "reboot"]  # done once each, retried until done
+        seen: int | None = None
+        backoff = 0.0
+        while not self._stopping and self._check_guard():
+            try:
+                now = self.clock.now()
+                jump = (now - wall) - (time.monotonic() - mono)
+                wall, mono = now, time.monotonic()
+                while startup:
+                    {"register": self._register, "recover": self.recover,
+                     "reboot": self.fire_reboot}[startup[0]](now)  # fmt: skip
+                    startup.pop(0)
+                if jump > 2.0:
+                    self.emit("clock", f"wall clock jumped by {jump:+.1f}s; applying misfire "
+                              "policies")  # fmt: skip
+                    self._missed_why = "the machine was asleep or its clock jumped"
+                elif jump < -2.0:
+                    self.rewind(now, jump)
+                horizon = now + LEAD_S
+                self.fire_due(horizon)
+                if self.active:
+                    self.check_cancels()
+                self.start_queued(horizon)
+                if now - last_beat >= HEARTBEAT_S:
+                    self.store.heartbeat(self.owner, now)
+                    last_beat = now
+                if now - last_maint >= MAINTENANCE_S:
+                    self.recover(now)
+                    last_maint = now
+                wall, mono = self.clock.now(), time.monotonic()
+                delay = self._sleep_for(wall)
+                self._store_ok()
+                backoff = 0.0
+            except StoreError as exc:
+                self._store_failed(exc)
+                backoff = delay = min(MAX_SLEEP_S, max(0.25, backoff * 2))
+                wall, mono = self.clock.now(), time.monotonic()
+            self._sleep(delay, seen)
+            try:
+                seen = self.store.changed()
+            except StoreError:
+                seen = None
+
+    def _sleep_for(self, now: float) -> float:
+        due = self.store.next_wakeup(now + LEAD_S)
+        delay = MAX_SLEEP_S if due is None else min(MAX_SLEEP_S, due - LEAD_S - now)
+        return max(0.0, delay)
+
+    def _sleep(self, seconds: float, seen: int | None) -> None:
+        """Sleep until `seconds` pass, a nudge/signal/worker wakes us, or the store changed."""
+        try:
+            unchanged = seen is None or self.store.changed() == seen
+        except StoreError:
+            unchanged = True
+        if seconds > 0 and unchanged:
+            select.select([self._wake_r], [], [], seconds)
+        self._drain()
+
+    def _drain(self) -> None:
+        with contextlib.suppress(BlockingIOError):
+            while os.read(self._wake_r, 4096):
+                pass
+        executor.reap_orphans()  # adopted orphans of our jobs (a no-op unless a subreaper)
+
+    def _run_once(self) -> None:
+        """`--once`: start all that is due or queued now, wait for it, and return."""
+        start = self._once_at = self.clock.now()
+        self.fire_due(start)
+        while not self._stopping:
+            self.start_queued(start)
+            with self.pool.lock:
+                if not self.pool.active:
+                    return
+            select.select([self._wake_r], [], [], MAX_SLEEP_S)
+            self._drain()
+
+    # ---- steps ----------------------------------------------------------------------------
+    def fire_due(self, now: float) -> None:
+        """Record every due fire, in one transaction per batch of due jobs. Fires missed
+        before this runner started were missed while no runner was up; later ones while
+        the runner was held up (its store unavailable, the machine asleep, ...)."""
+        if self.guard is not None and not self._check_guard():
+            return  # never fire into a store that is not the one at our path any more
+        while due := self.store.due_jobs(now, DUE_BATCH):
+            open_runs: dict[str, list[Run]] = {}
+            for r in self.store.list_runs(
+                RunFilter(jobs=[j.name for j in due], statuses=["queued", "running"])
+            ):
+                open_runs.setdefault(r.job, []).append(r)
+            fires: list[Fire] = []
+            for job in due:
+                why = self._missed_why
+                if job.next_run_at is not None and job.next_run_at < self.since:
+                    why = planner.MISSED_RUNNER_DOWN
+                try:
+                    plan = planner.plan_fire(job, now, open_runs.get(job.name, []), self.rng,
+                                             why)  # fmt: skip
+                except Exception as exc:  # e.g. its zone vanished from the system's tz database
+                    self._pause_broken(job, exc)
+                    continue
+                changes = {"state": plan.state} if plan.state else {}
+                fires.append(Fire(job, plan.runs, plan.next_run_at, changes))
+            for fire, runs in zip(fires, self.store.fire_all(fires), strict=True):
+                for run in runs:
+                    what = f", {run.error}" if run.status == "skipped" else ""
+                    self.emit("fire", f"{fire.job.name}: run {run.id} {run.status} "
+                              f"({run.trigger}{what})")  # fmt: skip
+            if len(due) < DUE_BATCH:
+                self._missed_why = HELD_UP
+                return
+
+    def _pause_broken(self, job: Job, exc: Exception) -> None:
+        """A job whose schedule cannot be computed any more must not stop the others (or spin
+        the loop): pause it and say why; `jobctl edit` fixes it, `resume` retries."""
+        self.store.update_jobs([job.name], lambda j: j.copy_with(state="paused", next_run_at=None))
+        self.emit("error", f"{job.name}: paused, its schedule failed: {type(exc).__name__}: {exc}")
+
+    # ---- the worker pool (workers.py) --------------------------------------------------------
+    @property
+    def active(self) -> dict[int, Active]:
+        return self.pool.active
+
+    def start_queued(self, now: float, done: Active | None = None) -> Active | None:
+        return self.pool.start_queued(now, done)
+
+    def check_cancels(self) -> None:
+        self.pool.check_cancels()
+
+    def _terminate(self, run: Run, status: str, reason: str) -> None:
+        self.pool.terminate(run, status, reason)
+
+    def _horizon(self) -> float:
+        """How far ahead runs are claimed: the lead, or `--once`'s fixed start time."""
+        return self._once_at if self._once_at is not None else self.clock.now() + LEAD_S
+
+    def rewind(self, now: float, jump: float) -> None:
+        """The wall clock went back (NTP step, manual change): jobs that keep a period
+        (wildcard cron, --every) fire at their next time from the new now that has not fired
+        yet (a time at or before a job's high-water mark never fires again, SPEC 6); fixed-time
+        jobs keep their next fire."""
+        names = [
+            j.name
+            for j in self.store.list_jobs(last_runs=False)
+            if j.state == "active" and planner.keeps_period(j) and j.next_run_at is not None
+        ]
+
+        def earlier(job: Job) -> Job:
+            nxt = planner.next_unfired(job, now)
+            if nxt is None or job.next_run_at is None or nxt >= job.next_run_at:
+                return job
+            return job.copy_with(next_run_at=nxt)
+
+        moved = self.store.update_jobs(names, earlier)
+        self.emit("clock", f"wall clock went back {-jump:.1f}s; rescheduled {len(moved)} jobs")
+
+    def fire_reboot(self, now: float) -> None:
+        """Queue each active @reboot job once for this start (scheduled at the runner's start
+        time, so that a retry after a store error finds the fire recorded: no second run)."""
+        for job in self.store.list_jobs(schedule="@reboot", last_runs=False):
+            if job.state == "active" and planner.is_reboot(job):
+                run = Run(
+                    job=job.name,
+                    scheduled_for=self.since,
+                    trigger="reboot",
+                    created_at=now,
+                    not_before=now,
+                )
+                try:
+                    self.store.add_run(run)
+                except ConflictError:
+                    continue
+                self.emit("fire", f"{job.name}: @reboot run queued")
+
+    def recover(self, now: float) -> None:
+        """Runs left behind by dead owners become abandoned (their processes killed first)."""
+        with self.pool.claiming:  # read the store, then our own runs: a worker's claim (which
+            # registers the run in `active` under this lock) cannot fall in between
+            open_runs = self.store.list_runs(RunFilter(statuses=["running", "queued"]))
+            with self.pool.lock:
+                mine = set(self.pool.active)
+        stale = recovery.stale_runs(open_runs, self.owner, mine)
+        recovery.recover_runs(self.store, stale, now, self.clock, self.rng, self.emit)
+
+    @staticmethod
+    def _kill_orphans(runs: list[Run], jobs: dict[str, Job]) -> dict[int, set[int]]:
+        return recovery.kill_orphans(runs, jobs)
+
+    def _shutdown(self) -> None:
+        """Let running jobs finish for the grace period, then terminate them."""
+        self._give_up_at = time.monotonic() + self.grace_s
+        self.pool.shutdown()

@@ -1,0 +1,104 @@
+"""Recovery: runs left behind by runners that died become `abandoned` (SPEC 7).
+
+Their surviving processes are terminated first (only where the recorded pid still has the
+recorded start time, or where the processes carry the run's markers), then the run is
+recorded and retried if attempts remain. /proc is read here only to kill orphans on this host;
+whether an owner is alive is `owners.alive`. The loop calls `recover_runs` under its claim
+lock's protection (see Runner.recover).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from jobctl import executor, owners
+from jobctl.clock import Clock
+from jobctl.models import Job, Run
+from jobctl.runner.execution import OWNER_VAR, describe_end, record_end
+from jobctl.store.base import Store
+
+
+def stale_runs(open_runs: list[Run], me: str, mine: set[int]) -> list[Run]:
+    """The open runs whose owner is gone: our own runs we no longer track (`mine`: the ids
+    our workers hold), and runs of owners that are not alive."""
+    return [
+        r
+        for r in open_runs
+        if r.owner and (r.id not in mine if r.owner == me else not owners.alive(r.owner))
+    ]
+
+
+def recover_runs(
+    store: Store,
+    stale: list[Run],
+    now: float,
+    clock: Clock,
+    rng: random.Random,
+    emit: Callable[[str, str], None],
+) -> None:
+    """Record `stale` runs: a queued one (a foreground `jobctl run` that went away) is
+    cancelled; a running one is abandoned (its processes killed first) and retried."""
+    if not stale:
+        return
+    names = sorted({r.job for r in stale})
+    jobs = {j.name: j for j in store.list_jobs(names=names, last_runs=False)}
+    for run in stale:
+        if run.status == "queued":  # a foreground `jobctl run` died while waiting
+            store.update_run(run.id or 0, status="cancelled", finished_at=now,
+                             error="its jobctl run process went away")  # fmt: skip
+    running = [r for r in stale if r.status == "running"]
+    killed = kill_orphans(running, jobs)
+    for run in running:
+        groups = ", ".join(str(g) for g in sorted(killed.get(run.id or -1, ())))
+        note = f"; its process group {groups} was terminated" if groups else ""
+        final = replace(run, status="abandoned", finished_at=now,
+                        error=f"its runner died ({run.owner}){note}")  # fmt: skip
+        final, retry = record_end(store, jobs.get(run.job), final, clock, rng)
+        emit("recover", describe_end(final, retry, now))
+
+
+def kill_orphans(runs: list[Run], jobs: dict[str, Job]) -> dict[int, set[int]]:
+    """SIGTERM the surviving process groups of `runs`, wait for them together, and SIGKILL
+    each one whose job's --kill-grace is up. A group is signalled only where the recorded
+    pid still has the recorded start time, or, for a run whose pid or start time was never
+    recorded, where its processes carry the run's JOBCTL_RUN_ID and JOBCTL_OWNER (never
+    our own group: a runner started from a job inherits that job's markers).
+    Returns the groups signalled, by run id."""
+    groups: dict[int, set[int]] = {}
+    for r in runs:
+        recorded = r.id is not None and r.pid and r.proc_start
+        if recorded and executor.kill_group(r.pid or 0, r.proc_start, signal.SIGTERM):
+            groups[r.id or 0] = {r.pid or 0}
+    # by their markers: the processes of a run whose pid or start time was not recorded
+    # (a crash right after spawn), and those of any run that left its group (setsid)
+    unrecorded = {
+        r.id: {f"JOBCTL_RUN_ID={r.id}".encode(), f"{OWNER_VAR}={r.owner}".encode()}
+        for r in runs
+        if r.id is not None
+    }
+    ours = {os.getpid(), os.getpgrp()}
+    for run_id, pgids in executor.marked_groups(unrecorded).items():
+        for pgid in pgids - ours:
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGTERM)
+                groups.setdefault(run_id, set()).add(pgid)
+    start = time.monotonic()
+    job_of = {r.id: jobs.get(r.job) for r in runs}
+    grace = {i: j.kill_grace_s if (j := job_of[i]) else 10.0 for i in groups}
+    alive = {(i, g) for i, gs in groups.items() for g in gs}
+    while alive:  # each group gets its own job's kill grace, and no more
+        now = time.monotonic()
+        for i, g in [(i, g) for i, g in alive if now >= start + grace[i]]:
+            with contextlib.suppress(OSError):
+                os.killpg(g, signal.SIGKILL)
+            alive.discard((i, g))
+        alive = {(i, g) for i, g in alive if executor.group_alive(g)}
+        if alive:
+            time.sleep(0.05)
+    return groups
