@@ -49,6 +49,14 @@ def resolve_settings(
     return Settings(home=home_path, store_url=url)
 
 
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+
+
+def is_postgres(url: str) -> bool:
+    """Whether the store URL names a PostgreSQL database (`postgresql://` or `postgres://`)."""
+    return url.lower().startswith(POSTGRES_SCHEMES)
+
+
 def sqlite_path(url: str) -> Path:
     """The database path of a `sqlite:///PATH` URL or a plain path."""
     if url.startswith("sqlite:///"):
@@ -57,7 +65,7 @@ def sqlite_path(url: str) -> Path:
         raise UsageError(f"invalid store URL {url!r}: use sqlite:///ABSOLUTE/PATH or a plain path")
     if "://" in url:
         scheme = url.split("://", 1)[0]
-        raise UsageError(f"unsupported store {scheme!r} in {url!r}: only sqlite is available yet")
+        raise UsageError(f"unsupported store {scheme!r} in {url!r}: use sqlite or postgresql")
     return expand_user(url, "store path")
 
 

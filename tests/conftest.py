@@ -45,3 +45,13 @@ def cli(capsys: pytest.CaptureFixture[str]):
         return Result(code, captured.out, captured.err)
 
     return invoke
+
+
+# PostgreSQL: one server per session (throwaway cluster or JOBCTL_TEST_PG), a schema per test
+from tests.pg import pg_server, pg_url  # noqa: E402, F401
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    from tests import pg
+
+    pg.report(terminalreporter, terminalreporter.config.option.verbose > 0)

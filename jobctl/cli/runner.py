@@ -74,8 +74,16 @@ def runner(
     ] = "30s",
 ) -> None:
     """Run the scheduler in the foreground: fire jobs on time and execute them."""
-    from jobctl.config import sqlite_path
-    from jobctl.errors import StoreError
+    from jobctl.config import is_postgres, sqlite_path
+    from jobctl.errors import StoreError, UsageError
+
+    if is_postgres(state().settings.store_url):
+        # the runner's single-runner rule is a file lock beside a SQLite database; runners
+        # sharing a PostgreSQL store need leases and fencing (the fleet runner, SPEC 8)
+        raise UsageError(
+            "the runner is not available on a PostgreSQL store yet (the fleet runner of "
+            "SPEC 8 is in progress); every other command works"
+        )
     from jobctl.jobdef import option_duration, parse_int
     from jobctl.locking import RunnerLock
     from jobctl.runner import Runner

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from jobctl.config import Settings, ensure_home, sqlite_path
+from jobctl.config import Settings, ensure_home, is_postgres, sqlite_path
+from jobctl.errors import StoreError
 from jobctl.store.base import RunFilter, Store
 
 __all__ = ["RunFilter", "Store", "open_store"]
@@ -10,7 +11,21 @@ __all__ = ["RunFilter", "Store", "open_store"]
 
 def open_store(settings: Settings, busy_timeout_s: float | None = None) -> Store:
     """Create the home folder if needed and open (and migrate) the store it names.
-    `busy_timeout_s`: how long a write waits for another writer (default: a minute)."""
+    `busy_timeout_s`: how long a write waits for another writer (default: a minute).
+    A PostgreSQL URL opens store/postgres.py (imported only then: psycopg stays out of the
+    SQLite path), which writes nothing in the home folder."""
+    if is_postgres(settings.store_url):
+        try:
+            from jobctl.store.postgres import PostgresStore
+        except ImportError as exc:
+            if exc.name not in ("psycopg", "psycopg_binary"):
+                raise
+            raise StoreError(
+                "the PostgreSQL store needs psycopg: pip install 'jobctl[postgres]'"
+            ) from None
+        if busy_timeout_s is None:
+            return PostgresStore(settings.store_url)
+        return PostgresStore(settings.store_url, lock_timeout_s=busy_timeout_s)
     path = sqlite_path(settings.store_url)
     ensure_home(settings.home)
     from jobctl.store.sqlite import SQLiteStore

@@ -40,6 +40,7 @@ def db_dump(home: Path) -> list[tuple]:
         conn.close()
 
 
+@pytest.mark.usefixtures("any_store")
 def test_add_then_list_json(cli) -> None:
     r = cli("add", "backup", "--cron", "*/5 * * * *", "--tag", "ops", "--", "echo", "hi")
     assert r.code == 0, r.err
@@ -72,12 +73,14 @@ def test_global_home_flag_and_store_path(cli, tmp_path: Path) -> None:
     ]
 
 
+@pytest.mark.usefixtures("any_store")
 def test_empty_list_shows_how_to_add(cli) -> None:
     r = cli("list")
     assert r.code == 0
     assert "jobctl add" in r.err
 
 
+@pytest.mark.usefixtures("any_store")
 def test_list_plain_table(cli) -> None:
     cli("add", "nightly", "--cron", "30 1 * * *", "--", "true")
     r = cli("list")
@@ -88,6 +91,7 @@ def test_list_plain_table(cli) -> None:
     assert "\x1b[" not in r.out  # plain, no colour codes
 
 
+@pytest.mark.usefixtures("any_store")
 def test_show_json_has_upcoming_and_recent(cli) -> None:
     cli("add", "t", "--cron", "0 9 * * mon-fri", "--tz", "Europe/London", "--", "true")
     data = cli("show", "t", "--json").json()
@@ -145,6 +149,7 @@ def test_add_without_command_is_usage_error(cli, home) -> None:
     assert db_dump(home) == []
 
 
+@pytest.mark.usefixtures("any_store")
 def test_duplicate_name_is_conflict(cli) -> None:
     assert cli("add", "x", "--every", "1m", "--", "true").code == 0
     r = cli("add", "x", "--every", "2m", "--", "false")
@@ -164,6 +169,7 @@ def test_duplicate_name_is_conflict(cli) -> None:
     ],
     ids=lambda a: a[0],
 )
+@pytest.mark.usefixtures("any_store")
 def test_unknown_job_is_not_found(cli, argv) -> None:
     r = cli(*argv)
     assert r.code == 4, r.err
@@ -177,6 +183,7 @@ def test_store_unusable_is_runtime_failure(cli, tmp_path: Path) -> None:
     assert r.code == 1 and str(blocker) in r.err
 
 
+@pytest.mark.usefixtures("any_store")
 def test_edit_changes_and_recomputes(cli) -> None:
     cli("add", "x", "--cron", "0 0 * * *", "--", "true")
     before = cli("show", "x", "--json").json()
@@ -195,6 +202,7 @@ def test_rejected_edit_leaves_job_as_it_was(cli, home) -> None:
     assert db_dump(home) == before
 
 
+@pytest.mark.usefixtures("any_store")
 def test_edit_manual_drops_schedule(cli) -> None:
     cli("add", "x", "--every", "1m", "--", "true")
     cli("edit", "x", "--manual")
@@ -202,6 +210,7 @@ def test_edit_manual_drops_schedule(cli) -> None:
     assert j["schedule_kind"] == "manual" and j["next_run_at"] is None
 
 
+@pytest.mark.usefixtures("any_store")
 def test_pause_resume(cli) -> None:
     cli("add", "a", "--every", "1m", "--", "true")
     cli("add", "b", "--every", "1m", "--", "true")
@@ -220,6 +229,7 @@ def test_paused_flag_on_add(cli) -> None:
     assert cli("show", "a", "--json").json()["state"] == "paused"
 
 
+@pytest.mark.usefixtures("any_store")
 def test_rm_and_purge(cli) -> None:
     cli("add", "a", "--every", "1m", "--", "true")
     assert cli("rm", "a").code == 0
@@ -321,5 +331,6 @@ def test_every_command_has_help_text(cli) -> None:
         assert r.code == 0 and "Usage:" in r.out
 
 
+@pytest.mark.usefixtures("any_store")
 def test_json_is_valid_for_empty_and_full(cli) -> None:
     assert json.loads(cli("list", "--json").out) == []

@@ -19,6 +19,7 @@ def test_help_lists_every_spec_verb(cli) -> None:
     assert listed >= SPEC_VERBS, SPEC_VERBS - listed
 
 
+@pytest.mark.usefixtures("any_store")
 def test_foreground_run_records_and_shows_stats(cli) -> None:
     cli("add", "ok", "--", "sh", "-c", "echo out; echo err >&2")
     r = cli("run", "ok")
@@ -37,6 +38,7 @@ def test_foreground_run_records_and_shows_stats(cli) -> None:
     assert "100% of 1" in text and "p50" in text
 
 
+@pytest.mark.usefixtures("any_store")
 def test_failed_run_goes_dead_and_can_be_dismissed(cli) -> None:
     cli("add", "bad", "--", "sh", "-c", "exit 5")
     assert cli("run", "bad").code == 5
@@ -50,6 +52,7 @@ def test_failed_run_goes_dead_and_can_be_dismissed(cli) -> None:
     assert cli("dead", "--json").json() == []
 
 
+@pytest.mark.usefixtures("any_store")
 def test_keep_runs_retention_and_prune(cli) -> None:
     cli("add", "k", "--keep-runs", "3", "--", "true")
     for _ in range(5):
@@ -61,6 +64,7 @@ def test_keep_runs_retention_and_prune(cli) -> None:
     assert cli("history", "k", "--json").json() == []
 
 
+@pytest.mark.usefixtures("any_store")
 def test_history_filters(cli) -> None:
     cli("add", "a", "--", "true")
     cli("add", "b", "--", "false")
@@ -114,12 +118,14 @@ def test_overlap_skip_refuses_manual_run_while_running(cli, home) -> None:
     assert cli("run", "s", "--detach", "--force").code == 0
 
 
+@pytest.mark.usefixtures("any_store")
 def test_status_without_runner(cli) -> None:
     st = cli("status", "--json").json()
     assert st["runner"]["active"] is False and st["running"] == [] and st["queued"] == 0
     assert "not running" in cli("status").out
 
 
+@pytest.mark.usefixtures("any_store")
 def test_run_detach_queues_for_runner(cli) -> None:
     cli("add", "d", "--", "true")
     r = cli("run", "d", "--detach")
@@ -149,6 +155,7 @@ def test_edit_paused_and_active(cli) -> None:
     assert cli("show", "p", "--json").json()["state"] == "active"
 
 
+@pytest.mark.usefixtures("any_store")
 def test_dead_dismiss_all_spellings(cli) -> None:
     cli("add", "bad", "--", "false")
     cli("run", "bad")
@@ -159,6 +166,7 @@ def test_dead_dismiss_all_spellings(cli) -> None:
     assert cli("dead", "--json").json() == []
 
 
+@pytest.mark.usefixtures("any_store")
 def test_rm_cancels_queued_runs_so_a_new_job_of_that_name_never_runs_them(cli) -> None:
     cli("add", "deploy", "--", "echo", "OLD")
     cli("run", "deploy", "--detach")
@@ -250,6 +258,7 @@ def test_empty_value_clears_repeatable_options(cli) -> None:
     assert (j["tags"], j["mutexes"], j["env"]) == ([], [], {})
 
 
+@pytest.mark.usefixtures("any_store")
 def test_foreground_run_json_keeps_stdout_for_json(cli) -> None:
     cli("add", "j", "--", "sh", "-c", "echo job-output; exit 4")
     r = cli("run", "j", "--json")
@@ -261,6 +270,7 @@ def test_foreground_run_json_keeps_stdout_for_json(cli) -> None:
     assert cli("dead", "--dismiss", "1", "--all").code == 2
 
 
+@pytest.mark.usefixtures("any_store")
 def test_messages_for_empty_filtered_results(cli) -> None:
     cli("add", "a", "--", "true")
     assert "no jobs tagged 'nope'" in cli("list", "--tag", "nope").err
@@ -316,6 +326,7 @@ def test_missing_store_folder_is_one_line(cli, tmp_path) -> None:
     assert r.code == 1 and r.err.startswith("jobctl: cannot open store") and "internal" not in r.err
 
 
+@pytest.mark.usefixtures("any_store")
 def test_logs_follow_does_not_wait_for_a_retry_in_backoff(cli) -> None:
     cli("add", "f", "--retries", "2", "--retry-delay", "1h", "--shell", "--", "echo boom; exit 1")
     assert cli("run", "f").code == 1

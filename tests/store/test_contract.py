@@ -1,4 +1,9 @@
-"""The Store contract: every store implementation must pass these (SQLite now)."""
+"""The Store contract: every store implementation must pass these (SQLite and PostgreSQL).
+
+`store` is parametrized over STORES; `open_same` opens another store object (another
+connection, like another process) on the same database. PostgreSQL tests get a fresh schema
+from tests/pg.py and skip (once, visibly) when no server can be had.
+"""
 
 from __future__ import annotations
 
@@ -21,14 +26,39 @@ def make_sqlite(tmp_path: Path):
     return SQLiteStore(tmp_path / "jobctl.db")
 
 
-STORES = [pytest.param(make_sqlite, id="sqlite")]
+def make_postgres(url: str):
+    from jobctl.store.postgres import PostgresStore
+
+    return PostgresStore(url)
+
+
+STORES = [pytest.param("sqlite", id="sqlite"), pytest.param("postgres", id="postgres")]
 
 
 @pytest.fixture(params=STORES)
-def store(request: pytest.FixtureRequest, tmp_path: Path):
-    s = request.param(tmp_path)
-    yield s
-    s.close()
+def open_same(request: pytest.FixtureRequest, tmp_path: Path):
+    """A function opening a new store object on this test's database (fresh at first)."""
+    opened: list = []
+    if request.param == "postgres":
+        url = request.getfixturevalue("pg_url")
+
+        def opener():
+            opened.append(make_postgres(url))
+            return opened[-1]
+    else:
+
+        def opener():
+            opened.append(make_sqlite(tmp_path))
+            return opened[-1]
+
+    yield opener
+    for s in opened:
+        s.close()
+
+
+@pytest.fixture
+def store(open_same):
+    return open_same()
 
 
 def job(name: str = "backup", **kw) -> Job:
@@ -86,12 +116,12 @@ def test_update_jobs_is_all_or_nothing(store) -> None:
     assert store.get_job("a").description == "changed"
 
 
-def test_concurrent_updates_lose_nothing(tmp_path: Path) -> None:
+def test_concurrent_updates_lose_nothing(open_same) -> None:
     import threading
 
-    first = make_sqlite(tmp_path)
+    first = open_same()
     first.add_job(job("a"))
-    stores = [make_sqlite(tmp_path) for _ in range(4)]  # separate connections, like processes
+    stores = [open_same() for _ in range(4)]  # separate connections, like processes
 
     def bump(s) -> None:
         for _ in range(25):

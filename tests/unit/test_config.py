@@ -66,3 +66,19 @@ def test_ensure_home_leaves_an_existing_home_alone(tmp_path: Path) -> None:
 
 def _mode(path: Path) -> int:
     return stat.S_IMODE(os.stat(path).st_mode)
+
+
+@pytest.mark.parametrize(
+    ("url", "want"),
+    [
+        ("postgresql://u@h/db", True),
+        ("postgres://u@h/db", True),
+        ("POSTGRESQL://h/db", True),
+        ("sqlite:////a/b.db", False),
+        ("/plain/postgres.db", False),
+    ],
+)
+def test_is_postgres(url: str, want: bool) -> None:
+    from jobctl.config import is_postgres
+
+    assert is_postgres(url) is want

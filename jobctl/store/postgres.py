@@ -1,0 +1,680 @@
+"""PostgreSQL implementation of the Store (store/base.py), with psycopg 3 (synchronous).
+
+One connection per store, in autocommit mode at the driver level so that no implicit
+transaction ever stays open; every method is one explicit transaction (`conn.transaction()`,
+BEGIN ... COMMIT), under a lock shared by the runner's threads. READ COMMITTED: compare-and-set
+updates re-check their WHERE on the newest row version, read-modify-write takes FOR UPDATE,
+and claim takes the queued runs it looks at with FOR UPDATE SKIP LOCKED.
+Times are bigint milliseconds, as on SQLite, so the fire key compares exactly.
+Schema: store/pg_schema.py, applied on first use under a transaction-level advisory lock.
+Imported only for a postgresql:// store: SQLite users never import psycopg.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any
+
+import psycopg
+from psycopg import errors as pg_errors
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+from psycopg.rows import dict_row
+
+from jobctl.errors import ConflictError, NotFoundError, StoreError
+from jobctl.models import RUN_STATUSES, Job, Run
+from jobctl.store import pg_schema
+from jobctl.store.base import Fire, Picker, RunFilter, RunnerInfo, fired_mark, fresh_fires
+
+CONNECT_TIMEOUT_S = 5
+LOCK_TIMEOUT_S = 60.0  # how long a write waits for a row another transaction holds
+
+# column -> how it is stored: "ms" (float seconds <-> bigint ms), "json" (text), "" (as is)
+JOB_COLUMNS: dict[str, str] = {
+    "name": "", "command": "json", "shell": "", "schedule": "", "schedule_kind": "",
+    "tz": "", "state": "", "next_run_at": "ms", "anchor_at": "ms", "cwd": "", "env": "json",
+    "timeout_s": "", "kill_grace_s": "", "retries": "", "retry_delay_s": "", "backoff": "",
+    "max_retry_delay_s": "", "overlap": "", "misfire": "", "catchup_window_s": "",
+    "jitter_s": "", "mutexes": "json", "keep_runs": "", "max_output": "", "description": "",
+    "tags": "json", "created_at": "ms", "updated_at": "ms", "fired_through": "ms",
+}  # fmt: skip
+RUN_COLUMNS: dict[str, str] = {
+    "job": "", "attempt": "", "trigger": "", "status": "", "scheduled_for": "ms",
+    "created_at": "ms", "not_before": "ms", "started_at": "ms", "finished_at": "ms",
+    "exit_code": "", "signal": "", "error": "", "host": "", "pid": "", "proc_start": "",
+    "owner": "", "dead": "", "output_bytes": "", "cancel_requested_at": "ms", "forced": "",
+}  # fmt: skip
+_EMPTY = {"[]": list, "{}": dict}
+
+
+def to_ms(t: float | None) -> int | None:
+    return None if t is None else round(t * 1000)
+
+
+def _encode(kind: str, value: Any) -> Any:
+    if kind == "ms":
+        return to_ms(value)
+    if kind == "json":
+        return json.dumps(value)
+    return value
+
+
+def _decode(kind: str, value: Any) -> Any:
+    if value is None or not kind:
+        return value
+    if kind == "ms":
+        return value / 1000
+    return _EMPTY[value]() if value in _EMPTY else json.loads(value)
+
+
+def _row(columns: dict[str, str], obj: object) -> dict[str, Any]:
+    return {c: _encode(k, getattr(obj, c)) for c, k in columns.items()}
+
+
+def _job(row: dict[str, Any]) -> Job:
+    return Job(id=row["id"], **{c: _decode(k, row[c]) for c, k in JOB_COLUMNS.items()})
+
+
+def _run(row: dict[str, Any]) -> Run:
+    return Run(id=row["id"], **{c: _decode(k, row[c]) for c, k in RUN_COLUMNS.items()})
+
+
+def _insert_sql(table: str, columns: Sequence[str], conflict: str = "") -> str:
+    names = ", ".join(columns)
+    marks = ", ".join(f"%({c})s" for c in columns)
+    return f"INSERT INTO {table} ({names}) VALUES ({marks}){conflict} RETURNING id"
+
+
+def _one_line(exc: BaseException, secret: str | None) -> str:
+    """psycopg's message on one line, without the password even if a server echoed it."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if secret:
+        text = text.replace(secret, "***")
+    return text
+
+
+def describe_url(url: str) -> tuple[str, str | None]:
+    """(the store as shown to users: postgresql://user@host:port/db, never the password;
+    the password, to scrub from messages)."""
+    try:
+        info = conninfo_to_dict(url)
+    except psycopg.Error:
+        return re.sub(r"//([^:/@]*):[^@/]*@", r"//\1@", url.split("?", 1)[0]), None
+    host = str(info.get("host") or "localhost")
+    where = f"{info['user']}@{host}" if info.get("user") else host
+    if info.get("port"):
+        where += f":{info['port']}"
+    db = info.get("dbname")
+    shown = f"postgresql://{where}/{db}" if db else f"postgresql://{where}"
+    password = info.get("password")
+    return shown, str(password) if password else None
+
+
+class PostgresStore:
+    """The store shared by several machines (today: by the commands of any machine)."""
+
+    def __init__(
+        self,
+        url: str,
+        lock_timeout_s: float = LOCK_TIMEOUT_S,
+        connect_timeout_s: int = CONNECT_TIMEOUT_S,
+    ) -> None:
+        """`lock_timeout_s`: how long a write waits for a row lock (or the migration lock)
+        before it fails with StoreError; `connect_timeout_s`: how long to reach the server."""
+        self.url = url
+        self.where, self._secret = describe_url(url)
+        self._lock_timeout_ms = max(1, round(lock_timeout_s * 1000))
+        self._connect_timeout_s = connect_timeout_s
+        self._lock = threading.RLock()  # the runner's threads share this connection
+        self._changes = 0  # commits seen from other connections (see changed())
+        self.conn: psycopg.Connection[dict[str, Any]] | None = None
+        try:
+            self._connect()
+        except psycopg.Error as exc:
+            raise StoreError(
+                f"cannot open store {self.where}: {_one_line(exc, self._secret)}"
+            ) from None
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        conn = psycopg.connect(
+            self.url,
+            autocommit=True,
+            row_factory=dict_row,
+            connect_timeout=self._connect_timeout_s,
+        )
+        try:
+            conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")
+            schema = conn.execute("SELECT current_schema() AS s").fetchone()
+            if schema is None or schema["s"] is None:
+                raise StoreError(f"store {self.where} has no schema to use (check search_path)")
+            self._migrate(conn)
+            self._channel = sql.Identifier(f"jobctl.{schema['s']}")
+            self._listening = False  # LISTEN on the first changed(): commands never ask
+            self._pid = conn.info.backend_pid
+        except BaseException:
+            conn.close()
+            raise
+        self.conn = conn
+        return conn
+
+    def _migrate(self, conn: psycopg.Connection[dict[str, Any]]) -> None:
+        """Create or upgrade the schema: at most one process at a time (advisory lock)."""
+        version = self._version(conn)
+        if version == pg_schema.SCHEMA_VERSION:
+            return
+        if version is not None and version > pg_schema.SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.where} has schema {version}, newer than this jobctl "
+                f"understands ({pg_schema.SCHEMA_VERSION}); upgrade jobctl"
+            )
+        with conn.transaction():
+            conn.execute(pg_schema.MIGRATE_LOCK)
+            conn.execute(pg_schema.VERSION_TABLE)
+            version = self._version(conn) or 0
+            for number, name, statements in pg_schema.MIGRATIONS:
+                if number <= version:
+                    continue
+                for statement in statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO jobctl_schema (version, name) VALUES (%s, %s)", [number, name]
+                )
+
+    @staticmethod
+    def _version(conn: psycopg.Connection[dict[str, Any]]) -> int | None:
+        row = conn.execute("SELECT to_regclass('jobctl_schema') IS NOT NULL AS ok").fetchone()
+        if not row or not row["ok"]:
+            return None
+        row = conn.execute("SELECT max(version) AS v FROM jobctl_schema").fetchone()
+        return None if row is None else row["v"]
+
+    def close(self) -> None:
+        with self._lock:
+            if self.conn is not None:
+                self.conn.close()
+
+    def moved(self) -> str | None:
+        """A database is not a file that can be replaced under us: never moved."""
+        return None
+
+    def sync(self) -> None:
+        """Every commit is durable already (the server's WAL)."""
+
+    def _error(self, exc: psycopg.Error) -> StoreError:
+        return StoreError(f"store error on {self.where}: {_one_line(exc, self._secret)}")
+
+    @contextmanager
+    def _tx(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+        """One transaction; a connection lost meanwhile (server restart) is reopened by the
+        next transaction, never retried inside this one."""
+        with self._lock:
+            try:
+                conn = self.conn
+                if conn is None or conn.closed or conn.broken:
+                    conn = self._connect()
+                with conn.transaction():
+                    yield conn
+            except psycopg.Error as exc:
+                raise self._error(exc) from None
+
+    # ---- jobs -------------------------------------------------------------
+    def _with_last_runs(self, conn: psycopg.Connection[Any], jobs: list[Job]) -> list[Job]:
+        if not jobs:
+            return jobs
+        rows = conn.execute(
+            "SELECT * FROM runs WHERE id IN "
+            "(SELECT max(id) FROM runs WHERE job = ANY(%s) GROUP BY job)",
+            [[j.name for j in jobs]],
+        )
+        last = {row["job"]: _run(row) for row in rows}
+        for job in jobs:
+            job.last_run = last.get(job.name)
+        return jobs
+
+    def add_job(self, job: Job) -> Job:
+        with self._tx() as conn:
+            try:
+                row = conn.execute(
+                    _insert_sql("jobs", list(JOB_COLUMNS)), _row(JOB_COLUMNS, job)
+                ).fetchone()
+            except pg_errors.UniqueViolation:  # the transaction rolls back
+                raise ConflictError(f"job {job.name!r} already exists") from None
+            assert row is not None
+            return job.copy_with(id=row["id"])
+
+    def get_job(self, name: str) -> Job:
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM jobs WHERE name = %s", [name]).fetchone()
+            if row is None:
+                raise NotFoundError(f"no job named {name!r}")
+            return self._with_last_runs(conn, [_job(row)])[0]
+
+    def list_jobs(
+        self,
+        tag: str | None = None,
+        *,
+        names: Sequence[str] | None = None,
+        schedule: str | None = None,
+        last_runs: bool = True,
+    ) -> list[Job]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if tag is not None:
+            clauses.append("tags::jsonb @> jsonb_build_array(%s::text)")
+            params.append(tag)
+        if names is not None:
+            clauses.append("name = ANY(%s)")
+            params.append(list(names))
+        if schedule is not None:
+            clauses.append("lower(schedule) = lower(%s)")  # @reboot may be written @REBOOT
+            params.append(schedule)
+        sql = "SELECT * FROM jobs"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        with self._tx() as conn:
+            jobs = [_job(r) for r in conn.execute(sql + ' ORDER BY name COLLATE "C"', params)]
+            return self._with_last_runs(conn, jobs) if last_runs else jobs
+
+    def update_jobs(self, names: Sequence[str], change: Callable[[Job], Job]) -> list[Job]:
+        sets = ", ".join(f"{c} = %({c})s" for c in JOB_COLUMNS if c != "name")
+        out: list[Job] = []
+        with self._tx() as conn:
+            for name in names:
+                row = conn.execute(
+                    "SELECT * FROM jobs WHERE name = %s FOR UPDATE", [name]
+                ).fetchone()
+                if row is None:
+                    raise NotFoundError(f"no job named {name!r}")
+                job = change(self._with_last_runs(conn, [_job(row)])[0])
+                conn.execute(
+                    f"UPDATE jobs SET {sets} WHERE name = %(name)s", _row(JOB_COLUMNS, job)
+                )
+                out.append(job)
+        return out
+
+    def remove_job(self, name: str, purge: bool = False) -> None:
+        with self._tx() as conn:
+            if conn.execute("DELETE FROM jobs WHERE name = %s", [name]).rowcount == 0:
+                raise NotFoundError(f"no job named {name!r}")
+            # its waiting runs and pending retries must not run under a later job of that name
+            conn.execute(
+                "UPDATE runs SET status = 'cancelled', error = 'job removed' "
+                "WHERE job = %s AND status = 'queued'",
+                [name],
+            )
+            if purge:
+                self._purge(conn, name)
+
+    def purge_runs(self, job: str) -> int:
+        with self._tx() as conn:
+            return self._purge(conn, job)
+
+    def _purge(self, conn: psycopg.Connection[Any], job: str) -> int:
+        finished = "SELECT id FROM runs WHERE job = %s AND status != 'running'"
+        conn.execute(f"DELETE FROM output WHERE run_id IN ({finished})", [job])
+        return conn.execute(f"DELETE FROM runs WHERE id IN ({finished})", [job]).rowcount
+
+    # ---- runs -------------------------------------------------------------
+    def _insert_run(
+        self, conn: psycopg.Connection[Any], run: Run, conflict: str = ""
+    ) -> Run | None:
+        row = conn.execute(
+            _insert_sql("runs", list(RUN_COLUMNS), conflict), _row(RUN_COLUMNS, run)
+        ).fetchone()
+        return None if row is None else replace(run, id=row["id"])
+
+    def fire(
+        self, job: Job, runs: Sequence[Run], next_run_at: float | None, **job_changes: Any
+    ) -> list[Run]:
+        return self.fire_all([Fire(job, runs, next_run_at, job_changes)])[0]
+
+    def fire_all(self, fires: Sequence[Fire]) -> list[list[Run]]:
+        out: list[list[Run]] = []
+        with self._tx() as conn:
+            for job, runs, next_run_at, job_changes in fires:
+                runs = fresh_fires(job, runs)
+                changes = {"next_run_at": next_run_at, **job_changes}
+                mark = fired_mark(job, runs)
+                if mark != job.fired_through:
+                    changes["fired_through"] = mark
+                sets = ", ".join(f"{c} = %({c})s" for c in changes)
+                params = {c: _encode(JOB_COLUMNS[c], v) for c, v in changes.items()}
+                params["_name"], params["_expected"] = job.name, to_ms(job.next_run_at)
+                params["_mark"] = to_ms(job.fired_through)
+                # compare-and-set: under READ COMMITTED a concurrent update makes this
+                # statement re-check its WHERE on the row the other transaction committed
+                cur = conn.execute(
+                    f"UPDATE jobs SET {sets} WHERE name = %(_name)s "
+                    "AND next_run_at IS NOT DISTINCT FROM %(_expected)s::bigint "
+                    "AND fired_through IS NOT DISTINCT FROM %(_mark)s::bigint",
+                    params,
+                )
+                if cur.rowcount == 0:
+                    out.append([])  # another runner fired it, or the job changed since read
+                    continue
+                conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
+                inserted = [self._insert_run(conn, run, conflict) for run in runs]
+                if any(r.status == "skipped" for r in runs):  # skipped runs never finish
+                    self._retain(conn, job.name, job.keep_runs)
+                out.append([r for r in inserted if r is not None])
+        return out
+
+    def add_run(self, run: Run) -> Run:
+        with self._tx() as conn:
+            try:
+                inserted = self._insert_run(conn, run)
+            except pg_errors.UniqueViolation:  # the transaction rolls back
+                raise ConflictError(
+                    f"run {run.job!r} attempt {run.attempt} of that fire already exists"
+                ) from None
+            assert inserted is not None
+            return inserted
+
+    def update_run(self, run_id: int, **fields: Any) -> Run:
+        sets = ", ".join(f"{c} = %({c})s" for c in fields)
+        params = {c: _encode(RUN_COLUMNS[c], v) for c, v in fields.items()}
+        params["_id"] = run_id
+        with self._tx() as conn:
+            row = conn.execute(
+                f"UPDATE runs SET {sets} WHERE id = %(_id)s RETURNING *", params
+            ).fetchone()
+            if row is None:
+                raise NotFoundError(f"no run with id {run_id}")
+            return _run(row)
+
+    def mark_started(self, run: Run) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE runs SET pid = %s, proc_start = %s, started_at = %s WHERE id = %s",
+                [run.pid, run.proc_start, to_ms(run.started_at), run.id],
+            )
+
+    def get_run(self, run_id: int) -> Run:
+        if not -(2**63) <= run_id < 2**63:
+            raise NotFoundError(f"no run with id {run_id}")
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM runs WHERE id = %s", [run_id]).fetchone()
+            if row is None:
+                raise NotFoundError(f"no run with id {run_id}")
+            return _run(row)
+
+    def _where(self, where: RunFilter) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        if where.job is not None:
+            clauses.append("job = %s")
+            params.append(where.job)
+        if where.jobs is not None:
+            clauses.append("job = ANY(%s)")
+            params.append(list(where.jobs))
+        if where.statuses:
+            clauses.append(_status_clause(where.statuses, params))
+        if where.since is not None:
+            clauses.append("created_at >= %s")
+            params.append(to_ms(where.since))
+        if where.dead is not None:
+            clauses.append("dead" if where.dead else "NOT dead")
+        if where.owner is not None:
+            clauses.append("owner = %s")
+            params.append(where.owner)
+        return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+    def list_runs(self, where: RunFilter) -> list[Run]:
+        sql, params = self._where(where)
+        sql = "SELECT * FROM runs" + sql + " ORDER BY id DESC"
+        if where.limit is not None:
+            sql += f" LIMIT {int(where.limit)}"
+        with self._tx() as conn:
+            return [_run(r) for r in conn.execute(sql, params)]
+
+    def count_runs(self, where: RunFilter) -> int:
+        sql, params = self._where(where)
+        with self._tx() as conn:
+            row = conn.execute("SELECT count(*) AS n FROM runs" + sql, params).fetchone()
+            return int(row["n"]) if row else 0
+
+    def update_runs(self, run_ids: Sequence[int], **fields: Any) -> int:
+        sets = ", ".join(f"{c} = %({c})s" for c in fields)
+        params = {c: _encode(RUN_COLUMNS[c], v) for c, v in fields.items()}
+        params["_ids"] = [i for i in run_ids if -(2**63) <= i < 2**63]
+        with self._tx() as conn:
+            sql = f"UPDATE runs SET {sets} WHERE id = ANY(%(_ids)s::bigint[])"
+            return conn.execute(sql, params).rowcount
+
+    # ---- the runner's side ------------------------------------------------------
+    def due_jobs(self, now: float, limit: int = 1000) -> list[Job]:
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT * FROM jobs WHERE state = 'active' AND next_run_at <= %s "
+                "ORDER BY next_run_at LIMIT %s",
+                [to_ms(now), limit],
+            )
+            return [_job(r) for r in rows]
+
+    def next_wakeup(self, now: float) -> float | None:
+        with self._tx() as conn:
+            row = conn.execute(
+                "SELECT (SELECT min(next_run_at) FROM jobs WHERE state = 'active') AS a, "
+                "(SELECT min(not_before) FROM runs WHERE status = 'queued' "
+                "AND not_before > %s) AS b",
+                [to_ms(now)],
+            ).fetchone()
+            values = [v for v in (row or {}).values() if v is not None]
+            return min(values) / 1000 if values else None
+
+    CLAIM_PAGE = 1  # first page of queued runs looked at (one per free worker), doubling
+
+    def claim(
+        self, owner: str, host: str, now: float, limit: int, pick: Picker
+    ) -> list[tuple[Run, Job]]:
+        """As SQLite's claim; the queued runs offered are locked (FOR UPDATE SKIP LOCKED), so
+        a run another transaction is claiming is neither offered here nor waited for."""
+        now_ms = to_ms(now)
+        with self._tx() as conn:
+            # pick needs only who runs (job, id): no full decode of every running run
+            running = [
+                Run(job=r["job"], scheduled_for=0.0, status="running", id=r["id"])
+                for r in conn.execute("SELECT id, job FROM runs WHERE status = 'running'")
+            ]
+            jobs: dict[str, Job] = {}
+            # due runs waiting to replace a running run of their job (overlap=replace) are
+            # always offered, wherever they stand in the queue (see SQLiteStore.claim)
+            queued: list[Run] = []
+            replacing = [
+                r["name"]
+                for r in conn.execute(
+                    "SELECT name FROM jobs WHERE name = ANY(%s) AND overlap = 'replace'",
+                    [sorted({r.job for r in running})],
+                )
+            ]
+            if replacing:
+                queued = [
+                    _run(r)
+                    for r in conn.execute(
+                        "SELECT * FROM runs WHERE status = 'queued' AND job = ANY(%s) "
+                        "AND not_before <= %s AND (owner IS NULL OR owner = %s) "
+                        "ORDER BY not_before, id FOR UPDATE SKIP LOCKED",
+                        [replacing, now_ms, owner],
+                    )
+                ]
+            offset = 0
+            size = max(self.CLAIM_PAGE, limit)
+            while True:  # page through the due queue until `pick` has enough (or it ends)
+                page = [
+                    _run(r)
+                    for r in conn.execute(
+                        "SELECT * FROM runs WHERE status = 'queued' AND not_before <= %s "
+                        "AND (owner IS NULL OR owner = %s) ORDER BY not_before, id "
+                        "LIMIT %s OFFSET %s FOR UPDATE SKIP LOCKED",
+                        [now_ms, owner, size, offset],
+                    )
+                ]
+                offset += len(page)
+                seen = {r.id for r in queued}
+                queued = sorted(
+                    queued + [r for r in page if r.id not in seen],
+                    key=lambda r: (r.not_before, r.id or 0),
+                )
+                if not queued:
+                    return []
+                # the offered runs' jobs; of the running runs' jobs only those with a mutex
+                names = {r.job for r in queued} - jobs.keys()
+                busy = {r.job for r in running} - names - jobs.keys()
+                if names or busy:
+                    rows = conn.execute(
+                        "SELECT * FROM jobs WHERE name = ANY(%s) "
+                        "OR (name = ANY(%s) AND mutexes != '[]')",
+                        [sorted(names), sorted(busy)],
+                    )
+                    jobs.update((j.name, j) for j in map(_job, rows))
+                start, cancel = pick(queued, running, jobs, limit)
+                if len(start) >= limit or len(page) < size:
+                    break
+                size = min(2 * size, 1024)
+            for run in cancel:
+                conn.execute(
+                    "UPDATE runs SET status = 'cancelled', error = 'job removed', "
+                    "finished_at = %s WHERE id = %s AND status = 'queued'",
+                    [now_ms, run.id],
+                )
+            claimed: list[tuple[Run, Job]] = []
+            for run in start:
+                cur = conn.execute(
+                    "UPDATE runs SET status = 'running', owner = %s, host = %s "
+                    "WHERE id = %s AND status = 'queued'",
+                    [owner, host, run.id],
+                )
+                if cur.rowcount:
+                    claimed.append(
+                        (replace(run, status="running", owner=owner, host=host), jobs[run.job])
+                    )
+            return claimed
+
+    def finish_run(
+        self, run: Run, followup: Run | None = None, keep_runs: int | None = None
+    ) -> Run:
+        assert run.id is not None
+        fields = _row(RUN_COLUMNS, run)
+        sets = ", ".join(f"{c} = %({c})s" for c in fields)
+        with self._tx() as conn:
+            conn.execute(f"UPDATE runs SET {sets} WHERE id = %(_id)s", {**fields, "_id": run.id})
+            if followup is not None:
+                conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
+                self._insert_run(conn, followup, conflict)
+            if keep_runs is not None:
+                self._retain(conn, run.job, keep_runs)
+            return run
+
+    _OLD_RUNS = (
+        "SELECT id FROM runs WHERE job = %(job)s AND status NOT IN ('queued', 'running') "
+        "AND NOT dead AND id < coalesce((SELECT id FROM runs WHERE job = %(job)s "
+        "ORDER BY id DESC LIMIT 1 OFFSET %(keep)s), -1) + 1"
+    )
+
+    def _retain(self, conn: psycopg.Connection[Any], job: str, keep: int) -> int:
+        params = {"job": job, "keep": keep}
+        conn.execute(f"DELETE FROM output WHERE run_id IN ({self._OLD_RUNS})", params)
+        return conn.execute(f"DELETE FROM runs WHERE id IN ({self._OLD_RUNS})", params).rowcount
+
+    def append_output(self, run_id: int, data: bytes) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO output (run_id, seq, data) VALUES (%s, "
+                "(SELECT coalesce(max(seq), -1) + 1 FROM output WHERE run_id = %s), %s)",
+                [run_id, run_id, data],
+            )
+
+    def read_output(self, run_id: int, after_seq: int = -1) -> list[tuple[int, bytes]]:
+        if not -(2**63) <= run_id < 2**63:
+            return []
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT seq, data FROM output WHERE run_id = %s AND seq > %s ORDER BY seq",
+                [run_id, after_seq],
+            )
+            return [(r["seq"], bytes(r["data"])) for r in rows]
+
+    def register_runner(self, info: RunnerInfo) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO runner (id, owner, pid, host, since, heartbeat_at) "
+                "VALUES (1, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
+                "owner = excluded.owner, pid = excluded.pid, host = excluded.host, "
+                "since = excluded.since, heartbeat_at = excluded.heartbeat_at",
+                [info.owner, info.pid, info.host, to_ms(info.since), to_ms(info.heartbeat_at)],
+            )
+
+    def heartbeat(self, owner: str, now: float) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE runner SET heartbeat_at = %s WHERE owner = %s", [to_ms(now), owner]
+            )
+
+    def runner_info(self) -> RunnerInfo | None:
+        with self._tx() as conn:
+            row = conn.execute("SELECT * FROM runner WHERE id = 1").fetchone()
+        if row is None:
+            return None
+        return RunnerInfo(
+            owner=row["owner"], pid=row["pid"], host=row["host"],
+            since=row["since"] / 1000, heartbeat_at=row["heartbeat_at"] / 1000,
+        )  # fmt: skip
+
+    def unregister_runner(self, owner: str) -> None:
+        with self._tx() as conn:
+            conn.execute("DELETE FROM runner WHERE owner = %s", [owner])
+
+    def prune(self, older_than: float | None) -> int:
+        gone = 0
+        with self._tx() as conn:
+            if older_than is not None:
+                old = (
+                    "SELECT id FROM runs WHERE created_at < %s AND NOT dead "
+                    "AND status NOT IN ('queued', 'running')"
+                )
+                conn.execute(f"DELETE FROM output WHERE run_id IN ({old})", [to_ms(older_than)])
+                gone += conn.execute(
+                    f"DELETE FROM runs WHERE id IN ({old})", [to_ms(older_than)]
+                ).rowcount
+            for row in conn.execute("SELECT name, keep_runs FROM jobs").fetchall():
+                gone += self._retain(conn, row["name"], row["keep_runs"])
+        return gone
+
+    def changed(self) -> int:
+        """How many commits of other connections that touched jobs or runs this store has
+        heard of: their triggers NOTIFY this schema's channel, which this connection LISTENs
+        to from the first call on (so commands, which never call it, queue no notifications);
+        our own notifications (same backend pid) are not counted. Polling reads only what the
+        socket holds already: no round trip."""
+        with self._lock:
+            try:
+                conn = self.conn
+                if conn is None or conn.closed or conn.broken:
+                    conn = self._connect()
+                    self._changes += 1  # we may have missed some while disconnected
+                if not self._listening:
+                    conn.execute(sql.SQL("LISTEN {}").format(self._channel))
+                    self._listening = True
+                for note in conn.notifies(timeout=0):
+                    if note.pid != self._pid:
+                        self._changes += 1
+            except psycopg.Error as exc:
+                raise self._error(exc) from None
+            return self._changes
+
+
+def _status_clause(statuses: Sequence[str], params: list[Any]) -> str:
+    """`status IN (...)` with literals where the statuses are known ones, so that the planner
+    can match the partial indexes (runs_open, runs_running, runs_queue) in generic plans too."""
+    wanted = list(dict.fromkeys(statuses))
+    if all(st in RUN_STATUSES for st in wanted):
+        if len(wanted) == 1:
+            return f"status = '{wanted[0]}'"
+        return "status IN (" + ", ".join(f"'{st}'" for st in wanted) + ")"
+    params.extend(wanted)
+    return f"status IN ({', '.join('%s' for _ in wanted)})"
