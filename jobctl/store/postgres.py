@@ -12,7 +12,6 @@ Imported only for a postgresql:// store: SQLite users never import psycopg.
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -27,61 +26,29 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
 from jobctl.errors import ConflictError, NotFoundError, StoreError
-from jobctl.models import RUN_STATUSES, Job, Run
-from jobctl.store import pg_schema
+from jobctl.models import Job, Run
+from jobctl.store import pg_schema, rows
 from jobctl.store.base import Fire, Picker, RunFilter, RunnerInfo, fired_mark, fresh_fires
+from jobctl.store.rows import JOB_COLUMNS, RUN_COLUMNS, to_ms
 
 CONNECT_TIMEOUT_S = 5
 LOCK_TIMEOUT_S = 60.0  # how long a write waits for a row another transaction holds
 
-# column -> how it is stored: "ms" (float seconds <-> bigint ms), "json" (text), "" (as is)
-JOB_COLUMNS: dict[str, str] = {
-    "name": "", "command": "json", "shell": "", "schedule": "", "schedule_kind": "",
-    "tz": "", "state": "", "next_run_at": "ms", "anchor_at": "ms", "cwd": "", "env": "json",
-    "timeout_s": "", "kill_grace_s": "", "retries": "", "retry_delay_s": "", "backoff": "",
-    "max_retry_delay_s": "", "overlap": "", "misfire": "", "catchup_window_s": "",
-    "jitter_s": "", "mutexes": "json", "keep_runs": "", "max_output": "", "description": "",
-    "tags": "json", "created_at": "ms", "updated_at": "ms", "fired_through": "ms",
-}  # fmt: skip
-RUN_COLUMNS: dict[str, str] = {
-    "job": "", "attempt": "", "trigger": "", "status": "", "scheduled_for": "ms",
-    "created_at": "ms", "not_before": "ms", "started_at": "ms", "finished_at": "ms",
-    "exit_code": "", "signal": "", "error": "", "host": "", "pid": "", "proc_start": "",
-    "owner": "", "dead": "", "output_bytes": "", "cancel_requested_at": "ms", "forced": "",
-}  # fmt: skip
-_EMPTY = {"[]": list, "{}": dict}
-
-
-def to_ms(t: float | None) -> int | None:
-    return None if t is None else round(t * 1000)
-
 
 def _encode(kind: str, value: Any) -> Any:
-    if kind == "ms":
-        return to_ms(value)
-    if kind == "json":
-        return json.dumps(value)
-    return value
+    return rows.encode(kind, value, bool)
 
 
-def _decode(kind: str, value: Any) -> Any:
-    if value is None or not kind:
-        return value
-    if kind == "ms":
-        return value / 1000
-    return _EMPTY[value]() if value in _EMPTY else json.loads(value)
-
-
-def _row(columns: dict[str, str], obj: object) -> dict[str, Any]:
-    return {c: _encode(k, getattr(obj, c)) for c, k in columns.items()}
+def _row(columns: dict[str, str], obj: Job | Run) -> dict[str, Any]:
+    return rows.row(columns, obj, bool)
 
 
 def _job(row: dict[str, Any]) -> Job:
-    return Job(id=row["id"], **{c: _decode(k, row[c]) for c, k in JOB_COLUMNS.items()})
+    return Job(id=row["id"], **{c: rows.decode(k, row[c]) for c, k in JOB_COLUMNS.items()})
 
 
 def _run(row: dict[str, Any]) -> Run:
-    return Run(id=row["id"], **{c: _decode(k, row[c]) for c, k in RUN_COLUMNS.items()})
+    return Run(id=row["id"], **{c: rows.decode(k, row[c]) for c, k in RUN_COLUMNS.items()})
 
 
 def _insert_sql(table: str, columns: Sequence[str], conflict: str = "") -> str:
@@ -413,7 +380,7 @@ class PostgresStore:
             clauses.append("job = ANY(%s)")
             params.append(list(where.jobs))
         if where.statuses:
-            clauses.append(_status_clause(where.statuses, params))
+            clauses.append(rows.status_clause(where.statuses, params, "%s"))
         if where.since is not None:
             clauses.append("created_at >= %s")
             params.append(to_ms(where.since))
@@ -666,15 +633,3 @@ class PostgresStore:
             except psycopg.Error as exc:
                 raise self._error(exc) from None
             return self._changes
-
-
-def _status_clause(statuses: Sequence[str], params: list[Any]) -> str:
-    """`status IN (...)` with literals where the statuses are known ones, so that the planner
-    can match the partial indexes (runs_open, runs_running, runs_queue) in generic plans too."""
-    wanted = list(dict.fromkeys(statuses))
-    if all(st in RUN_STATUSES for st in wanted):
-        if len(wanted) == 1:
-            return f"status = '{wanted[0]}'"
-        return "status IN (" + ", ".join(f"'{st}'" for st in wanted) + ")"
-    params.extend(wanted)
-    return f"status IN ({', '.join('%s' for _ in wanted)})"

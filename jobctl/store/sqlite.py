@@ -20,61 +20,15 @@ from pathlib import Path
 from typing import Any
 
 from jobctl.errors import ConflictError, NotFoundError, StoreError
-from jobctl.models import RUN_STATUSES, Job, Run
+from jobctl.models import Job, Run
 from jobctl.store.base import Fire, Picker, RunFilter, RunnerInfo, fired_mark, fresh_fires
+from jobctl.store.rows import JOB_COLUMNS, RUN_COLUMNS, status_clause, to_ms
+from jobctl.store.rows import decode as _decode
+from jobctl.store.rows import encode as _encode
+from jobctl.store.rows import row as _row
 
 BUSY_TIMEOUT_MS = 60_000
 SCHEMA_VERSION = 6  # keep equal to schema.SCHEMA_VERSION (a test checks)
-
-# column -> how it is stored: "ms" (float seconds <-> int ms), "json", "bool", "" (as is)
-JOB_COLUMNS: dict[str, str] = {
-    "name": "", "command": "json", "shell": "bool", "schedule": "", "schedule_kind": "",
-    "tz": "", "state": "", "next_run_at": "ms", "anchor_at": "ms", "cwd": "", "env": "json",
-    "timeout_s": "", "kill_grace_s": "", "retries": "", "retry_delay_s": "", "backoff": "",
-    "max_retry_delay_s": "", "overlap": "", "misfire": "", "catchup_window_s": "",
-    "jitter_s": "", "mutexes": "json", "keep_runs": "", "max_output": "", "description": "",
-    "tags": "json", "created_at": "ms", "updated_at": "ms", "fired_through": "ms",
-}  # fmt: skip
-RUN_COLUMNS: dict[str, str] = {
-    "job": "", "attempt": "", "trigger": "", "status": "", "scheduled_for": "ms",
-    "created_at": "ms", "not_before": "ms", "started_at": "ms", "finished_at": "ms",
-    "exit_code": "", "signal": "", "error": "", "host": "", "pid": "", "proc_start": "",
-    "owner": "", "dead": "bool", "output_bytes": "", "cancel_requested_at": "ms",
-    "forced": "bool",
-}  # fmt: skip
-
-
-def to_ms(t: float | None) -> int | None:
-    return None if t is None else round(t * 1000)
-
-
-def _encode(kind: str, value: Any) -> Any:
-    if kind == "ms":
-        return to_ms(value)
-    if kind == "json":
-        return json.dumps(value)
-    if kind == "bool":
-        return int(bool(value))
-    return value
-
-
-def _decode(kind: str, value: Any) -> Any:
-    if value is None:
-        return None
-    if kind == "ms":
-        return value / 1000
-    if kind == "json":
-        return _EMPTY[value]() if value in _EMPTY else json.loads(value)
-    if kind == "bool":
-        return bool(value)
-    return value
-
-
-_EMPTY = {"[]": list, "{}": dict}  # most env/tags/mutexes: skip the JSON parser (list speed)
-
-
-def _row(columns: dict[str, str], obj: object) -> dict[str, Any]:
-    return {c: _encode(k, getattr(obj, c)) for c, k in columns.items()}
 
 
 def _reader(cls: type, columns: dict[str, str]) -> Callable[[sqlite3.Row], Any]:
@@ -410,7 +364,7 @@ class SQLiteStore:
             clauses.append("job IN (SELECT value FROM json_each(?))")
             params.append(json.dumps(list(where.jobs)))
         if where.statuses:
-            clauses.append(_status_clause(where.statuses, params))
+            clauses.append(status_clause(where.statuses, params, "?"))
         if where.since is not None:
             clauses.append("created_at >= ?")
             params.append(to_ms(where.since))
@@ -642,21 +596,6 @@ class SQLiteStore:
                 return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
         except sqlite3.Error as exc:
             raise StoreError(f"store error on {str(self.path)!r}: {exc}") from exc
-
-
-def _status_clause(statuses: Sequence[str], params: list[Any]) -> str:
-    """`status IN (...)` written with literals where the statuses are known ones: SQLite uses
-    a partial index only for a query that repeats its WHERE term (runs_open, runs_running,
-    runs_queue), never for bound parameters."""
-    wanted = list(dict.fromkeys(statuses))
-    if set(wanted) == {"queued", "running"}:
-        return "status IN ('queued', 'running')"  # exactly runs_open's term
-    if all(st in RUN_STATUSES for st in wanted):
-        if len(wanted) == 1:
-            return f"status = '{wanted[0]}'"
-        return "status IN (" + ", ".join(f"'{st}'" for st in wanted) + ")"
-    params.extend(wanted)
-    return f"status IN ({', '.join('?' for _ in wanted)})"
 
 
 def _copy_run(run: Run, **changes: Any) -> Run:

@@ -1,0 +1,80 @@
+"""How jobs and runs become table rows, shared by the SQLite and PostgreSQL stores.
+
+Both keep the same columns with the same encodings: times as integer milliseconds (so that the
+fire key (job, scheduled_for, attempt) compares exactly), lists and dicts as JSON text. Only
+booleans differ: SQLite stores 0/1, PostgreSQL its own boolean (`Codec(bools=...)`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from jobctl.models import RUN_STATUSES, Job, Run
+
+# column -> how it is stored: "ms" (float seconds <-> integer ms), "json", "bool", "" (as is)
+JOB_COLUMNS: dict[str, str] = {
+    "name": "", "command": "json", "shell": "bool", "schedule": "", "schedule_kind": "",
+    "tz": "", "state": "", "next_run_at": "ms", "anchor_at": "ms", "cwd": "", "env": "json",
+    "timeout_s": "", "kill_grace_s": "", "retries": "", "retry_delay_s": "", "backoff": "",
+    "max_retry_delay_s": "", "overlap": "", "misfire": "", "catchup_window_s": "",
+    "jitter_s": "", "mutexes": "json", "keep_runs": "", "max_output": "", "description": "",
+    "tags": "json", "created_at": "ms", "updated_at": "ms", "fired_through": "ms",
+}  # fmt: skip
+RUN_COLUMNS: dict[str, str] = {
+    "job": "", "attempt": "", "trigger": "", "status": "", "scheduled_for": "ms",
+    "created_at": "ms", "not_before": "ms", "started_at": "ms", "finished_at": "ms",
+    "exit_code": "", "signal": "", "error": "", "host": "", "pid": "", "proc_start": "",
+    "owner": "", "dead": "bool", "output_bytes": "", "cancel_requested_at": "ms",
+    "forced": "bool",
+}  # fmt: skip
+
+_EMPTY = {"[]": list, "{}": dict}  # most env/tags/mutexes: skip the JSON parser (list speed)
+
+
+def to_ms(t: float | None) -> int | None:
+    return None if t is None else round(t * 1000)
+
+
+def encode(kind: str, value: Any, bools: type = int) -> Any:
+    """A model value as stored; `bools`: int (SQLite's 0/1) or bool (a real boolean)."""
+    if kind == "ms":
+        return to_ms(value)
+    if kind == "json":
+        return json.dumps(value)
+    if kind == "bool":
+        return bools(bool(value))
+    return value
+
+
+def decode(kind: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if kind == "ms":
+        return value / 1000
+    if kind == "json":
+        return _EMPTY[value]() if value in _EMPTY else json.loads(value)
+    if kind == "bool":
+        return bool(value)
+    return value
+
+
+def row(columns: dict[str, str], obj: Job | Run, bools: type = int) -> dict[str, Any]:
+    return {c: encode(k, getattr(obj, c), bools) for c, k in columns.items()}
+
+
+def status_clause(statuses: Sequence[str], params: list[Any], mark: str) -> str:
+    """`status IN (...)` written with literals where the statuses are known ones: a partial
+    index (runs_open, runs_running, runs_queue) serves only a query that repeats its WHERE
+    term, never bound parameters (SQLite; PostgreSQL's generic plans alike). `mark` is the
+    driver's placeholder for the others."""
+    wanted = list(dict.fromkeys(statuses))
+    if set(wanted) == {"queued", "running"}:
+        return "status IN ('queued', 'running')"  # exactly runs_open's term
+    if all(st in RUN_STATUSES for st in wanted):
+        if len(wanted) == 1:
+            return f"status = '{wanted[0]}'"
+        return "status IN (" + ", ".join(f"'{st}'" for st in wanted) + ")"
+    params.extend(wanted)
+    return f"status IN ({', '.join(mark for _ in wanted)})"
