@@ -115,7 +115,7 @@ def registered_pid(home: Path) -> int | None:
     try:
         conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)
         try:
-            row = conn.execute("SELECT pid FROM runner WHERE id = 1").fetchone()
+            row = conn.execute("SELECT pid FROM runner ORDER BY since DESC LIMIT 1").fetchone()
         finally:
             conn.close()
     except sqlite3.Error:

@@ -123,7 +123,7 @@ def start_runner(env: dict[str, str], db: Path, log: Path) -> dict[str, float]:
                 def registered() -> bool:
                     if proc.poll() is not None:
                         raise RuntimeError(f"runner exited {proc.returncode}: {log.read_text()}")
-                    row = ro.execute("SELECT pid FROM runner WHERE id = 1").fetchone()
+                    row = ro.execute("SELECT pid FROM runner ORDER BY since DESC").fetchone()
                     return bool(row and row[0] == proc.pid)
 
                 common.wait_for(registered, 300, "runner registered", step=0.005)

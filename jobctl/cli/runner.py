@@ -72,6 +72,12 @@ def runner(
             "--grace", metavar="D", help="On SIGTERM/SIGINT, let running jobs finish this long."
         ),
     ] = "30s",
+    label: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--label", metavar="L", help="A label of this runner (repeatable; its host is one)."
+        ),
+    ] = None,
 ) -> None:
     """Run the scheduler in the foreground: fire jobs on time and execute them."""
     from jobctl.config import is_postgres, sqlite_path
@@ -113,7 +119,10 @@ def runner(
 
     if SUBREAPER:
         executor.become_subreaper()  # escaped descendants of our jobs come back to us (Linux)
-    r = Runner(s, workers=n, emit=_printer, grace_s=grace_s, guard=guard)
+    from jobctl.models import check_name
+
+    labels = [check_name(x, "runner label") for x in label or []]
+    r = Runner(s, workers=n, emit=_printer, grace_s=grace_s, guard=guard, labels=labels)
     r.install_signals()
     try:
         r.run(once=once)
@@ -131,7 +140,8 @@ def status(json: JsonOpt = False) -> None:
     from jobctl.store.base import FAR_FUTURE
 
     s, t = store(), now()
-    info = s.runner_info()
+    registered = s.runners()
+    info = registered[-1] if registered else None
     active = info is not None and owners.alive(info.owner)
     running = s.list_runs(RunFilter(statuses=["running"]))
     queued = s.count_runs(RunFilter(statuses=["queued"]))
@@ -148,6 +158,22 @@ def status(json: JsonOpt = False) -> None:
                     "since": render.iso(info.since) if info else None,
                     "heartbeat_at": render.iso(info.heartbeat_at) if info else None,
                 },
+                "runners": [
+                    {
+                        "host": r.host,
+                        "pid": r.pid,
+                        "labels": r.labels,
+                        "version": r.version,
+                        "since": render.iso(r.since),
+                        "heartbeat_at": render.iso(r.heartbeat_at),
+                        "lease_expires_at": render.iso(r.lease_expires_at)
+                        if r.lease_expires_at is not None
+                        else None,
+                        "active": owners.alive(r.owner),
+                        "running": sum(1 for x in running if x.owner == r.owner),
+                    }
+                    for r in registered
+                ],
                 "running": [render.run_json(r) for r in running],
                 "queued": queued,
                 "upcoming": [{"job": n, "at": render.iso(a, ms=False)} for a, n in upcoming],
@@ -160,6 +186,9 @@ def status(json: JsonOpt = False) -> None:
         up = render.relative(info.since, t).replace(" ago", "")
         beat = render.relative(info.heartbeat_at, t)
         head = f"runner: active, pid {info.pid} on {info.host}, up {up}, heartbeat {beat}"
+        extra = [x for x in info.labels if x != info.host]
+        if extra:
+            head += f", labels {', '.join(extra)}"
     else:
         head = "runner: not running (start one with: jobctl runner)"
     typer.echo(render.printable(head))

@@ -35,6 +35,7 @@ MAX_SLEEP_S = 5.0
 #: the process at its exact time, so store writes do not add to a run's lateness
 LEAD_S = 0.05
 HEARTBEAT_S = 10.0
+LEASE_S = 3 * HEARTBEAT_S  # a registration not renewed for this long belongs to a lost runner
 MAINTENANCE_S = 30.0
 DUE_BATCH = 1000  # due jobs fired per transaction
 #: why fires due while the runner was up were missed, when nothing more precise is known
@@ -57,11 +58,13 @@ class Runner:
         grace_s: float = 30.0,
         rng: random.Random | None = None,
         guard: Callable[[], str | None] | None = None,
+        labels: list[str] | None = None,
     ) -> None:
         """`guard()` names a reason to stop serving this store (its file was deleted or
         replaced, the runner lock lost), else None; it is asked before each round of fires."""
         self.store = store
         self.guard = guard
+        self.labels = sorted({owners.host(), *(labels or [])})  # the host is always a label
         #: why the runner stopped by itself (the store went away): `run()` then returns 1
         self.failure: str | None = None
         self.since = 0.0  # when this runner started: fires due before it were missed "down"
@@ -164,8 +167,11 @@ class Runner:
         return 1 if self.failure else 0
 
     def _register(self, now: float) -> None:
+        from jobctl import __version__
+
         info = RunnerInfo(owner=self.owner, pid=os.getpid(), host=self.host, since=self.since,
-                          heartbeat_at=now)  # fmt: skip
+                          heartbeat_at=now, labels=self.labels, version=__version__,
+                          lease_expires_at=now + LEASE_S)  # fmt: skip
         self.store.register_runner(info)
 
     def _check_guard(self) -> bool:
@@ -210,7 +216,7 @@ class Runner:
                     self.check_cancels()
                 self.start_queued(horizon)
                 if now - last_beat >= HEARTBEAT_S:
-                    self.store.heartbeat(self.owner, now)
+                    self.store.heartbeat(self.owner, now, LEASE_S)
                     last_beat = now
                 if now - last_maint >= MAINTENANCE_S:
                     self.recover(now)

@@ -8,7 +8,7 @@ always passed in (no method reads the clock). Callers never see SQL.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from jobctl.models import Job, Run
@@ -64,15 +64,23 @@ def fired_mark(job: Job, runs: Sequence[Run]) -> float | None:
     return max(times) if times else None
 
 
+#: how long a runner's registration lasts without a heartbeat (the runner beats every 10 s)
+DEFAULT_LEASE_S = 30.0
+
+
 @dataclass
 class RunnerInfo:
-    """The runner registered on a store (SPEC 7 status)."""
+    """A runner registered on a store (SPEC 7 status, SPEC 8 `runners`): who it is, where,
+    its labels, and until when its lease holds unless renewed by a heartbeat."""
 
     owner: str
     pid: int
     host: str
     since: float
     heartbeat_at: float
+    labels: list[str] = field(default_factory=list)
+    version: str = ""
+    lease_expires_at: float | None = None  # None: heartbeat_at + DEFAULT_LEASE_S
 
 
 class Store(Protocol):
@@ -192,11 +200,22 @@ class Store(Protocol):
         """Output chunks of a run with seq > after_seq, in order."""
         ...
 
-    def register_runner(self, info: RunnerInfo) -> None: ...
+    def register_runner(self, info: RunnerInfo) -> None:
+        """Record a runner with its lease (SQLite: the only one; its file lock has made sure
+        that any other is gone)."""
+        ...
 
-    def heartbeat(self, owner: str, now: float) -> None: ...
+    def heartbeat(self, owner: str, now: float, lease_s: float = DEFAULT_LEASE_S) -> None:
+        """Renew the runner's lease: heartbeat_at = now, lease_expires_at = now + lease_s."""
+        ...
 
-    def runner_info(self) -> RunnerInfo | None: ...
+    def runners(self) -> list[RunnerInfo]:
+        """Every registered runner, oldest first."""
+        ...
+
+    def runner_info(self) -> RunnerInfo | None:
+        """The newest registered runner (SPEC 7's single `runner`), or None."""
+        ...
 
     def unregister_runner(self, owner: str) -> None: ...
 

@@ -135,6 +135,29 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             ],
         ],
     ),
+    (
+        2,
+        "runners_with_leases",
+        [
+            # a row per runner, keyed by its owner id, with labels, version and a lease
+            """
+            CREATE TABLE runners (
+                owner text PRIMARY KEY,
+                pid integer NOT NULL,
+                host text NOT NULL,
+                labels text NOT NULL DEFAULT '[]',  -- JSON list
+                version text NOT NULL DEFAULT '',
+                since bigint NOT NULL,
+                heartbeat_at bigint NOT NULL,
+                lease_expires_at bigint NOT NULL
+            )
+            """,
+            "INSERT INTO runners (owner, pid, host, since, heartbeat_at, lease_expires_at) "
+            "SELECT owner, pid, host, since, heartbeat_at, heartbeat_at + 30000 FROM runner",
+            "DROP TABLE runner",
+            "ALTER TABLE runners RENAME TO runner",
+        ],
+    ),
 ]
 
 #: the version of a store once every migration above has been applied

@@ -28,7 +28,15 @@ from psycopg.rows import dict_row
 from jobctl.errors import ConflictError, NotFoundError, StoreError
 from jobctl.models import Job, Run
 from jobctl.store import pg_schema, rows
-from jobctl.store.base import Fire, Picker, RunFilter, RunnerInfo, fired_mark, fresh_fires
+from jobctl.store.base import (
+    DEFAULT_LEASE_S,
+    Fire,
+    Picker,
+    RunFilter,
+    RunnerInfo,
+    fired_mark,
+    fresh_fires,
+)
 from jobctl.store.rows import JOB_COLUMNS, RUN_COLUMNS, to_ms
 
 CONNECT_TIMEOUT_S = 5
@@ -51,10 +59,13 @@ def _run(row: dict[str, Any]) -> Run:
     return Run(id=row["id"], **{c: rows.decode(k, row[c]) for c, k in RUN_COLUMNS.items()})
 
 
-def _insert_sql(table: str, columns: Sequence[str], conflict: str = "") -> str:
+def _insert_sql(
+    table: str, columns: Sequence[str], conflict: str = "", returning: bool = True
+) -> str:
     names = ", ".join(columns)
     marks = ", ".join(f"%({c})s" for c in columns)
-    return f"INSERT INTO {table} ({names}) VALUES ({marks}){conflict} RETURNING id"
+    tail = " RETURNING id" if returning else ""
+    return f"INSERT INTO {table} ({names}) VALUES ({marks}){conflict}{tail}"
 
 
 def _one_line(exc: BaseException, secret: str | None) -> str:
@@ -567,30 +578,29 @@ class PostgresStore:
             return [(r["seq"], bytes(r["data"])) for r in rows]
 
     def register_runner(self, info: RunnerInfo) -> None:
+        sets = ", ".join(f"{c} = excluded.{c}" for c in rows.RUNNER_COLUMNS if c != "owner")
         with self._tx() as conn:
             conn.execute(
-                "INSERT INTO runner (id, owner, pid, host, since, heartbeat_at) "
-                "VALUES (1, %s, %s, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET "
-                "owner = excluded.owner, pid = excluded.pid, host = excluded.host, "
-                "since = excluded.since, heartbeat_at = excluded.heartbeat_at",
-                [info.owner, info.pid, info.host, to_ms(info.since), to_ms(info.heartbeat_at)],
+                _insert_sql("runner", rows.RUNNER_COLUMNS, f" ON CONFLICT (owner) DO UPDATE SET "
+                            f"{sets}", returning=False),
+                rows.runner_row(info),
+            )  # fmt: skip
+
+    def heartbeat(self, owner: str, now: float, lease_s: float = DEFAULT_LEASE_S) -> None:
+        with self._tx() as conn:
+            conn.execute(
+                "UPDATE runner SET heartbeat_at = %s, lease_expires_at = %s WHERE owner = %s",
+                [to_ms(now), to_ms(now + lease_s), owner],
             )
 
-    def heartbeat(self, owner: str, now: float) -> None:
+    def runners(self) -> list[RunnerInfo]:
         with self._tx() as conn:
-            conn.execute(
-                "UPDATE runner SET heartbeat_at = %s WHERE owner = %s", [to_ms(now), owner]
-            )
+            found = conn.execute("SELECT * FROM runner ORDER BY since, owner").fetchall()
+        return [rows.runner_info(r) for r in found]
 
     def runner_info(self) -> RunnerInfo | None:
-        with self._tx() as conn:
-            row = conn.execute("SELECT * FROM runner WHERE id = 1").fetchone()
-        if row is None:
-            return None
-        return RunnerInfo(
-            owner=row["owner"], pid=row["pid"], host=row["host"],
-            since=row["since"] / 1000, heartbeat_at=row["heartbeat_at"] / 1000,
-        )  # fmt: skip
+        found = self.runners()
+        return found[-1] if found else None
 
     def unregister_runner(self, owner: str) -> None:
         with self._tx() as conn:

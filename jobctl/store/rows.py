@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobctl.models import RUN_STATUSES, Job, Run
+from jobctl.store.base import DEFAULT_LEASE_S, RunnerInfo
 
 # column -> how it is stored: "ms" (float seconds <-> integer ms), "json", "bool", "" (as is)
 JOB_COLUMNS: dict[str, str] = {
@@ -78,3 +79,26 @@ def status_clause(statuses: Sequence[str], params: list[Any], mark: str) -> str:
         return "status IN (" + ", ".join(f"'{st}'" for st in wanted) + ")"
     params.extend(wanted)
     return f"status IN ({', '.join(mark for _ in wanted)})"
+
+
+RUNNER_COLUMNS = ("owner", "pid", "host", "labels", "version", "since", "heartbeat_at",
+                  "lease_expires_at")  # fmt: skip
+
+
+def runner_row(info: RunnerInfo) -> dict[str, Any]:
+    lease = info.lease_expires_at
+    return {
+        "owner": info.owner, "pid": info.pid, "host": info.host,
+        "labels": json.dumps(sorted(set(info.labels))), "version": info.version,
+        "since": to_ms(info.since), "heartbeat_at": to_ms(info.heartbeat_at),
+        "lease_expires_at": to_ms(info.heartbeat_at + DEFAULT_LEASE_S if lease is None else lease),
+    }  # fmt: skip
+
+
+def runner_info(r: Any) -> RunnerInfo:
+    """A runner row (by column name) as a RunnerInfo."""
+    return RunnerInfo(
+        owner=r["owner"], pid=r["pid"], host=r["host"], labels=decode("json", r["labels"]),
+        version=r["version"], since=r["since"] / 1000, heartbeat_at=r["heartbeat_at"] / 1000,
+        lease_expires_at=r["lease_expires_at"] / 1000,
+    )  # fmt: skip

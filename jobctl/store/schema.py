@@ -13,7 +13,7 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("jobctl")
 
 #: PRAGMA user_version once every migration below has been applied; bump with each new one.
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 
 @migrations()
@@ -151,6 +151,32 @@ def m006_fired_through(db: Database) -> None:
         "WHERE runs.job = jobs.name AND trigger IN ('schedule', 'catchup') "
         "AND created_at >= jobs.created_at)"
     )
+
+
+@migrations()
+def m007_runners_with_leases(db: Database) -> None:
+    # a row per runner, keyed by its owner id, with labels, version and a lease (SPEC 8); the
+    # SQLite store still holds at most one (its runner lock), PostgreSQL any number
+    db.execute(
+        """
+        CREATE TABLE runner_new (
+            owner TEXT PRIMARY KEY,
+            pid INTEGER NOT NULL,
+            host TEXT NOT NULL,
+            labels TEXT NOT NULL DEFAULT '[]',  -- JSON list
+            version TEXT NOT NULL DEFAULT '',
+            since INTEGER NOT NULL,
+            heartbeat_at INTEGER NOT NULL,
+            lease_expires_at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute(
+        "INSERT INTO runner_new (owner, pid, host, since, heartbeat_at, lease_expires_at) "
+        "SELECT owner, pid, host, since, heartbeat_at, heartbeat_at + 30000 FROM runner"
+    )
+    db.execute("DROP TABLE runner")
+    db.execute("ALTER TABLE runner_new RENAME TO runner")
 
 
 def migrate(db: Database) -> None:

@@ -21,14 +21,30 @@ from typing import Any
 
 from jobctl.errors import ConflictError, NotFoundError, StoreError
 from jobctl.models import Job, Run
-from jobctl.store.base import Fire, Picker, RunFilter, RunnerInfo, fired_mark, fresh_fires
-from jobctl.store.rows import JOB_COLUMNS, RUN_COLUMNS, status_clause, to_ms
+from jobctl.store.base import (
+    DEFAULT_LEASE_S,
+    Fire,
+    Picker,
+    RunFilter,
+    RunnerInfo,
+    fired_mark,
+    fresh_fires,
+)
+from jobctl.store.rows import (
+    JOB_COLUMNS,
+    RUN_COLUMNS,
+    RUNNER_COLUMNS,
+    runner_info,
+    runner_row,
+    status_clause,
+    to_ms,
+)
 from jobctl.store.rows import decode as _decode
 from jobctl.store.rows import encode as _encode
 from jobctl.store.rows import row as _row
 
 BUSY_TIMEOUT_MS = 60_000
-SCHEMA_VERSION = 6  # keep equal to schema.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 7  # keep equal to schema.SCHEMA_VERSION (a test checks)
 
 
 def _reader(cls: type, columns: dict[str, str]) -> Callable[[sqlite3.Row], Any]:
@@ -549,26 +565,24 @@ class SQLiteStore:
             return [(r[0], bytes(r[1])) for r in rows]
 
     def register_runner(self, info: RunnerInfo) -> None:
-        with self._tx() as conn:
+        with self._tx() as conn:  # the only runner: the runner lock has made sure of it
+            conn.execute("DELETE FROM runner")
+            conn.execute(_insert_sql("runner", RUNNER_COLUMNS), runner_row(info))
+
+    def heartbeat(self, owner: str, now: float, lease_s: float = DEFAULT_LEASE_S) -> None:
+        with self._tx(durable=False) as conn:
             conn.execute(
-                "INSERT OR REPLACE INTO runner (id, owner, pid, host, since, heartbeat_at) "
-                "VALUES (1, ?, ?, ?, ?, ?)",
-                [info.owner, info.pid, info.host, to_ms(info.since), to_ms(info.heartbeat_at)],
+                "UPDATE runner SET heartbeat_at = ?, lease_expires_at = ? WHERE owner = ?",
+                [to_ms(now), to_ms(now + lease_s), owner],
             )
 
-    def heartbeat(self, owner: str, now: float) -> None:
-        with self._tx(durable=False) as conn:
-            conn.execute("UPDATE runner SET heartbeat_at = ? WHERE owner = ?", [to_ms(now), owner])
+    def runners(self) -> list[RunnerInfo]:
+        with self._tx(write=False) as conn:
+            return [runner_info(r) for r in conn.execute("SELECT * FROM runner ORDER BY since")]
 
     def runner_info(self) -> RunnerInfo | None:
-        with self._tx(write=False) as conn:
-            row = conn.execute("SELECT * FROM runner WHERE id = 1").fetchone()
-        if row is None:
-            return None
-        return RunnerInfo(
-            owner=row["owner"], pid=row["pid"], host=row["host"],
-            since=row["since"] / 1000, heartbeat_at=row["heartbeat_at"] / 1000,
-        )  # fmt: skip
+        found = self.runners()
+        return found[-1] if found else None
 
     def unregister_runner(self, owner: str) -> None:
         with self._tx() as conn:

@@ -476,12 +476,16 @@ def test_status_shows_runner_and_running(env: Env, tmp_path: Path) -> None:
     gate = tmp_path / "gate"  # the job runs until the test opens the gate
     env.run("add", "s", "--every", "1h", "--shell", "--",
             f"while [ ! -f {gate} ]; do sleep 0.05; done", check=True)  # fmt: skip
-    runner = env.start_runner()
+    runner = env.start_runner("--label", "blue")
     env.run("run", "s", "--detach", check=True)
     wait_for(lambda: done(env, "s", 1, ("running",)))
     st = env.json("status")
     gate.touch()
     assert st["runner"]["active"] and st["runner"]["pid"] == runner.pid
+    (one,) = st["runners"]  # SPEC 8: every runner, here the only one
+    assert (one["pid"], one["active"], one["running"]) == (runner.pid, True, 1)
+    assert "blue" in one["labels"] and one["host"] in one["labels"]
+    assert t(one["lease_expires_at"]) > t(one["heartbeat_at"])
     assert [r["job"] for r in st["running"]] == ["s"]
     assert st["upcoming"][0]["job"] == "s"
     assert os.getpid() != runner.pid

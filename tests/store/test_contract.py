@@ -231,6 +231,7 @@ def test_sqlite_file_mode_wal_and_named_migrations(tmp_path: Path) -> None:
         "m004_queue_index",
         "m005_status_and_waiting_indexes",
         "m006_fired_through",
+        "m007_runners_with_leases",
     ]
     index = conn.execute("PRAGMA index_list(runs)").fetchall()
     unique_cols = [
@@ -357,6 +358,34 @@ def test_runner_registry(store) -> None:
     assert store.runner_info() is not None
     store.unregister_runner("o1")
     assert store.runner_info() is None
+
+
+def test_runners_carry_labels_version_and_a_lease(store) -> None:
+    from jobctl.store.base import DEFAULT_LEASE_S, RunnerInfo
+
+    store.register_runner(RunnerInfo(owner="o1", pid=10, host="h", since=1.0, heartbeat_at=2.0,
+                                     labels=["gpu", "h", "gpu"], version="1.2"))  # fmt: skip
+    (r,) = store.runners()
+    assert (r.labels, r.version, r.lease_expires_at) == (["gpu", "h"], "1.2", 2.0 + DEFAULT_LEASE_S)
+    store.heartbeat("o1", 10.0, lease_s=15.0)
+    (r,) = store.runners()
+    assert (r.heartbeat_at, r.lease_expires_at) == (10.0, 25.0)
+    store.register_runner(RunnerInfo(owner="o1", pid=11, host="h", since=3.0, heartbeat_at=3.0,
+                                     lease_expires_at=9.0))  # fmt: skip
+    (r,) = store.runners()  # registering again replaces its own row
+    assert (r.pid, r.labels, r.lease_expires_at) == (11, [], 9.0)
+
+
+def test_sqlite_keeps_a_single_runner(tmp_path: Path) -> None:
+    """The SQLite store's runner lock admits one runner: a registration replaces any row left
+    by a runner that died (PostgreSQL keeps a row per runner of the fleet)."""
+    from jobctl.store.base import RunnerInfo
+
+    s = make_sqlite(tmp_path)
+    s.register_runner(RunnerInfo(owner="dead", pid=1, host="h", since=1.0, heartbeat_at=1.0))
+    s.register_runner(RunnerInfo(owner="new", pid=2, host="h", since=2.0, heartbeat_at=2.0))
+    assert [r.owner for r in s.runners()] == ["new"]
+    s.close()
 
 
 def test_fire_all_writes_each_fire_and_skips_a_stale_one(store) -> None:
@@ -552,4 +581,23 @@ def test_schema_5_store_gets_its_high_water_marks(tmp_path) -> None:
     conn.close()
     s = SQLiteStore(tmp_path / "jobctl.db")
     assert (s.get_job("a").fired_through, s.get_job("b").fired_through) == (9.0, None)
+    s.close()
+
+
+def test_schema_6_runner_row_survives_m007(tmp_path: Path) -> None:
+    s = make_sqlite(tmp_path)
+    s.close()
+    conn = sqlite3.connect(tmp_path / "jobctl.db")
+    conn.executescript(
+        "DROP TABLE runner; CREATE TABLE runner (id INTEGER PRIMARY KEY CHECK (id = 1), "
+        "owner TEXT NOT NULL, pid INTEGER NOT NULL, host TEXT NOT NULL, since INTEGER NOT NULL, "
+        "heartbeat_at INTEGER NOT NULL); "
+        "INSERT INTO runner VALUES (1, 'o', 7, 'h', 1000, 2000); "
+        "DELETE FROM _sqlite_migrations WHERE name = 'm007_runners_with_leases'; "
+        "PRAGMA user_version = 6;"
+    )
+    conn.close()
+    s = make_sqlite(tmp_path)
+    (r,) = s.runners()
+    assert (r.owner, r.pid, r.heartbeat_at, r.lease_expires_at, r.labels) == ("o", 7, 2.0, 32.0, [])
     s.close()
