@@ -231,6 +231,11 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     elif job.state == "done" and (opts.cron or opts.every or opts.at):
         c["state"] = "active"  # a new schedule revives a finished one-shot
     updated = job.copy_with(**c)
+    timing = ("schedule", "schedule_kind", "anchor_at", "tz", "state")
+    if not new and all(getattr(updated, f) == getattr(job, f) for f in timing):
+        # the schedule is as it was: keep the next fire, even one that is due and not yet
+        # recorded (the runner is busy or down), so that an edit never drops a fire
+        return updated
     return with_next_fire(updated, now)
 
 

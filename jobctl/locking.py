@@ -33,10 +33,14 @@ class RunnerLock:
         self._held = self._identity()
 
     def _identity(self) -> tuple[int, int] | None:
+        """(device, inode) of the lock file; None if it is gone. Another error reading it
+        (EACCES, EIO...) gives what we hold: only a deleted or replaced file counts."""
         try:
             st = os.stat(self.path)
-        except OSError:
+        except FileNotFoundError:
             return None
+        except OSError:
+            return getattr(self, "_held", None)
         return (st.st_dev, st.st_ino)
 
     def lost(self) -> str | None:

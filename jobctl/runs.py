@@ -11,11 +11,11 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 from jobctl import executor, owners, planner
 from jobctl.clock import Clock
-from jobctl.errors import ConflictError
+from jobctl.errors import ConflictError, StoreError
 from jobctl.models import FINAL_STATUSES, Job, Run, Trigger
 from jobctl.store.base import RunFilter, Store
 
@@ -153,7 +153,8 @@ def run_foreground(
         started()
 
     def work() -> None:
-        result.append(execute(store, run, job, clock, random.Random(), tee=tee, on_start=on_start))
+        result.append(execute(store, run, job, clock, random.Random(), tee=tee,
+                              on_start=on_start, persist=_persist))  # fmt: skip
 
     worker = threading.Thread(target=work, daemon=True)
     worker.start()
@@ -164,6 +165,26 @@ def run_foreground(
     if not result:
         raise RuntimeError(f"run {run.id} did not record its end")
     return result[0][0]
+
+
+T = TypeVar("T")
+#: how long a foreground run keeps trying to record its end through a store outage
+PERSIST_S = 60.0
+
+
+def _persist(write: Callable[[], T]) -> T:
+    """A foreground run's end must be recorded, or the next runner would take the finished
+    run for one lost and run it again: retry through a store outage, with backoff, for up to
+    PERSIST_S (then the error ends `jobctl run` with exit 1 and the run is recovered)."""
+    deadline, delay = time.monotonic() + PERSIST_S, 0.25
+    while True:
+        try:
+            return write()
+        except StoreError:
+            if time.monotonic() + delay > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 5.0)
 
 
 def _cancel_requested(store: Store, run: Run) -> bool:

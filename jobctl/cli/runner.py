@@ -110,6 +110,10 @@ def runner(
             raise ConflictError(f"a runner is already active on this store: {who}")
         render.note(f"another runner is active ({who}); waiting to take over")
         lock.wait()
+        # the store may have been recreated meanwhile (the old runner stopped because its
+        # file was deleted): serve the one at the path now
+        s.close()
+        s = open_store(state().settings, busy_timeout_s=busy_s)
     moved = getattr(s, "moved", None)
 
     def guard() -> str | None:

@@ -13,6 +13,7 @@ import contextlib
 import os
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
@@ -25,6 +26,9 @@ from jobctl.models import Job, Run
 from jobctl.store.base import Store
 
 OWNER_VAR = "JOBCTL_OWNER"
+#: longest wait for the store on the thread that watches a job (its output, its start time):
+#: a busy store must never delay a timeout or a cancel
+WATCH_WAIT_S = 0.05
 
 T = TypeVar("T")
 #: does a store write that must not be lost: persist(write) -> write's result
@@ -120,6 +124,7 @@ def execute(
     go: Callable[[], bool] = lambda: True,
     gates: Gates | None = None,
     persist: Persist | None = None,
+    report: Callable[[StoreError], None] | None = None,
 ) -> tuple[Run, Run | None]:
     """Start a claimed run at its not_before, watch it to its end, and record the outcome
     (and its retry). The run is already `running` in the store.
@@ -131,7 +136,8 @@ def execute(
     write that must not be lost (the runner retries it through a store outage; by default it
     is tried once). While the store fails, the job goes on and is watched as usual: its output
     is held in memory (at most its --max-output) and written, with its end, once the store
-    answers again. Returns (the final run, its retry or None).
+    answers again; `report(error)` hears of each store failure met while watching. Returns
+    (the final run, its retry or None).
     """
     gates = gates or Gates()
     persist = persist or once
@@ -194,19 +200,38 @@ def execute(
     if on_start is not None:
         on_start(proc)
 
+    # The hooks below run on the thread that watches the job (its timeout, its cancel): they
+    # never wait on the store longer than WATCH_WAIT_S, and after a failure they only hold
+    # the output (bounded, above) until a backoff has passed.
+    retry_at = [0.0]  # monotonic time before which the store is not tried again
+    backoff = [WATCH_WAIT_S]
+
+    def failed(exc: StoreError) -> None:
+        retry_at[0] = time.monotonic() + backoff[0]
+        backoff[0] = min(backoff[0] * 2, 5.0)
+        if report is not None:
+            report(exc)
+
     def settled(p: executor.Process) -> None:
-        if not gated:
-            with contextlib.suppress(StoreError):
-                store.mark_started(replace(run, proc_start=p.proc_start))
+        if not gated and time.monotonic() >= retry_at[0]:
+            try:
+                store.mark_started(replace(run, proc_start=p.proc_start), wait_s=WATCH_WAIT_S)
+            except StoreError as exc:
+                failed(exc)
 
     held: list[bytes] = []  # output the store could not take yet, in order (bounded, above)
 
     def sink(data: bytes) -> None:
         held.append(data)
-        with contextlib.suppress(StoreError):
+        if time.monotonic() < retry_at[0]:
+            return
+        try:
             while held:
-                store.append_output(run_id, held[0])
+                store.append_output(run_id, held[0], wait_s=WATCH_WAIT_S)
                 held.pop(0)
+            backoff[0] = WATCH_WAIT_S
+        except StoreError as exc:
+            failed(exc)
 
     outcome = proc.watch(sink, tee=tee, settled=settled)
 
@@ -245,6 +270,7 @@ def record_end(
     clock: Clock,
     rng: random.Random,
     persist: Persist | None = None,
+    report: Callable[[StoreError], None] | None = None,
 ) -> tuple[Run, Run | None]:
     final, retry = planner.after_end(job, final, clock.now(), rng)
     keep = job.keep_runs if job else None

@@ -121,7 +121,8 @@ class WorkerPool:
         try:
             final, retry = execute(self.r.store, run, entry.job, self.r.clock, self.r.rng,
                                    on_start=started, go=lambda: not self.r._stopping,
-                                   gates=self.gates, persist=self.r.persist)  # fmt: skip
+                                   gates=self.gates, persist=self.r.persist,
+                                   report=self.r._store_failed)  # fmt: skip
             self.r.emit("end", describe_end(final, retry, self.r.clock.now()))
         except StoreError as exc:  # still failing once stopping's grace ran out: the run
             # stays `running` in the store, and the next runner recovers it (SPEC 7)

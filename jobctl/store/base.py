@@ -145,8 +145,10 @@ class Store(Protocol):
         """Set fields of a run (status transitions, pid, outcome); returns the new run."""
         ...
 
-    def mark_started(self, run: Run) -> None:
-        """Record a running run's pid, proc_start and started_at (the runner's hot path)."""
+    def mark_started(self, run: Run, wait_s: float | None = None) -> None:
+        """Record a running run's pid, proc_start and started_at (the runner's hot path).
+        `wait_s`: give up (StoreError) after this long waiting for the store, instead of the
+        full busy timeout: the thread that watches a job must not stall on the store."""
         ...
 
     def get_run(self, run_id: int) -> Run: ...
@@ -194,7 +196,9 @@ class Store(Protocol):
         to its job, in one transaction."""
         ...
 
-    def append_output(self, run_id: int, data: bytes) -> None: ...
+    def append_output(self, run_id: int, data: bytes, wait_s: float | None = None) -> None:
+        """Append a chunk of a run's output (`wait_s` as for mark_started)."""
+        ...
 
     def read_output(self, run_id: int, after_seq: int = -1) -> list[tuple[int, bytes]]:
         """Output chunks of a run with seq > after_seq, in order."""

@@ -187,18 +187,24 @@ class PostgresStore:
         return StoreError(f"store error on {self.where}: {_one_line(exc, self._secret)}")
 
     @contextmanager
-    def _tx(self) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    def _tx(self, wait_s: float | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """One transaction; a connection lost meanwhile (server restart) is reopened by the
-        next transaction, never retried inside this one."""
-        with self._lock:
-            try:
-                conn = self.conn
-                if conn is None or conn.closed or conn.broken:
-                    conn = self._connect()
-                with conn.transaction():
-                    yield conn
-            except psycopg.Error as exc:
-                raise self._error(exc) from None
+        next transaction, never retried inside this one. `wait_s`: how long to wait for the
+        connection our threads share (StoreError after it), and for row locks in it."""
+        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            raise StoreError(f"store busy on {self.where}: gave up after {wait_s:g}s")
+        try:
+            conn = self.conn
+            if conn is None or conn.closed or conn.broken:
+                conn = self._connect()
+            with conn.transaction():
+                if wait_s is not None:
+                    conn.execute(f"SET LOCAL lock_timeout = {max(1, round(wait_s * 1000))}")
+                yield conn
+        except psycopg.Error as exc:
+            raise self._error(exc) from None
+        finally:
+            self._lock.release()
 
     # ---- jobs -------------------------------------------------------------
     def _with_last_runs(self, conn: psycopg.Connection[Any], jobs: list[Job]) -> list[Job]:
@@ -365,8 +371,8 @@ class PostgresStore:
                 raise NotFoundError(f"no run with id {run_id}")
             return _run(row)
 
-    def mark_started(self, run: Run) -> None:
-        with self._tx() as conn:
+    def mark_started(self, run: Run, wait_s: float | None = None) -> None:
+        with self._tx(wait_s) as conn:
             conn.execute(
                 "UPDATE runs SET pid = %s, proc_start = %s, started_at = %s WHERE id = %s",
                 [run.pid, run.proc_start, to_ms(run.started_at), run.id],
@@ -559,8 +565,8 @@ class PostgresStore:
         conn.execute(f"DELETE FROM output WHERE run_id IN ({self._OLD_RUNS})", params)
         return conn.execute(f"DELETE FROM runs WHERE id IN ({self._OLD_RUNS})", params).rowcount
 
-    def append_output(self, run_id: int, data: bytes) -> None:
-        with self._tx() as conn:
+    def append_output(self, run_id: int, data: bytes, wait_s: float | None = None) -> None:
+        with self._tx(wait_s) as conn:
             conn.execute(
                 "INSERT INTO output (run_id, seq, data) VALUES (%s, "
                 "(SELECT coalesce(max(seq), -1) + 1 FROM output WHERE run_id = %s), %s)",

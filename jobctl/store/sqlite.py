@@ -104,7 +104,8 @@ class SQLiteStore:
             self._commits = self._synced = 0  # commits made, and made durable, so far
             self._sync_lock = threading.Lock()
             self.conn.execute("PRAGMA synchronous = FULL")
-            self.conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._busy_ms = int(busy_timeout_ms)
+            self.conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
             if version < SCHEMA_VERSION:
                 self._migrate()
@@ -143,8 +144,8 @@ class SQLiteStore:
             st = os.stat(self.path)
         except FileNotFoundError:
             return f"the store {str(self.path)!r} was deleted"
-        except OSError as exc:
-            return f"the store {str(self.path)!r} cannot be checked: {exc.strerror}"
+        except OSError:  # EACCES, EIO, ESTALE...: a store fault (retried), not a new store
+            return None
         if (st.st_dev, st.st_ino) != self._identity:
             return f"the store {str(self.path)!r} was replaced by another file"
         return None
@@ -175,12 +176,27 @@ class SQLiteStore:
             self._synced = max(self._synced, target)
 
     @contextmanager
-    def _tx(self, write: bool = True, durable: bool = True) -> Iterator[sqlite3.Connection]:
+    def _tx(
+        self, write: bool = True, durable: bool = True, wait_s: float | None = None
+    ) -> Iterator[sqlite3.Connection]:
         """One transaction. `durable=False` (the runner's per-run bookkeeping) commits without
         an fsync: safe against a crash of any process (WAL), and after a power loss the last
         such commits may be missing, which recovery treats like a runner that died. Every
         durable commit (fires, user commands) also syncs the non-durable ones before it."""
         conn = self.conn
+        if wait_s is not None:  # a bounded wait: for the lock shared by our threads, then
+            # for another process's write lock (busy_timeout for this transaction only)
+            if not self._lock.acquire(timeout=wait_s):
+                raise StoreError(f"store busy on {str(self.path)!r}: gave up after {wait_s:g}s")
+            try:
+                conn.execute(f"PRAGMA busy_timeout = {round(wait_s * 1000)}")
+                with self._tx(write, durable) as inner:
+                    yield inner
+            finally:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
+                self._lock.release()
+            return
         try:
             with self._lock:
                 if write and durable != self._durable:
@@ -356,8 +372,8 @@ class SQLiteStore:
                 raise NotFoundError(f"no run with id {run_id}")
             return _run(conn.execute("SELECT * FROM runs WHERE id = ?", [run_id]).fetchone())
 
-    def mark_started(self, run: Run) -> None:
-        with self._tx(durable=False) as conn:
+    def mark_started(self, run: Run, wait_s: float | None = None) -> None:
+        with self._tx(durable=False, wait_s=wait_s) as conn:
             conn.execute(
                 "UPDATE runs SET pid = ?, proc_start = ?, started_at = ? WHERE id = ?",
                 [run.pid, run.proc_start, to_ms(run.started_at), run.id],
@@ -548,8 +564,8 @@ class SQLiteStore:
         conn.execute(f"DELETE FROM output WHERE run_id IN ({self._OLD_RUNS})", params)
         return conn.execute(f"DELETE FROM runs WHERE id IN ({self._OLD_RUNS})", params).rowcount
 
-    def append_output(self, run_id: int, data: bytes) -> None:
-        with self._tx(durable=False) as conn:
+    def append_output(self, run_id: int, data: bytes, wait_s: float | None = None) -> None:
+        with self._tx(durable=False, wait_s=wait_s) as conn:
             conn.execute(
                 "INSERT INTO output (run_id, seq, data) VALUES (?, "
                 "(SELECT coalesce(max(seq), -1) + 1 FROM output WHERE run_id = ?), ?)",

@@ -257,3 +257,23 @@ def test_home_removed_under_the_runner_lets_no_two_runners_serve_it(env: Env) ->
     wait_for(lambda: len(env.runs("tick")) >= 2, 30)
     assert second.poll() is None
     assert "was deleted" in env.log()
+
+
+def test_a_standby_runner_takes_over_a_recreated_store(env: Env) -> None:
+    """Review of 8.3: `rm jobctl.db*` under a runner with a `--wait` standby: the first stops,
+    the standby serves the store now at the path (not the deleted one it had opened)."""
+    first = env.start_runner()
+    standby = subprocess.Popen(
+        [*env_cmd(), "runner", "--wait", "--grace", "2s"], env=env.env,
+        stdout=open(env.home.parent / "standby.log", "ab"), stderr=subprocess.STDOUT,  # noqa: SIM115
+    )  # fmt: skip
+    env.runners.append(standby)
+    wait_for(lambda: "waiting to take over" in env.log("standby.log"), 30)
+    for f in env.home.glob("jobctl.db*"):
+        if not f.name.endswith(".lock"):
+            f.unlink()
+    wait_for(lambda: first.poll() is not None, 30)
+    env.run("add", "tick", "--every", "1s", "--", "true", check=True)
+    wait_for(lambda: len(env.runs("tick")) >= 2, 30)
+    assert standby.poll() is None
+    assert env.json("status")["runner"]["pid"] == standby.pid

@@ -287,3 +287,17 @@ def test_missed_fires_name_why_they_were_missed() -> None:
     plan = planner.plan_fire(j, ts("2026-01-01T10:03:00.5"), [], random.Random(1), why)
     missed = [r for r in plan.runs if r.trigger == "catchup"]
     assert [r.error for r in missed] == ["missed while the store was unavailable (3 fires)"] * 3
+
+
+def test_an_edit_that_keeps_the_schedule_keeps_a_due_fire() -> None:
+    """A fire due but not yet recorded (runner held up or down) survives `edit --description`;
+    a new schedule is computed from now."""
+    from jobctl import jobdef
+
+    due = ts("2026-01-01T10:00:03")
+    j = job(schedule="*/3 * * * * *", next_run_at=due, fired_through=due - 3)
+    later = ts("2026-01-01T10:00:07")
+    edited = jobdef.apply_options(j, jobdef.JobOptions(description="x", retries="2"), later)
+    assert (edited.next_run_at, edited.description, edited.retries) == (due, "x", 2)
+    moved = jobdef.apply_options(j, jobdef.JobOptions(cron="*/5 * * * * *"), later)
+    assert moved.next_run_at == ts("2026-01-01T10:00:10")

@@ -331,3 +331,59 @@ def test_execute_makes_the_claim_durable_before_any_process_exists(tmp_path: Pat
     assert final.status == "succeeded"
     assert order[:2] == ["sync", "spawn"]
     assert store._synced >= 1
+
+
+def test_a_busy_store_never_delays_a_timeout(tmp_path: Path) -> None:
+    """Review of 8.2: the thread that watches a job also enforces its timeout; its output
+    writes must not wait on a busy store (bounded waits, then the output is held), so the
+    job is stopped while the store is still busy and its end is written once it is free."""
+    import random
+    import threading
+    import time
+
+    from jobctl.clock import SystemClock
+    from jobctl.errors import StoreError
+    from jobctl.runner import execute
+    from tests.e2e.conftest import pid_alive
+    from tests.waiting import wait_for
+
+    real = SQLiteStore(tmp_path / "jobctl.db")
+    free = threading.Event()
+
+    class BusyOutput:
+        """The store, but an output write waits until `free` (as behind another writer's
+        lock), or gives up after a bounded wait."""
+
+        def __getattr__(self, name: str) -> object:
+            return getattr(real, name)
+
+        def append_output(self, run_id: int, data: bytes, wait_s: float | None = None) -> None:
+            if not free.is_set():
+                if wait_s is not None:
+                    raise StoreError("database is locked")
+                free.wait()
+            real.append_output(run_id, data)
+
+    now = time.time()
+    real.add_job(Job(name="j", command=["sh", "-c", "while :; do echo x; sleep 0.01; done"],
+                     tz="UTC", cwd=str(tmp_path), timeout_s=0.3, kill_grace_s=0.3))  # fmt: skip
+    real.add_run(Run(job="j", scheduled_for=now, not_before=now, trigger="manual"))
+    ((run, job),) = real.claim("me", "host", now, 1, lambda q, r, j, n: (q[:n], []))
+    pids: list[int] = []
+    result: list[tuple[Run, Run | None]] = []
+    worker = threading.Thread(
+        target=lambda: result.append(execute(BusyOutput(), run, job, SystemClock(),  # type: ignore[arg-type]
+                                             random.Random(1),
+                                             on_start=lambda p: pids.append(p.pid))),
+        daemon=True,
+    )  # fmt: skip
+    worker.start()
+    try:
+        wait_for(lambda: pids)
+        wait_for(lambda: not pid_alive(pids[0]))  # stopped while the store is still busy
+    finally:
+        free.set()
+    worker.join(60)
+    assert result and result[0][0].status == "timed_out"
+    assert [r.status for r in real.list_runs(RunFilter())] == ["timed_out"]
+    assert b"".join(d for _, d in real.read_output(run.id or 0)).startswith(b"x\n")
