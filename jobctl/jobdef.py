@@ -119,6 +119,7 @@ class JobOptions:
     catchup_window: str | None = None
     jitter: str | None = None
     mutex: list[str] | None = None
+    on: list[str] | None = None
     keep_runs: str | int | None = None
     max_output: str | None = None
     description: str | None = None
@@ -218,6 +219,8 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
         c["jitter_s"] = option_duration(opts.jitter, "--jitter")
     if opts.mutex is not None:
         c["mutexes"] = sorted({check_name(m, "mutex name") for m in opts.mutex if m})
+    if opts.on is not None:
+        c["on_labels"] = sorted({check_name(x, "runner label") for x in opts.on if x})
     if opts.keep_runs is not None:
         c["keep_runs"] = parse_int(opts.keep_runs, "--keep-runs", minimum=1)
     if opts.max_output is not None:

@@ -136,6 +136,8 @@ class Job:
     #: high-water mark: the latest scheduled time fired so far (SPEC 6, every fire once). No
     #: schedule fire is ever recorded at or before it, even after its runs have been pruned.
     fired_through: float | None = None
+    #: runner labels this job runs on (`--on`, all must match); empty: any runner
+    on_labels: list[str] = field(default_factory=list)
     id: int | None = None
     last_run: Run | None = None  # filled by the store on reads; not a column
 

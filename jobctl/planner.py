@@ -240,11 +240,17 @@ def manual_refusal(job: Job, open_runs: Sequence[Run]) -> str | None:
 
 
 def pick_startable(
-    queued: list[Run], running: list[Run], jobs: dict[str, Job], limit: int, force: bool = False
+    queued: list[Run],
+    running: list[Run],
+    jobs: dict[str, Job],
+    limit: int,
+    force: bool = False,
+    labels: frozenset[str] | None = None,
 ) -> tuple[list[Run], list[Run]]:
     """Queued runs to start now, at most `limit`: a job whose overlap is not `allow` waits for
-    its running run (unless `force`), and runs sharing a mutex never run together. Also returns
-    the queued runs whose job is gone."""
+    its running run (unless `force`), runs sharing a mutex never run together, and with
+    `labels` (the runner's) a job pinned with `--on` runs only where all its labels are.
+    Also returns the queued runs whose job is gone."""
     busy_jobs = {r.job for r in running}
     held = {m for r in running if r.job in jobs for m in jobs[r.job].mutexes}
     start: list[Run] = []
@@ -256,6 +262,8 @@ def pick_startable(
             continue
         if len(start) >= limit:
             continue
+        if labels is not None and not labels.issuperset(job.on_labels):
+            continue  # another runner's (or none yet)
         if run.job in busy_jobs and job.overlap != "allow" and not (force or run.forced):
             continue
         if held.intersection(job.mutexes):

@@ -121,6 +121,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "catchup_window_s": job.catchup_window_s,
         "jitter_s": job.jitter_s,
         "mutexes": job.mutexes,
+        "on": job.on_labels,
         "keep_runs": job.keep_runs,
         "max_output": job.max_output,
         "anchor_at": iso(job.anchor_at, tz),

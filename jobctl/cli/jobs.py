@@ -95,6 +95,10 @@ MaxOutput = Annotated[
 ]
 Description = Annotated[str | None, typer.Option(metavar="TEXT", help="Free text.")]
 Tag = Annotated[list[str] | None, typer.Option("--tag", metavar="T", help="Tag (repeatable).")]
+On = Annotated[
+    list[str] | None,
+    typer.Option("--on", metavar="L", help="Run only on runners with this label (repeatable)."),
+]
 
 
 def add(
@@ -123,6 +127,7 @@ def add(
     max_output: MaxOutput = None,
     description: Description = None,
     tag: Tag = None,
+    on: On = None,
     paused: Annotated[bool, typer.Option("--paused", help="Add it paused.")] = False,
     json: JsonOpt = False,
 ) -> None:
@@ -140,6 +145,7 @@ def add(
     _nudge()
     if warning:
         render.note(warning)
+    _warn_unmatched(job)
     _done(job, "added", json, t)
 
 
@@ -172,6 +178,7 @@ def edit(
     max_output: MaxOutput = None,
     description: Description = None,
     tag: Tag = None,
+    on: On = None,
     paused: Annotated[
         bool | None,
         typer.Option(
@@ -193,7 +200,20 @@ def edit(
     _nudge()
     if warning:
         render.note(warning)
+    _warn_unmatched(job)
     _done(job, "updated", json, t)
+
+
+def _warn_unmatched(job: "Job") -> None:
+    """A job pinned with --on that no registered runner could run: say so (not an error:
+    the runner may be started later, with that label)."""
+    if not job.on_labels:
+        return
+    wanted = set(job.on_labels)
+    if not any(wanted <= set(r.labels) for r in store().runners()):
+        labels = ", ".join(job.on_labels)
+        render.note(f"warning: no registered runner has the labels {labels}; the job's runs "
+                    f"wait for one (start it with: jobctl runner --label ...)")  # fmt: skip
 
 
 def _nudge() -> None:
@@ -290,7 +310,7 @@ def show(name: Name, json: JsonOpt = False) -> None:
     if job.env:
         items.append(("env", " ".join(f"{k}={v}" for k, v in job.env.items())))
     items += _policy_lines(job)
-    for label, value in (("mutexes", job.mutexes), ("tags", job.tags)):
+    for label, value in (("mutexes", job.mutexes), ("on", job.on_labels), ("tags", job.tags)):
         if value:
             items.append((label, ", ".join(value)))
     if job.description:

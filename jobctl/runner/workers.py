@@ -53,11 +53,13 @@ class WorkerPool:
         back."""
         replace: list[Run] = []
 
+        labels = frozenset(self.r.labels)
+
         def pick(
             queued: list[Run], running: list[Run], jobs: dict[str, Job], limit: int
         ) -> tuple[list[Run], list[Run]]:
             replace[:] = planner.replaced_by_waiting(queued, running, jobs)
-            return planner.pick_startable(queued, running, jobs, limit)
+            return planner.pick_startable(queued, running, jobs, limit, labels=labels)
 
         with self.claiming:
             with self.lock:

@@ -158,6 +158,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE runners RENAME TO runner",
         ],
     ),
+    (
+        3,
+        "job_runner_labels",
+        ["ALTER TABLE jobs ADD COLUMN on_labels text NOT NULL DEFAULT '[]'"],
+    ),
 ]
 
 #: the version of a store once every migration above has been applied

@@ -13,7 +13,7 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("jobctl")
 
 #: PRAGMA user_version once every migration below has been applied; bump with each new one.
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 
 
 @migrations()
@@ -177,6 +177,12 @@ def m007_runners_with_leases(db: Database) -> None:
     )
     db.execute("DROP TABLE runner")
     db.execute("ALTER TABLE runner_new RENAME TO runner")
+
+
+@migrations()
+def m008_job_runner_labels(db: Database) -> None:
+    # `add/edit --on L`: the runner labels a job runs on (all must match; [] = any runner)
+    db.execute("ALTER TABLE jobs ADD COLUMN on_labels TEXT NOT NULL DEFAULT '[]'")
 
 
 def migrate(db: Database) -> None:

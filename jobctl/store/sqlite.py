@@ -44,7 +44,7 @@ from jobctl.store.rows import encode as _encode
 from jobctl.store.rows import row as _row
 
 BUSY_TIMEOUT_MS = 60_000
-SCHEMA_VERSION = 7  # keep equal to schema.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 8  # keep equal to schema.SCHEMA_VERSION (a test checks)
 
 
 def _reader(cls: type, columns: dict[str, str]) -> Callable[[sqlite3.Row], Any]:

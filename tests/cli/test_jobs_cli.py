@@ -334,3 +334,14 @@ def test_every_command_has_help_text(cli) -> None:
 @pytest.mark.usefixtures("any_store")
 def test_json_is_valid_for_empty_and_full(cli) -> None:
     assert json.loads(cli("list", "--json").out) == []
+
+
+def test_on_pins_a_job_to_runner_labels(cli) -> None:
+    r = cli("add", "g", "--every", "1h", "--on", "gpu", "--on", "eu", "--json", "--", "true")
+    assert r.code == 0 and r.json()["on"] == ["eu", "gpu"]
+    assert "no registered runner has the labels eu, gpu" in r.err  # a warning, exit 0
+    assert cli("show", "g", "--json").json()["on"] == ["eu", "gpu"]
+    assert cli("edit", "g", "--on", "", "--json").json()["on"] == []
+    bad = cli("edit", "g", "--on", "no spaces")
+    assert bad.code == 2 and "invalid runner label 'no spaces'" in bad.err
+    assert cli("show", "g", "--json").json()["on"] == []

@@ -67,7 +67,8 @@ def job(name: str = "backup", **kw) -> Job:
 
 
 def test_add_get_roundtrip(store) -> None:
-    j = job(tags=["a", "b"], env={"K": "V"}, mutexes=["m"], timeout_s=2.5, shell=False)
+    j = job(tags=["a", "b"], env={"K": "V"}, mutexes=["m"], timeout_s=2.5, shell=False,
+            on_labels=["gpu"])  # fmt: skip
     added = store.add_job(j)
     assert added.id is not None
     got = store.get_job("backup")
@@ -232,6 +233,7 @@ def test_sqlite_file_mode_wal_and_named_migrations(tmp_path: Path) -> None:
         "m005_status_and_waiting_indexes",
         "m006_fired_through",
         "m007_runners_with_leases",
+        "m008_job_runner_labels",
     ]
     index = conn.execute("PRAGMA index_list(runs)").fetchall()
     unique_cols = [

@@ -301,3 +301,16 @@ def test_an_edit_that_keeps_the_schedule_keeps_a_due_fire() -> None:
     assert (edited.next_run_at, edited.description, edited.retries) == (due, "x", 2)
     moved = jobdef.apply_options(j, jobdef.JobOptions(cron="*/5 * * * * *"), later)
     assert moved.next_run_at == ts("2026-01-01T10:00:10")
+
+
+def test_a_job_pinned_with_on_starts_only_on_a_runner_with_all_its_labels() -> None:
+    jobs = {"p": job(on_labels=["gpu", "eu"]), "any": job()}
+    queued_runs = [queued("p", rid=1), queued("any", rid=2)]
+    for labels, expected in [
+        (None, [1, 2]),  # no runner labels given (a foreground run): no filter
+        (frozenset({"gpu", "eu", "host1"}), [1, 2]),
+        (frozenset({"gpu", "host1"}), [2]),  # not all of them
+        (frozenset({"host1"}), [2]),
+    ]:
+        start, _ = planner.pick_startable(queued_runs, [], jobs, 4, labels=labels)
+        assert [r.id for r in start] == expected, labels

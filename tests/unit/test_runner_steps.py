@@ -387,3 +387,25 @@ def test_a_busy_store_never_delays_a_timeout(tmp_path: Path) -> None:
     assert result and result[0][0].status == "timed_out"
     assert [r.status for r in real.list_runs(RunFilter())] == ["timed_out"]
     assert b"".join(d for _, d in real.read_output(run.id or 0)).startswith(b"x\n")
+
+
+def test_a_runner_claims_only_the_jobs_its_labels_match(tmp_path: Path) -> None:
+    from tests.waiting import wait_for
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    clock = FakeClock(T0)
+    for name, on in (("gpu", ["gpu"]), ("any", [])):
+        store.add_job(Job(name=name, command=["true"], tz="UTC", cwd=str(tmp_path),
+                          on_labels=on))  # fmt: skip
+        store.add_run(Run(job=name, scheduled_for=T0, not_before=T0, trigger="manual"))
+
+    def status() -> dict[str, str]:
+        return {r.job: r.status for r in store.list_runs(RunFilter())}
+
+    plain = Runner(store, clock=clock)
+    plain.start_queued(T0)
+    wait_for(lambda: status()["any"] == "succeeded" and not plain.active)
+    assert status()["gpu"] == "queued"  # no runner with its label: it waits
+    labelled = Runner(store, clock=clock, labels=["gpu"])
+    labelled.start_queued(T0)
+    wait_for(lambda: status()["gpu"] == "succeeded" and not labelled.active)
