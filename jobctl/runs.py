@@ -15,7 +15,7 @@ from typing import BinaryIO, TypeVar
 
 from jobctl import executor, owners, planner
 from jobctl.clock import Clock
-from jobctl.errors import ConflictError, StoreError
+from jobctl.errors import ConflictError
 from jobctl.models import FINAL_STATUSES, Job, Run, Trigger
 from jobctl.store.base import RunFilter, Store
 
@@ -176,15 +176,10 @@ def _persist(write: Callable[[], T]) -> T:
     """A foreground run's end must be recorded, or the next runner would take the finished
     run for one lost and run it again: retry through a store outage, with backoff, for up to
     PERSIST_S (then the error ends `jobctl run` with exit 1 and the run is recovered)."""
-    deadline, delay = time.monotonic() + PERSIST_S, 0.25
-    while True:
-        try:
-            return write()
-        except StoreError:
-            if time.monotonic() + delay > deadline:
-                raise
-            time.sleep(delay)
-            delay = min(delay * 2, 5.0)
+    from jobctl.runner.execution import retry_store
+
+    deadline = time.monotonic() + PERSIST_S
+    return retry_store(write, lambda: time.monotonic() >= deadline)
 
 
 def _cancel_requested(store: Store, run: Run) -> bool:

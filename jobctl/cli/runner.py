@@ -92,10 +92,12 @@ def runner(
         )
     from jobctl.jobdef import option_duration, parse_int
     from jobctl.locking import RunnerLock
+    from jobctl.models import check_name
     from jobctl.runner import Runner
     from jobctl.store import open_store
 
     n = parse_int(workers, "--workers", minimum=1, maximum=1024)
+    labels = [check_name(x, "runner label") for x in label or []]  # before any write
     grace_s = option_duration(grace, "--grace")
     # the runner waits less than a command for another writer's lock: past it, the store
     # counts as unavailable and the runner retries with backoff, staying responsive
@@ -123,9 +125,6 @@ def runner(
 
     if SUBREAPER:
         executor.become_subreaper()  # escaped descendants of our jobs come back to us (Linux)
-    from jobctl.models import check_name
-
-    labels = [check_name(x, "runner label") for x in label or []]
     r = Runner(s, workers=n, emit=_printer, grace_s=grace_s, guard=guard, labels=labels)
     r.install_signals()
     try:
@@ -145,8 +144,9 @@ def status(json: JsonOpt = False) -> None:
 
     s, t = store(), now()
     registered = s.runners()
+    alive = {r.owner: owners.alive(r.owner) for r in registered}
     info = registered[-1] if registered else None
-    active = info is not None and owners.alive(info.owner)
+    active = info is not None and alive[info.owner]
     running = s.list_runs(RunFilter(statuses=["running"]))
     queued = s.count_runs(RunFilter(statuses=["queued"]))
     upcoming = [(j.next_run_at or 0.0, j.name) for j in s.due_jobs(FAR_FUTURE, 5)]
@@ -173,7 +173,7 @@ def status(json: JsonOpt = False) -> None:
                         "lease_expires_at": render.iso(r.lease_expires_at)
                         if r.lease_expires_at is not None
                         else None,
-                        "active": owners.alive(r.owner),
+                        "active": alive[r.owner],
                         "running": sum(1 for x in running if x.owner == r.owner),
                     }
                     for r in registered

@@ -40,6 +40,28 @@ def once(write: Callable[[], T]) -> T:
     return write()
 
 
+def retry_store(
+    write: Callable[[], T],
+    give_up: Callable[[], bool],
+    wait: Callable[[float], object] = time.sleep,
+    failed: Callable[[StoreError], None] | None = None,
+) -> T:
+    """A Persist's loop: do `write`, retrying through store errors with backoff (0.25 s
+    doubling to 5 s), telling `failed` of each, until it succeeds or `give_up()` is true
+    (then the error is raised)."""
+    delay = 0.25
+    while True:
+        try:
+            return write()
+        except StoreError as exc:
+            if failed is not None:
+                failed(exc)
+            if give_up():
+                raise
+            wait(delay)
+            delay = min(delay * 2, 5.0)
+
+
 _BASE_ENV: dict[bytes, bytes] | None = None
 
 
@@ -68,13 +90,17 @@ def job_env(job: Job, run: Run) -> dict[bytes, bytes]:
     return env
 
 
+def run_markers(run: Run) -> frozenset[bytes]:
+    """The `NAME=value` entries that mark a run's processes in their environment (see
+    job_env): how stopping it reaches those that left its group (setsid), and how recovery
+    finds them when their pid was never recorded. Empty for a run with no owner or id."""
+    if not run.owner or run.id is None:
+        return frozenset()
+    return frozenset({f"JOBCTL_RUN_ID={run.id}".encode(), f"{OWNER_VAR}={run.owner}".encode()})
+
+
 def spec_for(job: Job, run: Run) -> executor.Spec:
-    # the run's markers: stopping it also stops its processes that left its group (setsid)
-    markers = (
-        frozenset({f"JOBCTL_RUN_ID={run.id}".encode(), f"{OWNER_VAR}={run.owner}".encode()})
-        if run.owner and run.id is not None
-        else frozenset()
-    )
+    markers = run_markers(run)  # stopping the run also stops its processes outside its group
     return executor.Spec(
         argv=list(job.command),
         shell=job.shell,

@@ -25,6 +25,7 @@ from jobctl.clock import Clock, SystemClock
 from jobctl.errors import ConflictError, StoreError
 from jobctl.models import Job, Run
 from jobctl.runner import recovery
+from jobctl.runner.execution import retry_store
 from jobctl.runner.workers import Active, WorkerPool
 from jobctl.store.base import Fire, RunFilter, RunnerInfo, Store
 
@@ -123,23 +124,19 @@ class Runner:
         backoff (0.25 s doubling to 5 s). Gives up (re-raising) only once the runner is
         stopping and its grace is over: a run left `running` is then recovered by the next
         runner (SPEC 7)."""
-        delay = 0.25
-        while True:
-            try:
-                result = write()
-            except StoreError as exc:
-                self._store_failed(exc)
-                give_up = self._give_up_at
-                if give_up is not None and time.monotonic() >= give_up:
-                    raise
-                if self._stopped.is_set():
-                    time.sleep(delay)  # stopping: keep trying until the grace is over
-                else:
-                    self._stopped.wait(delay)  # a stop ends the wait: the grace starts
-                delay = min(MAX_SLEEP_S, delay * 2)
-                continue
-            self._store_ok()
-            return result
+
+        def give_up() -> bool:
+            return self._give_up_at is not None and time.monotonic() >= self._give_up_at
+
+        def wait(delay: float) -> None:
+            if self._stopped.is_set():
+                time.sleep(delay)  # stopping: keep trying until the grace is over
+            else:
+                self._stopped.wait(delay)  # a stop ends the wait: the grace starts
+
+        result = retry_store(write, give_up, wait, self._store_failed)
+        self._store_ok()
+        return result
 
     def install_signals(self) -> None:
         signal.set_wakeup_fd(self._wake_w)
@@ -259,6 +256,8 @@ class Runner:
     def _run_once(self) -> None:
         """`--once`: start all that is due or queued now, wait for it, and return."""
         start = self._once_at = self.clock.now()
+        if not self._check_guard():
+            return
         self.fire_due(start)
         while not self._stopping:
             self.start_queued(start)
@@ -273,8 +272,6 @@ class Runner:
         """Record every due fire, in one transaction per batch of due jobs. Fires missed
         before this runner started were missed while no runner was up; later ones while
         the runner was held up (its store unavailable, the machine asleep, ...)."""
-        if self.guard is not None and not self._check_guard():
-            return  # never fire into a store that is not the one at our path any more
         while due := self.store.due_jobs(now, DUE_BATCH):
             open_runs: dict[str, list[Run]] = {}
             for r in self.store.list_runs(

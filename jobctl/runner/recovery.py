@@ -20,7 +20,7 @@ from dataclasses import replace
 from jobctl import executor, owners
 from jobctl.clock import Clock
 from jobctl.models import Job, Run
-from jobctl.runner.execution import OWNER_VAR, describe_end, record_end
+from jobctl.runner.execution import describe_end, record_end, run_markers
 from jobctl.store.base import Store
 
 
@@ -77,11 +77,7 @@ def kill_orphans(runs: list[Run], jobs: dict[str, Job]) -> dict[int, set[int]]:
             groups[r.id or 0] = {r.pid or 0}
     # by their markers: the processes of a run whose pid or start time was not recorded
     # (a crash right after spawn), and those of any run that left its group (setsid)
-    unrecorded = {
-        r.id: {f"JOBCTL_RUN_ID={r.id}".encode(), f"{OWNER_VAR}={r.owner}".encode()}
-        for r in runs
-        if r.id is not None
-    }
+    unrecorded = {r.id: set(run_markers(r)) for r in runs if r.id is not None}
     ours = {os.getpid(), os.getpgrp()}
     for run_id, pgids in executor.marked_groups(unrecorded).items():
         for pgid in pgids - ours:
