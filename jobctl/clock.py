@@ -29,6 +29,33 @@ class SystemClock:
             time.sleep(seconds)
 
 
+class OffsetClock:
+    """Another clock plus an offset: a runner on a shared store reads the store's clock this
+    way (the offset is measured at each lease renewal), so that a machine whose own clock is
+    off still fires on time; the loop keeps reading a Clock, and tests keep FakeClock."""
+
+    def __init__(self, base: Clock, offset: float = 0.0) -> None:
+        self.base = base
+        self.offset = offset
+
+    def now(self) -> float:
+        return self.base.now() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        self.base.sleep(seconds)
+
+
+class SkewedClock(SystemClock):
+    """The wall clock plus a fixed error (JOBCTL_TEST_CLOCK_SKEW): how tests play a machine
+    whose clock is off."""
+
+    def __init__(self, skew_s: float) -> None:
+        self.skew_s = skew_s
+
+    def now(self) -> float:
+        return time.time() + self.skew_s
+
+
 class FakeClock:
     """A clock that moves only when told to (sleep advances it instantly)."""
 

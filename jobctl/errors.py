@@ -41,3 +41,11 @@ class StoreError(JobctlError):
     """The store failed at run time (unreachable, disk full, newer schema)."""
 
     exit_code = EXIT_FAILED
+
+
+class FencedError(JobctlError):
+    """A runner's write refused because its lease on the run has gone (it expired, and the
+    run was or will be taken over by another runner): SPEC 8's fencing. Not a StoreError:
+    retrying the same write can never succeed."""
+
+    exit_code = EXIT_FAILED

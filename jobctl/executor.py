@@ -365,14 +365,18 @@ class Process:
         if self._popen.stdout is not None:
             self._popen.stdout.close()
 
-    def terminate(self, status: str = "cancelled", reason: str | None = None) -> None:
+    def terminate(
+        self, status: str = "cancelled", reason: str | None = None, grace_s: float | None = None
+    ) -> None:
         """SIGTERM the run's processes now (the group, and those that left it: see
-        _signal), SIGKILL them after kill_grace_s; watch() reports `status`."""
+        _signal), SIGKILL them after kill_grace_s (or `grace_s` if shorter: a runner fencing
+        itself must be done before its lease expires); watch() reports `status`."""
         with self._lock:
             if self._reaped or self._status is not None:
                 return
             self._status, self._reason = status, reason or status
-            self._kill_at = time.monotonic() + self._spec.kill_grace_s
+            grace = self._spec.kill_grace_s
+            self._kill_at = time.monotonic() + (grace if grace_s is None else min(grace_s, grace))
             self._signal(signal.SIGTERM)
 
     def _signal(self, sig: int, scan: bool = True) -> None:  # caller holds the lock

@@ -18,7 +18,9 @@ NUDGE = signal.SIGUSR1
 
 @cache
 def host() -> str:
-    return socket.gethostname()
+    """This machine's name, or JOBCTL_HOST (a container whose name is not the host's, or
+    several runners on one machine playing a fleet in tests)."""
+    return os.environ.get("JOBCTL_HOST") or socket.gethostname()
 
 
 def _stat(pid: int) -> tuple[bytes, int] | None:

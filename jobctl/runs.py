@@ -38,7 +38,10 @@ def exit_code_of(run: Run) -> int:
 
 
 def nudge_runner(store: Store) -> None:
-    """Tell the runner (if one is up on this host) to look at the store now."""
+    """Tell the runner (if one is up on this host) to look at the store now. A shared store's
+    runners hear every change by notification (LISTEN/NOTIFY), on any machine."""
+    if store.shared:
+        return
     info = store.runner_info()
     if info is not None:
         owners.nudge(info.owner)
@@ -200,7 +203,10 @@ def request_cancel(store: Store, run: Run, now: float, wait_s: float | None = No
         done = store.update_run(run.id, status="cancelled", finished_at=now, error="cancelled")
         return done
     store.update_run(run.id, cancel_requested_at=now)
-    if not owners.nudge(run.owner):
+    # on a shared store a run of another machine is its runner's to stop: it hears of the
+    # request by notification (within 200 ms) and records the end; we wait for that
+    elsewhere = store.shared and run.host is not None and run.host != owners.host()
+    if not elsewhere and not owners.nudge(run.owner):
         if run.pid and run.proc_start is not None:
             executor.kill_group(run.pid, run.proc_start, signal.SIGTERM)
         return store.update_run(

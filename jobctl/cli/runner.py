@@ -4,13 +4,19 @@ import contextlib
 import os
 import sys
 from datetime import datetime
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jobctl import render
 from jobctl.cli.common import JsonOpt, now, state, store
 from jobctl.errors import ConflictError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from jobctl.clock import Clock
+    from jobctl.store import Store
 
 _FANCY: list[bool] = []  # render.fancy(), asked once
 #: the runner process becomes a child subreaper; off where the runner runs inside another
@@ -78,20 +84,20 @@ def runner(
             "--label", metavar="L", help="A label of this runner (repeatable; its host is one)."
         ),
     ] = None,
+    lease: Annotated[
+        str,
+        typer.Option(
+            "--lease",
+            metavar="D",
+            help="On a shared store: how long this runner's runs stay its own without renewal.",
+        ),
+    ] = "15s",
 ) -> None:
     """Run the scheduler in the foreground: fire jobs on time and execute them."""
+    from jobctl.clock import SkewedClock
     from jobctl.config import is_postgres, sqlite_path
     from jobctl.errors import StoreError, UsageError
-
-    if is_postgres(state().settings.store_url):
-        # the runner's single-runner rule is a file lock beside a SQLite database; runners
-        # sharing a PostgreSQL store need leases and fencing (the fleet runner, SPEC 8)
-        raise UsageError(
-            "the runner is not available on a PostgreSQL store yet (the fleet runner of "
-            "SPEC 8 is in progress); every other command works"
-        )
     from jobctl.jobdef import option_duration, parse_int
-    from jobctl.locking import RunnerLock
     from jobctl.models import check_name
     from jobctl.runner import Runner
     from jobctl.store import open_store
@@ -99,11 +105,26 @@ def runner(
     n = parse_int(workers, "--workers", minimum=1, maximum=1024)
     labels = [check_name(x, "runner label") for x in label or []]  # before any write
     grace_s = option_duration(grace, "--grace")
+    lease_s = option_duration(lease, "--lease")
+    if lease_s < 3:
+        raise UsageError(f"--lease {lease}: must be at least 3s (it is renewed every third)")
     # the runner waits less than a command for another writer's lock: past it, the store
     # counts as unavailable and the runner retries with backoff, staying responsive
     busy = os.environ.get("JOBCTL_RUNNER_BUSY_TIMEOUT", "")
     busy_s = option_duration(busy, "JOBCTL_RUNNER_BUSY_TIMEOUT") if busy else RUNNER_BUSY_S
-    s = open_store(state().settings, busy_timeout_s=busy_s)
+    skew = os.environ.get("JOBCTL_TEST_CLOCK_SKEW", "")  # tests: a machine whose clock is off
+    try:
+        clock = SkewedClock(float(skew)) if skew else None
+    except ValueError:
+        raise UsageError(f"JOBCTL_TEST_CLOCK_SKEW={skew!r}: not a number of seconds") from None
+    settings = state().settings
+    s = open_store(settings, busy_timeout_s=busy_s)
+    if is_postgres(settings.store_url):
+        _fleet_runner(s, n, once, grace_s, labels, lease_s, clock,
+                      lambda: open_store(settings, busy_timeout_s=busy_s))  # fmt: skip
+        return
+    from jobctl.locking import RunnerLock
+
     lock = RunnerLock(sqlite_path(state().settings.store_url))
     if not lock.try_acquire():
         info = s.runner_info()
@@ -125,7 +146,8 @@ def runner(
 
     if SUBREAPER:
         executor.become_subreaper()  # escaped descendants of our jobs come back to us (Linux)
-    r = Runner(s, workers=n, emit=_printer, grace_s=grace_s, guard=guard, labels=labels)
+    r = Runner(s, workers=n, emit=_printer, grace_s=grace_s, guard=guard, labels=labels,
+               lease_s=lease_s, clock=clock)  # fmt: skip
     r.install_signals()
     try:
         r.run(once=once)
@@ -133,6 +155,29 @@ def runner(
         lock.release()
     if r.failure:
         raise StoreError(r.failure)
+
+
+def _fleet_runner(
+    s: "Store",
+    workers: int,
+    once: bool,
+    grace_s: float,
+    labels: list[str],
+    lease_s: float,
+    clock: "Clock | None",
+    lease_store: "Callable[[], Store]",
+) -> None:
+    """A runner on a shared (PostgreSQL) store: no file lock, any number of them at once;
+    its lease, renewed on a second connection, decides what is its own (SPEC 8)."""
+    from jobctl import executor
+    from jobctl.runner import Runner
+
+    if SUBREAPER:
+        executor.become_subreaper()
+    r = Runner(s, workers=workers, clock=clock, emit=_printer, grace_s=grace_s, labels=labels,
+               lease_s=lease_s, lease_store=lease_store)  # fmt: skip
+    r.install_signals()
+    r.run(once=once)
 
 
 def status(json: JsonOpt = False) -> None:
@@ -144,7 +189,11 @@ def status(json: JsonOpt = False) -> None:
 
     s, t = store(), now()
     registered = s.runners()
-    alive = {r.owner: owners.alive(r.owner) for r in registered}
+    if s.shared:  # a runner on any machine: alive while its lease holds by the store's clock
+        db_now = s.now()
+        alive = {r.owner: (r.lease_expires_at or 0.0) > db_now for r in registered}
+    else:
+        alive = {r.owner: owners.alive(r.owner) for r in registered}
     info = registered[-1] if registered else None
     active = info is not None and alive[info.owner]
     running = s.list_runs(RunFilter(statuses=["running"]))

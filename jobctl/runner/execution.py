@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import BinaryIO, TypeVar
 
 from jobctl import executor, planner
-from jobctl.clock import Clock
+from jobctl.clock import Clock, OffsetClock
 from jobctl.errors import StoreError
 from jobctl.models import Job, Run
 from jobctl.store.base import Store
@@ -33,6 +33,12 @@ WATCH_WAIT_S = 0.05
 T = TypeVar("T")
 #: does a store write that must not be lost: persist(write) -> write's result
 Persist = Callable[[Callable[[], T]], T]
+
+
+def local_shift(clock: Clock) -> float:
+    """What to add to this host's wall-clock readings (the executor's start and end times)
+    to put them on `clock`'s time line: on a shared store, the store's clock; else 0."""
+    return clock.now() - time.time() if isinstance(clock, OffsetClock) else 0.0
 
 
 def once(write: Callable[[], T]) -> T:
@@ -151,6 +157,7 @@ def execute(
     gates: Gates | None = None,
     persist: Persist | None = None,
     report: Callable[[StoreError], None] | None = None,
+    fence: tuple[str, int] | None = None,
 ) -> tuple[Run, Run | None]:
     """Start a claimed run at its not_before, watch it to its end, and record the outcome
     (and its retry). The run is already `running` in the store.
@@ -162,11 +169,13 @@ def execute(
     write that must not be lost (the runner retries it through a store outage; by default it
     is tried once). While the store fails, the job goes on and is watched as usual: its output
     is held in memory (at most its --max-output) and written, with its end, once the store
-    answers again; `report(error)` hears of each store failure met while watching. Returns
-    (the final run, its retry or None).
+    answers again; `report(error)` hears of each store failure met while watching. `fence`:
+    the runner's (owner, lease epoch) on a shared store, its end is recorded only while that
+    lease holds (FencedError otherwise). Returns (the final run, its retry or None).
     """
     gates = gates or Gates()
     persist = persist or once
+    shift = local_shift(clock)  # executor times (this host's clock) onto the store's
     assert run.id is not None
     # Ahead of its time, the process is spawned gated (the pid recorded before the gate opens,
     # so it starts on time); a run already due is spawned directly (one exec, not two) and
@@ -195,9 +204,10 @@ def execute(
             started_at=t,
             finished_at=t,
         )
-        return record_end(store, job, final, clock, rng)
+        return record_end(store, job, final, clock, rng, fence=fence)
     try:
-        planned = max(proc.started_at, run.not_before) if gated else proc.started_at
+        began = proc.started_at + shift
+        planned = max(began, run.not_before) if gated else began
         # pid and start time: what recovery and `cancel` check before signalling the group.
         # A gated process waits (its start time is read at once); a direct one is exec'ing,
         # and reading /proc/PID/stat then is costly: its start time is recorded once it has
@@ -276,11 +286,11 @@ def execute(
         exit_code=outcome.exit_code,
         signal=outcome.signal,
         error=outcome.error if status != "cancelled" else (outcome.error or "cancelled"),
-        started_at=outcome.started_at,
-        finished_at=outcome.finished_at,
+        started_at=outcome.started_at + shift,
+        finished_at=outcome.finished_at + shift,
         output_bytes=outcome.output_bytes,
     )
-    return record_end(store, job, final, clock, rng, persist)
+    return record_end(store, job, final, clock, rng, persist, fence=fence)
 
 
 def _wait_until(clock: Clock, t: float) -> None:
@@ -297,10 +307,12 @@ def record_end(
     rng: random.Random,
     persist: Persist | None = None,
     report: Callable[[StoreError], None] | None = None,
+    fence: tuple[str, int] | None = None,
 ) -> tuple[Run, Run | None]:
+    """Record a run's end and its retry (planner.after_end); `fence` as for execute."""
     final, retry = planner.after_end(job, final, clock.now(), rng)
     keep = job.keep_runs if job else None
-    (persist or once)(lambda: store.finish_run(final, retry, keep_runs=keep))
+    (persist or once)(lambda: store.finish_run(final, retry, keep_runs=keep, fence=fence))
     return final, retry
 
 

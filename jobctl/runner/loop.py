@@ -18,14 +18,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TypeVar
 
 from jobctl import executor, owners, planner
-from jobctl.clock import Clock, SystemClock
+from jobctl.clock import Clock, OffsetClock, SystemClock
 from jobctl.errors import ConflictError, StoreError
 from jobctl.models import Job, Run
 from jobctl.runner import recovery
-from jobctl.runner.execution import retry_store
+from jobctl.runner.execution import describe_end, retry_store
 from jobctl.runner.workers import Active, WorkerPool
 from jobctl.store.base import Fire, RunFilter, RunnerInfo, Store
 
@@ -35,8 +36,10 @@ MAX_SLEEP_S = 5.0
 #: fires due within this lead are recorded and claimed ahead of time; the worker then starts
 #: the process at its exact time, so store writes do not add to a run's lateness
 LEAD_S = 0.05
-HEARTBEAT_S = 10.0
-LEASE_S = 3 * HEARTBEAT_S  # a registration not renewed for this long belongs to a lost runner
+#: a runner's lease (`jobctl runner --lease`): renewed every third of it; on a shared store a
+#: runner that cannot renew it for half of it fences itself, and others take over its runs
+#: once it has expired
+LEASE_S = 15.0
 MAINTENANCE_S = 30.0
 DUE_BATCH = 1000  # due jobs fired per transaction
 #: why fires due while the runner was up were missed, when nothing more precise is known
@@ -60,10 +63,21 @@ class Runner:
         rng: random.Random | None = None,
         guard: Callable[[], str | None] | None = None,
         labels: list[str] | None = None,
+        lease_s: float = LEASE_S,
+        lease_store: Callable[[], Store] | None = None,
     ) -> None:
         """`guard()` names a reason to stop serving this store (its file was deleted or
-        replaced, the runner lock lost), else None; it is asked before each round of fires."""
+        replaced, the runner lock lost), else None; it is asked before each round of fires.
+        On a shared store (`store.shared`), `lease_store()` opens the second connection the
+        lease is renewed on, and the runner's clock becomes the store's (OffsetClock over
+        `clock`)."""
         self.store = store
+        self.shared = bool(getattr(store, "shared", False))
+        self.lease_s = lease_s
+        self._lease_store = lease_store
+        self.lease: object | None = None  # the LeaseKeeper (shared store), once registered
+        self.epoch: int | None = None  # our registration's lease epoch (shared store)
+        self.holding = True  # False while fenced: no fires recorded, no runs claimed
         self.guard = guard
         self.labels = sorted({owners.host(), *(labels or [])})  # the host is always a label
         #: why the runner stopped by itself (the store went away): `run()` then returns 1
@@ -76,7 +90,9 @@ class Runner:
         self._stopped = threading.Event()  # wakes the store-retry backoff when stopping
         self._give_up_at: float | None = None  # store retries end here once stopping
         self.workers = workers
-        self.clock = clock or SystemClock()
+        self.clock: Clock = clock or SystemClock()
+        if self.shared and lease_store is not None:
+            self.clock = OffsetClock(self.clock)  # set by each lease renewal
         self.emit = emit
         self.grace_s = grace_s
         self.rng = rng or random.Random()
@@ -148,6 +164,8 @@ class Runner:
     def run(self, once: bool = False) -> int:
         """Serve the store until stopped (or, with `once`, until what is due now is done).
         Returns 0, or 1 when the runner stopped because its store went away (`failure`)."""
+        if isinstance(self.clock, OffsetClock):  # before any time is read: the store's clock
+            self.persist(self._sync_clock)
         now = self.since = self.clock.now()
         self.emit("start", f"runner {self.owner} started with {self.workers} workers")
         try:
@@ -159,17 +177,41 @@ class Runner:
                 self._loop()
             self._shutdown()
         finally:
+            self._stopped.set()
+            if self.lease is not None:
+                self.lease.stop()  # type: ignore[attr-defined]
             with contextlib.suppress(StoreError):  # a dead pid reads "not running" anyway
                 self.store.unregister_runner(self.owner)
         return 1 if self.failure else 0
 
-    def _register(self, now: float) -> None:
+    def _sync_clock(self) -> None:
+        """Set our clock's offset to the store's clock (a lease renewal does it later on)."""
+        assert isinstance(self.clock, OffsetClock)
+        t0 = time.time()
+        db_now = self.store.now()
+        t1 = time.time()
+        self.clock.offset = db_now - (t0 + t1) / 2 - (self.clock.base.now() - time.time())
+
+    @property
+    def fence(self) -> tuple[str, int] | None:
+        """(owner, epoch) that our store writes of a run's end are fenced by (shared store)."""
+        return (self.owner, self.epoch) if self.shared and self.epoch is not None else None
+
+    def _register(self, now: float, store: Store | None = None) -> None:
         from jobctl import __version__
 
         info = RunnerInfo(owner=self.owner, pid=os.getpid(), host=self.host, since=self.since,
                           heartbeat_at=now, labels=self.labels, version=__version__,
-                          lease_expires_at=now + LEASE_S)  # fmt: skip
-        self.store.register_runner(info)
+                          lease_expires_at=now + self.lease_s)  # fmt: skip
+        epoch = (store or self.store).register_runner(info)
+        if self.shared:
+            self.epoch = epoch
+            if self.lease is None and self._lease_store is not None:
+                from jobctl.runner.lease import LeaseKeeper
+
+                keeper = LeaseKeeper(self, self._lease_store())
+                keeper.start()
+                self.lease = keeper
 
     def _check_guard(self) -> bool:
         """False (and the runner stopping, with `failure` set) once the guard objects."""
@@ -208,14 +250,17 @@ class Runner:
                 elif jump < -2.0:
                     self.rewind(now, jump)
                 horizon = now + LEAD_S
-                self.fire_due(horizon)
+                if self.holding:  # fenced: another runner may be taking our work over
+                    self.fire_due(horizon)
                 if self.active:
                     self.check_cancels()
                 self.start_queued(horizon)
-                if now - last_beat >= HEARTBEAT_S:
-                    self.store.heartbeat(self.owner, now, LEASE_S)
+                if not self.shared and now - last_beat >= self.lease_s / 3:
+                    self.store.heartbeat(self.owner, now, self.lease_s)  # shared: LeaseKeeper
                     last_beat = now
-                if now - last_maint >= MAINTENANCE_S:
+                # shared store: reap expired leases at the pace of renewals (a takeover
+                # within lease + lease/3 of a runner's death); else recover every 30 s
+                if now - last_maint >= (self.lease_s / 3 if self.shared else MAINTENANCE_S):
                     self.recover(now)
                     last_maint = now
                 wall, mono = self.clock.now(), time.monotonic()
@@ -238,13 +283,14 @@ class Runner:
         return max(0.0, delay)
 
     def _sleep(self, seconds: float, seen: int | None) -> None:
-        """Sleep until `seconds` pass, a nudge/signal/worker wakes us, or the store changed."""
+        """Sleep until `seconds` pass, a nudge/signal/worker wakes us, or the store changed
+        (on a shared store, a notification from another machine's command or runner)."""
         try:
             unchanged = seen is None or self.store.changed() == seen
         except StoreError:
             unchanged = True
         if seconds > 0 and unchanged:
-            select.select([self._wake_r], [], [], seconds)
+            self.store.wait_for_change(seconds, self._wake_r)
         self._drain()
 
     def _drain(self) -> None:
@@ -347,8 +393,10 @@ class Runner:
     def fire_reboot(self, now: float) -> None:
         """Queue each active @reboot job once for this start (scheduled at the runner's start
         time, so that a retry after a store error finds the fire recorded: no second run)."""
+        labels = set(self.labels)
         for job in self.store.list_jobs(schedule="@reboot", last_runs=False):
-            if job.state == "active" and planner.is_reboot(job):
+            # once per start of each runner that may run it (SPEC 8: labels)
+            if job.state == "active" and planner.is_reboot(job) and labels >= set(job.on_labels):
                 run = Run(
                     job=job.name,
                     scheduled_for=self.since,
@@ -363,14 +411,32 @@ class Runner:
                 self.emit("fire", f"{job.name}: @reboot run queued")
 
     def recover(self, now: float) -> None:
-        """Runs left behind by dead owners become abandoned (their processes killed first)."""
+        """Runs left behind by dead owners become abandoned (their processes killed first).
+        On a shared store: the runs whose lease expired (reap_expired, by the store's clock,
+        whoever's they were), and of the runs not claimed under a lease (a foreground
+        `jobctl run`) those of this host whose process is gone."""
+        if self.shared:
+            self._reap(now)
         with self.pool.claiming:  # read the store, then our own runs: a worker's claim (which
             # registers the run in `active` under this lock) cannot fall in between
             open_runs = self.store.list_runs(RunFilter(statuses=["running", "queued"]))
             with self.pool.lock:
                 mine = set(self.pool.active)
+        if self.shared:
+            registered = {r.owner for r in self.store.runners()}
+            open_runs = [r for r in open_runs if r.host == self.host and r.owner not in registered]
         stale = recovery.stale_runs(open_runs, self.owner, mine)
         recovery.recover_runs(self.store, stale, now, self.clock, self.rng, self.emit)
+
+    def _reap(self, now: float) -> None:
+        def decide(run: Run, job: Job | None) -> tuple[Run, Run | None]:
+            t = self.clock.now()
+            final = replace(run, status="abandoned", finished_at=t,
+                            error=f"its runner's lease expired ({run.owner})")  # fmt: skip
+            return planner.after_end(job, final, t, self.rng)
+
+        for final, retry in self.store.reap_expired(decide):
+            self.emit("recover", describe_end(final, retry, now))
 
     @staticmethod
     def _kill_orphans(runs: list[Run], jobs: dict[str, Job]) -> dict[int, set[int]]:

@@ -18,9 +18,9 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from jobctl import executor, planner
-from jobctl.errors import StoreError
+from jobctl.errors import FencedError, StoreError
 from jobctl.models import Job, Run
-from jobctl.runner.execution import Gates, describe_end, execute, record_end
+from jobctl.runner.execution import Gates, describe_end, execute, local_shift, record_end
 from jobctl.store.base import RunFilter
 
 if TYPE_CHECKING:
@@ -66,8 +66,8 @@ class WorkerPool:
                 busy = len(self.active) - (1 if done is not None else 0)
                 free = max(0, self.size - busy)  # 0 still looks for replacements
             try:
-                claimed = [] if self.r._stopping else self.r.store.claim(
-                    self.r.owner, self.r.host, now, free, pick
+                claimed = [] if self.r._stopping or not self.r.holding else self.r.store.claim(
+                    self.r.owner, self.r.host, now, free, pick, epoch=self.r.epoch
                 )  # fmt: skip
             except BaseException:
                 if done is not None:
@@ -115,7 +115,7 @@ class WorkerPool:
             with self.lock:
                 entry.proc = proc
                 stop = entry.stop
-            late = (proc.started_at - run.not_before) * 1000
+            late = (proc.started_at + local_shift(self.r.clock) - run.not_before) * 1000
             self.r.emit("start", f"{run.job}: run {run.id} started, pid {proc.pid}, {late:+.1f}ms")
             if stop is not None:  # cancelled or replaced while it waited for its start time
                 proc.terminate(*stop)
@@ -124,8 +124,10 @@ class WorkerPool:
             final, retry = execute(self.r.store, run, entry.job, self.r.clock, self.r.rng,
                                    on_start=started, go=lambda: not self.r._stopping,
                                    gates=self.gates, persist=self.r.persist,
-                                   report=self.r._store_failed)  # fmt: skip
+                                   report=self.r._store_failed, fence=self.r.fence)  # fmt: skip
             self.r.emit("end", describe_end(final, retry, self.r.clock.now()))
+        except FencedError as exc:  # our lease went: another runner takes the run over
+            self.r.emit("error", f"{run.job}: {exc}; fenced, not recorded by this runner")
         except StoreError as exc:  # still failing once stopping's grace ran out: the run
             # stays `running` in the store, and the next runner recovers it (SPEC 7)
             self.r.emit("error", f"{run.job}: run {run.id}: its end could not be recorded "
@@ -147,7 +149,10 @@ class WorkerPool:
                       error=f"the runner could not record it: {exc}")  # fmt: skip
         for _ in range(10):
             try:
-                record_end(self.r.store, entry.job, run, self.r.clock, self.r.rng)
+                record_end(self.r.store, entry.job, run, self.r.clock, self.r.rng,
+                           fence=self.r.fence)  # fmt: skip
+                return
+            except FencedError:  # no longer ours: whoever took it over records it
                 return
             except Exception:
                 self.r.clock.sleep(1.0)
@@ -161,6 +166,20 @@ class WorkerPool:
                 entry.stop = entry.stop or (status, reason)
                 return
         entry.proc.terminate(status, reason)
+
+    def fence(self, reason: str, grace_s: float) -> int:
+        """Terminate every run of ours now (SIGKILL after at most `grace_s`): this runner's
+        lease is going or gone, so another runner may take the runs over. Returns how many."""
+        with self.lock:
+            entries = list(self.active.values())
+        for entry in entries:
+            with self.lock:
+                proc = entry.proc
+                if proc is None:
+                    entry.stop = entry.stop or ("abandoned", reason)
+            if proc is not None:
+                proc.terminate("abandoned", reason, grace_s=grace_s)
+        return len(entries)
 
     def check_cancels(self) -> None:
         """Terminate our runs that `jobctl cancel` marked."""

@@ -1,8 +1,11 @@
 """The Store interface: every read and write of jobs, runs and output goes through it.
 
-Each method is one transaction. Implementations: SQLite (store/sqlite.py) now, PostgreSQL
-later; both pass the same contract suite in tests/store/. Times are float epoch seconds and are
-always passed in (no method reads the clock). Callers never see SQL.
+Each method is one transaction. Implementations: SQLite (store/sqlite.py), one runner per
+store, and PostgreSQL (store/postgres.py), shared by a fleet of runners under leases (SPEC 8);
+both pass the same contract suite in tests/store/. Times are float epoch seconds, passed in by
+the caller, except where a shared store must decide by its own clock (`now()`, leases:
+register_runner, heartbeat, claim's and finish_run's fencing, reap_expired). Callers never
+see SQL.
 """
 
 from __future__ import annotations
@@ -64,8 +67,8 @@ def fired_mark(job: Job, runs: Sequence[Run]) -> float | None:
     return max(times) if times else None
 
 
-#: how long a runner's registration lasts without a heartbeat (the runner beats every 10 s)
-DEFAULT_LEASE_S = 30.0
+#: how long a runner's registration lasts without a renewal (the runner renews every third)
+DEFAULT_LEASE_S = 15.0
 
 
 @dataclass
@@ -84,6 +87,10 @@ class RunnerInfo:
 
 
 class Store(Protocol):
+    #: True where several runners share the store (leases, fencing, reaping by the store's
+    #: clock); False where one runner holds it by a file lock (SQLite)
+    shared: bool
+
     # ---- jobs -------------------------------------------------------------
     def add_job(self, job: Job) -> Job:
         """Insert a new job; ConflictError if the name exists."""
@@ -175,9 +182,19 @@ class Store(Protocol):
         ...
 
     def claim(
-        self, owner: str, host: str, now: float, limit: int, pick: Picker
+        self,
+        owner: str,
+        host: str,
+        now: float,
+        limit: int,
+        pick: Picker,
+        epoch: int | None = None,
     ) -> list[tuple[Run, Job]]:
         """Atomically move the due queued runs that `pick` chooses to `running`, owned by `owner`.
+
+        On a shared store claims are serialized across the fleet (so `pick`'s overlap and
+        mutex rules hold between machines) and, with `epoch` (the runner's registration),
+        nothing is claimed unless its lease holds; the claimed runs carry that epoch.
 
         Queued runs reserved by another owner (a foreground `jobctl run` waiting) are not offered.
 
@@ -190,10 +207,16 @@ class Store(Protocol):
         ...
 
     def finish_run(
-        self, run: Run, followup: Run | None = None, keep_runs: int | None = None
+        self,
+        run: Run,
+        followup: Run | None = None,
+        keep_runs: int | None = None,
+        fence: tuple[str, int] | None = None,
     ) -> Run:
         """Record a run's final state, insert its retry (if any), and apply `keep_runs` retention
-        to its job, in one transaction."""
+        to its job, in one transaction. `fence` (owner, epoch): on a shared store, only while
+        the run is still `running` under that runner's lease, which still holds; FencedError
+        (nothing written) otherwise."""
         ...
 
     def append_output(self, run_id: int, data: bytes, wait_s: float | None = None) -> None:
@@ -204,13 +227,38 @@ class Store(Protocol):
         """Output chunks of a run with seq > after_seq, in order."""
         ...
 
-    def register_runner(self, info: RunnerInfo) -> None:
-        """Record a runner with its lease (SQLite: the only one; its file lock has made sure
-        that any other is gone)."""
+    def now(self) -> float:
+        """The store's clock: what leases and, on a shared store, due checks go by."""
         ...
 
-    def heartbeat(self, owner: str, now: float, lease_s: float = DEFAULT_LEASE_S) -> None:
-        """Renew the runner's lease: heartbeat_at = now, lease_expires_at = now + lease_s."""
+    def register_runner(self, info: RunnerInfo) -> int:
+        """Record a runner with its lease (SQLite: the only one; its file lock has made sure
+        that any other is gone). Returns the registration's epoch (SQLite: 0)."""
+        ...
+
+    def heartbeat(
+        self,
+        owner: str,
+        now: float,
+        lease_s: float = DEFAULT_LEASE_S,
+        epoch: int | None = None,
+    ) -> bool:
+        """Renew the runner's lease: heartbeat_at = now, lease_expires_at = now + lease_s (a
+        shared store reads its own clock). False when the lease (of `epoch`) had expired or
+        is gone: the runner is fenced and must re-register (SQLite: always True)."""
+        ...
+
+    def reap_expired(
+        self, decide: Callable[[Run, Job | None], tuple[Run, Run | None]]
+    ) -> list[tuple[Run, Run | None]]:
+        """Shared store: record the running runs whose lease no longer holds, by the store's
+        clock, as `decide(run, job)` says (final run, retry), once across the fleet. SQLite:
+        none (its runs are judged by their owner's process)."""
+        ...
+
+    def wait_for_change(self, timeout: float, wake_fd: int | None = None) -> None:
+        """Sleep until another process commits a change the store can hear of (PostgreSQL:
+        LISTEN/NOTIFY), `wake_fd` is readable, or `timeout` passes."""
         ...
 
     def runners(self) -> list[RunnerInfo]:

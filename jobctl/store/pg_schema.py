@@ -163,6 +163,19 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "job_runner_labels",
         ["ALTER TABLE jobs ADD COLUMN on_labels text NOT NULL DEFAULT '[]'"],
     ),
+    (
+        4,
+        "fleet_lease_epochs",
+        [
+            # each registration of a runner takes a new epoch from one sequence (never
+            # reused, even after its row went); a run claimed by a runner carries the epoch
+            # it was claimed under, and its end is recorded only while that lease holds
+            "CREATE SEQUENCE jobctl_epoch",
+            "ALTER TABLE runner ADD COLUMN epoch bigint NOT NULL DEFAULT 0",
+            "ALTER TABLE runs ADD COLUMN lease_epoch bigint",
+            "CREATE INDEX runner_lease ON runner (lease_expires_at)",
+        ],
+    ),
 ]
 
 #: the version of a store once every migration above has been applied

@@ -13,7 +13,9 @@ Imported only for a postgresql:// store: SQLite users never import psycopg.
 from __future__ import annotations
 
 import re
+import select
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
@@ -25,7 +27,7 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row
 
-from jobctl.errors import ConflictError, NotFoundError, StoreError
+from jobctl.errors import ConflictError, FencedError, NotFoundError, StoreError
 from jobctl.models import Job, Run
 from jobctl.store import pg_schema, rows
 from jobctl.store.base import (
@@ -41,6 +43,24 @@ from jobctl.store.rows import JOB_COLUMNS, RUN_COLUMNS, to_ms
 
 CONNECT_TIMEOUT_S = 5
 LOCK_TIMEOUT_S = 60.0  # how long a write waits for a row another transaction holds
+#: a connection whose server stopped answering (network cut, blackholed) fails after about
+#: this long instead of the kernel's minutes: sent data unacknowledged (tcp_user_timeout),
+#: or an idle link whose keepalives go unanswered
+DEAD_LINK_S = 5
+#: the database clock in epoch milliseconds (every time that decides correctness on a shared
+#: store is read here: due checks through the runner's clock offset, leases, heartbeats)
+DB_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+#: claims take this transaction-level advisory lock: one claim at a time across the fleet,
+#: so the overlap and mutex checks of `pick` see every run the others have started (two
+#: transactions can never both pass them); claims are short, the lock is held for one
+CLAIM_LOCK = (
+    "SELECT pg_advisory_xact_lock(hashtextextended('jobctl claim ' || current_schema(), 0))"
+)
+#: a runner's lease is held (the run's epoch, the runner's row, its expiry by the DB clock)
+LEASE_HELD = (
+    f"EXISTS (SELECT 1 FROM runner w WHERE w.owner = %(_owner)s AND w.epoch = %(_epoch)s "
+    f"AND w.lease_expires_at > {DB_NOW_MS})"
+)
 
 
 def _encode(kind: str, value: Any) -> Any:
@@ -94,7 +114,9 @@ def describe_url(url: str) -> tuple[str, str | None]:
 
 
 class PostgresStore:
-    """The store shared by several machines (today: by the commands of any machine)."""
+    """The store shared by several machines: their commands and any number of runners."""
+
+    shared = True  # several runners at once, under leases (SPEC 8); no runner file lock
 
     def __init__(
         self,
@@ -111,6 +133,9 @@ class PostgresStore:
         self._lock = threading.RLock()  # the runner's threads share this connection
         self._changes = 0  # commits seen from other connections (see changed())
         self.conn: psycopg.Connection[dict[str, Any]] | None = None
+        #: LISTENs for other connections' commits (changed(), wait_for_change()): its own
+        #: connection, so that queries of the runner's threads never consume notifications
+        self._listener: psycopg.Connection[Any] | None = None
         try:
             self._connect()
         except psycopg.Error as exc:
@@ -118,13 +143,21 @@ class PostgresStore:
                 f"cannot open store {self.where}: {_one_line(exc, self._secret)}"
             ) from None
 
-    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
-        conn = psycopg.connect(
+    def _open(self) -> psycopg.Connection[dict[str, Any]]:
+        return psycopg.connect(
             self.url,
             autocommit=True,
             row_factory=dict_row,
             connect_timeout=self._connect_timeout_s,
+            keepalives=1,
+            keepalives_idle=DEAD_LINK_S,
+            keepalives_interval=1,
+            keepalives_count=DEAD_LINK_S,
+            tcp_user_timeout=DEAD_LINK_S * 1000,
         )
+
+    def _connect(self) -> psycopg.Connection[dict[str, Any]]:
+        conn = self._open()
         try:
             conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")
             schema = conn.execute("SELECT current_schema() AS s").fetchone()
@@ -132,8 +165,7 @@ class PostgresStore:
                 raise StoreError(f"store {self.where} has no schema to use (check search_path)")
             self._migrate(conn)
             self._channel = sql.Identifier(f"jobctl.{schema['s']}")
-            self._listening = False  # LISTEN on the first changed(): commands never ask
-            self._pid = conn.info.backend_pid
+            self._pid = conn.info.backend_pid  # our own notifications are not changes
         except BaseException:
             conn.close()
             raise
@@ -175,6 +207,8 @@ class PostgresStore:
         with self._lock:
             if self.conn is not None:
                 self.conn.close()
+            if self._listener is not None:
+                self._listener.close()
 
     def moved(self) -> str | None:
         """A database is not a file that can be replaced under us: never moved."""
@@ -454,12 +488,26 @@ class PostgresStore:
     CLAIM_PAGE = 1  # first page of queued runs looked at (one per free worker), doubling
 
     def claim(
-        self, owner: str, host: str, now: float, limit: int, pick: Picker
+        self,
+        owner: str,
+        host: str,
+        now: float,
+        limit: int,
+        pick: Picker,
+        epoch: int | None = None,
     ) -> list[tuple[Run, Job]]:
-        """As SQLite's claim; the queued runs offered are locked (FOR UPDATE SKIP LOCKED), so
-        a run another transaction is claiming is neither offered here nor waited for."""
+        """As SQLite's claim, one claim at a time across the fleet (CLAIM_LOCK), so that the
+        overlap and mutex rules hold between machines; the queued runs offered are locked
+        (FOR UPDATE SKIP LOCKED). With `epoch` (a runner's), nothing is claimed unless that
+        lease holds, and the runs claimed carry it (see finish_run)."""
         now_ms = to_ms(now)
+        fence = {"_owner": owner, "_epoch": epoch}
         with self._tx() as conn:
+            conn.execute(CLAIM_LOCK)
+            if epoch is not None:
+                held = conn.execute(f"SELECT {LEASE_HELD} AS ok", fence).fetchone()
+                if not held or not held["ok"]:
+                    return []  # fenced: the runner finds out at its next lease renewal
             # pick needs only who runs (job, id): no full decode of every running run
             running = [
                 Run(job=r["job"], scheduled_for=0.0, status="running", id=r["id"])
@@ -529,9 +577,9 @@ class PostgresStore:
             claimed: list[tuple[Run, Job]] = []
             for run in start:
                 cur = conn.execute(
-                    "UPDATE runs SET status = 'running', owner = %s, host = %s "
-                    "WHERE id = %s AND status = 'queued'",
-                    [owner, host, run.id],
+                    "UPDATE runs SET status = 'running', owner = %(_owner)s, host = %(host)s, "
+                    "lease_epoch = %(_epoch)s WHERE id = %(id)s AND status = 'queued'",
+                    {**fence, "host": host, "id": run.id},
                 )
                 if cur.rowcount:
                     claimed.append(
@@ -540,13 +588,31 @@ class PostgresStore:
             return claimed
 
     def finish_run(
-        self, run: Run, followup: Run | None = None, keep_runs: int | None = None
+        self,
+        run: Run,
+        followup: Run | None = None,
+        keep_runs: int | None = None,
+        fence: tuple[str, int] | None = None,
     ) -> Run:
+        """As SQLite's; with `fence` (the runner's owner and epoch) the end is recorded only
+        while the run is still `running` under that lease and the lease holds by the
+        database's clock: FencedError otherwise (nothing written)."""
         assert run.id is not None
         fields = _row(RUN_COLUMNS, run)
         sets = ", ".join(f"{c} = %({c})s" for c in fields)
+        where = "id = %(_id)s"
+        params: dict[str, Any] = {**fields, "_id": run.id}
+        if fence is not None:
+            where += " AND status = 'running' AND owner = %(_owner)s AND lease_epoch = %(_epoch)s "
+            where += "AND " + LEASE_HELD
+            params.update(_owner=fence[0], _epoch=fence[1])
         with self._tx() as conn:
-            conn.execute(f"UPDATE runs SET {sets} WHERE id = %(_id)s", {**fields, "_id": run.id})
+            cur = conn.execute(f"UPDATE runs SET {sets} WHERE {where}", params)
+            if cur.rowcount == 0 and fence is not None:  # rolled back: nothing written
+                raise FencedError(
+                    f"run {run.id}'s end refused: this runner's lease on it is gone "
+                    "(expired or taken over)"
+                )
             if followup is not None:
                 conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
                 self._insert_run(conn, followup, conflict)
@@ -583,21 +649,97 @@ class PostgresStore:
             )
             return [(r["seq"], bytes(r["data"])) for r in rows]
 
-    def register_runner(self, info: RunnerInfo) -> None:
-        sets = ", ".join(f"{c} = excluded.{c}" for c in rows.RUNNER_COLUMNS if c != "owner")
+    def now(self) -> float:
+        """The database's clock (clock_timestamp()), epoch seconds."""
         with self._tx() as conn:
-            conn.execute(
-                _insert_sql("runner", rows.RUNNER_COLUMNS, f" ON CONFLICT (owner) DO UPDATE SET "
-                            f"{sets}", returning=False),
-                rows.runner_row(info),
-            )  # fmt: skip
+            row = conn.execute(f"SELECT {DB_NOW_MS} AS t").fetchone()
+            assert row is not None
+            return int(row["t"]) / 1000
 
-    def heartbeat(self, owner: str, now: float, lease_s: float = DEFAULT_LEASE_S) -> None:
+    def register_runner(self, info: RunnerInfo) -> int:
+        """Insert (or replace) the runner's row under a new epoch, its heartbeat and lease
+        read from the database's clock (the lease lasts as long as `info`'s). Returns the
+        epoch: the runs this registration claims carry it."""
+        lease_ms = to_ms((info.lease_expires_at or info.heartbeat_at + DEFAULT_LEASE_S)
+                         - info.heartbeat_at)  # fmt: skip
+        cols = [c for c in rows.RUNNER_COLUMNS if c not in ("heartbeat_at", "lease_expires_at")]
+        values = rows.runner_row(info)
         with self._tx() as conn:
+            row = conn.execute(
+                f"INSERT INTO runner ({', '.join(cols)}, heartbeat_at, lease_expires_at, epoch) "
+                f"SELECT {', '.join(f'%({c})s' for c in cols)}, t, t + %(_lease)s, "
+                f"nextval('jobctl_epoch') FROM (SELECT {DB_NOW_MS} AS t) now "
+                "ON CONFLICT (owner) DO UPDATE SET "
+                + ", ".join(f"{c} = excluded.{c}" for c in rows.RUNNER_COLUMNS if c != "owner")
+                + ", epoch = excluded.epoch RETURNING epoch",
+                {**values, "_lease": lease_ms},
+            ).fetchone()
+            assert row is not None
+            return int(row["epoch"])
+
+    def heartbeat(
+        self,
+        owner: str,
+        now: float,
+        lease_s: float = DEFAULT_LEASE_S,
+        epoch: int | None = None,
+    ) -> bool:
+        """Renew the runner's lease by the database's clock (`now` is not used): True while
+        the lease held, False once it had expired or the row is gone (the runner is fenced:
+        its runs are, or will be, taken over; it must re-register)."""
+        with self._tx() as conn:
+            row = conn.execute(
+                f"UPDATE runner SET heartbeat_at = t, lease_expires_at = t + %(_lease)s "
+                f"FROM (SELECT {DB_NOW_MS} AS t) now WHERE owner = %(_owner)s "
+                "AND (%(_epoch)s::bigint IS NULL OR epoch = %(_epoch)s) "
+                "AND lease_expires_at > t RETURNING epoch",
+                {"_owner": owner, "_epoch": epoch, "_lease": to_ms(lease_s)},
+            ).fetchone()
+            return row is not None
+
+    def reap_expired(
+        self, decide: Callable[[Run, Job | None], tuple[Run, Run | None]]
+    ) -> list[tuple[Run, Run | None]]:
+        """Runs claimed under a lease that no longer holds by the database's clock (their
+        runner's lease expired, or it re-registered since): each is recorded as `decide`
+        says (abandoned, and its retry), once across the fleet (the runs are locked FOR
+        UPDATE SKIP LOCKED, and written only while still `running` under that epoch)."""
+        out: list[tuple[Run, Run | None]] = []
+        with self._tx() as conn:
+            found = conn.execute(
+                "SELECT r.* FROM runs r WHERE r.status = 'running' AND r.lease_epoch IS NOT NULL "
+                "AND NOT EXISTS (SELECT 1 FROM runner w WHERE w.owner = r.owner "
+                f"AND w.epoch = r.lease_epoch AND w.lease_expires_at > {DB_NOW_MS}) "
+                "ORDER BY r.id FOR UPDATE OF r SKIP LOCKED"
+            ).fetchall()
+            if not found:
+                return out
+            names = sorted({r["job"] for r in found})
+            jobs = {
+                j.name: j
+                for j in map(_job, conn.execute("SELECT * FROM jobs WHERE name = ANY(%s)", [names]))
+            }
+            for row in found:
+                run = _run(row)
+                final, retry = decide(run, jobs.get(run.job))
+                fields = _row(RUN_COLUMNS, final)
+                sets = ", ".join(f"{c} = %({c})s" for c in fields)
+                conn.execute(f"UPDATE runs SET {sets} WHERE id = %(_id)s",
+                             {**fields, "_id": run.id})  # fmt: skip
+                if retry is not None:
+                    self._insert_run(conn, retry, " ON CONFLICT (job, scheduled_for, attempt) "
+                                     "DO NOTHING")  # fmt: skip
+                job = jobs.get(run.job)
+                if job is not None:
+                    self._retain(conn, run.job, job.keep_runs)
+                out.append((final, retry))
+            # rows of runners whose lease expired long ago and that hold nothing any more
             conn.execute(
-                "UPDATE runner SET heartbeat_at = %s, lease_expires_at = %s WHERE owner = %s",
-                [to_ms(now), to_ms(now + lease_s), owner],
+                f"DELETE FROM runner w WHERE w.lease_expires_at < {DB_NOW_MS} - 86400000 "
+                "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.owner = w.owner "
+                "AND r.status = 'running')"
             )
+        return out
 
     def runners(self) -> list[RunnerInfo]:
         with self._tx() as conn:
@@ -628,24 +770,55 @@ class PostgresStore:
                 gone += self._retain(conn, row["name"], row["keep_runs"])
         return gone
 
+    def _listen(self) -> psycopg.Connection[Any]:
+        """The LISTEN connection, (re)opened on demand; commands never open it."""
+        listener = self._listener
+        if listener is None or listener.closed or listener.broken:
+            if listener is not None:
+                self._changes += 1  # we may have missed some while disconnected
+                listener.close()
+            listener = self._open()
+            listener.execute(sql.SQL("LISTEN {}").format(self._channel))
+            self._listener = listener
+        return listener
+
     def changed(self) -> int:
-        """How many commits of other connections that touched jobs or runs this store has
-        heard of: their triggers NOTIFY this schema's channel, which this connection LISTENs
-        to from the first call on (so commands, which never call it, queue no notifications);
-        our own notifications (same backend pid) are not counted. Polling reads only what the
-        socket holds already: no round trip."""
+        """How many commits that touched jobs or runs this store has heard of: their
+        triggers NOTIFY this schema's channel, which the store's own LISTEN connection hears
+        from the first call on (so commands, which never call it, queue no notifications).
+        Reads only what that connection's socket holds already: no round trip."""
         with self._lock:
             try:
-                conn = self.conn
-                if conn is None or conn.closed or conn.broken:
-                    conn = self._connect()
-                    self._changes += 1  # we may have missed some while disconnected
-                if not self._listening:
-                    conn.execute(sql.SQL("LISTEN {}").format(self._channel))
-                    self._listening = True
-                for note in conn.notifies(timeout=0):
+                listener = self._listen()
+                for note in listener.notifies(timeout=0):
                     if note.pid != self._pid:
                         self._changes += 1
             except psycopg.Error as exc:
+                if self._listener is not None:
+                    self._listener.close()
                 raise self._error(exc) from None
             return self._changes
+
+    def wait_for_change(self, timeout: float, wake_fd: int | None = None) -> None:
+        """Sleep until another connection commits a change (a notification arrives), `wake_fd`
+        is readable, or `timeout` passes. Our own commits' notifications do not wake it. The
+        runner's loop also wakes every few seconds (its fallback for notifications lost with
+        a connection)."""
+        deadline = time.monotonic() + timeout
+        seen = None
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                with self._lock:
+                    fd: int | None = self._listen().fileno()
+                seen = self.changed() if seen is None else seen
+            except (psycopg.Error, StoreError):
+                fd = None
+            ready, _, _ = select.select([f for f in (fd, wake_fd) if f is not None], [], [],
+                                        left)  # fmt: skip
+            if not ready or wake_fd in ready:
+                return
+            try:
+                if self.changed() != seen:
+                    return
+            except StoreError:
+                return

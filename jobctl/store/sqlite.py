@@ -12,8 +12,10 @@ import contextlib
 import dataclasses
 import json
 import os
+import select
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,6 +89,8 @@ def _insert_sql(table: str, columns: Iterable[str], verb: str = "INSERT") -> str
 
 class SQLiteStore:
     """The default store: one file in the home folder (mode 0600)."""
+
+    shared = False  # one runner at a time (its file lock); runs' owners checked in /proc
 
     def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         """`busy_timeout_ms`: how long a write waits for another process's write lock before
@@ -452,8 +456,15 @@ class SQLiteStore:
     CLAIM_PAGE = 1  # first page of queued runs looked at (one per free worker), doubling
 
     def claim(
-        self, owner: str, host: str, now: float, limit: int, pick: Picker
+        self,
+        owner: str,
+        host: str,
+        now: float,
+        limit: int,
+        pick: Picker,
+        epoch: int | None = None,
     ) -> list[tuple[Run, Job]]:
+        """See Store.claim; `epoch` is not used (one runner, no leases to fence)."""
         # not durable by itself: the runner calls sync() before it starts the process (after a
         # power loss a started run must come back `running`, never `queued` to run again)
         with self._tx(durable=False) as conn:
@@ -540,8 +551,14 @@ class SQLiteStore:
             return claimed
 
     def finish_run(
-        self, run: Run, followup: Run | None = None, keep_runs: int | None = None
+        self,
+        run: Run,
+        followup: Run | None = None,
+        keep_runs: int | None = None,
+        fence: tuple[str, int] | None = None,
     ) -> Run:
+        """See Store.finish_run; `fence` is not used: the one runner's runs are judged by
+        their owner's process (owners.alive), not by a lease."""
         assert run.id is not None
         fields = _row(RUN_COLUMNS, run)
         sets = ", ".join(f"{c} = :{c}" for c in fields)
@@ -580,17 +597,45 @@ class SQLiteStore:
             )
             return [(r[0], bytes(r[1])) for r in rows]
 
-    def register_runner(self, info: RunnerInfo) -> None:
+    def now(self) -> float:
+        """This host's clock: the store is a file on it."""
+        return time.time()
+
+    def register_runner(self, info: RunnerInfo) -> int:
         with self._tx() as conn:  # the only runner: the runner lock has made sure of it
             conn.execute("DELETE FROM runner")
             conn.execute(_insert_sql("runner", RUNNER_COLUMNS), runner_row(info))
+        return 0
 
-    def heartbeat(self, owner: str, now: float, lease_s: float = DEFAULT_LEASE_S) -> None:
+    def heartbeat(
+        self,
+        owner: str,
+        now: float,
+        lease_s: float = DEFAULT_LEASE_S,
+        epoch: int | None = None,
+    ) -> bool:
+        """Renew the lease (shown by status). Always True: the one runner holds its file
+        lock, and its runs are judged by its process, so a late renewal (a laptop that slept)
+        fences nothing."""
         with self._tx(durable=False) as conn:
             conn.execute(
                 "UPDATE runner SET heartbeat_at = ?, lease_expires_at = ? WHERE owner = ?",
                 [to_ms(now), to_ms(now + lease_s), owner],
             )
+        return True
+
+    def reap_expired(
+        self, decide: Callable[[Run, Job | None], tuple[Run, Run | None]]
+    ) -> list[tuple[Run, Run | None]]:
+        """Nothing: runs are not leased here; recovery checks their owner in /proc."""
+        return []
+
+    def wait_for_change(self, timeout: float, wake_fd: int | None = None) -> None:
+        """Sleep until `wake_fd` is readable (a command on this host nudged the runner with
+        SIGUSR1, which writes to it) or `timeout` passes; the caller checks changed()
+        (PRAGMA data_version) before it sleeps."""
+        if timeout > 0:
+            select.select([wake_fd] if wake_fd is not None else [], [], [], timeout)
 
     def runners(self) -> list[RunnerInfo]:
         with self._tx(write=False) as conn:

@@ -44,12 +44,18 @@ class Env:
     def runs(self, job: str | None = None) -> list[dict[str, Any]]:
         return self.json("history", *([job] if job else []), "--limit", "1000")
 
-    def start_runner(self, *args: str, log: str = "runner.log") -> subprocess.Popen[bytes]:
+    def start_runner(
+        self, *args: str, log: str = "runner.log", env: dict[str, str] | None = None
+    ) -> subprocess.Popen[bytes]:
+        """A runner process (`env`: more variables, e.g. JOBCTL_HOST for a fleet member)."""
         out = open(self.home.parent / log, "ab")  # noqa: SIM115 - closed with the process
         if "--grace" not in args:
             args = (*args, "--grace", "2s")  # teardown must not wait 30 s for a job
         p = subprocess.Popen(
-            [*CMD, "runner", *args], env=self.env, stdout=out, stderr=subprocess.STDOUT
+            [*CMD, "runner", *args],
+            env={**self.env, **(env or {})},
+            stdout=out,
+            stderr=subprocess.STDOUT,
         )
         self.runners.append(p)
         wait_for(lambda: p.poll() is not None or self._runner_registered(p.pid))
@@ -57,7 +63,9 @@ class Env:
 
     def _runner_registered(self, pid: int) -> bool:
         status = self.run("status", "--json")
-        return status.returncode == 0 and json.loads(status.stdout)["runner"]["pid"] == pid
+        if status.returncode != 0:
+            return False
+        return any(r["pid"] == pid for r in json.loads(status.stdout)["runners"])
 
     def log(self, name: str = "runner.log") -> str:
         path = self.home.parent / name
@@ -77,14 +85,24 @@ class Env:
 
     def _kill_job_groups(self) -> None:
         """No test leaves a job process behind, whatever happened to its runner."""
-        db = self.home / "jobctl.db"
-        if not db.exists():
-            return
-        conn = sqlite3.connect(db)
-        try:
-            rows = conn.execute("SELECT pid, proc_start FROM runs WHERE pid IS NOT NULL").fetchall()
-        finally:
-            conn.close()
+        url = self.env.get("JOBCTL_STORE", "")
+        if url.startswith("postgres"):
+            import psycopg
+
+            with psycopg.connect(url, autocommit=True) as pg:
+                found = pg.execute("SELECT pid, proc_start FROM runs WHERE pid IS NOT NULL")
+                rows = found.fetchall()
+        else:
+            db = self.home / "jobctl.db"
+            if not db.exists():
+                return
+            conn = sqlite3.connect(db)
+            try:
+                rows = conn.execute(
+                    "SELECT pid, proc_start FROM runs WHERE pid IS NOT NULL"
+                ).fetchall()
+            finally:
+                conn.close()
         for pid, proc_start in rows:  # only groups whose leader is provably still that job
             kill_group(pid, proc_start, signal.SIGKILL)
 

@@ -352,10 +352,12 @@ def test_runner_registry(store) -> None:
     from jobctl.store.base import RunnerInfo
 
     assert store.runner_info() is None
-    store.register_runner(RunnerInfo(owner="o1", pid=10, host="h", since=1.0, heartbeat_at=1.0))
-    store.heartbeat("o1", 5.0)
+    t = store.now()
+    store.register_runner(RunnerInfo(owner="o1", pid=10, host="h", since=t, heartbeat_at=t))
+    assert store.heartbeat("o1", t + 1.0) is True
     info = store.runner_info()
-    assert (info.owner, info.pid, info.heartbeat_at) == ("o1", 10, 5.0)
+    assert (info.owner, info.pid) == ("o1", 10)
+    assert t <= info.heartbeat_at <= store.now() + 1.0  # the store's clock, or the caller's
     store.unregister_runner("someone-else")
     assert store.runner_info() is not None
     store.unregister_runner("o1")
@@ -365,17 +367,27 @@ def test_runner_registry(store) -> None:
 def test_runners_carry_labels_version_and_a_lease(store) -> None:
     from jobctl.store.base import DEFAULT_LEASE_S, RunnerInfo
 
-    store.register_runner(RunnerInfo(owner="o1", pid=10, host="h", since=1.0, heartbeat_at=2.0,
+    t = store.now()
+    store.register_runner(RunnerInfo(owner="o1", pid=10, host="h", since=t, heartbeat_at=t,
                                      labels=["gpu", "h", "gpu"], version="1.2"))  # fmt: skip
     (r,) = store.runners()
-    assert (r.labels, r.version, r.lease_expires_at) == (["gpu", "h"], "1.2", 2.0 + DEFAULT_LEASE_S)
-    store.heartbeat("o1", 10.0, lease_s=15.0)
+    assert (r.labels, r.version) == (["gpu", "h"], "1.2")
+    assert r.lease_expires_at == pytest.approx(r.heartbeat_at + DEFAULT_LEASE_S)
+    store.heartbeat("o1", t + 2.0, lease_s=7.0)
     (r,) = store.runners()
-    assert (r.heartbeat_at, r.lease_expires_at) == (10.0, 25.0)
-    store.register_runner(RunnerInfo(owner="o1", pid=11, host="h", since=3.0, heartbeat_at=3.0,
-                                     lease_expires_at=9.0))  # fmt: skip
+    assert r.lease_expires_at == pytest.approx(r.heartbeat_at + 7.0)
+    store.register_runner(RunnerInfo(owner="o1", pid=11, host="h", since=t, heartbeat_at=t,
+                                     lease_expires_at=t + 9.0))  # fmt: skip
     (r,) = store.runners()  # registering again replaces its own row
-    assert (r.pid, r.labels, r.lease_expires_at) == (11, [], 9.0)
+    assert (r.pid, r.labels) == (11, [])
+    assert r.lease_expires_at == pytest.approx(r.heartbeat_at + 9.0)
+
+
+def test_store_clock_is_near_this_hosts(store) -> None:
+    """now() is the store's clock (PostgreSQL: the server's); on this machine both agree."""
+    import time
+
+    assert abs(store.now() - time.time()) < 5.0
 
 
 def test_sqlite_keeps_a_single_runner(tmp_path: Path) -> None:

@@ -124,10 +124,14 @@ def test_cli_unreachable_store_exits_1_with_one_line(cli) -> None:
     assert len(lines) == 1 and "127.0.0.1" in lines[0] and "s3cret" not in r.err
 
 
-def test_cli_runner_refuses_a_postgres_store(cli, pg_url: str) -> None:
-    r = cli("--store", pg_url, "runner", "--once")
-    assert r.code == 2
-    assert len(r.err.strip().splitlines()) == 1 and "PostgreSQL" in r.err
+def test_cli_runner_once_on_a_postgres_store_runs_what_is_queued(cli, pg_url: str) -> None:
+    assert cli("--store", pg_url, "add", "hi", "--every", "1h", "--", "true").code == 0
+    assert cli("--store", pg_url, "run", "hi", "--detach").code == 0
+    r = cli("--store", pg_url, "runner", "--once", "--lease", "6s")
+    assert r.code == 0, r.err
+    (run,) = cli("--store", pg_url, "history", "hi", "--json").json()
+    assert run["status"] == "succeeded"
+    assert cli("--store", pg_url, "runner", "--lease", "1s").code == 2  # renewed every third
 
 
 def test_sqlite_commands_never_import_psycopg(tmp_path) -> None:

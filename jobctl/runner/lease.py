@@ -1,0 +1,127 @@
+"""The lease of a runner on a shared store (SPEC 8): renew it, fence ourselves when we cannot.
+
+A runner on a shared (PostgreSQL) store holds its runs under a lease that it renews every
+lease/3 on a connection of its own (the loop's may be stuck in a statement), and at each
+renewal it measures the store's clock against its own (the loop's clock is the store's, so a
+machine whose clock is off still fires on time).
+
+- Renewal fails for lease/2 (the database is unreachable, the network cut): the runner stops
+  claiming and terminates its job processes (self-fencing), so that by the time its lease
+  expires and another runner takes the runs over, nothing of ours still runs. A watchdog
+  thread with no I/O of its own does this, so a renewal stuck in a dead connection cannot
+  delay it.
+- Renewal answers that the lease had expired (the runner was frozen, or cut off longer than
+  the lease): its runs are, or will be, taken over; the runner terminates what it still runs
+  (their ends are refused: fencing), re-registers under a new epoch, and carries on.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from jobctl.clock import OffsetClock
+from jobctl.errors import StoreError
+from jobctl.store.base import Store
+
+if TYPE_CHECKING:
+    from jobctl.runner.loop import Runner
+
+
+class LeaseKeeper:
+    def __init__(self, runner: Runner, store: Store) -> None:
+        """`store`: a connection of its own to the runner's store."""
+        self.r = runner
+        self.store = store
+        self.last_ok = time.monotonic()  # the last renewal that succeeded
+        self.fenced = False  # we terminated our jobs and stopped claiming
+        self._cond = threading.Condition()
+        self._threads: list[threading.Thread] = []
+
+    @property
+    def interval_s(self) -> float:
+        return self.r.lease_s / 3
+
+    def start(self) -> None:
+        self.last_ok = time.monotonic()
+        for target, name in ((self._renew_loop, "lease"), (self._watchdog, "fence-watch")):
+            t = threading.Thread(target=target, name=name, daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+        for t in self._threads:
+            t.join(timeout=10)
+        self.store.close()
+
+    def _done(self) -> bool:
+        return self.r._stopped.is_set()
+
+    def _renew_loop(self) -> None:
+        while not self._done():
+            ok = self.renew()
+            # after a failure, try again soon: the watchdog's deadline is lease/2
+            delay = self.interval_s if ok else min(1.0, self.interval_s)
+            with self._cond:
+                self._cond.wait(delay)
+
+    def _watchdog(self) -> None:
+        """Fence the runner once lease/2 has passed since the last successful renewal."""
+        while not self._done():
+            with self._cond:
+                left = self.last_ok + self.r.lease_s / 2 - time.monotonic()
+                if left > 0 or self.fenced:
+                    self._cond.wait(max(0.05, left) if left > 0 else self.interval_s)
+                    continue
+            cut = time.monotonic() - self.last_ok
+            self.fence(f"it could not renew its lease for {cut:.1f}s")
+
+    def fence(self, why: str) -> None:
+        """Stop claiming and terminate our job processes before the lease can expire."""
+        with self._cond:
+            if self.fenced:
+                return
+            self.fenced = True
+        self.r.holding = False
+        n = self.r.pool.fence(
+            f"its runner was fenced ({why}); taken over by another runner",
+            grace_s=max(0.5, self.r.lease_s / 4),
+        )
+        self.r.emit("error", f"fenced: {why}; stopped claiming and terminated {n} running "
+                    "jobs (self-fencing, before the lease can expire)")  # fmt: skip
+
+    def renew(self) -> bool:
+        """One renewal (and clock reading). Returns whether the store answered."""
+        r = self.r
+        try:
+            t0 = time.time()
+            db_now = self.store.now()
+            t1 = time.time()
+            held = self.store.heartbeat(r.owner, db_now, r.lease_s, r.epoch)
+            if isinstance(r.clock, OffsetClock):  # the store's clock, seen from here
+                r.clock.offset = db_now - (t0 + t1) / 2 - (r.clock.base.now() - time.time())
+        except StoreError as exc:
+            if not self.fenced:
+                r._store_failed(exc)
+            return False
+        with self._cond:
+            self.last_ok = time.monotonic()
+            self._cond.notify_all()
+        if not held:  # the lease had expired: our runs are being taken over
+            self.fence("its lease expired before it was renewed")
+            try:
+                r._register(db_now, store=self.store)
+            except StoreError as exc:
+                r._store_failed(exc)
+                return False
+            r.emit("lease", f"registered again (epoch {r.epoch}); claiming again")
+        elif self.fenced:
+            r.emit("lease", "lease renewed; claiming again")
+        with self._cond:
+            self.fenced = False
+        r.holding = True
+        r.wake()
+        return True

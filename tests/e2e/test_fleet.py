@@ -1,0 +1,204 @@
+"""Several runners on one PostgreSQL store (SPEC 8): every fire once, overlap and mutex rules
+across machines, takeover of a dead or cut-off runner's runs, the database's clock.
+
+Each runner plays its own machine (JOBCTL_HOST=h1, h2, ...). Jobs write their side effects
+(run key, attempt, host, start and end times) to files outside the database, and the checks
+read those, not only the history the system under test reports. Skipped, with one line, when
+no PostgreSQL server can be had (never under CI=true: tests/pg.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.e2e.conftest import Env
+from tests.waiting import wait_for
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, pg_url: str) -> Iterator[Env]:
+    e = Env(tmp_path / "home")
+    e.env["JOBCTL_STORE"] = pg_url
+    yield e
+    e.stop_all()
+
+
+def member(e: Env, host: str, *args: str, url: str | None = None) -> object:
+    env = {"JOBCTL_HOST": host}
+    if url is not None:
+        env["JOBCTL_STORE"] = url
+    return e.start_runner("--lease", "3s", *args, log=f"{host}.log", env=env)
+
+
+def effects(path: Path) -> list[list[str]]:
+    """The side effects jobs wrote, one list of fields per line (complete lines only)."""
+    if not path.exists():
+        return []
+    return [line.split() for line in path.read_text().splitlines() if line.endswith(" end")]
+
+
+RECORD = 'echo "$JOBCTL_RUN_KEY $JOBCTL_ATTEMPT $JOBCTL_HOST $(date +%s.%N)'
+
+
+def test_three_runners_run_each_fire_once(fleet: Env, tmp_path: Path) -> None:
+    out = tmp_path / "fires"
+    fleet.run("add", "tick", "--cron", "* * * * * *", "--shell", "--",
+              f'{RECORD} $(date +%s.%N) end" >> {out}', check=True)  # fmt: skip
+    for host in ("h1", "h2", "h3"):
+        member(fleet, host)
+    wait_for(lambda: len(effects(out)) >= 8, timeout=30)
+    fleet.run("pause", "tick", check=True)
+    wait_for(lambda: not fleet.json("status")["running"])
+    done = effects(out)
+    keys = Counter((d[0], d[1]) for d in done)
+    assert max(keys.values()) == 1, keys.most_common(3)  # no fire executed twice
+    runs = [r for r in fleet.runs("tick") if r["status"] != "cancelled"]
+    fires = sorted({r["scheduled_for"] for r in runs})
+    assert len(fires) == len(runs)  # one run per fire in the history too
+    seconds = sorted(int(float(d[3])) for d in done)
+    assert len(set(seconds)) == len(seconds)  # one execution per second
+    statuses = Counter(r["status"] for r in runs)
+    assert set(statuses) <= {"succeeded", "queued", "running"}, statuses
+
+
+def intervals(path: Path) -> list[tuple[float, float, str]]:
+    return sorted((float(d[3]), float(d[4]), d[2]) for d in effects(path))
+
+
+def overlaps(spans: list[tuple[float, float, str]]) -> list[tuple]:
+    return [(a, b) for a, b in itertools.pairwise(spans) if b[0] < a[1]]
+
+
+def test_overlap_skip_and_mutex_hold_across_runners(fleet: Env, tmp_path: Path) -> None:
+    """A 3 s `--overlap skip` job firing every second never runs twice at once, wherever it
+    runs; two jobs of one mutex never run at once."""
+    slow, mutex = tmp_path / "slow", tmp_path / "mutex"
+    fleet.run("add", "slow", "--cron", "* * * * * *", "--overlap", "skip", "--shell", "--",
+              f's=$(date +%s.%N); sleep 3; echo "$JOBCTL_RUN_KEY $JOBCTL_ATTEMPT $JOBCTL_HOST '
+              f'$s $(date +%s.%N) end" >> {slow}', check=True)  # fmt: skip
+    for name in ("m1", "m2"):
+        fleet.run("add", name, "--cron", "* * * * * *", "--mutex", "db", "--overlap", "skip",
+                  "--shell", "--", f's=$(date +%s.%N); sleep 0.7; echo "$JOBCTL_RUN_KEY '
+                  f'$JOBCTL_ATTEMPT $JOBCTL_HOST $s $(date +%s.%N) end" >> {mutex}',
+                  check=True)  # fmt: skip
+    for host in ("h1", "h2", "h3"):
+        member(fleet, host)
+    wait_for(lambda: len(effects(slow)) >= 3 and len(effects(mutex)) >= 6, timeout=40)
+    fleet.run("pause", "slow", "m1", "m2", check=True)
+    wait_for(lambda: not fleet.json("status")["running"], timeout=20)
+    assert overlaps(intervals(slow)) == []
+    assert overlaps(intervals(mutex)) == []
+    hosts = {h for _, _, h in intervals(slow) + intervals(mutex)}
+    assert len(hosts) >= 2  # the work was spread: the rules held between machines
+
+
+def test_killed_runner_is_taken_over_after_its_lease(fleet: Env, tmp_path: Path) -> None:
+    """kill -9 of the runner of a long run: once its 3 s lease expires another runner records
+    it abandoned ("lease expired") and runs the retry."""
+    out = tmp_path / "long"
+    fleet.run("add", "long", "--every", "1h", "--retries", "1", "--retry-delay", "0s",
+              "--shell", "--", f'{RECORD} x end" >> {out}; sleep 30', check=True)  # fmt: skip
+    a = member(fleet, "h1")
+    fleet.run("run", "long", "--detach", check=True)
+    wait_for(lambda: len(effects(out)) == 1)
+    member(fleet, "h2")
+    killed_at = time.time()
+    os.kill(a.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+    wait_for(lambda: len(effects(out)) == 2, timeout=20)
+    took = time.time() - killed_at
+    first, second = effects(out)
+    assert (first[1], first[2], second[1], second[2]) == ("1", "h1", "2", "h2")
+    runs = {r["attempt"]: r for r in fleet.runs("long")}
+    assert runs[1]["status"] == "abandoned" and "lease expired" in runs[1]["error"]
+    assert runs[2]["status"] == "running"
+    assert took < 15  # lease 3 s + a renewal period: generous for a loaded machine
+    fleet.run("cancel", str(runs[2]["id"]), check=True)
+
+
+def test_cut_off_runner_fences_itself_before_another_takes_over(
+    fleet: Env, tmp_path: Path, pg_url: str
+) -> None:
+    """A runner cut off from the database terminates its jobs before its lease expires; the
+    run is then taken over by another runner, and the two attempts never overlap; once the
+    network is back, the cut-off runner registers again."""
+    from tests.proxy import Proxy
+
+    parts = urlsplit(pg_url)
+    proxy = Proxy(parts.hostname or "127.0.0.1", parts.port or 5432)
+    via = pg_url.replace(f"{parts.hostname}:{parts.port}", f"127.0.0.1:{proxy.port}", 1)
+    out = tmp_path / "long"
+    try:
+        fleet.run("add", "long", "--every", "1h", "--retries", "1", "--retry-delay", "0s",
+                  "--shell", "--", f's=$(date +%s.%N); trap \'echo "$JOBCTL_RUN_KEY '
+                  f'$JOBCTL_ATTEMPT $JOBCTL_HOST $s $(date +%s.%N) end" >> {out}; exit 1\' '
+                  "TERM; sleep 60 & wait", check=True)  # fmt: skip
+        member(fleet, "h1", url=via)
+        fleet.run("run", "long", "--detach", check=True)
+        wait_for(lambda: any(r["status"] == "running" for r in fleet.runs("long")))
+        member(fleet, "h2")
+        proxy.partition()
+        wait_for(lambda: len(effects(out)) == 1, timeout=20)  # h1 stopped its job
+        wait_for(lambda: any(r["attempt"] == 2 and r["status"] == "running"
+                             for r in fleet.runs("long")), timeout=20)  # fmt: skip
+        proxy.restore()
+        wait_for(lambda: "registered again" in fleet.log("h1.log"), timeout=30)
+        fleet.run("cancel", str(next(r["id"] for r in fleet.runs("long") if r["attempt"] == 2)),
+                  check=True)  # fmt: skip
+        wait_for(lambda: len(effects(out)) == 2, timeout=20)
+        (_, a_end, a_host), (b_start, _, b_host) = intervals(out)
+        assert (a_host, b_host) == ("h1", "h2")
+        assert a_end < b_start  # fenced before the takeover: no overlap
+        assert "fenced" in fleet.log("h1.log")
+        runs = {r["attempt"]: r for r in fleet.runs("long")}
+        assert runs[1]["status"] == "abandoned"
+    finally:
+        proxy.close()
+
+
+def test_a_runner_whose_clock_is_off_fires_on_the_databases_time(
+    fleet: Env, tmp_path: Path
+) -> None:
+    """The runner's own clock is 90 s ahead (and another's 90 s behind): fires start on
+    time by the database's clock, never early, never 90 s late."""
+    out = tmp_path / "ticks"
+    fleet.run("add", "tick", "--cron", "* * * * * *", "--shell", "--",
+              f'echo "$JOBCTL_SCHEDULED_FOR $(date +%s.%N) $JOBCTL_HOST end" >> {out}',
+              check=True)  # fmt: skip
+    fleet.env["JOBCTL_TEST_CLOCK_SKEW"] = "90"
+    member(fleet, "ahead")
+    fleet.env["JOBCTL_TEST_CLOCK_SKEW"] = "-90"
+    member(fleet, "behind")
+    del fleet.env["JOBCTL_TEST_CLOCK_SKEW"]
+    wait_for(lambda: len(effects(out)) >= 6, timeout=30)
+    fleet.run("pause", "tick", check=True)
+    from datetime import datetime
+
+    for sched, started, host, _ in effects(out):
+        lateness = float(started) - datetime.fromisoformat(sched).timestamp()
+        assert -0.05 < lateness < 2.0, (host, lateness)
+
+
+def test_detach_from_another_machine_starts_within_a_notification(fleet: Env) -> None:
+    """No signal can cross machines: an idle runner hears of `run --detach` by NOTIFY."""
+    fleet.run("add", "job", "--every", "1d", "--", "true", check=True)
+    member(fleet, "h1")
+    time.sleep(0.5)  # let it settle into its idle sleep (up to 5 s)
+    took = []
+    for _ in range(3):
+        t0 = time.time()
+        run = json.loads(fleet.run("run", "job", "--detach", "--json", check=True).stdout)
+        wait_for(lambda r=run: any(x["id"] == r["id"] and x["status"] == "succeeded"
+                                   for x in fleet.runs("job")))  # fmt: skip
+        took.append(time.time() - t0)
+    # the polling fallback is 5 s: a notification is what makes it quick
+    assert min(took) < 3.0, took
