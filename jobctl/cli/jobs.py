@@ -207,12 +207,23 @@ def edit(
 def _warn_unmatched(job: "Job") -> None:
     """A job pinned with --on that no registered runner could run: say so (not an error:
     the runner may be started later, with that label)."""
-    if not job.on_labels:
+    warn_unmatched([job])
+
+
+def warn_unmatched(jobs: "list[Job]") -> None:
+    """One warning line per set of --on labels that no registered runner has (add, edit,
+    list, status); the runners are read only when some job is pinned."""
+    pinned = [j for j in jobs if j.on_labels]
+    if not pinned:
         return
-    wanted = set(job.on_labels)
-    if not any(wanted <= set(r.labels) for r in store().runners()):
-        labels = ", ".join(job.on_labels)
-        render.note(f"warning: no registered runner has the labels {labels}; the job's runs "
+    runners = [set(r.labels) for r in store().runners()]
+    by_labels: dict[str, list[str]] = {}
+    for j in pinned:
+        if not any(set(j.on_labels) <= have for have in runners):
+            by_labels.setdefault(", ".join(j.on_labels), []).append(j.name)
+    for labels, names in by_labels.items():
+        whose = "the job's runs" if len(jobs) == 1 else f"the runs of {', '.join(names)}"
+        render.note(f"warning: no registered runner has the labels {labels}; {whose} "
                     f"wait for one (start it with: jobctl runner --label ...)")  # fmt: skip
 
 
@@ -239,6 +250,7 @@ def list_(
 ) -> None:
     """List jobs: schedule, next fire, last run and state."""
     jobs = store().list_jobs(tag)
+    warn_unmatched(jobs)  # on stderr: the JSON on stdout stays as it is
     if json:
         render.print_json([render.job_json(j) for j in jobs])
         return

@@ -201,6 +201,9 @@ def status(json: JsonOpt = False) -> None:
     upcoming = [(j.next_run_at or 0.0, j.name) for j in s.due_jobs(FAR_FUTURE, 5)]
     failed = s.count_runs(RunFilter(statuses=sorted(FAILED_STATUSES), since=t - 86400))
     dead = s.count_runs(RunFilter(dead=True))
+    from jobctl.cli.jobs import warn_unmatched
+
+    warn_unmatched(s.list_jobs(last_runs=False))  # jobs pinned (--on) where no runner fits
     if json:
         render.print_json(
             {

@@ -78,6 +78,7 @@ class Runner:
         self.lease: object | None = None  # the LeaseKeeper (shared store), once registered
         self.epoch: int | None = None  # our registration's lease epoch (shared store)
         self.holding = True  # False while fenced: no fires recorded, no runs claimed
+        self._orphans_checked = False  # shared store: left-overs of this host, at start
         self.guard = guard
         self.labels = sorted({owners.host(), *(labels or [])})  # the host is always a label
         #: why the runner stopped by itself (the store went away): `run()` then returns 1
@@ -437,6 +438,26 @@ class Runner:
 
         for final, retry in self.store.reap_expired(decide):
             self.emit("recover", describe_end(final, retry, now))
+        if not self._orphans_checked:
+            self._kill_local_orphans()
+            self._orphans_checked = True
+
+    def _kill_local_orphans(self) -> None:
+        """At start on a shared store: the runs of this host that another runner took over
+        after their runner died (kill -9, crash) may still have processes here; terminate
+        them (by recorded pid and start time, or by their markers), as SQLite's recovery
+        does for the runs it abandons."""
+        recent = self.store.list_runs(
+            RunFilter(statuses=["abandoned"], since=self.clock.now() - 86400, limit=500)
+        )
+        gone = [r for r in recent if r.host == self.host and r.owner != self.owner
+                and not owners.alive(r.owner)]  # fmt: skip
+        if gone:
+            jobs = {j.name: j for j in self.store.list_jobs(names=sorted({r.job for r in gone}),
+                                                            last_runs=False)}  # fmt: skip
+            for run_id, groups in recovery.kill_orphans(gone, jobs).items():
+                self.emit("recover", f"run {run_id}: terminated its left-over process groups "
+                          f"{', '.join(map(str, sorted(groups)))} (its runner had died)")  # fmt: skip
 
     @staticmethod
     def _kill_orphans(runs: list[Run], jobs: dict[str, Job]) -> dict[int, set[int]]:

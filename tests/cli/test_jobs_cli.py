@@ -345,3 +345,21 @@ def test_on_pins_a_job_to_runner_labels(cli) -> None:
     bad = cli("edit", "g", "--on", "no spaces")
     assert bad.code == 2 and "invalid runner label 'no spaces'" in bad.err
     assert cli("show", "g", "--json").json()["on"] == []
+
+
+@pytest.mark.usefixtures("any_store")
+def test_list_and_status_warn_of_jobs_no_runner_can_run(cli) -> None:
+    from jobctl.store.base import RunnerInfo
+
+    cli("add", "g", "--every", "1h", "--on", "gpu", "--", "true")
+    cli("add", "plain", "--every", "1h", "--", "true")
+    for args in (("list",), ("list", "--json"), ("status",)):
+        r = cli(*args)
+        assert r.code == 0
+        assert r.err.count("warning:") == 1 and "labels gpu; the runs of g wait" in r.err
+    from jobctl.cli.common import store
+
+    t = store().now()
+    store().register_runner(RunnerInfo(owner="x:1:1", pid=1, host="x", since=t, heartbeat_at=t,
+                                       labels=["gpu", "x"]))  # fmt: skip
+    assert "warning" not in cli("list").err

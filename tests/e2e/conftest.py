@@ -114,6 +114,18 @@ def env(tmp_path: Path) -> Iterator[Env]:
     e.stop_all()
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
+    """An Env on SQLite, then on a fresh PostgreSQL schema (JOBCTL_STORE): the runner's
+    behaviour is the same on both stores (SPEC 8). Skipped on PostgreSQL, with one line,
+    when no server can be had."""
+    e = Env(tmp_path / "home")
+    if request.param == "postgres":
+        e.env["JOBCTL_STORE"] = request.getfixturevalue("pg_url")
+    yield e
+    e.stop_all()
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -30,12 +30,12 @@ def done(env: Env, job: str, n: int, statuses: tuple[str, ...] = ("succeeded",))
     return runs if len(runs) >= n else []
 
 
-def test_each_second_cron_fires_each_fire_once_never_early(env: Env) -> None:
-    env.run("add", "tick", "--cron", "* * * * * *", "--", "true", check=True)
-    env.start_runner()
+def test_each_second_cron_fires_each_fire_once_never_early(any_env: Env) -> None:
+    any_env.run("add", "tick", "--cron", "* * * * * *", "--", "true", check=True)
+    any_env.start_runner()
     up = time.time()  # fires before the runner was up are late by design
-    wait_for(lambda: len([r for r in done(env, "tick", 1) if t(r["scheduled_for"]) > up]) >= 4)
-    runs = [r for r in done(env, "tick", 1) if t(r["scheduled_for"]) > up]
+    wait_for(lambda: len([r for r in done(any_env, "tick", 1) if t(r["scheduled_for"]) > up]) >= 4)
+    runs = [r for r in done(any_env, "tick", 1) if t(r["scheduled_for"]) > up]
     for r in runs:
         assert r["trigger"] == "schedule" and r["attempt"] == 1
         assert t(r["scheduled_for"]) % 1 == 0
@@ -96,9 +96,9 @@ def test_retries_with_backoff_then_dead_then_replay(env: Env) -> None:
     assert env.json("dead") == []
 
 
-def test_timeout_kills_the_whole_process_group(env: Env, tmp_path: Path) -> None:
+def test_timeout_kills_the_whole_process_group(any_env: Env, tmp_path: Path) -> None:
     pidfile = tmp_path / "child.pid"
-    env.run(
+    any_env.run(
         "add",
         "slow",
         "--every",
@@ -112,17 +112,17 @@ def test_timeout_kills_the_whole_process_group(env: Env, tmp_path: Path) -> None
         f"sleep 600 & echo $! > {pidfile}; wait",
         check=True,
     )
-    env.start_runner()
-    env.run("run", "slow", "--detach", check=True)
-    r = wait_for(lambda: done(env, "slow", 1, ("timed_out",)))[0]
+    any_env.start_runner()
+    any_env.run("run", "slow", "--detach", check=True)
+    r = wait_for(lambda: done(any_env, "slow", 1, ("timed_out",)))[0]
     assert r["duration_s"] >= 0.9  # not before its timeout
     assert r["signal"] == signal.SIGTERM  # the timeout's SIGTERM ended it (no need to SIGKILL)
     child = int(pidfile.read_text())
     wait_for(lambda: not pid_alive(child))  # the group's other process too (it sleeps 600 s)
 
 
-def test_overlap_skip_records_skipped_runs(env: Env) -> None:
-    env.run(
+def test_overlap_skip_records_skipped_runs(any_env: Env) -> None:
+    any_env.run(
         "add",
         "long",
         "--cron",
@@ -134,20 +134,20 @@ def test_overlap_skip_records_skipped_runs(env: Env) -> None:
         "2.5",
         check=True,
     )
-    env.start_runner()
-    wait_for(lambda: done(env, "long", 2, ("skipped",)))
-    runs = env.runs("long")
+    any_env.start_runner()
+    wait_for(lambda: done(any_env, "long", 2, ("skipped",)))
+    runs = any_env.runs("long")
     skipped = [r for r in runs if r["status"] == "skipped"]
     assert all("overlap=skip" in r["error"] for r in skipped)
     assert len([r for r in runs if r["status"] == "running"]) <= 1
 
 
-def test_overlap_queue_allow_replace(env: Env, tmp_path: Path) -> None:
+def test_overlap_queue_allow_replace(any_env: Env, tmp_path: Path) -> None:
     gate = tmp_path / "gate"  # jobs block until the test opens the gate
     wait_gate = f"while [ ! -f {gate} ]; do sleep 0.02; done; sleep 0.2"
     policies = ("queue", "allow", "replace")
     for policy in policies:
-        env.run(
+        any_env.run(
             "add",
             policy,
             "--every",
@@ -159,31 +159,31 @@ def test_overlap_queue_allow_replace(env: Env, tmp_path: Path) -> None:
             wait_gate,
             check=True,
         )
-    env.start_runner()
+    any_env.start_runner()
     for policy in policies:
-        env.run("run", policy, "--detach", check=True)
-    wait_for(lambda: all(done(env, p, 1, ("running",)) for p in policies))
+        any_env.run("run", policy, "--detach", check=True)
+    wait_for(lambda: all(done(any_env, p, 1, ("running",)) for p in policies))
     for policy in policies:
-        assert env.run("run", policy, "--detach").returncode == 0
+        assert any_env.run("run", policy, "--detach").returncode == 0
     # queue: one runs, one waits; a third is refused by the policy
-    refused = env.run("run", "queue", "--detach")
+    refused = any_env.run("run", "queue", "--detach")
     assert refused.returncode == 3 and "overlap is queue" in refused.stderr
     # allow: both run at once; replace: the old run is cancelled, the new one runs
-    wait_for(lambda: done(env, "allow", 2, ("running",)))
-    wait_for(lambda: done(env, "replace", 1, ("cancelled",)))
-    assert [r["status"] for r in env.runs("queue")] == ["queued", "running"]
+    wait_for(lambda: done(any_env, "allow", 2, ("running",)))
+    wait_for(lambda: done(any_env, "replace", 1, ("cancelled",)))
+    assert [r["status"] for r in any_env.runs("queue")] == ["queued", "running"]
     gate.touch()
-    q = wait_for(lambda: done(env, "queue", 2))
+    q = wait_for(lambda: done(any_env, "queue", 2))
     q.sort(key=lambda r: r["id"])
     assert t(q[1]["started_at"]) >= t(q[0]["finished_at"])
-    a = wait_for(lambda: done(env, "allow", 2))
+    a = wait_for(lambda: done(any_env, "allow", 2))
     assert t(a[0]["started_at"]) < t(a[1]["finished_at"]) and t(a[1]["started_at"]) < t(
         a[0]["finished_at"]
     )
-    wait_for(lambda: done(env, "replace", 1))
-    statuses = sorted(r["status"] for r in env.runs("replace"))
+    wait_for(lambda: done(any_env, "replace", 1))
+    statuses = sorted(r["status"] for r in any_env.runs("replace"))
     assert statuses == ["cancelled", "succeeded"], statuses
-    cancelled = next(r for r in env.runs("replace") if r["status"] == "cancelled")
+    cancelled = next(r for r in any_env.runs("replace") if r["status"] == "cancelled")
     assert "replaced" in cancelled["error"]
 
 
@@ -236,14 +236,14 @@ def test_misfire_policies_after_downtime(env: Env) -> None:
         assert t(env.json("show", name)["next_run_at"]) > time.time()
 
 
-def test_mutex_keeps_jobs_apart(env: Env) -> None:
+def test_mutex_keeps_jobs_apart(any_env: Env) -> None:
     for name in ("a", "b"):
-        env.run("add", name, "--every", "1h", "--mutex", "db", "--", "sleep", "0.7", check=True)
-    env.start_runner()
-    env.run("run", "a", "--detach", check=True)
-    env.run("run", "b", "--detach", check=True)
-    a = wait_for(lambda: done(env, "a", 1))[0]
-    b = wait_for(lambda: done(env, "b", 1))[0]
+        any_env.run("add", name, "--every", "1h", "--mutex", "db", "--", "sleep", "0.7", check=True)
+    any_env.start_runner()
+    any_env.run("run", "a", "--detach", check=True)
+    any_env.run("run", "b", "--detach", check=True)
+    a = wait_for(lambda: done(any_env, "a", 1))[0]
+    b = wait_for(lambda: done(any_env, "b", 1))[0]
     first, second = sorted([a, b], key=lambda r: r["started_at"])
     assert t(second["started_at"]) >= t(first["finished_at"])
 
@@ -281,18 +281,18 @@ def test_kill_9_mid_run_abandons_kills_orphan_and_retries(env: Env, tmp_path: Pa
     assert runs[0]["trigger"] == "retry"
 
 
-def test_sigterm_lets_running_job_finish(env: Env) -> None:
-    env.run(
+def test_sigterm_lets_running_job_finish(any_env: Env) -> None:
+    any_env.run(
         "add", "finish", "--every", "1h", "--", "sh", "-c", "sleep 1; echo finished", check=True
     )
-    runner = env.start_runner("--grace", "60s")  # load cannot make the 1 s job outlast it
-    env.run("run", "finish", "--detach", check=True)
-    wait_for(lambda: done(env, "finish", 1, ("running",)))
+    runner = any_env.start_runner("--grace", "60s")  # load cannot make the 1 s job outlast it
+    any_env.run("run", "finish", "--detach", check=True)
+    wait_for(lambda: done(any_env, "finish", 1, ("running",)))
     runner.send_signal(signal.SIGTERM)
     assert runner.wait(timeout=90) == 0
-    r = env.runs("finish")[0]
+    r = any_env.runs("finish")[0]
     assert r["status"] == "succeeded"
-    assert env.run("logs", "finish").stdout == "finished\n"
+    assert any_env.run("logs", "finish").stdout == "finished\n"
 
 
 def test_second_runner_refused_then_wait_takes_over(env: Env) -> None:
@@ -315,8 +315,8 @@ def test_second_runner_refused_then_wait_takes_over(env: Env) -> None:
     wait_for(lambda: env.json("status")["runner"]["pid"] == standby.pid)
 
 
-def test_logs_follow_streams_until_end(env: Env) -> None:
-    env.run(
+def test_logs_follow_streams_until_end(any_env: Env) -> None:
+    any_env.run(
         "add",
         "chatty",
         "--every",
@@ -326,13 +326,13 @@ def test_logs_follow_streams_until_end(env: Env) -> None:
         "for i in 1 2 3 4; do echo line $i; sleep 0.3; done",
         check=True,
     )
-    env.start_runner()
-    env.run("run", "chatty", "--detach", check=True)
-    wait_for(lambda: done(env, "chatty", 1, ("running",)))
-    follow = env.run("logs", "chatty", "--follow")
+    any_env.start_runner()
+    any_env.run("run", "chatty", "--detach", check=True)
+    wait_for(lambda: done(any_env, "chatty", 1, ("running",)))
+    follow = any_env.run("logs", "chatty", "--follow")
     assert follow.stdout == "".join(f"line {i}\n" for i in range(1, 5))
-    assert env.runs("chatty")[0]["status"] == "succeeded"
-    assert env.run("logs", "chatty", "--tail", "2").stdout == "line 3\nline 4\n"
+    assert any_env.runs("chatty")[0]["status"] == "succeeded"
+    assert any_env.run("logs", "chatty", "--tail", "2").stdout == "line 3\nline 4\n"
 
 
 def test_output_cap_keeps_head_and_tail(env: Env) -> None:
@@ -360,25 +360,25 @@ def test_output_cap_keeps_head_and_tail(env: Env) -> None:
     assert len(out) < 11_000
 
 
-def test_cancel_running_and_queued(env: Env, tmp_path: Path) -> None:
-    env.run(
+def test_cancel_running_and_queued(any_env: Env, tmp_path: Path) -> None:
+    any_env.run(
         "add", "sleepy", "--every", "1h", "--overlap", "queue", "--", "sleep", "600", check=True
     )
-    env.start_runner()
-    first = int(env.run("run", "sleepy", "--detach", check=True).stdout)
-    wait_for(lambda: done(env, "sleepy", 1, ("running",)))
-    second = int(env.run("run", "sleepy", "--detach", check=True).stdout)
-    assert env.run("cancel", str(second)).returncode == 0
-    r = env.run("cancel", str(first))  # returns once the run ended (the job sleeps 600 s)
+    any_env.start_runner()
+    first = int(any_env.run("run", "sleepy", "--detach", check=True).stdout)
+    wait_for(lambda: done(any_env, "sleepy", 1, ("running",)))
+    second = int(any_env.run("run", "sleepy", "--detach", check=True).stdout)
+    assert any_env.run("cancel", str(second)).returncode == 0
+    r = any_env.run("cancel", str(first))  # returns once the run ended (the job sleeps 600 s)
     assert r.returncode == 0 and "cancelled" in r.stderr
-    runs = {x["id"]: x for x in env.runs("sleepy")}
+    runs = {x["id"]: x for x in any_env.runs("sleepy")}
     assert {i: x["status"] for i, x in runs.items()} == {first: "cancelled", second: "cancelled"}
     assert runs[first]["signal"] == signal.SIGTERM  # killed, not waited on
     assert runs[second]["started_at"] is None
     pid = runs[first]["pid"]
     wait_for(lambda: not pid_alive(pid))
-    assert env.run("cancel", str(first)).returncode == 3  # already ended
-    assert env.run("cancel", "999").returncode == 4
+    assert any_env.run("cancel", str(first)).returncode == 3  # already ended
+    assert any_env.run("cancel", "999").returncode == 4
 
 
 def test_concurrent_adds_while_runner_is_busy(env: Env) -> None:
@@ -404,7 +404,7 @@ def test_concurrent_adds_while_runner_is_busy(env: Env) -> None:
     assert len(env.json("list")) == 27
 
 
-def test_foreground_run_exit_codes(env: Env) -> None:
+def test_foreground_run_exit_codes(any_env: Env) -> None:
     cases = {
         "ok": (["true"], 0),
         "three": (["sh", "-c", "exit 3"], 3),
@@ -414,15 +414,15 @@ def test_foreground_run_exit_codes(env: Env) -> None:
     }
     for name, (cmd, _) in cases.items():
         extra = ["--timeout", "300ms", "--kill-grace", "1s"] if name == "timeout" else []
-        env.run("add", name, *extra, "--", *cmd, check=True)
+        any_env.run("add", name, *extra, "--", *cmd, check=True)
     for name, (_, code) in cases.items():
-        r = env.run("run", name)
+        r = any_env.run("run", name)
         assert r.returncode == code, (name, r.returncode, r.stderr)
-    notexec = env.home.parent / "notexec.sh"
+    notexec = any_env.home.parent / "notexec.sh"
     notexec.write_text("#!/bin/sh\necho hi\n")
-    env.run("add", "noexec", "--", str(notexec), check=True)
-    assert env.run("run", "noexec").returncode == 126
-    hist = {r["job"]: r for r in env.runs()}
+    any_env.run("add", "noexec", "--", str(notexec), check=True)
+    assert any_env.run("run", "noexec").returncode == 126
+    hist = {r["job"]: r for r in any_env.runs()}
     assert hist["timeout"]["status"] == "timed_out" and hist["killed"]["signal"] == 9
 
 
@@ -443,43 +443,43 @@ def test_foreground_run_streams_output_and_env(env: Env) -> None:
     assert env.run("logs", "envy").stdout == "hi envy manual 1\nerr\n"
 
 
-def test_once_runs_due_work_and_exits(env: Env) -> None:
-    env.run("add", "due", "--every", "1h", "--", "true", check=True)
-    env.run("run", "due", "--detach", check=True)
-    r = env.run("runner", "--once")
+def test_once_runs_due_work_and_exits(any_env: Env) -> None:
+    any_env.run("add", "due", "--every", "1h", "--", "true", check=True)
+    any_env.run("run", "due", "--detach", check=True)
+    r = any_env.run("runner", "--once")
     assert r.returncode == 0, r.stderr
-    assert [x["status"] for x in env.runs("due")] == ["succeeded"]
-    assert not env.json("status")["runner"]["active"]
+    assert [x["status"] for x in any_env.runs("due")] == ["succeeded"]
+    assert not any_env.json("status")["runner"]["active"]
 
 
-def test_at_job_runs_once_and_is_done(env: Env) -> None:
-    env.run("add", "oneshot", "--at", "+1s", "--", "true", check=True)
-    env.start_runner()
-    wait_for(lambda: done(env, "oneshot", 1))
-    job = env.json("show", "oneshot")
+def test_at_job_runs_once_and_is_done(any_env: Env) -> None:
+    any_env.run("add", "oneshot", "--at", "+1s", "--", "true", check=True)
+    any_env.start_runner()
+    wait_for(lambda: done(any_env, "oneshot", 1))
+    job = any_env.json("show", "oneshot")
     assert job["state"] == "done" and job["next_run_at"] is None
     # a later job firing shows the runner has looked for due fires since: no second one
-    env.run("add", "later", "--at", "+1s", "--", "true", check=True)
-    wait_for(lambda: done(env, "later", 1))
-    assert len(env.runs("oneshot")) == 1
+    any_env.run("add", "later", "--at", "+1s", "--", "true", check=True)
+    wait_for(lambda: done(any_env, "later", 1))
+    assert len(any_env.runs("oneshot")) == 1
 
 
-def test_reboot_job_fires_when_runner_starts(env: Env) -> None:
-    env.run("add", "boot", "--cron", "@reboot", "--", "true", check=True)
-    assert env.json("show", "boot")["next_run_at"] is None
-    env.start_runner()
-    r = wait_for(lambda: done(env, "boot", 1))[0]
+def test_reboot_job_fires_when_runner_starts(any_env: Env) -> None:
+    any_env.run("add", "boot", "--cron", "@reboot", "--", "true", check=True)
+    assert any_env.json("show", "boot")["next_run_at"] is None
+    any_env.start_runner()
+    r = wait_for(lambda: done(any_env, "boot", 1))[0]
     assert r["trigger"] == "reboot"
 
 
-def test_status_shows_runner_and_running(env: Env, tmp_path: Path) -> None:
+def test_status_shows_runner_and_running(any_env: Env, tmp_path: Path) -> None:
     gate = tmp_path / "gate"  # the job runs until the test opens the gate
-    env.run("add", "s", "--every", "1h", "--shell", "--",
+    any_env.run("add", "s", "--every", "1h", "--shell", "--",
             f"while [ ! -f {gate} ]; do sleep 0.05; done", check=True)  # fmt: skip
-    runner = env.start_runner("--label", "blue")
-    env.run("run", "s", "--detach", check=True)
-    wait_for(lambda: done(env, "s", 1, ("running",)))
-    st = env.json("status")
+    runner = any_env.start_runner("--label", "blue")
+    any_env.run("run", "s", "--detach", check=True)
+    wait_for(lambda: done(any_env, "s", 1, ("running",)))
+    st = any_env.json("status")
     gate.touch()
     assert st["runner"]["active"] and st["runner"]["pid"] == runner.pid
     (one,) = st["runners"]  # SPEC 8: every runner, here the only one
@@ -489,7 +489,7 @@ def test_status_shows_runner_and_running(env: Env, tmp_path: Path) -> None:
     assert [r["job"] for r in st["running"]] == ["s"]
     assert st["upcoming"][0]["job"] == "s"
     assert os.getpid() != runner.pid
-    wait_for(lambda: done(env, "s", 1))
+    wait_for(lambda: done(any_env, "s", 1))
 
 
 def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env, tmp_path: Path) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from jobctl.errors import StoreError
 from jobctl.models import Job
-from jobctl.store import pg_schema
+from jobctl.store import RunFilter, pg_schema
 from jobctl.store.postgres import PostgresStore, describe_url
 from tests.pg import _free_port
 from tests.waiting import wait_for
@@ -142,3 +142,124 @@ def test_sqlite_commands_never_import_psycopg(tmp_path) -> None:
     env = {"JOBCTL_HOME": str(tmp_path / "h"), "PATH": "/usr/bin:/bin"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
+
+
+# ---- leases, fencing, reaping (SPEC 8): decided by the database's clock ----------------------
+
+
+def _leased(store: PostgresStore, owner: str, lease_s: float) -> int:
+    from jobctl.store.base import RunnerInfo
+
+    t = store.now()
+    info = RunnerInfo(owner=owner, pid=1, host=owner, since=t, heartbeat_at=t,
+                      lease_expires_at=t + lease_s)  # fmt: skip
+    return store.register_runner(info)
+
+
+def _expire(pg_url: str, owner: str) -> None:
+    """Move a runner's lease into the past, as if it had not renewed it in time."""
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE runner SET lease_expires_at = lease_expires_at - 3600000 WHERE owner = %s",
+            [owner],
+        )
+
+
+def _claim_one(store: PostgresStore, owner: str, epoch: int | None):
+    return store.claim(owner, owner, store.now() + 1, 1, lambda q, r, j, n: (q[:n], []),
+                       epoch=epoch)  # fmt: skip
+
+
+def test_each_registration_takes_a_new_epoch(pg_url: str) -> None:
+    s = PostgresStore(pg_url)
+    first = _leased(s, "a", 15)
+    again = _leased(s, "a", 15)
+    other = _leased(s, "b", 15)
+    assert len({first, again, other}) == 3 and again > first
+    s.close()
+
+
+def test_claimed_runs_carry_the_epoch_and_fenced_ends_are_refused(pg_url: str) -> None:
+    from dataclasses import replace
+
+    from jobctl.errors import FencedError
+    from jobctl.models import Run
+
+    s = PostgresStore(pg_url)
+    s.add_job(job("a"))
+    s.add_run(Run(job="a", scheduled_for=1.0, not_before=1.0))
+    s.add_run(Run(job="a", scheduled_for=2.0, not_before=1.0))
+    epoch = _leased(s, "r1", 15)
+    assert _claim_one(s, "r1", epoch + 100) == []  # not our lease: nothing claimed
+    ((run, _),) = _claim_one(s, "r1", epoch)
+    done = replace(run, status="succeeded", finished_at=5.0)
+    with pytest.raises(FencedError):  # a stale epoch: the write is refused, nothing changes
+        s.finish_run(done, fence=("r1", epoch + 100))
+    assert s.get_run(run.id).status == "running"
+    s.finish_run(done, fence=("r1", epoch))
+    assert s.get_run(run.id).status == "succeeded"
+    ((second, _),) = _claim_one(s, "r1", epoch)
+    _expire(pg_url, "r1")
+    assert s.heartbeat("r1", 0.0, 15, epoch) is False  # expired: fenced, must re-register
+    with pytest.raises(FencedError):
+        s.finish_run(replace(second, status="succeeded"), fence=("r1", epoch))
+    assert _claim_one(s, "r1", epoch) == []
+    s.close()
+
+
+def test_reap_expired_takes_over_once_across_the_fleet(pg_url: str) -> None:
+    """A dead runner's runs are recorded once, by whichever runner reaps first, by the
+    database's clock; a live runner's runs and runs claimed without a lease are left."""
+    from dataclasses import replace
+
+    from jobctl.models import Run
+
+    s1, s2 = PostgresStore(pg_url), PostgresStore(pg_url)
+    s1.add_job(job("a"))
+    for i in range(3):
+        s1.add_run(Run(job="a", scheduled_for=float(i), not_before=1.0))
+    dead, live = _leased(s1, "dead", 15), _leased(s1, "live", 15)
+    ((mine, _),) = _claim_one(s1, "dead", dead)
+    ((theirs, _),) = _claim_one(s1, "live", live)
+    ((unleased, _),) = _claim_one(s1, "cli", None)  # a foreground run: judged by its pid
+
+    def decide(run, job_):
+        final = replace(run, status="abandoned", finished_at=9.0, error="lease expired")
+        return final, Run(job=run.job, scheduled_for=run.scheduled_for, attempt=2)
+
+    assert s2.reap_expired(decide) == []  # every lease holds
+    _expire(pg_url, "dead")
+    got: list = []
+    threads = [threading.Thread(target=lambda s=s: got.extend(s.reap_expired(decide)))
+               for s in (s1, s2)]  # fmt: skip
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [(f.id, f.status) for f, _ in got] == [(mine.id, "abandoned")]
+    assert s1.get_run(theirs.id).status == "running"
+    assert s1.get_run(unleased.id).status == "running"
+    retries = [r for r in s1.list_runs(RunFilter(job="a")) if r.attempt == 2]
+    assert [r.scheduled_for for r in retries] == [mine.scheduled_for]
+    s1.close()
+    s2.close()
+
+
+def test_wait_for_change_wakes_on_another_connections_commit(pg_url: str) -> None:
+    import time
+
+    from jobctl.models import Run
+
+    runner, cli = PostgresStore(pg_url), PostgresStore(pg_url)
+    cli.add_job(job("a"))
+    runner.changed()  # starts listening
+    t0 = time.monotonic()
+    runner.wait_for_change(0.2)  # nothing happens: it sleeps the whole timeout
+    assert time.monotonic() - t0 >= 0.19
+    runner.add_run(Run(job="a", scheduled_for=5.0))  # our own commit does not wake us
+    threading.Timer(0.3, lambda: cli.add_run(Run(job="a", scheduled_for=6.0))).start()
+    t0 = time.monotonic()
+    runner.wait_for_change(30)
+    assert 0.25 <= time.monotonic() - t0 < 29
+    runner.close()
+    cli.close()
