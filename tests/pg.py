@@ -49,6 +49,7 @@ class PgServer:
     url: str
     source: str
     throwaway: bool = False  # our own cluster: its schemas go with it (no DROP per test)
+    cluster: Cluster | None = None  # our own cluster: tests may restart it
     _counter: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def connect(self) -> object:
@@ -144,6 +145,20 @@ class Cluster:
         self.started = True
         return f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
+    def restart(self, mode: str = "fast") -> None:
+        """pg_ctl restart -m MODE (fast: clients disconnected; immediate: a crash)."""
+        data = os.path.join(self.dir, "data")
+        log = os.path.join(self.dir, "log")  # else the server would hold our pipes open
+        argv = [str(self.pg_ctl), "-D", data, "-m", mode, "-w", "-l", log, "restart"]
+        out = subprocess.run(
+            self._as_user(argv),
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if out.returncode != 0:
+            raise RuntimeError(f"pg_ctl restart failed: {(out.stderr or out.stdout)[:200]}")
+
     def stop(self) -> None:
         if self.started and self.pg_ctl:
             data = os.path.join(self.dir, "data")
@@ -179,7 +194,7 @@ def _find_server(stack: contextlib.ExitStack) -> PgServer:
     stack.callback(cluster.stop)
     try:
         url = cluster.start()
-        return PgServer(url, f"throwaway cluster as {cluster.user or 'this user'}", True)
+        return PgServer(url, f"throwaway cluster as {cluster.user or 'this user'}", True, cluster)
     except (RuntimeError, OSError) as exc:
         why = str(exc)
     if os.geteuid() == 0:

@@ -456,8 +456,9 @@ class Runner:
             jobs = {j.name: j for j in self.store.list_jobs(names=sorted({r.job for r in gone}),
                                                             last_runs=False)}  # fmt: skip
             for run_id, groups in recovery.kill_orphans(gone, jobs).items():
+                listed = ", ".join(map(str, sorted(groups)))
                 self.emit("recover", f"run {run_id}: terminated its left-over process groups "
-                          f"{', '.join(map(str, sorted(groups)))} (its runner had died)")  # fmt: skip
+                          f"{listed} (its runner had died)")  # fmt: skip
 
     @staticmethod
     def _kill_orphans(runs: list[Run], jobs: dict[str, Job]) -> dict[int, set[int]]:

@@ -16,6 +16,7 @@ import signal
 import time
 from collections import Counter
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -202,3 +203,71 @@ def test_detach_from_another_machine_starts_within_a_notification(fleet: Env) ->
         took.append(time.time() - t0)
     # the polling fallback is 5 s: a notification is what makes it quick
     assert min(took) < 3.0, took
+
+
+@pytest.mark.parametrize("mode", ["fast", "immediate"])
+def test_runners_carry_on_through_a_database_restart(fleet: Env, pg_server, mode: str) -> None:
+    """pg_ctl restart (clients cut; `immediate` is a crash and recovery): the runners
+    reconnect with backoff and keep firing, with no fire run twice."""
+    if pg_server.cluster is None:
+        pytest.skip("needs the tests' own throwaway cluster to restart")
+    fleet.run("add", "tick", "--cron", "* * * * * *", "--", "true", check=True)
+    member(fleet, "h1", "--lease", "15s")
+    member(fleet, "h2", "--lease", "15s")
+    wait_for(lambda: len([r for r in fleet.runs("tick") if r["status"] == "succeeded"]) >= 2)
+    pg_server.cluster.restart(mode)
+    back = time.time()
+    wait_for(lambda: len([r for r in fleet.runs("tick") if r["status"] == "succeeded"
+                          and datetime.fromisoformat(r["scheduled_for"]).timestamp() > back + 1])
+             >= 3, timeout=40)  # fmt: skip
+    assert all(p.poll() is None for p in fleet.runners)  # both still up
+    runs = fleet.runs("tick")
+    assert len({r["scheduled_for"] for r in runs}) == len(runs)
+    assert "fenced" not in fleet.log("h1.log") + fleet.log("h2.log")  # shorter than lease/2
+
+
+def test_cancel_from_another_machine_reaches_the_runner(fleet: Env) -> None:
+    """`cancel` on a machine that is not the run's: no signal can reach it; the runner hears
+    of the request by notification, stops the job and records it."""
+    fleet.run("add", "long", "--every", "1d", "--", "sleep", "60", check=True)
+    member(fleet, "h1")
+    run = json.loads(fleet.run("run", "long", "--detach", "--json", check=True).stdout)
+    wait_for(lambda: any(r["status"] == "running" and r["pid"] for r in fleet.runs("long")))
+    fleet.env["JOBCTL_HOST"] = "elsewhere"
+    t0 = time.time()
+    done = fleet.run("cancel", str(run["id"]), check=True)
+    took = time.time() - t0
+    del fleet.env["JOBCTL_HOST"]
+    (final,) = fleet.runs("long")
+    assert final["status"] == "cancelled" and final["host"] == "h1", (final, done.stdout)
+    assert took < 15
+
+
+def test_a_frozen_runner_fences_itself_when_it_wakes(fleet: Env, tmp_path: Path) -> None:
+    """SIGSTOP longer than the lease (a VM pause): another runner takes the run over; when
+    the frozen one wakes it finds its lease gone, terminates its job (its end is refused),
+    registers again and carries on. The overlap lasts until it wakes (README: limits)."""
+    out = tmp_path / "long"
+    fleet.run("add", "long", "--every", "1h", "--retries", "1", "--retry-delay", "0s",
+              "--shell", "--", f's=$(date +%s.%N); trap \'echo "$JOBCTL_RUN_KEY '
+              f'$JOBCTL_ATTEMPT $JOBCTL_HOST $s $(date +%s.%N) end" >> {out}; exit 1\' '
+              "TERM; sleep 60 & wait", check=True)  # fmt: skip
+    a = member(fleet, "h1")
+    fleet.run("run", "long", "--detach", check=True)
+    wait_for(lambda: any(r["status"] == "running" and r["pid"] for r in fleet.runs("long")))
+    member(fleet, "h2")
+    os.kill(a.pid, signal.SIGSTOP)  # type: ignore[attr-defined]
+    try:
+        wait_for(lambda: any(r["attempt"] == 2 and r["status"] == "running"
+                             for r in fleet.runs("long")), timeout=20)  # fmt: skip
+    finally:
+        os.kill(a.pid, signal.SIGCONT)  # type: ignore[attr-defined]
+    woke = time.time()
+    wait_for(lambda: len(effects(out)) == 1, timeout=20)  # h1 terminated its job on waking
+    ((_, a_end, a_host),) = intervals(out)
+    assert a_host == "h1" and a_end - woke < 10
+    wait_for(lambda: "registered again" in fleet.log("h1.log"), timeout=20)
+    runs = {r["attempt"]: r for r in fleet.runs("long")}
+    assert runs[1]["status"] == "abandoned" and runs[2]["status"] == "running"
+    assert "lease expired" in runs[1]["error"]
+    fleet.run("cancel", str(runs[2]["id"]), check=True)
