@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.e2e.conftest import Env
+from tests.e2e.conftest import Env, pid_alive
 from tests.waiting import wait_for
 
 
@@ -123,6 +123,11 @@ def test_killed_runner_is_taken_over_after_its_lease(fleet: Env, tmp_path: Path)
     assert runs[1]["status"] == "abandoned" and "lease expired" in runs[1]["error"]
     assert runs[2]["status"] == "running"
     assert took < 15  # lease 3 s + a renewal period: generous for a loaded machine
+    orphan = runs[1]["pid"]
+    assert orphan and pid_alive(orphan)  # kill -9 left attempt 1's job running on h1
+    member(fleet, "h1")  # a runner starting again on h1 terminates it
+    wait_for(lambda: not pid_alive(orphan), timeout=20)
+    assert "terminated its left-over process groups" in fleet.log("h1.log")
     fleet.run("cancel", str(runs[2]["id"]), check=True)
 
 

@@ -409,3 +409,27 @@ def test_a_runner_claims_only_the_jobs_its_labels_match(tmp_path: Path) -> None:
     labelled = Runner(store, clock=clock, labels=["gpu"])
     labelled.start_queued(T0)
     wait_for(lambda: status()["gpu"] == "succeeded" and not labelled.active)
+
+
+def test_reboot_fires_once_per_start_of_each_runner_that_may_run_it(tmp_path: Path) -> None:
+    """@reboot: one run per runner start, only where the runner has the job's --on labels."""
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    clock = FakeClock()
+    store.add_job(Job(name="any", command=["true"], schedule="@reboot", schedule_kind="cron"))
+    store.add_job(Job(name="gpu", command=["true"], schedule="@reboot", schedule_kind="cron",
+                      on_labels=["gpu"]))  # fmt: skip
+    plain = Runner(store, clock=clock)
+    plain.since = clock.now()
+    plain.fire_reboot(clock.now())
+    plain.fire_reboot(clock.now())  # a retry of the same start: no second run
+    clock.advance(60)
+    gpu = Runner(store, clock=clock, labels=["gpu"])
+    gpu.since = clock.now()
+    gpu.fire_reboot(clock.now())
+    runs = store.list_runs(RunFilter())
+    assert sorted((r.job, r.scheduled_for) for r in runs) == [
+        ("any", plain.since),
+        ("any", gpu.since),
+        ("gpu", gpu.since),
+    ]
+    store.close()
