@@ -238,7 +238,18 @@ def status(json: JsonOpt = False) -> None:
             }
         )
         return
-    if active and info:
+    if s.shared and registered:  # a fleet: one line per runner, on any machine
+        live = [r for r in registered if alive[r.owner]]
+        typer.echo(f"runners: {len(live)} active" + (f", {len(registered) - len(live)} with an "
+                   "expired lease" if len(live) < len(registered) else ""))  # fmt: skip
+        rows = [[r.host, str(r.pid), ", ".join(x for x in r.labels if x != r.host) or "-",
+                 render.relative(r.since, t).replace(" ago", ""),
+                 "held" if alive[r.owner] else "expired",
+                 str(sum(1 for x in running if x.owner == r.owner))]
+                for r in registered]  # fmt: skip
+        render.table(["HOST", "PID", "LABELS", "UP", "LEASE", "RUNNING"], rows)
+        head = ""
+    elif active and info:
         up = render.relative(info.since, t).replace(" ago", "")
         beat = render.relative(info.heartbeat_at, t)
         head = f"runner: active, pid {info.pid} on {info.host}, up {up}, heartbeat {beat}"
@@ -247,7 +258,8 @@ def status(json: JsonOpt = False) -> None:
             head += f", labels {', '.join(extra)}"
     else:
         head = "runner: not running (start one with: jobctl runner)"
-    typer.echo(render.printable(head))
+    if head:
+        typer.echo(render.printable(head))
     typer.echo(f"queued: {queued}   failed (24h): {failed}   dead: {dead}")
     if running:
         render.table(

@@ -58,6 +58,8 @@ def test_three_runners_run_each_fire_once(fleet: Env, tmp_path: Path) -> None:
     for host in ("h1", "h2", "h3"):
         member(fleet, host)
     wait_for(lambda: len(effects(out)) >= 8, timeout=30)
+    shown = fleet.run("status", check=True).stdout
+    assert "runners: 3 active" in shown and all(h in shown for h in ("h1", "h2", "h3"))
     fleet.run("pause", "tick", check=True)
     wait_for(lambda: not fleet.json("status")["running"])
     done = effects(out)
