@@ -17,6 +17,7 @@ if TYPE_CHECKING:
 
     from jobctl.clock import Clock
     from jobctl.store import Store
+    from jobctl.store.base import RunnerInfo
 
 _FANCY: list[bool] = []  # render.fancy(), asked once
 #: the runner process becomes a child subreaper; off where the runner runs inside another
@@ -180,7 +181,16 @@ def _fleet_runner(
     r.run(once=once)
 
 
-def status(json: JsonOpt = False) -> None:
+def status(
+    json: JsonOpt = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check",
+            help="Exit 0 if a runner is active with a fresh heartbeat, else 1 with one line.",
+        ),
+    ] = False,
+) -> None:
     """Whether a runner is active, what runs now, what is queued, next fires, failures."""
     from jobctl import owners
     from jobctl.models import FAILED_STATUSES
@@ -194,6 +204,9 @@ def status(json: JsonOpt = False) -> None:
         alive = {r.owner: (r.lease_expires_at or 0.0) > db_now for r in registered}
     else:
         alive = {r.owner: owners.alive(r.owner) for r in registered}
+    if check:
+        _check(registered, alive, s.now())
+        return
     info = registered[-1] if registered else None
     active = info is not None and alive[info.owner]
     running = s.list_runs(RunFilter(statuses=["running"]))
@@ -274,6 +287,28 @@ def status(json: JsonOpt = False) -> None:
         render.table(
             ["JOB", "NEXT"], [[n, render.when(a, t)] for a, n in upcoming], title="upcoming"
         )
+
+
+def _check(registered: "list[RunnerInfo]", alive: dict[str, bool], t: float) -> None:
+    """`status --check` (for monitoring, like `systemctl is-active`): exit 0 when a runner is
+    alive and its lease, renewed by its heartbeat, has not expired; else exit 1, one line."""
+    fresh = [r for r in registered if alive[r.owner] and (r.lease_expires_at or 0.0) > t]
+    if fresh:
+        r = fresh[-1]
+        more = f" (and {len(fresh) - 1} more)" if len(fresh) > 1 else ""
+        typer.echo(f"active: runner pid {r.pid} on {r.host}{more}")
+        return
+    if any(alive.values()):
+        raise typer.Exit(_fail("runner: its heartbeat is stale (the runner is stuck or its "
+                               "store is unavailable)"))  # fmt: skip
+    raise typer.Exit(_fail("runner: not running (start one with: jobctl runner)"))
+
+
+def _fail(line: str) -> int:
+    from jobctl.errors import EXIT_FAILED
+
+    typer.echo(render.printable(line), err=True)
+    return EXIT_FAILED
 
 
 def register(app: typer.Typer) -> None:

@@ -6,6 +6,7 @@ import json
 import os
 import sqlite3
 import stat
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -363,3 +364,24 @@ def test_list_and_status_warn_of_jobs_no_runner_can_run(cli) -> None:
     store().register_runner(RunnerInfo(owner="x:1:1", pid=1, host="x", since=t, heartbeat_at=t,
                                        labels=["gpu", "x"]))  # fmt: skip
     assert "warning" not in cli("list").err
+
+
+@pytest.mark.usefixtures("any_store")
+def test_status_check_for_monitoring(cli) -> None:
+    from jobctl import owners
+    from jobctl.cli.common import store
+    from jobctl.store.base import RunnerInfo
+
+    r = cli("status", "--check")
+    assert (r.code, r.out) == (1, "") and r.err.strip().splitlines() == [
+        "runner: not running (start one with: jobctl runner)"
+    ]
+    t = store().now()
+    me = RunnerInfo(owner=owners.me(), pid=os.getpid(), host="here", since=t, heartbeat_at=t,
+                    lease_expires_at=t + 15)  # fmt: skip
+    store().register_runner(me)
+    r = cli("status", "--check")
+    assert r.code == 0 and f"runner pid {os.getpid()} on here" in r.out
+    store().register_runner(replace(me, heartbeat_at=t - 60, lease_expires_at=t - 61))
+    r = cli("status", "--check")  # alive but not renewing: stuck (SQLite), lease gone (PostgreSQL)
+    assert r.code == 1 and len(r.err.strip().splitlines()) == 1
