@@ -91,3 +91,45 @@ def ensure_home(home: Path) -> Path:
     except OSError as exc:
         raise StoreError(f"cannot create home folder {str(home)!r}: {exc.strerror}") from exc
     return home
+
+
+def config_file(environ: dict[str, str] | None = None) -> Path:
+    """The settings file: $XDG_CONFIG_HOME/jobctl/config.toml (default ~/.config)."""
+    env = os.environ if environ is None else environ
+    base = env.get("XDG_CONFIG_HOME") or str(expand_user("~/.config", "config folder"))
+    return Path(base) / "jobctl" / "config.toml"
+
+
+def notify_defaults(environ: dict[str, str] | None = None) -> list[tuple[str, str]]:
+    """The `[notify]` defaults of the settings file (EVENT = "TARGET" or a list of them),
+    for every job that sets nothing for that event, the way MAILTO covers a crontab.
+    UsageError naming the file for a bad one; [] when there is no file."""
+    path = config_file(environ)
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise UsageError(f"{path}: cannot read it: {exc.strerror}") from None
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: {exc}") from None
+    table = data.get("notify", {})
+    if not isinstance(table, dict):
+        raise UsageError(f'{path}: [notify] must be a table of EVENT = "TARGET"')
+    from jobctl.notify import parse_notify
+
+    out: list[tuple[str, str]] = []
+    for event, value in table.items():
+        targets = value if isinstance(value, list) else [value]
+        for target in targets:
+            if not isinstance(target, str):
+                raise UsageError(f"{path}: notify.{event}: a target must be a string")
+            try:
+                out.append(parse_notify(f"{event}={target}"))
+            except UsageError as exc:
+                raise UsageError(f"{path}: notify.{event}: {exc}") from None
+    return out

@@ -120,6 +120,8 @@ class JobOptions:
     jitter: str | None = None
     mutex: list[str] | None = None
     on: list[str] | None = None
+    notify: list[str] | None = None
+    ping: str | None = None
     keep_runs: str | int | None = None
     max_output: str | None = None
     description: str | None = None
@@ -221,6 +223,14 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
         c["mutexes"] = sorted({check_name(m, "mutex name") for m in opts.mutex if m})
     if opts.on is not None:
         c["on_labels"] = sorted({check_name(x, "runner label") for x in opts.on if x})
+    if opts.notify is not None:  # `--notify ""` clears them
+        from jobctl.notify import parse_notify
+
+        c["notify"] = [list(p) for p in sorted({parse_notify(x) for x in opts.notify if x})]
+    if opts.ping is not None:  # `--ping ""` clears it
+        from jobctl.notify import check_ping
+
+        c["ping"] = check_ping(opts.ping) if opts.ping else None
     if opts.keep_runs is not None:
         c["keep_runs"] = parse_int(opts.keep_runs, "--keep-runs", minimum=1)
     if opts.max_output is not None:

@@ -138,6 +138,9 @@ class Job:
     fired_through: float | None = None
     #: runner labels this job runs on (`--on`, all must match); empty: any runner
     on_labels: list[str] = field(default_factory=list)
+    #: `--notify EVENT=TARGET` entries, [event, target] pairs (notify.py); `--ping URL`
+    notify: list[list[str]] = field(default_factory=list)
+    ping: str | None = None
     id: int | None = None
     last_run: Run | None = None  # filled by the store on reads; not a column
 

@@ -13,9 +13,12 @@ import sys
 from collections.abc import Sequence
 from datetime import datetime, tzinfo
 from functools import cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobctl.models import Job, Run
+
+if TYPE_CHECKING:
+    from jobctl.store.base import Delivery
 
 STATUS_STYLE = {
     "succeeded": "green",
@@ -62,8 +65,9 @@ def iso_time(d: datetime) -> str:
     return d.isoformat(timespec="milliseconds" if d.microsecond else "seconds")
 
 
-def run_json(run: Run) -> dict[str, Any]:
-    return {
+def run_json(run: Run, notes: Sequence[Delivery] | None = None) -> dict[str, Any]:
+    """SPEC 6's run shape; with `notes`, also its notifications and their outcomes."""
+    data = {
         "id": run.id,
         "job": run.job,
         "attempt": run.attempt,
@@ -82,6 +86,13 @@ def run_json(run: Run) -> dict[str, Any]:
         "run_key": run.run_key,
         "not_before": iso(run.not_before),
     }
+    if notes is not None:
+        data["notifications"] = [
+            {"event": n.event, "target": n.target, "status": n.status, "attempts": n.attempts,
+             "error": n.error, "at": iso(n.at)}
+            for n in notes
+        ]  # fmt: skip
+    return data
 
 
 def _zone(name: str) -> tzinfo | None:
@@ -122,6 +133,8 @@ def job_json(job: Job) -> dict[str, Any]:
         "jitter_s": job.jitter_s,
         "mutexes": job.mutexes,
         "on": job.on_labels,
+        "notify": [{"event": e, "target": t} for e, t in job.notify],
+        "ping": job.ping,
         "keep_runs": job.keep_runs,
         "max_output": job.max_output,
         "anchor_at": iso(job.anchor_at, tz),

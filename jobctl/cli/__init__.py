@@ -58,7 +58,8 @@ def root(
     ] = False,
 ) -> None:
     """Schedule, run and inspect jobs. Global flags go before the command."""
-    set_state(State(settings=resolve_settings(home, store), debug=debug))
+    set_state(State(settings=resolve_settings(home, store), debug=debug,
+                    flags={"--home": home, "--store": store}))  # fmt: skip
 
 
 #: verb -> the module that defines it; only that module is imported to run it (start-up time)
@@ -68,6 +69,7 @@ VERBS = {
     **dict.fromkeys(("run", "retry", "cancel", "history", "logs", "dead", "prune"), "runs"),
     **dict.fromkeys(("runner", "status"), "runner"),
     "completion": "completion",
+    "config": "settings",
 }
 _registered: set[str] = set()
 
@@ -76,7 +78,8 @@ def register(modules: set[str] | None = None) -> typer.Typer:
     """Register the verb modules named (all by default) on `app` and return it."""
     import importlib
 
-    order = ("jobs", "preview", "runs", "runner", "completion")  # as `jobctl --help` lists them
+    # as `jobctl --help` lists them
+    order = ("jobs", "preview", "runs", "runner", "settings", "completion")
     for name in (m for m in order if m in (modules or order) and m not in _registered):
         importlib.import_module(f"jobctl.cli.{name}").register(app)
         _registered.add(name)

@@ -24,6 +24,7 @@ class State:
 
     settings: Settings
     debug: bool = False
+    flags: dict[str, str | None] = field(default_factory=dict)  # global flags as given
     _store: "Store | None" = field(default=None, repr=False)
 
     @property

@@ -99,6 +99,21 @@ On = Annotated[
     list[str] | None,
     typer.Option("--on", metavar="L", help="Run only on runners with this label (repeatable)."),
 ]
+Notify = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--notify",
+        metavar="EVENT=TARGET",
+        help="Tell TARGET (a command, an http(s) URL, mailto:ADDR) of EVENT: failure, dead, "
+        "success, recovered, missed, start (repeatable; '' clears).",
+    ),
+]
+Ping = Annotated[
+    str | None,
+    typer.Option(
+        "--ping", metavar="URL", help="healthchecks.io-style pings: URL/start, URL, URL/fail."
+    ),
+]
 
 
 def add(
@@ -128,6 +143,8 @@ def add(
     description: Description = None,
     tag: Tag = None,
     on: On = None,
+    notify: Notify = None,
+    ping: Ping = None,
     paused: Annotated[bool, typer.Option("--paused", help="Add it paused.")] = False,
     json: JsonOpt = False,
 ) -> None:
@@ -179,6 +196,8 @@ def edit(
     description: Description = None,
     tag: Tag = None,
     on: On = None,
+    notify: Notify = None,
+    ping: Ping = None,
     paused: Annotated[
         bool | None,
         typer.Option(
@@ -303,7 +322,8 @@ def show(name: Name, json: JsonOpt = False) -> None:
     if json:
         data = render.job_json(job)
         data["upcoming"] = [render.iso_time(d) for d in upcoming]
-        data["recent_runs"] = [render.run_json(r) for r in recent]
+        notes = store().notifications([r.id for r in recent if r.id is not None])
+        data["recent_runs"] = [render.run_json(r, notes.get(r.id or -1, [])) for r in recent]
         data["stats"] = _stats(recent)
         render.print_json(data)
         return
@@ -325,6 +345,10 @@ def show(name: Name, json: JsonOpt = False) -> None:
     for label, value in (("mutexes", job.mutexes), ("on", job.on_labels), ("tags", job.tags)):
         if value:
             items.append((label, ", ".join(value)))
+    for event, target in job.notify:
+        items.append(("notify", f"{event} -> {target}"))
+    if job.ping:
+        items.append(("ping", job.ping))
     if job.description:
         items.append(("description", job.description))
     stats = _stats(recent)

@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from jobctl.clock import Clock
+    from jobctl.models import Run
+    from jobctl.notify import Notifier
     from jobctl.store import Store
     from jobctl.store.base import RunnerInfo
 
@@ -118,11 +120,15 @@ def runner(
         clock = SkewedClock(float(skew)) if skew else None
     except ValueError:
         raise UsageError(f"JOBCTL_TEST_CLOCK_SKEW={skew!r}: not a number of seconds") from None
+    from jobctl.config import notify_defaults
+
+    defaults = notify_defaults()  # a bad settings file: exit 2 before anything is written
     settings = state().settings
     s = open_store(settings, busy_timeout_s=busy_s)
     if is_postgres(settings.store_url):
         _fleet_runner(s, n, once, grace_s, labels, lease_s, clock,
-                      lambda: open_store(settings, busy_timeout_s=busy_s))  # fmt: skip
+                      lambda: open_store(settings, busy_timeout_s=busy_s),
+                      _notifier(s, defaults))  # fmt: skip
         return
     from jobctl.locking import RunnerLock
 
@@ -148,7 +154,7 @@ def runner(
     if SUBREAPER:
         executor.become_subreaper()  # escaped descendants of our jobs come back to us (Linux)
     r = Runner(s, workers=n, emit=_printer, grace_s=grace_s, guard=guard, labels=labels,
-               lease_s=lease_s, clock=clock)  # fmt: skip
+               lease_s=lease_s, clock=clock, notifier=_notifier(s, defaults))  # fmt: skip
     r.install_signals()
     try:
         r.run(once=once)
@@ -156,6 +162,31 @@ def runner(
         lock.release()
     if r.failure:
         raise StoreError(r.failure)
+
+
+def _notifier(s: "Store", defaults: list[tuple[str, str]]) -> "Notifier":
+    """The runner's notifications (notify.py): outcomes recorded per run in the store."""
+    from jobctl import owners
+    from jobctl.models import FINAL_STATUSES
+    from jobctl.notify import Notifier
+    from jobctl.store import RunFilter
+
+    def output(run_id: int) -> bytes:
+        return b"".join(chunk for _, chunk in s.read_output(run_id))
+
+    def last_outcome(run: "Run") -> str | None:
+        """The final status of the job's run before `run` (skips and cancels aside)."""
+        for r in s.list_runs(RunFilter(job=run.job, limit=20)):
+            if (
+                (r.id or 0) < (run.id or 0)
+                and r.status in FINAL_STATUSES
+                and r.status not in ("skipped", "cancelled")
+            ):
+                return r.status
+        return None
+
+    return Notifier(s.add_notification, defaults, host=owners.host(), output=output,
+                    emit=_printer, last_outcome=last_outcome)  # fmt: skip
 
 
 def _fleet_runner(
@@ -167,6 +198,7 @@ def _fleet_runner(
     lease_s: float,
     clock: "Clock | None",
     lease_store: "Callable[[], Store]",
+    notifier: "Notifier",
 ) -> None:
     """A runner on a shared (PostgreSQL) store: no file lock, any number of them at once;
     its lease, renewed on a second connection, decides what is its own (SPEC 8)."""
@@ -176,7 +208,7 @@ def _fleet_runner(
     if SUBREAPER:
         executor.become_subreaper()
     r = Runner(s, workers=workers, clock=clock, emit=_printer, grace_s=grace_s, labels=labels,
-               lease_s=lease_s, lease_store=lease_store)  # fmt: skip
+               lease_s=lease_s, lease_store=lease_store, notifier=notifier)  # fmt: skip
     r.install_signals()
     r.run(once=once)
 

@@ -196,7 +196,8 @@ def history(
     if name is not None and not rows and not store().list_runs(RunFilter(job=name, limit=1)):
         store().get_job(name)  # no runs at all: NotFoundError unless the job exists
     if json:
-        render.print_json([render.run_json(r) for r in rows])
+        notes = store().notifications([r.id for r in rows if r.id is not None])
+        render.print_json([render.run_json(r, notes.get(r.id or -1, [])) for r in rows])
         return
     if not rows:
         filtered = name is not None or status or since is not None

@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from jobctl import executor, owners, planner
 from jobctl.clock import Clock, OffsetClock, SystemClock
@@ -29,6 +29,9 @@ from jobctl.runner import recovery
 from jobctl.runner.execution import describe_end, retry_store
 from jobctl.runner.workers import Active, WorkerPool
 from jobctl.store.base import Fire, RunFilter, RunnerInfo, Store
+
+if TYPE_CHECKING:
+    from jobctl.notify import Notifier
 
 Emit = Callable[[str, str], None]
 #: longest sleep: bounds how late a wall-clock jump (suspend, NTP step) or a missed nudge is seen
@@ -42,6 +45,7 @@ LEAD_S = 0.05
 LEASE_S = 15.0
 MAINTENANCE_S = 30.0
 DUE_BATCH = 1000  # due jobs fired per transaction
+NOTIFY_GRACE_S = 15.0  # on stop, how long pending notifications may still take
 #: why fires due while the runner was up were missed, when nothing more precise is known
 HELD_UP = "the runner was held up"
 
@@ -65,6 +69,7 @@ class Runner:
         labels: list[str] | None = None,
         lease_s: float = LEASE_S,
         lease_store: Callable[[], Store] | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         """`guard()` names a reason to stop serving this store (its file was deleted or
         replaced, the runner lock lost), else None; it is asked before each round of fires.
@@ -72,6 +77,7 @@ class Runner:
         lease is renewed on, and the runner's clock becomes the store's (OffsetClock over
         `clock`)."""
         self.store = store
+        self.notifier = notifier  # tells of failures, deaths, recoveries... (notify.py)
         self.shared = bool(getattr(store, "shared", False))
         self.lease_s = lease_s
         self._lease_store = lease_store
@@ -343,6 +349,9 @@ class Runner:
                     what = f", {run.error}" if run.status == "skipped" else ""
                     self.emit("fire", f"{fire.job.name}: run {run.id} {run.status} "
                               f"({run.trigger}{what})")  # fmt: skip
+                missed = [r for r in runs if r.status == "skipped" and r.trigger == "catchup"]
+                if missed and self.notifier is not None:  # one per fire, not per missed time
+                    self.notifier.missed(fire.job, missed[-1])
             if len(due) < DUE_BATCH:
                 self._missed_why = HELD_UP
                 return
@@ -438,6 +447,10 @@ class Runner:
 
         for final, retry in self.store.reap_expired(decide):
             self.emit("recover", describe_end(final, retry, now))
+            if self.notifier is not None:
+                jobs = self.store.list_jobs(names=[final.job], last_runs=False)
+                if jobs:
+                    self.notifier.ended(jobs[0], final, retry)
         if not self._orphans_checked:
             self._kill_local_orphans()
             self._orphans_checked = True
@@ -465,6 +478,10 @@ class Runner:
         return recovery.kill_orphans(runs, jobs)
 
     def _shutdown(self) -> None:
-        """Let running jobs finish for the grace period, then terminate them."""
+        """Let running jobs finish for the grace period, then terminate them; give the
+        notifications of their ends a few seconds to go out."""
         self._give_up_at = time.monotonic() + self.grace_s
         self.pool.shutdown()
+        if self.notifier is not None:
+            self.notifier.wait(NOTIFY_GRACE_S)
+            self.notifier.close()

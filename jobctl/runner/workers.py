@@ -117,6 +117,8 @@ class WorkerPool:
                 stop = entry.stop
             late = (proc.started_at + local_shift(self.r.clock) - run.not_before) * 1000
             self.r.emit("start", f"{run.job}: run {run.id} started, pid {proc.pid}, {late:+.1f}ms")
+            if self.r.notifier is not None:
+                self.r.notifier.started(entry.job, replace(run, pid=proc.pid))
             if stop is not None:  # cancelled or replaced while it waited for its start time
                 proc.terminate(*stop)
 
@@ -126,6 +128,8 @@ class WorkerPool:
                                    gates=self.gates, persist=self.r.persist,
                                    report=self.r._store_failed, fence=self.r.fence)  # fmt: skip
             self.r.emit("end", describe_end(final, retry, self.r.clock.now()))
+            if self.r.notifier is not None:
+                self.r.notifier.ended(entry.job, final, retry)
         except FencedError as exc:  # our lease went: another runner takes the run over
             self.r.emit("error", f"{run.job}: {exc}; fenced, not recorded by this runner")
         except StoreError as exc:  # still failing once stopping's grace ran out: the run

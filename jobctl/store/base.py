@@ -86,6 +86,18 @@ class RunnerInfo:
     lease_expires_at: float | None = None  # None: heartbeat_at + DEFAULT_LEASE_S
 
 
+@dataclass
+class Delivery:
+    """One notification of a run's event (notify.py), as recorded per run."""
+
+    event: str
+    target: str
+    status: str  # "sent" or "failed"
+    attempts: int
+    error: str | None
+    at: float
+
+
 class Store(Protocol):
     #: True where several runners share the store (leases, fencing, reaping by the store's
     #: clock); False where one runner holds it by a file lock (SQLite)
@@ -225,6 +237,14 @@ class Store(Protocol):
 
     def read_output(self, run_id: int, after_seq: int = -1) -> list[tuple[int, bytes]]:
         """Output chunks of a run with seq > after_seq, in order."""
+        ...
+
+    def add_notification(self, run_id: int, delivery: Delivery) -> None:
+        """Record one notification's outcome for a run."""
+        ...
+
+    def notifications(self, run_ids: Sequence[int]) -> dict[int, list[Delivery]]:
+        """The notifications recorded for these runs, oldest first, by run id."""
         ...
 
     def now(self) -> float:

@@ -32,6 +32,7 @@ from jobctl.models import Job, Run
 from jobctl.store import pg_schema, rows
 from jobctl.store.base import (
     DEFAULT_LEASE_S,
+    Delivery,
     Fire,
     Picker,
     RunFilter,
@@ -335,6 +336,7 @@ class PostgresStore:
     def _purge(self, conn: psycopg.Connection[Any], job: str) -> int:
         finished = "SELECT id FROM runs WHERE job = %s AND status != 'running'"
         conn.execute(f"DELETE FROM output WHERE run_id IN ({finished})", [job])
+        conn.execute(f"DELETE FROM notifications WHERE run_id IN ({finished})", [job])
         return conn.execute(f"DELETE FROM runs WHERE id IN ({finished})", [job]).rowcount
 
     # ---- runs -------------------------------------------------------------
@@ -629,6 +631,7 @@ class PostgresStore:
     def _retain(self, conn: psycopg.Connection[Any], job: str, keep: int) -> int:
         params = {"job": job, "keep": keep}
         conn.execute(f"DELETE FROM output WHERE run_id IN ({self._OLD_RUNS})", params)
+        conn.execute(f"DELETE FROM notifications WHERE run_id IN ({self._OLD_RUNS})", params)
         return conn.execute(f"DELETE FROM runs WHERE id IN ({self._OLD_RUNS})", params).rowcount
 
     def append_output(self, run_id: int, data: bytes, wait_s: float | None = None) -> None:
@@ -648,6 +651,33 @@ class PostgresStore:
                 [run_id, after_seq],
             )
             return [(r["seq"], bytes(r["data"])) for r in rows]
+
+    def add_notification(self, run_id: int, delivery: Delivery) -> None:
+        """Record one notification's outcome for a run (show and history --json list them)."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO notifications (run_id, event, target, status, attempts, error, at) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
+                [run_id, delivery.event, delivery.target, delivery.status, delivery.attempts,
+                 delivery.error, to_ms(delivery.at)],
+            )  # fmt: skip
+
+    def notifications(self, run_ids: Sequence[int]) -> dict[int, list[Delivery]]:
+        """The notifications recorded for these runs, oldest first, by run id."""
+        out: dict[int, list[Delivery]] = {}
+        ids = [i for i in run_ids if -(2**63) <= i < 2**63]
+        if not ids:
+            return out
+        with self._tx() as conn:
+            rows = conn.execute(
+                "SELECT run_id, event, target, status, attempts, error, at FROM notifications "
+                "WHERE run_id = ANY(%s) ORDER BY id",
+                [ids],
+            ).fetchall()
+        for r in rows:
+            r = tuple(r.values()) if isinstance(r, dict) else tuple(r)
+            out.setdefault(r[0], []).append(Delivery(r[1], r[2], r[3], r[4], r[5], r[6] / 1000))
+        return out
 
     def now(self) -> float:
         """The database's clock (clock_timestamp()), epoch seconds."""
@@ -762,7 +792,9 @@ class PostgresStore:
                     "SELECT id FROM runs WHERE created_at < %s AND NOT dead "
                     "AND status NOT IN ('queued', 'running')"
                 )
-                conn.execute(f"DELETE FROM output WHERE run_id IN ({old})", [to_ms(older_than)])
+                for table in ("output", "notifications"):
+                    conn.execute(f"DELETE FROM {table} WHERE run_id IN ({old})",
+                                 [to_ms(older_than)])  # fmt: skip
                 gone += conn.execute(
                     f"DELETE FROM runs WHERE id IN ({old})", [to_ms(older_than)]
                 ).rowcount

@@ -22,7 +22,7 @@ JOB_COLUMNS: dict[str, str] = {
     "max_retry_delay_s": "", "overlap": "", "misfire": "", "catchup_window_s": "",
     "jitter_s": "", "mutexes": "json", "keep_runs": "", "max_output": "", "description": "",
     "tags": "json", "created_at": "ms", "updated_at": "ms", "fired_through": "ms",
-    "on_labels": "json",
+    "on_labels": "json", "notify": "json", "ping": "",
 }  # fmt: skip
 RUN_COLUMNS: dict[str, str] = {
     "job": "", "attempt": "", "trigger": "", "status": "", "scheduled_for": "ms",

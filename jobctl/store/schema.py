@@ -13,7 +13,7 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("jobctl")
 
 #: PRAGMA user_version once every migration below has been applied; bump with each new one.
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 9
 
 
 @migrations()
@@ -183,6 +183,29 @@ def m007_runners_with_leases(db: Database) -> None:
 def m008_job_runner_labels(db: Database) -> None:
     # `add/edit --on L`: the runner labels a job runs on (all must match; [] = any runner)
     db.execute("ALTER TABLE jobs ADD COLUMN on_labels TEXT NOT NULL DEFAULT '[]'")
+
+
+@migrations()
+def m009_notifications(db: Database) -> None:
+    # `--notify EVENT=TARGET` (JSON [[event, target], ...]) and `--ping URL`; each delivery's
+    # outcome is kept per run (show and history --json list them)
+    db.execute("ALTER TABLE jobs ADD COLUMN notify TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE jobs ADD COLUMN ping TEXT")
+    db.execute(
+        """
+        CREATE TABLE notifications (
+            id INTEGER PRIMARY KEY,
+            run_id INTEGER NOT NULL,
+            event TEXT NOT NULL,
+            target TEXT NOT NULL,
+            status TEXT NOT NULL,          -- sent | failed
+            attempts INTEGER NOT NULL,
+            error TEXT,
+            at INTEGER NOT NULL
+        )
+        """
+    )
+    db.execute("CREATE INDEX notifications_run ON notifications (run_id)")
 
 
 def migrate(db: Database) -> None:

@@ -25,6 +25,7 @@ from jobctl.errors import ConflictError, NotFoundError, StoreError
 from jobctl.models import Job, Run
 from jobctl.store.base import (
     DEFAULT_LEASE_S,
+    Delivery,
     Fire,
     Picker,
     RunFilter,
@@ -46,7 +47,7 @@ from jobctl.store.rows import encode as _encode
 from jobctl.store.rows import row as _row
 
 BUSY_TIMEOUT_MS = 60_000
-SCHEMA_VERSION = 8  # keep equal to schema.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 9  # keep equal to schema.SCHEMA_VERSION (a test checks)
 
 
 def _reader(cls: type, columns: dict[str, str]) -> Callable[[sqlite3.Row], Any]:
@@ -315,6 +316,7 @@ class SQLiteStore:
     def _purge(self, conn: sqlite3.Connection, job: str) -> int:
         finished = "SELECT id FROM runs WHERE job = ? AND status != 'running'"
         conn.execute(f"DELETE FROM output WHERE run_id IN ({finished})", [job])
+        conn.execute(f"DELETE FROM notifications WHERE run_id IN ({finished})", [job])
         return conn.execute(f"DELETE FROM runs WHERE id IN ({finished})", [job]).rowcount
 
     # ---- runs -------------------------------------------------------------
@@ -579,6 +581,7 @@ class SQLiteStore:
     def _retain(self, conn: sqlite3.Connection, job: str, keep: int) -> int:
         params = {"job": job, "keep": keep}
         conn.execute(f"DELETE FROM output WHERE run_id IN ({self._OLD_RUNS})", params)
+        conn.execute(f"DELETE FROM notifications WHERE run_id IN ({self._OLD_RUNS})", params)
         return conn.execute(f"DELETE FROM runs WHERE id IN ({self._OLD_RUNS})", params).rowcount
 
     def append_output(self, run_id: int, data: bytes, wait_s: float | None = None) -> None:
@@ -596,6 +599,34 @@ class SQLiteStore:
                 [run_id, after_seq],
             )
             return [(r[0], bytes(r[1])) for r in rows]
+
+    def add_notification(self, run_id: int, delivery: Delivery) -> None:
+        """Record one notification's outcome for a run (show and history --json list them)."""
+        with self._tx(durable=False) as conn:
+            conn.execute(
+                "INSERT INTO notifications (run_id, event, target, status, attempts, error, at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [run_id, delivery.event, delivery.target, delivery.status, delivery.attempts,
+                 delivery.error, to_ms(delivery.at)],
+            )  # fmt: skip
+
+    def notifications(self, run_ids: Sequence[int]) -> dict[int, list[Delivery]]:
+        """The notifications recorded for these runs, oldest first, by run id."""
+        out: dict[int, list[Delivery]] = {}
+        ids = [i for i in run_ids if -(2**63) <= i < 2**63]
+        if not ids:
+            return out
+        with self._tx(write=False) as conn:
+            marks = ", ".join("?" for _ in ids)
+            rows = conn.execute(
+                "SELECT run_id, event, target, status, attempts, error, at FROM notifications "
+                f"WHERE run_id IN ({marks}) ORDER BY id",
+                ids,
+            ).fetchall()
+        for r in rows:
+            r = tuple(r.values()) if isinstance(r, dict) else tuple(r)
+            out.setdefault(r[0], []).append(Delivery(r[1], r[2], r[3], r[4], r[5], r[6] / 1000))
+        return out
 
     def now(self) -> float:
         """This host's clock: the store is a file on it."""
@@ -657,7 +688,9 @@ class SQLiteStore:
                     "SELECT id FROM runs WHERE created_at < ? AND dead = 0 "
                     "AND status NOT IN ('queued', 'running')"
                 )
-                conn.execute(f"DELETE FROM output WHERE run_id IN ({old})", [to_ms(older_than)])
+                for table in ("output", "notifications"):
+                    conn.execute(f"DELETE FROM {table} WHERE run_id IN ({old})",
+                                 [to_ms(older_than)])  # fmt: skip
                 gone += conn.execute(
                     f"DELETE FROM runs WHERE id IN ({old})", [to_ms(older_than)]
                 ).rowcount

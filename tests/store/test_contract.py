@@ -234,6 +234,7 @@ def test_sqlite_file_mode_wal_and_named_migrations(tmp_path: Path) -> None:
         "m006_fired_through",
         "m007_runners_with_leases",
         "m008_job_runner_labels",
+        "m009_notifications",
     ]
     index = conn.execute("PRAGMA index_list(runs)").fetchall()
     unique_cols = [
