@@ -385,3 +385,43 @@ def test_status_check_for_monitoring(cli) -> None:
     store().register_runner(replace(me, heartbeat_at=t - 60, lease_expires_at=t - 61))
     r = cli("status", "--check")  # alive but not renewing: stuck (SQLite), lease gone (PostgreSQL)
     assert r.code == 1 and len(r.err.strip().splitlines()) == 1
+
+
+@pytest.mark.usefixtures("any_store")
+def test_notify_and_ping_options(cli) -> None:
+    r = cli("add", "n", "--every", "1h", "--notify", "failure=https://hooks.example/x",
+            "--notify", "dead=logger jobctl", "--ping", "https://hc-ping.com/uuid/",
+            "--json", "--", "true")  # fmt: skip
+    assert r.code == 0, r.err
+    assert r.json()["notify"] == [
+        {"event": "dead", "target": "logger jobctl"},
+        {"event": "failure", "target": "https://hooks.example/x"},
+    ]
+    assert r.json()["ping"] == "https://hc-ping.com/uuid"
+    shown = cli("show", "n").out
+    assert "failure -> https://hooks.example/x" in shown and "hc-ping.com/uuid" in shown
+    for bad, why in (
+        (("--notify", "fail=x"), "unknown event 'fail'"),
+        (("--ping", "ftp://x"), "must be an http:// or https:// URL"),
+    ):
+        r = cli("edit", "n", *bad)
+        assert r.code == 2 and why in r.err and len(r.err.strip().splitlines()) == 1
+    edited = cli("edit", "n", "--notify", "", "--ping", "", "--json").json()
+    assert (edited["notify"], edited["ping"]) == ([], None)
+
+
+def test_config_shows_settings_and_their_sources(cli, tmp_path: Path, monkeypatch) -> None:
+    conf = tmp_path / "xdg" / "jobctl"
+    conf.mkdir(parents=True)
+    conf.joinpath("config.toml").write_text('[notify]\nfailure = ["logger a", "logger b"]\n')
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+    data = cli("config", "--json").json()
+    assert data["config_file"] == {"path": str(conf / "config.toml"), "exists": True}
+    assert [(n["event"], n["target"]) for n in data["notify"]] == [
+        ("failure", "logger a"),
+        ("failure", "logger b"),
+    ]
+    assert data["home"]["source"] in ("--home flag", "$JOBCTL_HOME")
+    conf.joinpath("config.toml").write_text("[notify]\nfailure = 3\n")
+    r = cli("config")
+    assert r.code == 2 and "config.toml: notify.failure" in r.err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import random
 import signal
@@ -588,3 +589,35 @@ def test_logs_follow_right_after_detach_follows_the_new_run(env: Env) -> None:
     second = env.run("run", "fol", "--detach", check=True).stdout.strip()
     follow = env.run("logs", "fol", "--follow")
     assert follow.stdout == f"run {second}\n" and first != second
+
+
+def test_runner_tells_a_webhook_and_a_hook_of_failures(any_env: Env, tmp_path: Path) -> None:
+    """A failing job's `failure` and `dead` events reach a local webhook (the run's JSON and
+    its output tail) and a config-file default hook; history --json lists each outcome."""
+    from tests.unit.test_notify import Server
+
+    server = Server()
+    try:
+        conf = tmp_path / "xdg" / "jobctl"
+        conf.mkdir(parents=True)
+        hook = tmp_path / "hook"
+        conf.joinpath("config.toml").write_text(f'[notify]\ndead = "cat > {hook}"\n')
+        any_env.env["XDG_CONFIG_HOME"] = str(tmp_path / "xdg")
+        any_env.run("add", "bad", "--every", "1d", "--notify", f"failure={server.url}/f",
+                    "--shell", "--", "echo boom; exit 3", check=True)  # fmt: skip
+        any_env.start_runner()
+        any_env.run("run", "bad", "--detach", check=True)
+        wait_for(lambda: hook.exists() and hook.read_text().endswith("}"))
+        wait_for(lambda: any(r["notifications"] and len(r["notifications"]) == 2
+                             for r in any_env.runs("bad")))  # fmt: skip
+        ((method, path, raw),) = server.got
+        body = json.loads(raw)
+        assert (method, path, body["event"], body["job"]) == ("POST", "/f", "failure", "bad")
+        assert body["run"]["exit_code"] == 3 and "boom" in body["output_tail"]
+        assert json.loads(hook.read_text())["event"] == "dead"
+        (run,) = any_env.runs("bad")
+        assert run["status"] == "failed"  # notifications never change a run's status
+        got = sorted((n["event"], n["status"]) for n in run["notifications"])
+        assert got == [("dead", "sent"), ("failure", "sent")]
+    finally:
+        server.close()
