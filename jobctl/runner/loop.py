@@ -262,8 +262,9 @@ class Runner:
                 if self.active:
                     self.check_cancels()
                 self.start_queued(horizon)
-                if not self.shared and now - last_beat >= self.lease_s / 3:
-                    self.store.heartbeat(self.owner, now, self.lease_s)  # shared: LeaseKeeper
+                if self.lease is None and now - last_beat >= self.lease_s / 3:
+                    # (a shared store's runner from the CLI renews on the LeaseKeeper's thread)
+                    self.store.heartbeat(self.owner, now, self.lease_s, self.epoch)
                     last_beat = now
                 # shared store: reap expired leases at the pace of renewals (a takeover
                 # within lease + lease/3 of a runner's death); else recover every 30 s
