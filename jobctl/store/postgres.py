@@ -25,7 +25,7 @@ import psycopg
 from psycopg import errors as pg_errors
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
-from psycopg.rows import dict_row
+from psycopg.rows import dict_row, tuple_row
 
 from jobctl.errors import ConflictError, FencedError, NotFoundError, StoreError
 from jobctl.models import Job, Run
@@ -40,7 +40,15 @@ from jobctl.store.base import (
     fired_mark,
     fresh_fires,
 )
-from jobctl.store.rows import JOB_COLUMNS, RUN_COLUMNS, to_ms
+from jobctl.store.rows import (
+    JOB_COLUMNS,
+    NOTIFICATION_COLUMNS,
+    RUN_COLUMNS,
+    notification_insert,
+    notification_row,
+    notifications_by_run,
+    to_ms,
+)
 
 CONNECT_TIMEOUT_S = 5
 LOCK_TIMEOUT_S = 60.0  # how long a write waits for a row another transaction holds
@@ -655,29 +663,21 @@ class PostgresStore:
     def add_notification(self, run_id: int, delivery: Delivery) -> None:
         """Record one notification's outcome for a run (show and history --json list them)."""
         with self._tx() as conn:
-            conn.execute(
-                "INSERT INTO notifications (run_id, event, target, status, attempts, error, at) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s)",
-                [run_id, delivery.event, delivery.target, delivery.status, delivery.attempts,
-                 delivery.error, to_ms(delivery.at)],
-            )  # fmt: skip
+            conn.execute(notification_insert("%s"), notification_row(run_id, delivery))
 
     def notifications(self, run_ids: Sequence[int]) -> dict[int, list[Delivery]]:
         """The notifications recorded for these runs, oldest first, by run id."""
-        out: dict[int, list[Delivery]] = {}
         ids = [i for i in run_ids if -(2**63) <= i < 2**63]
         if not ids:
-            return out
+            return {}
         with self._tx() as conn:
-            rows = conn.execute(
-                "SELECT run_id, event, target, status, attempts, error, at FROM notifications "
+            cur = conn.cursor(row_factory=tuple_row)
+            found = cur.execute(
+                f"SELECT {', '.join(NOTIFICATION_COLUMNS)} FROM notifications "
                 "WHERE run_id = ANY(%s) ORDER BY id",
                 [ids],
             ).fetchall()
-        for r in rows:
-            r = tuple(r.values()) if isinstance(r, dict) else tuple(r)
-            out.setdefault(r[0], []).append(Delivery(r[1], r[2], r[3], r[4], r[5], r[6] / 1000))
-        return out
+        return notifications_by_run(found)
 
     def now(self) -> float:
         """The database's clock (clock_timestamp()), epoch seconds."""

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobctl.models import RUN_STATUSES, Job, Run
-from jobctl.store.base import DEFAULT_LEASE_S, RunnerInfo
+from jobctl.store.base import DEFAULT_LEASE_S, Delivery, RunnerInfo
 
 # column -> how it is stored: "ms" (float seconds <-> integer ms), "json", "bool", "" (as is)
 JOB_COLUMNS: dict[str, str] = {
@@ -103,3 +103,25 @@ def runner_info(r: Any) -> RunnerInfo:
         version=r["version"], since=r["since"] / 1000, heartbeat_at=r["heartbeat_at"] / 1000,
         lease_expires_at=r["lease_expires_at"] / 1000,
     )  # fmt: skip
+
+
+NOTIFICATION_COLUMNS = ("run_id", "event", "target", "status", "attempts", "error", "at")
+
+
+def notification_insert(mark: str) -> str:
+    """The INSERT of one notification outcome, with the store's placeholder `mark`."""
+    marks = ", ".join(mark for _ in NOTIFICATION_COLUMNS)
+    return f"INSERT INTO notifications ({', '.join(NOTIFICATION_COLUMNS)}) VALUES ({marks})"
+
+
+def notification_row(run_id: int, d: Delivery) -> list[Any]:
+    return [run_id, d.event, d.target, d.status, d.attempts, d.error, to_ms(d.at)]
+
+
+def notifications_by_run(found: Sequence[Sequence[Any]]) -> dict[int, list[Delivery]]:
+    """Rows of NOTIFICATION_COLUMNS (in that order), grouped by run id."""
+    out: dict[int, list[Delivery]] = {}
+    for run_id, event, target, status, attempts, error, at in found:
+        out.setdefault(run_id, []).append(Delivery(event, target, status, attempts, error,
+                                                   at / 1000))  # fmt: skip
+    return out

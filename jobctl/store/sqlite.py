@@ -35,8 +35,12 @@ from jobctl.store.base import (
 )
 from jobctl.store.rows import (
     JOB_COLUMNS,
+    NOTIFICATION_COLUMNS,
     RUN_COLUMNS,
     RUNNER_COLUMNS,
+    notification_insert,
+    notification_row,
+    notifications_by_run,
     runner_info,
     runner_row,
     status_clause,
@@ -603,30 +607,21 @@ class SQLiteStore:
     def add_notification(self, run_id: int, delivery: Delivery) -> None:
         """Record one notification's outcome for a run (show and history --json list them)."""
         with self._tx(durable=False) as conn:
-            conn.execute(
-                "INSERT INTO notifications (run_id, event, target, status, attempts, error, at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [run_id, delivery.event, delivery.target, delivery.status, delivery.attempts,
-                 delivery.error, to_ms(delivery.at)],
-            )  # fmt: skip
+            conn.execute(notification_insert("?"), notification_row(run_id, delivery))
 
     def notifications(self, run_ids: Sequence[int]) -> dict[int, list[Delivery]]:
         """The notifications recorded for these runs, oldest first, by run id."""
-        out: dict[int, list[Delivery]] = {}
         ids = [i for i in run_ids if -(2**63) <= i < 2**63]
         if not ids:
-            return out
+            return {}
         with self._tx(write=False) as conn:
             marks = ", ".join("?" for _ in ids)
-            rows = conn.execute(
-                "SELECT run_id, event, target, status, attempts, error, at FROM notifications "
+            found = conn.execute(
+                f"SELECT {', '.join(NOTIFICATION_COLUMNS)} FROM notifications "
                 f"WHERE run_id IN ({marks}) ORDER BY id",
                 ids,
             ).fetchall()
-        for r in rows:
-            r = tuple(r.values()) if isinstance(r, dict) else tuple(r)
-            out.setdefault(r[0], []).append(Delivery(r[1], r[2], r[3], r[4], r[5], r[6] / 1000))
-        return out
+        return notifications_by_run(found)
 
     def now(self) -> float:
         """This host's clock: the store is a file on it."""
