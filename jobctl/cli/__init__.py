@@ -68,6 +68,7 @@ VERBS = {
     **dict.fromkeys(("run", "retry", "cancel", "history", "logs", "dead", "prune"), "runs"),
     **dict.fromkeys(("runner", "status"), "runner"),
     "completion": "completion",
+    "service": "service",
 }
 _registered: set[str] = set()
 
@@ -76,7 +77,8 @@ def register(modules: set[str] | None = None) -> typer.Typer:
     """Register the verb modules named (all by default) on `app` and return it."""
     import importlib
 
-    order = ("jobs", "preview", "runs", "runner", "completion")  # as `jobctl --help` lists them
+    # as `jobctl --help` lists them
+    order = ("jobs", "preview", "runs", "runner", "service", "completion")
     for name in (m for m in order if m in (modules or order) and m not in _registered):
         importlib.import_module(f"jobctl.cli.{name}").register(app)
         _registered.add(name)
