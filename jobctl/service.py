@@ -211,6 +211,16 @@ def build_service(
     return service
 
 
+def notes(service: Service, environ: Mapping[str, str]) -> list[str]:
+    """What the service will not have that this shell has (said at install)."""
+    if service.postgres and environ.get("PGPASSWORD"):
+        return [
+            "note: PGPASSWORD is not written to the unit (every user can read it): the service "
+            "needs the password in ~/.pgpass (or a file named by PGPASSFILE)"
+        ]
+    return []
+
+
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -440,7 +450,7 @@ def write_unit(path: Path, content: bytes, scope: Scope) -> Outcome:
     """Write the unit (mode 0644, atomically); say whether it was new, changed or the same."""
     try:
         old: bytes | None = path.read_bytes()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         old = None
     except OSError as exc:
         raise JobctlError(f"cannot read {path}: {exc.strerror}") from None
@@ -460,7 +470,8 @@ def write_unit(path: Path, content: bytes, scope: Scope) -> Outcome:
     except OSError as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        hint = " (a system unit needs root: run it with sudo)" if scope == "system" else ""
+        root = scope == "system" and isinstance(exc, PermissionError)
+        hint = " (a system unit needs root: run it with sudo)" if root else ""
         raise JobctlError(f"cannot write {path}: {exc.strerror}{hint}") from None
     return "written" if old is None else "updated"
 
@@ -588,9 +599,9 @@ def uninstall(
         echo(f"stopped and disabled {UNIT_NAME}")
     _remove(path)
     if manager.state != "ok":  # what `disable` would have removed
-        for link in path.parent.glob(f"*.wants/{UNIT_NAME}"):
-            if link.is_symlink():
-                _remove(link)
+        for wants in path.parent.glob("*.wants"):
+            if (wants / UNIT_NAME).is_symlink():  # dangling now: glob would not see it
+                _remove(wants / UNIT_NAME)
     echo(f"removed {path}")
     if manager.state == "ok":
         _call(run, _systemctl(scope, "daemon-reload", tool=tool))

@@ -99,6 +99,8 @@ def install(
         scope=scope,
         explicit_store=_explicit_store(ctx),
     )
+    for note in service.notes(svc, os.environ):
+        render.note(note)
     if print_only:
         typer.echo(service.render_unit(svc, kind, scope).decode(), nl=False)
         missing = service.missing_manager(kind)
