@@ -459,13 +459,11 @@ def write_unit(path: Path, content: bytes, scope: Scope) -> Outcome:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        try:
-            os.fchmod(fd, 0o644)  # whatever the umask: the manager reads it, nothing secret
-            os.write(fd, content)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644), "wb") as f:
+            os.fchmod(f.fileno(), 0o644)  # whatever the umask: the manager reads it
+            f.write(content)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):
