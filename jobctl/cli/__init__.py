@@ -70,6 +70,7 @@ VERBS = {
     **dict.fromkeys(("runner", "status"), "runner"),
     "completion": "completion",
     "config": "settings",
+    "service": "service",
 }
 _registered: set[str] = set()
 
@@ -79,7 +80,7 @@ def register(modules: set[str] | None = None) -> typer.Typer:
     import importlib
 
     # as `jobctl --help` lists them
-    order = ("jobs", "preview", "runs", "runner", "settings", "completion")
+    order = ("jobs", "preview", "runs", "runner", "service", "settings", "completion")
     for name in (m for m in order if m in (modules or order) and m not in _registered):
         importlib.import_module(f"jobctl.cli.{name}").register(app)
         _registered.add(name)
