@@ -433,3 +433,27 @@ def test_reboot_fires_once_per_start_of_each_runner_that_may_run_it(tmp_path: Pa
         ("gpu", gpu.since),
     ]
     store.close()
+
+
+def test_missed_fires_are_told_once_per_round(tmp_path: Path) -> None:
+    """Fires skipped by the misfire policy (--misfire skip after downtime) make one `missed`
+    notification for the round, carrying the latest skipped fire."""
+    from jobctl.notify import Notifier
+
+    store, _, clock = setup(tmp_path, misfire="skip", notify=[["missed", "true"]])
+    told: list[tuple[str, Run]] = []
+
+    class Recorder(Notifier):
+        def missed(self, job: Job, run: Run) -> None:
+            told.append((job.name, run))
+
+    runner = Runner(store, clock=clock, notifier=Recorder(lambda i, d: None))
+    runner.since = T0  # the fires below were missed while it was up (held up)
+    clock.advance(60 * 10)  # ten fires due at once: the newest runs late, the rest are missed
+    runner.fire_due(clock.now())
+    skipped = [r for r in store.list_runs(RunFilter()) if r.status == "skipped"]
+    assert skipped and len(told) == 1
+    name, run = told[0]
+    assert name == "j" and run.scheduled_for == max(r.scheduled_for for r in skipped)
+    runner.fire_due(clock.now())
+    assert len(told) == 1  # nothing new missed
