@@ -243,6 +243,7 @@ def export(
     names: Annotated[
         list[str] | None,
         typer.Argument(
+            metavar="[NAME]...",
             help="Jobs to export (default: all).",
             autocompletion=complete_job_name,
             show_default=False,
@@ -279,7 +280,7 @@ def export(
 
 
 def apply(
-    file: Annotated[str, typer.Argument(metavar="FILE.toml", help="Jobs as [jobs.NAME] tables.")],
+    file: Annotated[str, typer.Argument(metavar="FILE", help="A TOML file of [jobs.NAME] tables.")],
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Print what would change; write nothing.")
     ] = False,
@@ -292,7 +293,7 @@ def apply(
     ] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Make the jobs what FILE.toml says: add, update (only what differs), keep the rest."""
+    """Make the jobs what FILE says: add, update (only what differs), keep the rest."""
     import tomllib
 
     from jobctl import jobfile
