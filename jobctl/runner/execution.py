@@ -90,6 +90,9 @@ def job_env(job: Job, run: Run) -> dict[bytes, bytes]:
         ),
         "JOBCTL_RUN_KEY": run.run_key,
     }
+    if run.upstream_run_id is not None:  # a run queued by --after: the run it follows
+        ours["JOBCTL_UPSTREAM_RUN_ID"] = str(run.upstream_run_id)
+        ours["JOBCTL_UPSTREAM_STATUS"] = run.upstream_status or ""
     if run.owner:
         ours[OWNER_VAR] = run.owner  # with JOBCTL_RUN_ID, how recovery finds an unrecorded pid
     env.update((os.fsencode(k), os.fsencode(v)) for k, v in ours.items())

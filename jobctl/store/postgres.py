@@ -12,6 +12,7 @@ Imported only for a postgresql:// store: SQLite users never import psycopg.
 
 from __future__ import annotations
 
+import json
 import re
 import select
 import threading
@@ -37,6 +38,8 @@ from jobctl.store.base import (
     Picker,
     RunFilter,
     RunnerInfo,
+    chain_runs,
+    chains_from,
     fired_mark,
     fresh_fires,
 )
@@ -626,9 +629,25 @@ class PostgresStore:
             if followup is not None:
                 conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
                 self._insert_run(conn, followup, conflict)
+            if chains_from(run, followup):
+                self._chain(conn, run)
             if keep_runs is not None:
                 self._retain(conn, run.job, keep_runs)
             return run
+
+    def _chain(self, conn: psycopg.Connection[Any], run: Run) -> None:
+        """As SQLiteStore._chain: the downstream runs, in the transaction of the end."""
+        found = conn.execute("SELECT * FROM jobs WHERE strpos(after, %s) > 0",
+                             [json.dumps(run.job)]).fetchall()  # fmt: skip
+        jobs = [_job(r) for r in found]
+        if not jobs:
+            return
+        busy = {r["job"] for r in conn.execute(
+            "SELECT DISTINCT job FROM runs WHERE job = ANY(%s) "
+            "AND status IN ('queued', 'running')", [[j.name for j in jobs]])}  # fmt: skip
+        conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
+        for chained in chain_runs(run, jobs, busy, run.finished_at or 0.0):
+            self._insert_run(conn, chained, conflict)
 
     _OLD_RUNS = (
         "SELECT id FROM runs WHERE job = %(job)s AND status NOT IN ('queued', 'running') "
@@ -759,6 +778,8 @@ class PostgresStore:
                 if retry is not None:
                     self._insert_run(conn, retry, " ON CONFLICT (job, scheduled_for, attempt) "
                                      "DO NOTHING")  # fmt: skip
+                if chains_from(final, retry):
+                    self._chain(conn, final)
                 job = jobs.get(run.job)
                 if job is not None:
                     self._retain(conn, run.job, job.keep_runs)
