@@ -11,8 +11,8 @@ is part of the test command; tests/test_bench_smoke.py only checks that the suit
 
 fleet (the runner on PostgreSQL, bench/fleet.py) needs a server (JOBCTL_BENCH_PG, default
 postgresql://postgres@127.0.0.1:5432/test; skipped with one line without one) and takes
-about 1.5 minutes even in quick mode, so it is part of the full run only: `--quick --only
-fleet` runs it quick.
+about 2 minutes even in quick mode (6.5 in full), so it is part of the full run only:
+`--quick --only fleet` runs it quick.
 """
 
 from __future__ import annotations

@@ -10,9 +10,9 @@ with one line.
   recorded end): one runner on SQLite (bench.drain itself), one runner on PostgreSQL, three
   runners on PostgreSQL (JOBCTL_HOST h1..h3), 4 workers each. Runners' CPU per run (their
   user+system time), and the CPU of the PostgreSQL backends that served them.
-- lateness: 20 jobs firing every second with their fires 50 ms apart (20 fires/s, the
-  *spread* pattern of bench/precision.py), on one runner and on three; in full mode also all
-  20 at the same instant (*burst*). Lateness = `started_at - scheduled_for` of the history
+- lateness: 20 jobs firing every second, their fires 50 ms apart (20 fires/s, the *spread*
+  pattern of bench/precision.py) or all 20 at the same instant (*burst*: `* * * * * *`), on
+  one runner and on three. Lateness = `started_at - scheduled_for` of the history
   (the runner's record) and, as a second figure, the time the job's own `date +%s.%N` printed.
 - detach: three idle runners; the time from starting `jobctl run JOB --detach` to the job's
   process start (the job appends `date +%s.%N` to a file), split into the command's own time
@@ -748,23 +748,18 @@ def measure(quick: bool, peers: set[str], n: int | None = None) -> common.Result
                      "figure then includes part of the writing)")  # fmt: skip
 
     # 2. lateness
-    patterns = [True] if quick else [True, False]
-    for spread in patterns:
+    for spread in (True, False):
         how = "spread" if spread else "burst"
         for hosts in (HOSTS[:1], HOSTS):
             own, recorded, more, by_host = pg_lateness(pg, late_s, hosts, spread)
             notes += more
-            setup = (f"PostgreSQL, {len(hosts)} runner{'s' * (len(hosts) > 1)} × "
-                     f"{precision.WORKERS} workers, {how}")  # fmt: skip
-            verdict = ""
-            if spread:
-                b = common.Budget(f"PostgreSQL fire lateness p99 at 20 fires/s, {len(hosts)} "
-                                  f"runner{'s' * (len(hosts) > 1)} (history)",
-                                  common.pct(recorded, 99), LATENESS_MS, "ms")  # fmt: skip
-                budgets.append(b)
-                verdict = _verdict(b)
+            runners = f"{len(hosts)} runner{'s' * (len(hosts) > 1)}"
+            setup = f"PostgreSQL, {runners} × {precision.WORKERS} workers, {how}"
+            b = common.Budget(f"PostgreSQL fire lateness p99 at 20 fires/s, {how}, {runners} "
+                              "(history)", common.pct(recorded, 99), LATENESS_MS, "ms")  # fmt: skip
+            budgets.append(b)
             rows.append(["lateness", setup, f"runner's record (history), {len(recorded):,} "
-                         "fires: p50 / p99 / max ms", _dist(recorded), verdict])  # fmt: skip
+                         "fires: p50 / p99 / max ms", _dist(recorded), _verdict(b)])  # fmt: skip
             rows.append(["lateness", setup, f"seen by the job, {len(own):,} fires: "
                          "p50 / p99 / max ms", _dist(own), ""])  # fmt: skip
             if len(hosts) > 1:
@@ -819,8 +814,8 @@ def measure(quick: bool, peers: set[str], n: int | None = None) -> common.Result
                  f"log: {i['fired']}")  # fmt: skip
     if quick:
         notes.append(
-            f"quick mode: {n:,} runs and 1 round of drain, {late_s} s of fires per setup "
-            f"(spread only), {samples} detached runs, {idle_s:.0f} s idle"
+            f"quick mode: {n:,} runs and 1 round of drain, {late_s} s of fires per setup, "
+            f"{samples} detached runs, {idle_s:.0f} s idle"
         )
     method = (
         f"PostgreSQL {_server_version(pg)} at {pg.shown()} (`{PG_ENV}`), on this same machine "
@@ -837,12 +832,13 @@ def measure(quick: bool, peers: set[str], n: int | None = None) -> common.Result
         "server processes serving the runners' connections (found by their client ports), "
         "which on SQLite is done inside the runner. "
         f"**Lateness**: {precision.JOBS} jobs running `date +%s.%N` (argv) every second under "
-        f"runners of {precision.WORKERS} workers, their fires 50 ms apart (*spread*: `--every "
-        "1s` with `--start-at` offsets, 20 fires/s evenly"
-        + ("" if quick else "; and *burst*: `--cron '* * * * * *'`, all 20 at once")
-        + f"); the first {precision.WARMUP_S} s of fires are discarded, the next {late_s} s "
-        "measured. The budget is on the history's `started_at - scheduled_for` (the runner's "
-        "record, whole ms); the job's own printed time is shown beside it. "
+        f"runners of {precision.WORKERS} workers, in the two patterns of the precision part: "
+        "*spread*, their fires 50 ms apart (`--every 1s` with `--start-at` offsets, 20 fires/s "
+        "evenly; the pattern of the SQLite budget), and *burst*, all 20 due at the same "
+        f"instant (`--cron '* * * * * *'`); the first {precision.WARMUP_S} s of fires are "
+        f"discarded, the next {late_s} s measured. The budgets are on the history's "
+        "`started_at - scheduled_for` (the runner's record, whole ms), for both patterns; the "
+        "job's own printed time is shown beside it. "
         f"**Detach**: three idle runners (h1-h3); {samples} times, 0.5-1.5 s apart (so the "
         "runners are back in their idle sleep), `jobctl run dj --detach --json` is started; "
         "the job (`--shell`) appends `date +%s.%N` to a file; figure = that time - the "
