@@ -16,7 +16,7 @@ runner's orphans outlive it, and a cut-off runner has jobs to fence), and append
 90): kill -9 h1 at 1/4, start it again 1/6 later; partition h2 at 1/2 for 1/4 (longer than the
 lease), then restore it (--quick: 60 s, kill at 15 s, back at 25 s, partition 30-50 s). Then
 the job is paused, the runs still going are waited for, the runners are stopped, and the
-demo prints what the file and the history say:
+demo prints what the file and the history (kept as history.json) say:
 
 - fires recorded (distinct scheduled times in the history), runs, executions (start lines);
 - duplicates: a run key + attempt executed more than once (must be 0);
@@ -169,11 +169,12 @@ def run_demo(d: Demo, pg: fleet.Pg) -> int:
             for r in runners.values():
                 r.wait_registered()
             added = time.time()
-            common.run(env, "add", "tick", "--cron", "* * * * * *", "--overlap", "allow",
-                       "--retries", "1", "--retry-delay", "0s", "--keep-runs", "1000000",
-                       "--shell", "--", job_command(out, d.job_s))  # fmt: skip
+            job = json.loads(common.run(
+                env, "add", "tick", "--cron", "* * * * * *", "--overlap", "allow", "--retries",
+                "1", "--retry-delay", "0s", "--keep-runs", "1000000", "--json", "--shell", "--",
+                job_command(out, d.job_s)))  # fmt: skip
             t0 = time.time()
-            first_fire = float(int(added) + 1)  # the job's first fire (cron: whole seconds)
+            first_fire = _ts(job["next_run_at"]) or float(int(t0) + 1)  # its first fire
             d.say(
                 t0,
                 f"job 'tick' added; runners h1, h2 (through a proxy), h3 up, --lease {d.lease}, "
@@ -223,6 +224,7 @@ def run_demo(d: Demo, pg: fleet.Pg) -> int:
                 d.say(t0, "some runs were still queued or running at the deadline")
             history = json.loads(common.run(env, "history", "tick", "--json", "--limit",
                                             "1000000"))  # fmt: skip
+            (d.folder / "history.json").write_text(json.dumps(history, indent=1) + "\n")
             d.say(t0, f"stopping the runners ({len(history)} runs in the history)")
         finally:
             for r in runners.values():
