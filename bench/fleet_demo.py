@@ -14,9 +14,10 @@ through tests/proxy.py's Proxy. One job fires every second (`--cron '* * * * * *
 runner's orphans outlive it, and a cut-off runner has jobs to fence), and appends an `end` line
 (or a `term` line if it is terminated). Faults, at fractions of --seconds (120 s: 30, 50, 60,
 90): kill -9 h1 at 1/4, start it again 1/6 later; partition h2 at 1/2 for 1/4 (longer than the
-lease), then restore it (--quick: 60 s, kill at 15 s, back at 25 s, partition 30-50 s). Then
-the job is paused, the runs still going are waited for, the runners are stopped, and the
-demo prints what the file and the history (kept as history.json) say:
+lease), then restore it (--quick: 60 s, kill at 15 s, back at 25 s, partition 30-50 s); each
+fault waits (at most a lease) for its runner to have a run in flight, so that there is work
+to take over. Then the job is paused, the runs still going are waited for, the runners are
+stopped, and the demo prints what the file and the history (kept as history.json) say:
 
 - fires recorded (distinct scheduled times in the history), runs, executions (start lines);
 - duplicates: a run key + attempt executed more than once (must be 0);
@@ -187,9 +188,17 @@ def run_demo(d: Demo, pg: fleet.Pg) -> int:
                 Fault(d.cut_at, "partition"),
                 Fault(d.cut_at + d.cut_for, "restore"),
             ]
-            for fault in sorted(faults, key=lambda f: f.at):
+            then = {"kill": faults[1], "partition": faults[3]}  # timed from the fault's moment
+            pending = list(faults)
+            while pending:
+                fault = min(pending, key=lambda f: f.at)
+                pending.remove(fault)
                 _sleep_until(t0 + fault.at, t0, d, out)
+                if fault.what in then:  # so that there is work to take over
+                    _busy(pg, url, "h1" if fault.what == "kill" else "h2", d, t0)
                 fault.done_at = time.time()
+                if fault.what in then:
+                    then[fault.what].at += fault.done_at - t0 - fault.at
                 if fault.what == "kill":
                     victim = runners["h1"]
                     victim.kill()
@@ -233,6 +242,26 @@ def run_demo(d: Demo, pg: fleet.Pg) -> int:
                 r.stop()
             proxy.close()
     return report(d, t0, first_fire, pause_at, faults, healthy, history, read_effects(out))
+
+
+def _busy(pg: fleet.Pg, url: str, host: str, d: Demo, t0: float) -> None:
+    """Wait (at most a lease) until `host` has a run in flight, so that the fault has
+    something for the others to take over."""
+    with pg.connect(url) as conn:
+
+        def running() -> bool:
+            row = conn.execute("SELECT count(*) FROM runs WHERE status = 'running' "
+                               "AND host = %s", [host]).fetchone()  # fmt: skip
+            return bool(row and row[0])
+
+        waited = time.time()
+        try:
+            common.wait_for(running, d.lease_s, f"a run in flight on {host}", step=0.05)
+        except TimeoutError:
+            d.say(t0, f"{host} has had no run in flight for {d.lease_s:g} s; going ahead")
+            return
+    if time.time() - waited > 0.5:
+        d.say(t0, f"waited {time.time() - waited:.1f} s for a run in flight on {host}")
 
 
 def _sleep_until(t: float, t0: float, d: Demo, out: Path) -> None:
