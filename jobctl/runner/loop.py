@@ -192,12 +192,13 @@ class Runner:
         return 1 if self.failure else 0
 
     def _sync_clock(self) -> None:
-        """Set our clock's offset to the store's clock (a lease renewal does it later on)."""
+        """Set our clock's offset to the store's clock before any time is read (a few tries
+        for a reading with a short round trip; lease renewals keep it up to date)."""
         assert isinstance(self.clock, OffsetClock)
-        t0 = time.time()
-        db_now = self.store.now()
-        t1 = time.time()
-        self.clock.offset = db_now - (t0 + t1) / 2 - (self.clock.base.now() - time.time())
+        for _ in range(5):
+            if self.clock.sample(self.store.now):
+                return
+        self.clock.sample(self.store.now, force=True)  # a slow link: the best we can do
 
     @property
     def fence(self) -> tuple[str, int] | None:
@@ -256,6 +257,13 @@ class Runner:
                     self._missed_why = "the machine was asleep or its clock jumped"
                 elif jump < -2.0:
                     self.rewind(now, jump)
+                # shared store: reap expired leases at the pace of renewals (a takeover
+                # within lease + lease/3 of a runner's death); else recover every 30 s. First
+                # in the round: a claim that fails (the fleet's claim lock held) must not
+                # delay the takeover of a dead runner's runs
+                if now - last_maint >= (self.lease_s / 3 if self.shared else MAINTENANCE_S):
+                    self.recover(now)
+                    last_maint = now
                 horizon = now + LEAD_S
                 if self.holding:  # fenced: another runner may be taking our work over
                     self.fire_due(horizon)
@@ -266,11 +274,6 @@ class Runner:
                     # (a shared store's runner from the CLI renews on the LeaseKeeper's thread)
                     self.store.heartbeat(self.owner, now, self.lease_s, self.epoch)
                     last_beat = now
-                # shared store: reap expired leases at the pace of renewals (a takeover
-                # within lease + lease/3 of a runner's death); else recover every 30 s
-                if now - last_maint >= (self.lease_s / 3 if self.shared else MAINTENANCE_S):
-                    self.recover(now)
-                    last_maint = now
                 wall, mono = self.clock.now(), time.monotonic()
                 delay = self._sleep_for(wall)
                 self._store_ok()
@@ -447,7 +450,7 @@ class Runner:
             return planner.after_end(job, final, t, self.rng)
 
         for final, retry in self.store.reap_expired(decide):
-            self.emit("recover", describe_end(final, retry, now))
+            self.emit("recover", describe_end(final, retry, self.clock.now()))
             if self.notifier is not None:
                 jobs = self.store.list_jobs(names=[final.job], last_runs=False)
                 if jobs:

@@ -205,6 +205,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "ALTER TABLE runs ADD COLUMN upstream_run_id bigint",
             "ALTER TABLE runs ADD COLUMN upstream_status text",
             "ALTER TABLE runs ADD COLUMN chain boolean NOT NULL DEFAULT true",
+            # each recorded end looks up the jobs that run after its job: only linked jobs
+            "CREATE INDEX jobs_linked ON jobs (name) WHERE after != '[]'",
         ],
     ),
 ]

@@ -172,6 +172,13 @@ class PostgresStore:
         conn = self._open()
         try:
             conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")
+            # a session of ours cut off inside a transaction (a partition, a frozen runner)
+            # must not hold its locks (the fleet's claim lock) until the server's TCP gives
+            # up: the server ends it after DEAD_LINK_S idle in the transaction
+            conn.execute(f"SET idle_in_transaction_session_timeout = {DEAD_LINK_S * 1000}")
+            conn.execute(f"SET tcp_keepalives_idle = {DEAD_LINK_S}")
+            conn.execute("SET tcp_keepalives_interval = 1")
+            conn.execute(f"SET tcp_keepalives_count = {DEAD_LINK_S}")
             schema = conn.execute("SELECT current_schema() AS s").fetchone()
             if schema is None or schema["s"] is None:
                 raise StoreError(f"store {self.where} has no schema to use (check search_path)")
@@ -637,7 +644,7 @@ class PostgresStore:
 
     def _chain(self, conn: psycopg.Connection[Any], run: Run) -> None:
         """As SQLiteStore._chain: the downstream runs, in the transaction of the end."""
-        found = conn.execute("SELECT * FROM jobs WHERE strpos(after, %s) > 0",
+        found = conn.execute("SELECT * FROM jobs WHERE after != '[]' AND strpos(after, %s) > 0",
                              [json.dumps(run.job)]).fetchall()  # fmt: skip
         jobs = [_job(r) for r in found]
         if not jobs:

@@ -216,6 +216,8 @@ def m010_chains(db: Database) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN upstream_run_id INTEGER")
     db.execute("ALTER TABLE runs ADD COLUMN upstream_status TEXT")
     db.execute("ALTER TABLE runs ADD COLUMN chain INTEGER NOT NULL DEFAULT 1")
+    # each recorded end looks up the jobs that run after its job: only linked jobs, indexed
+    db.execute("CREATE INDEX jobs_linked ON jobs (name) WHERE after != '[]'")
 
 
 def migrate(db: Database) -> None:

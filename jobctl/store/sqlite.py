@@ -583,7 +583,8 @@ class SQLiteStore:
     def _chain(self, conn: sqlite3.Connection, run: Run) -> None:
         """Queue the runs of the jobs that run after `run`'s job (chain_runs), in the
         transaction that records its end: a chained run is never lost nor queued twice."""
-        found = conn.execute("SELECT * FROM jobs WHERE after LIKE ?", [f"%{json.dumps(run.job)}%"])
+        found = conn.execute("SELECT * FROM jobs WHERE after != '[]' AND after LIKE ?",
+                             [f"%{json.dumps(run.job)}%"])  # fmt: skip
         jobs = [_job(r) for r in found]
         if not jobs:
             return
