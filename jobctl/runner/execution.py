@@ -326,7 +326,7 @@ def describe_end(run: Run, retry: Run | None, now: float) -> str:
     if run.error and run.status != "succeeded":
         text += f" ({run.error})"
     if retry is not None:
-        text += f"; retry in {retry.not_before - now:.1f}s"
+        text += f"; retry in {max(0.0, retry.not_before - now):.1f}s"
     elif run.dead:
         text += "; dead (no retries left)"
     return text
