@@ -85,6 +85,7 @@ class Runner:
         self.epoch: int | None = None  # our registration's lease epoch (shared store)
         self.holding = True  # False while fenced: no fires recorded, no runs claimed
         self._orphans_checked = False  # shared store: left-overs of this host, at start
+        self._orphans_done: set[int | None] = set()  # runs whose left-overs were looked for
         self.guard = guard
         self.labels = sorted({owners.host(), *(labels or [])})  # the host is always a label
         #: why the runner stopped by itself (the store went away): `run()` then returns 1
@@ -437,6 +438,7 @@ class Runner:
             with self.pool.lock:
                 mine = set(self.pool.active)
         if self.shared:
+            self._kill_local_orphans(open_runs)
             registered = {r.owner for r in self.store.runners()}
             open_runs = [r for r in open_runs if r.host == self.host and r.owner not in registered]
         stale = recovery.stale_runs(open_runs, self.owner, mine)
@@ -455,20 +457,24 @@ class Runner:
                 jobs = self.store.list_jobs(names=[final.job], last_runs=False)
                 if jobs:
                     self.notifier.ended(jobs[0], final, retry)
-        if not self._orphans_checked:
-            self._kill_local_orphans()
-            self._orphans_checked = True
 
-    def _kill_local_orphans(self) -> None:
-        """At start on a shared store: the runs of this host that another runner took over
-        after their runner died (kill -9, crash) may still have processes here; terminate
-        them (by recorded pid and start time, or by their markers), as SQLite's recovery
-        does for the runs it abandons."""
-        recent = self.store.list_runs(
-            RunFilter(statuses=["abandoned"], since=self.clock.now() - 86400, limit=500)
-        )
-        gone = [r for r in recent if r.host == self.host and r.owner != self.owner
+    def _kill_local_orphans(self, open_runs: list[Run]) -> None:
+        """Shared store: the runs of this host whose runner died (kill -9, a crash) may
+        still have processes here; terminate them as soon as a runner runs here again, before
+        their lease expires and another runner starts the retry where it can (and, at start,
+        those of runs taken over already). Their store records are the reaper's. Safe where
+        another machine has the same name: only processes of this machine whose pid and start
+        time, or markers (JOBCTL_RUN_ID and JOBCTL_OWNER), are the run's are signalled."""
+        candidates = [r for r in open_runs if r.status == "running"]
+        if not self._orphans_checked:  # at start: also those taken over already
+            self._orphans_checked = True
+            candidates += self.store.list_runs(
+                RunFilter(statuses=["abandoned"], since=self.clock.now() - 86400, limit=500)
+            )
+        gone = [r for r in candidates if r.id not in self._orphans_done
+                and r.host == self.host and r.owner != self.owner
                 and not owners.alive(r.owner)]  # fmt: skip
+        self._orphans_done.update(r.id for r in gone)
         if gone:
             jobs = {j.name: j for j in self.store.list_jobs(names=sorted({r.job for r in gone}),
                                                             last_runs=False)}  # fmt: skip
