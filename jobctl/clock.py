@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
@@ -29,6 +30,13 @@ class SystemClock:
             time.sleep(seconds)
 
 
+#: a clock reading of the store whose round trip took longer than this (or than twice the
+#: fastest seen, on a slow link) is not used: the midpoint of a slow round trip (a network
+#: stall, a partition that just healed) can be off by half of it, and jobs would start early
+#: or late by that much
+MAX_SAMPLE_RTT_S = 0.25
+
+
 class OffsetClock:
     """Another clock plus an offset: a runner on a shared store reads the store's clock this
     way (the offset is measured at each lease renewal), so that a machine whose own clock is
@@ -37,6 +45,23 @@ class OffsetClock:
     def __init__(self, base: Clock, offset: float = 0.0) -> None:
         self.base = base
         self.offset = offset
+        self.synced = False  # an offset has been measured
+        self.best_rtt = float("inf")
+
+    def sample(self, read_remote: Callable[[], float], force: bool = False) -> bool:
+        """Measure the offset with one reading of the remote clock, taken as read at the
+        midpoint of its round trip; a reading with a slow round trip (see MAX_SAMPLE_RTT_S)
+        is dropped unless `force`, and the previous offset stays. True if it was used."""
+        t0 = time.time()
+        remote = read_remote()
+        t1 = time.time()
+        rtt = t1 - t0
+        self.best_rtt = min(self.best_rtt, rtt)
+        if not force and rtt > max(MAX_SAMPLE_RTT_S, 2 * self.best_rtt):
+            return False
+        self.offset = remote - (t0 + t1) / 2 - (self.base.now() - time.time())
+        self.synced = True
+        return True
 
     def now(self) -> float:
         return self.base.now() + self.offset

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -122,12 +123,55 @@ class JobOptions:
     on: list[str] | None = None
     notify: list[str] | None = None
     ping: str | None = None
+    after: list[str] | None = None
     keep_runs: str | int | None = None
     max_output: str | None = None
     description: str | None = None
     tag: list[str] | None = None
     paused: bool | None = None
     command: list[str] | None = field(default=None)
+
+
+#: conditions of `--after JOB:COND` (store/base.py CHAIN_ON gives the statuses of each)
+AFTER_CONDITIONS = ("success", "failure", "always")
+
+
+def parse_after(text: str) -> tuple[str, str]:
+    """`JOB[:success|failure|always]` (default success) from --after; UsageError naming it."""
+    name, sep, cond = text.partition(":")
+    cond = cond.strip() if sep else "success"
+    if cond not in AFTER_CONDITIONS:
+        raise UsageError(f"--after {text!r}: unknown condition {cond!r}: choose one of "
+                         f"{', '.join(AFTER_CONDITIONS)}")  # fmt: skip
+    return check_name(name.strip(), "job name in --after"), cond
+
+
+def check_chain(job: Job, jobs: Sequence[Job]) -> None:
+    """Refuse --after links to a missing job or that make a cycle (UsageError naming it);
+    `jobs` are the stored jobs (`job`'s stored version, if any, is replaced by `job`)."""
+    graph = {j.name: [a for a, _ in j.after] for j in jobs if j.name != job.name}
+    graph[job.name] = [a for a, _ in job.after]
+    for upstream in graph[job.name]:
+        if upstream not in graph:
+            raise UsageError(f"--after {upstream!r}: no job named {upstream!r}")
+
+    def path_back(start: str) -> list[str] | None:  # a path from start to job.name, if any
+        stack, seen = [(start, [start])], set()
+        while stack:
+            name, path = stack.pop()
+            if name == job.name:
+                return path
+            if name in seen:
+                continue
+            seen.add(name)
+            stack += [(up, [*path, up]) for up in graph.get(name, [])]
+        return None
+
+    for upstream in graph[job.name]:
+        cycle = path_back(upstream)
+        if cycle is not None:
+            shown = " -> ".join([job.name, *cycle])
+            raise UsageError(f"--after {upstream!r} would make a cycle: {shown}")
 
 
 def new_job(name: str, opts: JobOptions, now: float, default_tz: str, default_cwd: str) -> Job:
@@ -227,6 +271,8 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
         from jobctl.notify import parse_notify
 
         c["notify"] = [list(p) for p in sorted({parse_notify(x) for x in opts.notify if x})]
+    if opts.after is not None:  # `--after ""` clears them
+        c["after"] = [list(p) for p in sorted({parse_after(x) for x in opts.after if x})]
     if opts.ping is not None:  # `--ping ""` clears it
         from jobctl.notify import check_ping
 

@@ -17,7 +17,7 @@ JobState = Literal["active", "paused", "done"]
 Overlap = Literal["skip", "queue", "allow", "replace"]
 Misfire = Literal["once", "skip", "all"]
 Backoff = Literal["exponential", "linear", "fixed"]
-Trigger = Literal["schedule", "catchup", "manual", "retry", "replay", "reboot"]
+Trigger = Literal["schedule", "catchup", "manual", "retry", "replay", "reboot", "after"]
 RunStatus = Literal[
     "queued", "running", "succeeded", "failed", "timed_out", "cancelled", "skipped", "abandoned"
 ]
@@ -88,6 +88,11 @@ class Run:
     output_bytes: int = 0
     cancel_requested_at: float | None = None
     forced: bool = False  # a manual run with --force: starts beside the job's running run
+    #: a run queued by `--after` carries the upstream run it follows (and its final status)
+    upstream_run_id: int | None = None
+    upstream_status: str | None = None
+    #: whether this run's end triggers the jobs that run after its job (a replay: --chain)
+    chain: bool = True
 
     @property
     def duration_s(self) -> float | None:
@@ -141,6 +146,8 @@ class Job:
     #: `--notify EVENT=TARGET` entries, [event, target] pairs (notify.py); `--ping URL`
     notify: list[list[str]] = field(default_factory=list)
     ping: str | None = None
+    #: `--after JOB[:success|failure|always]`: [job, condition] pairs (store/base.chain_runs)
+    after: list[list[str]] = field(default_factory=list)
     id: int | None = None
     last_run: Run | None = None  # filled by the store on reads; not a column
 

@@ -309,6 +309,9 @@ def after_end(job: Job | None, run: Run, now: float, rng: random.Random) -> tupl
             trigger="retry",
             created_at=now,
             not_before=now + retry_delay(job, run.attempt, rng),
+            upstream_run_id=run.upstream_run_id,
+            upstream_status=run.upstream_status,
+            chain=run.chain,
         )
         return run, retry
     run.dead = True

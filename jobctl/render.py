@@ -85,6 +85,7 @@ def run_json(run: Run, notes: Sequence[Delivery] | None = None) -> dict[str, Any
         "dead": run.dead,
         "run_key": run.run_key,
         "not_before": iso(run.not_before),
+        "upstream_run_id": run.upstream_run_id,
     }
     if notes is not None:
         data["notifications"] = [
@@ -135,6 +136,7 @@ def job_json(job: Job) -> dict[str, Any]:
         "on": job.on_labels,
         "notify": [{"event": e, "target": t} for e, t in job.notify],
         "ping": job.ping,
+        "after": [{"job": j, "on": c} for j, c in job.after],
         "keep_runs": job.keep_runs,
         "max_output": job.max_output,
         "anchor_at": iso(job.anchor_at, tz),

@@ -73,22 +73,24 @@ def new_manual_run(
     trigger: Trigger = "manual",
     replay_of: Run | None = None,
     forced: bool = False,
+    chain: bool = True,
 ) -> Run:
     """Record a queued manual (or replay) run; owned by `owner` when this process will run it.
     A replay is the same fire (scheduled_for) with the next attempt number."""
     fire = replay_of.scheduled_for if replay_of is not None else now
     attempt = _next_attempt(store, replay_of) if replay_of is not None else 1
     run = Run(job=job.name, scheduled_for=fire, trigger=trigger, attempt=attempt, created_at=now,
-              not_before=now, owner=owner, forced=forced)  # fmt: skip
+              not_before=now, owner=owner, forced=forced, chain=chain)  # fmt: skip
     return store.add_run(run)
 
 
 def trigger(
     store: Store, job_name: str, now: float, owner: str | None, force: bool,
-    replay_of: int | None = None,
+    replay_of: int | None = None, chain: bool = True,
 ) -> tuple[Job, Run]:  # fmt: skip
     """Record a manual run (or the replay of run `replay_of`) of a job, queued; reserved for
-    `owner` when that process will execute it itself, else for the runner.
+    `owner` when that process will execute it itself, else for the runner. A replay's end
+    triggers the jobs that run after it (`--after`) only with `chain` (`retry --chain`).
 
     The overlap policy applies unless `force` (ConflictError when it refuses); with `replace`
     and a run of our own, the running run is asked to stop (for the runner's runs, the runner
@@ -101,7 +103,8 @@ def trigger(
             request_cancel(store, old, now, wait_s=0)  # the new run starts once it has ended
     original = store.get_run(replay_of) if replay_of is not None else None
     trigger: Trigger = "replay" if original else "manual"
-    run = new_manual_run(store, job, now, owner, trigger, original, forced=force)
+    run = new_manual_run(store, job, now, owner, trigger, original, forced=force,
+                         chain=chain or original is None)  # fmt: skip
     if original is not None and original.dead:
         store.update_run(original.id or 0, dead=False)
     return job, run

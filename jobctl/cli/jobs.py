@@ -108,6 +108,15 @@ Notify = Annotated[
         "success, recovered, missed, start (repeatable; '' clears).",
     ),
 ]
+After = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--after",
+        metavar="JOB[:COND]",
+        help="Run when JOB's run ends: COND success (default), failure or always "
+        "(repeatable; '' clears).",
+    ),
+]
 Ping = Annotated[
     str | None,
     typer.Option(
@@ -145,6 +154,7 @@ def add(
     on: On = None,
     notify: Notify = None,
     ping: Ping = None,
+    after: After = None,
     paused: Annotated[bool, typer.Option("--paused", help="Add it paused.")] = False,
     json: JsonOpt = False,
 ) -> None:
@@ -157,6 +167,8 @@ def add(
     opts.paused = paused or None
     t = now()
     job = jobdef.new_job(name, opts, t, default_tz=local_zone_name(), default_cwd=os.getcwd())
+    if job.after:  # the upstream jobs exist and no cycle forms (exit 2, nothing written)
+        jobdef.check_chain(job, store().list_jobs(last_runs=False))
     warning = jobdef.dst_warning(job, t)
     job = store().add_job(job)
     _nudge()
@@ -198,6 +210,7 @@ def edit(
     on: On = None,
     notify: Notify = None,
     ping: Ping = None,
+    after: After = None,
     paused: Annotated[
         bool | None,
         typer.Option(
@@ -212,6 +225,9 @@ def edit(
 
     opts = JobOptions(**{k: v for k, v in locals().items() if k in JobOptions.__dataclass_fields__})
     t = now()
+    if opts.after:  # checked on the job as it would become (exit 2, nothing written)
+        preview = jobdef.apply_options(store().get_job(name), opts, t)
+        jobdef.check_chain(preview, store().list_jobs(last_runs=False))
     # the clock is read again inside the write transaction: a runner may fire while we wait
     # for the lock, and the next fire must be computed from after that
     (job,) = store().update_jobs([name], lambda old: jobdef.apply_options(old, opts, now()))
@@ -299,6 +315,15 @@ def _last_run_text(job: "Job", t: float) -> str:
 
 
 def _schedule_text(job: "Job") -> str:
+    """The schedule in words, and the jobs it runs after (`--after`)."""
+    text = _timing_text(job)
+    if job.after:
+        links = ", ".join(up if cond == "success" else f"{up}:{cond}" for up, cond in job.after)
+        text = f"after {links}" if text == "manual" else f"{text} + after {links}"
+    return text
+
+
+def _timing_text(job: "Job") -> str:
     if job.schedule_kind == "cron" and job.schedule:
         from jobctl import planner
 
@@ -345,6 +370,8 @@ def show(name: Name, json: JsonOpt = False) -> None:
     for label, value in (("mutexes", job.mutexes), ("on", job.on_labels), ("tags", job.tags)):
         if value:
             items.append((label, ", ".join(value)))
+    if job.after:
+        items.append(("after", ", ".join(f"{up} ({cond})" for up, cond in job.after)))
     for event, target in job.notify:
         items.append(("notify", f"{event} -> {target}"))
     if job.ping:
@@ -448,11 +475,23 @@ def rm(
     from jobctl.runs import request_cancel
 
     s.remove_job(name, purge=purge)  # first: its queued runs are cancelled with it
+    _unlink_chains(name)
     for run in running:
         request_cancel(s, run, now())
     if purge and running:
         s.purge_runs(name)
     render.note(f"removed job {name!r}" + (" and its history" if purge else ""))
+
+
+def _unlink_chains(name: str) -> None:
+    """Jobs that ran after a removed job lose that link (a later job of that name must not
+    trigger them unasked); say so."""
+    linked = [j.name for j in store().list_jobs(last_runs=False)
+              if any(up == name for up, _ in j.after)]  # fmt: skip
+    if not linked:
+        return
+    store().update_jobs(linked, lambda j: j.copy_with(after=[a for a in j.after if a[0] != name]))
+    render.note(f"warning: {', '.join(linked)} ran after {name}; that link was removed")
 
 
 def pause(names: Names) -> None:

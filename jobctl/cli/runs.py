@@ -27,7 +27,11 @@ Detach = Annotated[
 
 
 def _foreground(
-    job_name: str, force: bool, replay_of: int | None = None, json: bool = False
+    job_name: str,
+    force: bool,
+    replay_of: int | None = None,
+    json: bool = False,
+    chain: bool = True,
 ) -> int:
     import signal
 
@@ -35,7 +39,7 @@ def _foreground(
     from jobctl.clock import SystemClock
 
     s = store()
-    job, run = runs.trigger(s, job_name, now(), owners.me(), force, replay_of)
+    job, run = runs.trigger(s, job_name, now(), owners.me(), force, replay_of, chain)
     stop = {"asked": 0}
 
     def interrupt(signum: int, _frame: object) -> None:
@@ -65,11 +69,17 @@ def _foreground(
     return code
 
 
-def _detached(job_name: str, force: bool, replay_of: int | None = None, json: bool = False) -> None:
+def _detached(
+    job_name: str,
+    force: bool,
+    replay_of: int | None = None,
+    json: bool = False,
+    chain: bool = True,
+) -> None:
     from jobctl import runs
 
     s = store()
-    _, run = runs.trigger(s, job_name, now(), None, force, replay_of)
+    _, run = runs.trigger(s, job_name, now(), None, force, replay_of, chain)
     runs.nudge_runner(s)
     if json:
         render.print_json(render.run_json(run))
@@ -95,6 +105,10 @@ def run(
 def retry(
     run_id: Annotated[str, typer.Argument(help="Run id (see jobctl history / dead).")],
     detach: Detach = False,
+    chain: Annotated[
+        bool,
+        typer.Option("--chain", help="Its end triggers the jobs that run after it (--after)."),
+    ] = False,
     json: JsonOpt = False,
 ) -> None:
     """Run that fire again now (trigger replay); resolves it if it was dead."""
@@ -104,9 +118,9 @@ def retry(
     original = store().get_run(rid)
     store().get_job(original.job)
     if detach:
-        _detached(original.job, True, rid, json)
+        _detached(original.job, True, rid, json, chain)
         return
-    raise typer.Exit(_foreground(original.job, True, rid, json))
+    raise typer.Exit(_foreground(original.job, True, rid, json, chain))
 
 
 def cancel(

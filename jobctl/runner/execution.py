@@ -90,6 +90,9 @@ def job_env(job: Job, run: Run) -> dict[bytes, bytes]:
         ),
         "JOBCTL_RUN_KEY": run.run_key,
     }
+    if run.upstream_run_id is not None:  # a run queued by --after: the run it follows
+        ours["JOBCTL_UPSTREAM_RUN_ID"] = str(run.upstream_run_id)
+        ours["JOBCTL_UPSTREAM_STATUS"] = run.upstream_status or ""
     if run.owner:
         ours[OWNER_VAR] = run.owner  # with JOBCTL_RUN_ID, how recovery finds an unrecorded pid
     env.update((os.fsencode(k), os.fsencode(v)) for k, v in ours.items())
@@ -323,7 +326,7 @@ def describe_end(run: Run, retry: Run | None, now: float) -> str:
     if run.error and run.status != "succeeded":
         text += f" ({run.error})"
     if retry is not None:
-        text += f"; retry in {retry.not_before - now:.1f}s"
+        text += f"; retry in {max(0.0, retry.not_before - now):.1f}s"
     elif run.dead:
         text += "; dead (no retries left)"
     return text

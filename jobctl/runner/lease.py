@@ -97,12 +97,10 @@ class LeaseKeeper:
         """One renewal (and clock reading). Returns whether the store answered."""
         r = self.r
         try:
-            t0 = time.time()
+            if isinstance(r.clock, OffsetClock):  # the store's clock, seen from here (a
+                r.clock.sample(self.store.now)  # reading with a slow round trip is dropped)
             db_now = self.store.now()
-            t1 = time.time()
             held = self.store.heartbeat(r.owner, db_now, r.lease_s, r.epoch)
-            if isinstance(r.clock, OffsetClock):  # the store's clock, seen from here
-                r.clock.offset = db_now - (t0 + t1) / 2 - (r.clock.base.now() - time.time())
         except StoreError as exc:
             if not self.fenced:
                 r._store_failed(exc)

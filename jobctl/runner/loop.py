@@ -85,6 +85,7 @@ class Runner:
         self.epoch: int | None = None  # our registration's lease epoch (shared store)
         self.holding = True  # False while fenced: no fires recorded, no runs claimed
         self._orphans_checked = False  # shared store: left-overs of this host, at start
+        self._orphans_done: set[int | None] = set()  # runs whose left-overs were looked for
         self.guard = guard
         self.labels = sorted({owners.host(), *(labels or [])})  # the host is always a label
         #: why the runner stopped by itself (the store went away): `run()` then returns 1
@@ -192,12 +193,13 @@ class Runner:
         return 1 if self.failure else 0
 
     def _sync_clock(self) -> None:
-        """Set our clock's offset to the store's clock (a lease renewal does it later on)."""
+        """Set our clock's offset to the store's clock before any time is read (a few tries
+        for a reading with a short round trip; lease renewals keep it up to date)."""
         assert isinstance(self.clock, OffsetClock)
-        t0 = time.time()
-        db_now = self.store.now()
-        t1 = time.time()
-        self.clock.offset = db_now - (t0 + t1) / 2 - (self.clock.base.now() - time.time())
+        for _ in range(5):
+            if self.clock.sample(self.store.now):
+                return
+        self.clock.sample(self.store.now, force=True)  # a slow link: the best we can do
 
     @property
     def fence(self) -> tuple[str, int] | None:
@@ -256,6 +258,13 @@ class Runner:
                     self._missed_why = "the machine was asleep or its clock jumped"
                 elif jump < -2.0:
                     self.rewind(now, jump)
+                # shared store: reap expired leases at the pace of renewals (a takeover
+                # within lease + lease/3 of a runner's death); else recover every 30 s. First
+                # in the round: a claim that fails (the fleet's claim lock held) must not
+                # delay the takeover of a dead runner's runs
+                if now - last_maint >= (self.lease_s / 3 if self.shared else MAINTENANCE_S):
+                    self.recover(now)
+                    last_maint = now
                 horizon = now + LEAD_S
                 if self.holding:  # fenced: another runner may be taking our work over
                     self.fire_due(horizon)
@@ -266,11 +275,6 @@ class Runner:
                     # (a shared store's runner from the CLI renews on the LeaseKeeper's thread)
                     self.store.heartbeat(self.owner, now, self.lease_s, self.epoch)
                     last_beat = now
-                # shared store: reap expired leases at the pace of renewals (a takeover
-                # within lease + lease/3 of a runner's death); else recover every 30 s
-                if now - last_maint >= (self.lease_s / 3 if self.shared else MAINTENANCE_S):
-                    self.recover(now)
-                    last_maint = now
                 wall, mono = self.clock.now(), time.monotonic()
                 delay = self._sleep_for(wall)
                 self._store_ok()
@@ -434,6 +438,7 @@ class Runner:
             with self.pool.lock:
                 mine = set(self.pool.active)
         if self.shared:
+            self._kill_local_orphans(open_runs)
             registered = {r.owner for r in self.store.runners()}
             open_runs = [r for r in open_runs if r.host == self.host and r.owner not in registered]
         stale = recovery.stale_runs(open_runs, self.owner, mine)
@@ -447,25 +452,29 @@ class Runner:
             return planner.after_end(job, final, t, self.rng)
 
         for final, retry in self.store.reap_expired(decide):
-            self.emit("recover", describe_end(final, retry, now))
+            self.emit("recover", describe_end(final, retry, self.clock.now()))
             if self.notifier is not None:
                 jobs = self.store.list_jobs(names=[final.job], last_runs=False)
                 if jobs:
                     self.notifier.ended(jobs[0], final, retry)
-        if not self._orphans_checked:
-            self._kill_local_orphans()
-            self._orphans_checked = True
 
-    def _kill_local_orphans(self) -> None:
-        """At start on a shared store: the runs of this host that another runner took over
-        after their runner died (kill -9, crash) may still have processes here; terminate
-        them (by recorded pid and start time, or by their markers), as SQLite's recovery
-        does for the runs it abandons."""
-        recent = self.store.list_runs(
-            RunFilter(statuses=["abandoned"], since=self.clock.now() - 86400, limit=500)
-        )
-        gone = [r for r in recent if r.host == self.host and r.owner != self.owner
+    def _kill_local_orphans(self, open_runs: list[Run]) -> None:
+        """Shared store: the runs of this host whose runner died (kill -9, a crash) may
+        still have processes here; terminate them as soon as a runner runs here again, before
+        their lease expires and another runner starts the retry where it can (and, at start,
+        those of runs taken over already). Their store records are the reaper's. Safe where
+        another machine has the same name: only processes of this machine whose pid and start
+        time, or markers (JOBCTL_RUN_ID and JOBCTL_OWNER), are the run's are signalled."""
+        candidates = [r for r in open_runs if r.status == "running"]
+        if not self._orphans_checked:  # at start: also those taken over already
+            self._orphans_checked = True
+            candidates += self.store.list_runs(
+                RunFilter(statuses=["abandoned"], since=self.clock.now() - 86400, limit=500)
+            )
+        gone = [r for r in candidates if r.id not in self._orphans_done
+                and r.host == self.host and r.owner != self.owner
                 and not owners.alive(r.owner)]  # fmt: skip
+        self._orphans_done.update(r.id for r in gone)
         if gone:
             jobs = {j.name: j for j in self.store.list_jobs(names=sorted({r.job for r in gone}),
                                                             last_runs=False)}  # fmt: skip

@@ -67,6 +67,40 @@ def fired_mark(job: Job, runs: Sequence[Run]) -> float | None:
     return max(times) if times else None
 
 
+#: `--after JOB:COND`: the final statuses of JOB's run that queue a run of the job after it
+CHAIN_ON: dict[str, frozenset[str]] = {
+    "success": frozenset({"succeeded"}),
+    "failure": frozenset({"failed", "timed_out", "abandoned"}),
+    "always": frozenset({"succeeded", "failed", "timed_out", "abandoned", "cancelled"}),
+}
+
+
+def chains_from(run: Run, retry: Run | None) -> bool:
+    """Whether `run`'s recorded end may queue its downstream jobs: its final outcome (no
+    retry follows), and it is not a replay made without --chain."""
+    return retry is None and run.chain and run.status in CHAIN_ON["always"]
+
+
+def chain_runs(upstream: Run, downstream: Sequence[Job], busy: set[str], now: float) -> list[Run]:
+    """The runs `upstream`'s final end queues for the jobs that run after its job (`--after`):
+    one per job whose condition its status meets, paused jobs aside. Keyed by the upstream's
+    end time (so recording the same end twice queues nothing twice). A job with
+    `--overlap skip` that has a run open (`busy`) gets a skipped run instead, as a fire."""
+    out: list[Run] = []
+    for job in downstream:
+        conds = {c for name, c in job.after if name == upstream.job}
+        if job.state == "paused" or not any(upstream.status in CHAIN_ON[c] for c in conds):
+            continue
+        run = Run(job=job.name, scheduled_for=upstream.finished_at or now, trigger="after",
+                  created_at=now, not_before=now, upstream_run_id=upstream.id,
+                  upstream_status=upstream.status)  # fmt: skip
+        if job.overlap == "skip" and job.name in busy:
+            run.status, run.finished_at = "skipped", now
+            run.error = "previous run still running (overlap=skip)"
+        out.append(run)
+    return out
+
+
 #: how long a runner's registration lasts without a renewal (the runner renews every third)
 DEFAULT_LEASE_S = 15.0
 

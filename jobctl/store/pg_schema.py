@@ -197,6 +197,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX notifications_run ON notifications (run_id)",
         ],
     ),
+    (
+        6,
+        "chains",
+        [
+            "ALTER TABLE jobs ADD COLUMN after text NOT NULL DEFAULT '[]'",
+            "ALTER TABLE runs ADD COLUMN upstream_run_id bigint",
+            "ALTER TABLE runs ADD COLUMN upstream_status text",
+            "ALTER TABLE runs ADD COLUMN chain boolean NOT NULL DEFAULT true",
+            # each recorded end looks up the jobs that run after its job: only linked jobs
+            "CREATE INDEX jobs_linked ON jobs (name) WHERE after != '[]'",
+        ],
+    ),
 ]
 
 #: the version of a store once every migration above has been applied

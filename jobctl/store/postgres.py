@@ -12,6 +12,7 @@ Imported only for a postgresql:// store: SQLite users never import psycopg.
 
 from __future__ import annotations
 
+import json
 import re
 import select
 import threading
@@ -37,6 +38,8 @@ from jobctl.store.base import (
     Picker,
     RunFilter,
     RunnerInfo,
+    chain_runs,
+    chains_from,
     fired_mark,
     fresh_fires,
 )
@@ -62,9 +65,7 @@ DB_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 #: claims take this transaction-level advisory lock: one claim at a time across the fleet,
 #: so the overlap and mutex checks of `pick` see every run the others have started (two
 #: transactions can never both pass them); claims are short, the lock is held for one
-CLAIM_LOCK = (
-    "SELECT pg_advisory_xact_lock(hashtextextended('jobctl claim ' || current_schema(), 0))"
-)
+CLAIM_LOCK_CALL = "pg_advisory_xact_lock(hashtextextended('jobctl claim ' || current_schema(), 0))"
 #: a runner's lease is held (the run's epoch, the runner's row, its expiry by the DB clock)
 LEASE_HELD = (
     f"EXISTS (SELECT 1 FROM runner w WHERE w.owner = %(_owner)s AND w.epoch = %(_epoch)s "
@@ -169,6 +170,13 @@ class PostgresStore:
         conn = self._open()
         try:
             conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")
+            # a session of ours cut off inside a transaction (a partition, a frozen runner)
+            # must not hold its locks (the fleet's claim lock) until the server's TCP gives
+            # up: the server ends it after DEAD_LINK_S idle in the transaction
+            conn.execute(f"SET idle_in_transaction_session_timeout = {DEAD_LINK_S * 1000}")
+            conn.execute(f"SET tcp_keepalives_idle = {DEAD_LINK_S}")
+            conn.execute("SET tcp_keepalives_interval = 1")
+            conn.execute(f"SET tcp_keepalives_count = {DEAD_LINK_S}")
             schema = conn.execute("SELECT current_schema() AS s").fetchone()
             if schema is None or schema["s"] is None:
                 raise StoreError(f"store {self.where} has no schema to use (check search_path)")
@@ -230,16 +238,25 @@ class PostgresStore:
         return StoreError(f"store error on {self.where}: {_one_line(exc, self._secret)}")
 
     @contextmanager
-    def _tx(self, wait_s: float | None = None) -> Iterator[psycopg.Connection[dict[str, Any]]]:
+    def _tx(
+        self, wait_s: float | None = None, single: bool = False
+    ) -> Iterator[psycopg.Connection[dict[str, Any]]]:
         """One transaction; a connection lost meanwhile (server restart) is reopened by the
         next transaction, never retried inside this one. `wait_s`: how long to wait for the
-        connection our threads share (StoreError after it), and for row locks in it."""
+        connection our threads share (StoreError after it), and for row locks in it.
+        `single`: the caller runs ONE statement, which autocommit makes its own transaction:
+        one round trip instead of three (BEGIN, the statement, COMMIT); with `wait_s`, row
+        locks are then waited for as by any statement (the server ends a session idle in a
+        transaction after DEAD_LINK_S, so no lock is held for long)."""
         if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
             raise StoreError(f"store busy on {self.where}: gave up after {wait_s:g}s")
         try:
             conn = self.conn
             if conn is None or conn.closed or conn.broken:
                 conn = self._connect()
+            if single:
+                yield conn
+                return
             with conn.transaction():
                 if wait_s is not None:
                     conn.execute(f"SET LOCAL lock_timeout = {max(1, round(wait_s * 1000))}")
@@ -407,7 +424,7 @@ class PostgresStore:
         sets = ", ".join(f"{c} = %({c})s" for c in fields)
         params = {c: _encode(RUN_COLUMNS[c], v) for c, v in fields.items()}
         params["_id"] = run_id
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             row = conn.execute(
                 f"UPDATE runs SET {sets} WHERE id = %(_id)s RETURNING *", params
             ).fetchone()
@@ -416,7 +433,7 @@ class PostgresStore:
             return _run(row)
 
     def mark_started(self, run: Run, wait_s: float | None = None) -> None:
-        with self._tx(wait_s) as conn:
+        with self._tx(wait_s, single=True) as conn:
             conn.execute(
                 "UPDATE runs SET pid = %s, proc_start = %s, started_at = %s WHERE id = %s",
                 [run.pid, run.proc_start, to_ms(run.started_at), run.id],
@@ -425,7 +442,7 @@ class PostgresStore:
     def get_run(self, run_id: int) -> Run:
         if not -(2**63) <= run_id < 2**63:
             raise NotFoundError(f"no run with id {run_id}")
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             row = conn.execute("SELECT * FROM runs WHERE id = %s", [run_id]).fetchone()
             if row is None:
                 raise NotFoundError(f"no run with id {run_id}")
@@ -457,12 +474,12 @@ class PostgresStore:
         sql = "SELECT * FROM runs" + sql + " ORDER BY id DESC"
         if where.limit is not None:
             sql += f" LIMIT {int(where.limit)}"
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             return [_run(r) for r in conn.execute(sql, params)]
 
     def count_runs(self, where: RunFilter) -> int:
         sql, params = self._where(where)
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             row = conn.execute("SELECT count(*) AS n FROM runs" + sql, params).fetchone()
             return int(row["n"]) if row else 0
 
@@ -470,13 +487,13 @@ class PostgresStore:
         sets = ", ".join(f"{c} = %({c})s" for c in fields)
         params = {c: _encode(RUN_COLUMNS[c], v) for c, v in fields.items()}
         params["_ids"] = [i for i in run_ids if -(2**63) <= i < 2**63]
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             sql = f"UPDATE runs SET {sets} WHERE id = ANY(%(_ids)s::bigint[])"
             return conn.execute(sql, params).rowcount
 
     # ---- the runner's side ------------------------------------------------------
     def due_jobs(self, now: float, limit: int = 1000) -> list[Job]:
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             rows = conn.execute(
                 "SELECT * FROM jobs WHERE state = 'active' AND next_run_at <= %s "
                 "ORDER BY next_run_at LIMIT %s",
@@ -485,7 +502,7 @@ class PostgresStore:
             return [_job(r) for r in rows]
 
     def next_wakeup(self, now: float) -> float | None:
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             row = conn.execute(
                 "SELECT (SELECT min(next_run_at) FROM jobs WHERE state = 'active') AS a, "
                 "(SELECT min(not_before) FROM runs WHERE status = 'queued' "
@@ -506,18 +523,20 @@ class PostgresStore:
         pick: Picker,
         epoch: int | None = None,
     ) -> list[tuple[Run, Job]]:
-        """As SQLite's claim, one claim at a time across the fleet (CLAIM_LOCK), so that the
+        """As SQLite's claim, one claim at a time across the fleet (CLAIM_LOCK_CALL), so that the
         overlap and mutex rules hold between machines; the queued runs offered are locked
         (FOR UPDATE SKIP LOCKED). With `epoch` (a runner's), nothing is claimed unless that
         lease holds, and the runs claimed carry it (see finish_run)."""
         now_ms = to_ms(now)
         fence = {"_owner": owner, "_epoch": epoch}
         with self._tx() as conn:
-            conn.execute(CLAIM_LOCK)
-            if epoch is not None:
-                held = conn.execute(f"SELECT {LEASE_HELD} AS ok", fence).fetchone()
-                if not held or not held["ok"]:
-                    return []  # fenced: the runner finds out at its next lease renewal
+            held = conn.execute(  # the fleet's claim lock, and (a runner's) whether its lease holds
+                f"SELECT {CLAIM_LOCK_CALL}, "
+                + (f"{LEASE_HELD} AS ok" if epoch is not None else "true AS ok"),
+                fence,
+            ).fetchone()
+            if not held or not held["ok"]:
+                return []  # fenced: the runner finds out at its next lease renewal
             # pick needs only who runs (job, id): no full decode of every running run
             running = [
                 Run(job=r["job"], scheduled_for=0.0, status="running", id=r["id"])
@@ -533,7 +552,7 @@ class PostgresStore:
                     "SELECT name FROM jobs WHERE name = ANY(%s) AND overlap = 'replace'",
                     [sorted({r.job for r in running})],
                 )
-            ]
+            ] if running else []  # fmt: skip
             if replacing:
                 queued = [
                     _run(r)
@@ -626,9 +645,25 @@ class PostgresStore:
             if followup is not None:
                 conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
                 self._insert_run(conn, followup, conflict)
+            if chains_from(run, followup):
+                self._chain(conn, run)
             if keep_runs is not None:
                 self._retain(conn, run.job, keep_runs)
             return run
+
+    def _chain(self, conn: psycopg.Connection[Any], run: Run) -> None:
+        """As SQLiteStore._chain: the downstream runs, in the transaction of the end."""
+        found = conn.execute("SELECT * FROM jobs WHERE after != '[]' AND strpos(after, %s) > 0",
+                             [json.dumps(run.job)]).fetchall()  # fmt: skip
+        jobs = [_job(r) for r in found]
+        if not jobs:
+            return
+        busy = {r["job"] for r in conn.execute(
+            "SELECT DISTINCT job FROM runs WHERE job = ANY(%s) "
+            "AND status IN ('queued', 'running')", [[j.name for j in jobs]])}  # fmt: skip
+        conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
+        for chained in chain_runs(run, jobs, busy, run.finished_at or 0.0):
+            self._insert_run(conn, chained, conflict)
 
     _OLD_RUNS = (
         "SELECT id FROM runs WHERE job = %(job)s AND status NOT IN ('queued', 'running') "
@@ -637,13 +672,21 @@ class PostgresStore:
     )
 
     def _retain(self, conn: psycopg.Connection[Any], job: str, keep: int) -> int:
+        """Apply keep_runs to a job: its old runs and their output, in one statement (one
+        round trip on every recorded end)."""
         params = {"job": job, "keep": keep}
-        conn.execute(f"DELETE FROM output WHERE run_id IN ({self._OLD_RUNS})", params)
-        conn.execute(f"DELETE FROM notifications WHERE run_id IN ({self._OLD_RUNS})", params)
-        return conn.execute(f"DELETE FROM runs WHERE id IN ({self._OLD_RUNS})", params).rowcount
+        row = conn.execute(
+            f"WITH old AS ({self._OLD_RUNS}), "
+            "o AS (DELETE FROM output WHERE run_id IN (SELECT id FROM old)), "
+            "n AS (DELETE FROM notifications WHERE run_id IN (SELECT id FROM old)), "
+            "r AS (DELETE FROM runs WHERE id IN (SELECT id FROM old) RETURNING 1) "
+            "SELECT count(*) AS gone FROM r",
+            params,
+        ).fetchone()
+        return int(row["gone"]) if row else 0
 
     def append_output(self, run_id: int, data: bytes, wait_s: float | None = None) -> None:
-        with self._tx(wait_s) as conn:
+        with self._tx(wait_s, single=True) as conn:
             conn.execute(
                 "INSERT INTO output (run_id, seq, data) VALUES (%s, "
                 "(SELECT coalesce(max(seq), -1) + 1 FROM output WHERE run_id = %s), %s)",
@@ -653,7 +696,7 @@ class PostgresStore:
     def read_output(self, run_id: int, after_seq: int = -1) -> list[tuple[int, bytes]]:
         if not -(2**63) <= run_id < 2**63:
             return []
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             rows = conn.execute(
                 "SELECT seq, data FROM output WHERE run_id = %s AND seq > %s ORDER BY seq",
                 [run_id, after_seq],
@@ -662,7 +705,7 @@ class PostgresStore:
 
     def add_notification(self, run_id: int, delivery: Delivery) -> None:
         """Record one notification's outcome for a run (show and history --json list them)."""
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             conn.execute(notification_insert("%s"), notification_row(run_id, delivery))
 
     def notifications(self, run_ids: Sequence[int]) -> dict[int, list[Delivery]]:
@@ -681,7 +724,7 @@ class PostgresStore:
 
     def now(self) -> float:
         """The database's clock (clock_timestamp()), epoch seconds."""
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             row = conn.execute(f"SELECT {DB_NOW_MS} AS t").fetchone()
             assert row is not None
             return int(row["t"]) / 1000
@@ -717,7 +760,7 @@ class PostgresStore:
         """Renew the runner's lease by the database's clock (`now` is not used): True while
         the lease held, False once it had expired or the row is gone (the runner is fenced:
         its runs are, or will be, taken over; it must re-register)."""
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             row = conn.execute(
                 f"UPDATE runner SET heartbeat_at = t, lease_expires_at = t + %(_lease)s "
                 f"FROM (SELECT {DB_NOW_MS} AS t) now WHERE owner = %(_owner)s "
@@ -759,6 +802,8 @@ class PostgresStore:
                 if retry is not None:
                     self._insert_run(conn, retry, " ON CONFLICT (job, scheduled_for, attempt) "
                                      "DO NOTHING")  # fmt: skip
+                if chains_from(final, retry):
+                    self._chain(conn, final)
                 job = jobs.get(run.job)
                 if job is not None:
                     self._retain(conn, run.job, job.keep_runs)
@@ -772,7 +817,7 @@ class PostgresStore:
         return out
 
     def runners(self) -> list[RunnerInfo]:
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             found = conn.execute("SELECT * FROM runner ORDER BY since, owner").fetchall()
         return [rows.runner_info(r) for r in found]
 
@@ -781,7 +826,7 @@ class PostgresStore:
         return found[-1] if found else None
 
     def unregister_runner(self, owner: str) -> None:
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             conn.execute("DELETE FROM runner WHERE owner = %s", [owner])
 
     def prune(self, older_than: float | None) -> int:

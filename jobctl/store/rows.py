@@ -22,14 +22,14 @@ JOB_COLUMNS: dict[str, str] = {
     "max_retry_delay_s": "", "overlap": "", "misfire": "", "catchup_window_s": "",
     "jitter_s": "", "mutexes": "json", "keep_runs": "", "max_output": "", "description": "",
     "tags": "json", "created_at": "ms", "updated_at": "ms", "fired_through": "ms",
-    "on_labels": "json", "notify": "json", "ping": "",
+    "on_labels": "json", "notify": "json", "ping": "", "after": "json",
 }  # fmt: skip
 RUN_COLUMNS: dict[str, str] = {
     "job": "", "attempt": "", "trigger": "", "status": "", "scheduled_for": "ms",
     "created_at": "ms", "not_before": "ms", "started_at": "ms", "finished_at": "ms",
     "exit_code": "", "signal": "", "error": "", "host": "", "pid": "", "proc_start": "",
     "owner": "", "dead": "bool", "output_bytes": "", "cancel_requested_at": "ms",
-    "forced": "bool",
+    "forced": "bool", "upstream_run_id": "", "upstream_status": "", "chain": "bool",
 }  # fmt: skip
 
 _EMPTY = {"[]": list, "{}": dict}  # most env/tags/mutexes: skip the JSON parser (list speed)

@@ -13,7 +13,7 @@ from sqlite_utils.migrations import Migrations
 migrations = Migrations("jobctl")
 
 #: PRAGMA user_version once every migration below has been applied; bump with each new one.
-SCHEMA_VERSION = 9
+SCHEMA_VERSION = 10
 
 
 @migrations()
@@ -206,6 +206,18 @@ def m009_notifications(db: Database) -> None:
         """
     )
     db.execute("CREATE INDEX notifications_run ON notifications (run_id)")
+
+
+@migrations()
+def m010_chains(db: Database) -> None:
+    # `--after JOB[:cond]` (JSON [[job, cond], ...]); a chained run's upstream run and status;
+    # whether a run's end triggers its downstream jobs (a replay only with --chain)
+    db.execute("ALTER TABLE jobs ADD COLUMN after TEXT NOT NULL DEFAULT '[]'")
+    db.execute("ALTER TABLE runs ADD COLUMN upstream_run_id INTEGER")
+    db.execute("ALTER TABLE runs ADD COLUMN upstream_status TEXT")
+    db.execute("ALTER TABLE runs ADD COLUMN chain INTEGER NOT NULL DEFAULT 1")
+    # each recorded end looks up the jobs that run after its job: only linked jobs, indexed
+    db.execute("CREATE INDEX jobs_linked ON jobs (name) WHERE after != '[]'")
 
 
 def migrate(db: Database) -> None:

@@ -30,6 +30,8 @@ from jobctl.store.base import (
     Picker,
     RunFilter,
     RunnerInfo,
+    chain_runs,
+    chains_from,
     fired_mark,
     fresh_fires,
 )
@@ -51,7 +53,7 @@ from jobctl.store.rows import encode as _encode
 from jobctl.store.rows import row as _row
 
 BUSY_TIMEOUT_MS = 60_000
-SCHEMA_VERSION = 9  # keep equal to schema.SCHEMA_VERSION (a test checks)
+SCHEMA_VERSION = 10  # keep equal to schema.SCHEMA_VERSION (a test checks)
 
 
 def _reader(cls: type, columns: dict[str, str]) -> Callable[[sqlite3.Row], Any]:
@@ -572,9 +574,26 @@ class SQLiteStore:
             conn.execute(f"UPDATE runs SET {sets} WHERE id = :_id", {**fields, "_id": run.id})
             if followup is not None:
                 self._insert_run(conn, followup, "INSERT OR IGNORE")
+            if chains_from(run, followup):
+                self._chain(conn, run)
             if keep_runs is not None:
                 self._retain(conn, run.job, keep_runs)
             return run
+
+    def _chain(self, conn: sqlite3.Connection, run: Run) -> None:
+        """Queue the runs of the jobs that run after `run`'s job (chain_runs), in the
+        transaction that records its end: a chained run is never lost nor queued twice."""
+        found = conn.execute("SELECT * FROM jobs WHERE after != '[]' AND after LIKE ?",
+                             [f"%{json.dumps(run.job)}%"])  # fmt: skip
+        jobs = [_job(r) for r in found]
+        if not jobs:
+            return
+        marks = ", ".join("?" for _ in jobs)
+        busy = {r[0] for r in conn.execute(
+            f"SELECT DISTINCT job FROM runs WHERE job IN ({marks}) "
+            "AND status IN ('queued', 'running')", [j.name for j in jobs])}  # fmt: skip
+        for chained in chain_runs(run, jobs, busy, run.finished_at or 0.0):
+            self._insert_run(conn, chained, "INSERT OR IGNORE")
 
     _OLD_RUNS = (
         "SELECT id FROM runs WHERE job = :job AND status NOT IN ('queued', 'running') "

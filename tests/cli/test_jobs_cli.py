@@ -425,3 +425,26 @@ def test_config_shows_settings_and_their_sources(cli, tmp_path: Path, monkeypatc
     conf.joinpath("config.toml").write_text("[notify]\nfailure = 3\n")
     r = cli("config")
     assert r.code == 2 and "config.toml: notify.failure" in r.err
+
+
+@pytest.mark.usefixtures("any_store")
+def test_after_links_are_checked_shown_and_cleared(cli) -> None:
+    cli("add", "a", "--every", "1h", "--", "true")
+    r = cli("add", "b", "--after", "a", "--after", "a:failure", "--json", "--", "true")
+    assert r.code == 0, r.err
+    assert r.json()["after"] == [{"job": "a", "on": "failure"}, {"job": "a", "on": "success"}]
+    assert r.json()["schedule_kind"] == "manual"  # only --after: no schedule of its own
+    assert "after a:failure, a" in cli("list").out
+    assert "a (failure), a (success)" in cli("show", "b").out
+    for args, why in (
+        (("add", "c", "--after", "nope", "--", "true"), "no job named 'nope'"),
+        (("add", "c", "--after", "a:sometimes", "--", "true"), "unknown condition 'sometimes'"),
+        (("edit", "a", "--after", "b"), "would make a cycle: a -> b -> a"),
+        (("edit", "b", "--after", "b"), "would make a cycle: b -> b"),
+    ):
+        r = cli(*args)
+        assert r.code == 2 and why in r.err and len(r.err.strip().splitlines()) == 1, r.err
+    assert cli("show", "a", "--json").json()["after"] == []  # nothing written
+    r = cli("rm", "a")
+    assert r.code == 0 and "b ran after a; that link was removed" in r.err
+    assert cli("show", "b", "--json").json()["after"] == []

@@ -278,3 +278,28 @@ def test_a_frozen_runner_fences_itself_when_it_wakes(fleet: Env, tmp_path: Path)
     assert runs[1]["status"] == "abandoned" and runs[2]["status"] == "running"
     assert "lease expired" in runs[1]["error"]
     fleet.run("cancel", str(runs[2]["id"]), check=True)
+
+
+def test_a_runner_restarted_at_once_kills_the_orphans_before_the_takeover(
+    fleet: Env, tmp_path: Path
+) -> None:
+    """kill -9, then a runner started again on that machine at once (a service manager's
+    restart): it terminates the dead runner's job before its lease expires, so the retry
+    never overlaps it."""
+    out = tmp_path / "long"
+    fleet.run("add", "long", "--every", "1h", "--retries", "1", "--retry-delay", "0s",
+              "--shell", "--", f's=$(date +%s.%N); trap \'echo "$JOBCTL_RUN_KEY '
+              f'$JOBCTL_ATTEMPT $JOBCTL_HOST $s $(date +%s.%N) end" >> {out}; exit 1\' '
+              "TERM; sleep 60 & wait", check=True)  # fmt: skip
+    a = member(fleet, "h1", "--lease", "6s")
+    fleet.run("run", "long", "--detach", check=True)
+    wait_for(lambda: any(r["status"] == "running" and r["pid"] for r in fleet.runs("long")))
+    os.kill(a.pid, signal.SIGKILL)  # type: ignore[attr-defined]
+    member(fleet, "h1", "--lease", "6s")
+    wait_for(lambda: len(effects(out)) == 1, timeout=20)  # the orphan was terminated
+    wait_for(lambda: any(r["attempt"] == 2 and r["status"] == "running"
+                         for r in fleet.runs("long")), timeout=30)  # fmt: skip
+    runs = {r["attempt"]: r for r in fleet.runs("long")}
+    ((_, orphan_end, _),) = intervals(out)
+    assert orphan_end < datetime.fromisoformat(runs[2]["started_at"]).timestamp()
+    fleet.run("cancel", str(runs[2]["id"]), check=True)

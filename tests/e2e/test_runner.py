@@ -621,3 +621,26 @@ def test_runner_tells_a_webhook_and_a_hook_of_failures(any_env: Env, tmp_path: P
         assert got == [("dead", "sent"), ("failure", "sent")]
     finally:
         server.close()
+
+
+def test_after_chains_run_on_the_upstream_outcome(any_env: Env, tmp_path: Path) -> None:
+    """b runs after a succeeds, with the upstream run in its environment; c only after a
+    fails; a replay of a triggers b again only with --chain."""
+    out = tmp_path / "chain"
+    any_env.run("add", "a", "--every", "1d", "--", "true", check=True)
+    any_env.run("add", "b", "--after", "a", "--shell", "--",
+                f'echo "$JOBCTL_UPSTREAM_RUN_ID $JOBCTL_UPSTREAM_STATUS" >> {out}',
+                check=True)  # fmt: skip
+    any_env.run("add", "c", "--after", "a:failure", "--", "true", check=True)
+    any_env.start_runner()
+    first = json.loads(any_env.run("run", "a", "--detach", "--json", check=True).stdout)
+    wait_for(lambda: done(any_env, "b", 1))
+    assert out.read_text().split() == [str(first["id"]), "succeeded"]
+    (b_run,) = any_env.runs("b")
+    assert (b_run["trigger"], b_run["upstream_run_id"]) == ("after", first["id"])
+    assert any_env.runs("c") == []
+    any_env.run("retry", str(first["id"]), "--detach", check=True)  # no --chain
+    wait_for(lambda: len(done(any_env, "a", 2)) == 2)
+    any_env.run("retry", str(first["id"]), "--detach", "--chain", check=True)
+    wait_for(lambda: len(done(any_env, "b", 2)) == 2)
+    assert len(done(any_env, "a", 3)) == 3 and len(any_env.runs("b")) == 2

@@ -235,6 +235,7 @@ def test_sqlite_file_mode_wal_and_named_migrations(tmp_path: Path) -> None:
         "m007_runners_with_leases",
         "m008_job_runner_labels",
         "m009_notifications",
+        "m010_chains",
     ]
     index = conn.execute("PRAGMA index_list(runs)").fetchall()
     unique_cols = [
@@ -616,3 +617,51 @@ def test_schema_6_runner_row_survives_m007(tmp_path: Path) -> None:
     (r,) = s.runners()
     assert (r.owner, r.pid, r.heartbeat_at, r.lease_expires_at, r.labels) == ("o", 7, 2.0, 32.0, [])
     s.close()
+
+
+# ---- chains (--after): the downstream run is queued in the transaction of the upstream's end
+
+
+def _ended(store, name: str, status: str, **kw) -> Run:
+    run = store.add_run(Run(job=name, scheduled_for=kw.pop("at", 1.0), status="running", **kw))
+    return replace(run, status=status, started_at=5.0, finished_at=6.0)
+
+
+def test_a_final_end_queues_the_jobs_that_run_after_it(store) -> None:
+    store.add_job(job("a"))
+    store.add_job(job("ok", after=[["a", "success"]]))
+    store.add_job(job("bad", after=[["a", "failure"]]))
+    store.add_job(job("any", after=[["a", "always"]]))
+    store.add_job(job("held", after=[["a", "always"]], state="paused"))
+    store.add_job(job("aa", after=[["a_", "always"]]))  # a name LIKE would confuse
+    up = _ended(store, "a", "succeeded")
+    store.finish_run(up)
+    queued = {r.job: r for r in store.list_runs(RunFilter(statuses=["queued"]))}
+    assert sorted(queued) == ["any", "ok"]
+    chained = queued["ok"]
+    assert (chained.trigger, chained.upstream_run_id, chained.upstream_status) == (
+        "after", up.id, "succeeded")  # fmt: skip
+    assert chained.scheduled_for == 6.0 and chained.not_before == 6.0
+    store.finish_run(up)  # recorded again (a retried write): nothing queued twice
+    assert len(store.list_runs(RunFilter(statuses=["queued"]))) == 2
+    failed = _ended(store, "a", "timed_out", at=2.0)
+    store.finish_run(replace(failed, finished_at=7.0))
+    assert sorted(r.job for r in store.list_runs(RunFilter(statuses=["queued"]))) == [
+        "any", "bad", "ok"]  # fmt: skip
+    # `any` (overlap skip, the default) still has its first chained run queued: skipped
+    assert [r.status for r in store.list_runs(RunFilter(job="any"))] == ["skipped", "queued"]
+
+
+def test_no_chain_before_the_last_retry_nor_from_a_plain_replay(store) -> None:
+    store.add_job(job("a"))
+    store.add_job(job("b", after=[["a", "always"]], overlap="skip"))
+    first = _ended(store, "a", "failed")
+    store.finish_run(first, Run(job="a", scheduled_for=1.0, attempt=2, trigger="retry"))
+    assert store.list_runs(RunFilter(job="b")) == []  # a retry follows: not final yet
+    replay = _ended(store, "a", "succeeded", at=3.0, trigger="replay", chain=False)
+    store.finish_run(replay)
+    assert store.list_runs(RunFilter(job="b")) == []
+    store.add_run(Run(job="b", scheduled_for=50.0, status="running"))  # b is busy
+    store.finish_run(_ended(store, "a", "succeeded", at=4.0))
+    (skipped,) = [r for r in store.list_runs(RunFilter(job="b")) if r.trigger == "after"]
+    assert skipped.status == "skipped" and "overlap=skip" in (skipped.error or "")

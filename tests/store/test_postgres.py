@@ -263,3 +263,15 @@ def test_wait_for_change_wakes_on_another_connections_commit(pg_url: str) -> Non
     assert 0.25 <= time.monotonic() - t0 < 29
     runner.close()
     cli.close()
+
+
+def test_a_session_cut_off_inside_a_transaction_is_ended_by_the_server(pg_url: str) -> None:
+    """A runner partitioned while it holds the fleet's claim lock must not stall every claim
+    until the server's TCP gives up: its sessions end after DEAD_LINK_S idle in a transaction."""
+    from jobctl.store.postgres import DEAD_LINK_S
+
+    s = PostgresStore(pg_url)
+    assert s.conn is not None
+    row = s.conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()
+    assert row is not None and row["idle_in_transaction_session_timeout"] == f"{DEAD_LINK_S}s"
+    s.close()
