@@ -40,7 +40,7 @@ class Field:
 
     key: str
     attr: str
-    kind: str  # text, text?, int, duration, duration?, size, list, env, notify
+    kind: str  # text, text?, int, duration, duration?, size, list, env, notify, after
     opt: str = ""
     always: bool = False  # written even when it is the default
 
@@ -66,6 +66,7 @@ FIELDS: tuple[Field, ...] = (
     Field("mutex", "mutexes", "list"),
     Field("on", "on_labels", "list"),
     Field("ping", "ping", "text?"),
+    Field("after", "after", "after"),
     Field("keep_runs", "keep_runs", "int"),
     Field("max_output", "max_output", "size"),
     Field("tags", "tags", "list", opt="tag"),
@@ -130,12 +131,19 @@ def _write(f: Field, value: Any) -> Any:
         return list(value)
     if f.kind == "env":
         return dict(value)
+    if f.kind == "after":
+        return _after_text(value)
     if f.kind == "notify":
         grouped: dict[str, list[str]] = {}
         for event, target in value:
             grouped.setdefault(event, []).append(target)
         return {e: t[0] if len(t) == 1 else t for e, t in grouped.items()}
     return value
+
+
+def _after_text(links: list[list[str]]) -> list[str]:
+    """--after's [job, condition] pairs as typed: JOB, or JOB:COND when not success."""
+    return [job if cond == "success" else f"{job}:{cond}" for job, cond in links]
 
 
 def to_table(job: Job, full: bool = False) -> dict[str, Any]:
@@ -200,6 +208,8 @@ def _option_text(f: Field, value: Any) -> Any:
         return [f"{k}={v}" for k, v in value.items()]
     if f.kind == "notify":
         return [f"{e}={t}" for e, t in value]
+    if f.kind == "after":
+        return _after_text(value)
     return "" if value is None else value
 
 
@@ -228,7 +238,7 @@ def _read(f: Field, value: Any) -> Any:
         return str(value)
     if f.kind in ("duration", "duration?"):
         return _duration_text(value)
-    if f.kind == "list":
+    if f.kind in ("list", "after"):
         return _strings(value)
     if f.kind == "env":
         _expect(isinstance(value, dict) and all(isinstance(v, str) for v in value.values()),
@@ -483,6 +493,33 @@ def plan(
         for name, job in existing.items():
             if name not in jobs and origin in job.tags:
                 out.append(Change("remove", job))
+    return _check_chains(out, existing, now)
+
+
+def _check_chains(changes: list[Change], existing: Mapping[str, Job], now: float) -> list[Change]:
+    """--after links as the store will hold them: each upstream exists and no cycle forms
+    (jobs of the file may run after each other, in any order of the file); a job outside the
+    file that ran after a removed one loses that link, as `rm` does (with a note)."""
+    gone = {c.job.name for c in changes if c.action == "remove"}
+    final = {**existing, **{c.job.name: c.job for c in changes}}
+    for name in gone:
+        del final[name]
+    out = list(changes)
+    touched = {c.job.name for c in changes}
+    for name, job in existing.items():
+        if name not in touched and any(up in gone for up, _ in job.after):
+            kept = [a for a in job.after if a[0] not in gone]
+            lost = ", ".join(sorted({up for up, _ in job.after} & gone))
+            new = job.copy_with(after=kept, updated_at=now)
+            note = f"warning: {name} ran after {lost}; that link was removed"
+            out.append(Change("update", new, ["after"], note))
+            final[name] = new
+    for c in changes:
+        if c.action in ("add", "update") and c.job.after:
+            try:
+                jobdef.check_chain(c.job, list(final.values()))
+            except UsageError as exc:
+                raise JobFileError(("jobs", c.job.name, "after"), str(exc)) from None
     return out
 
 

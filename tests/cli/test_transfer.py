@@ -350,6 +350,7 @@ EVERY_OPTION = [
      "--", "true"],
     ["paused", "--cron", "@hourly", "--paused", "--", "true"],
     ["boot", "--cron", "@reboot", "--", "true"],
+    ["chain", "--after", "c:failure", "--after", "e", "--", "true"],
 ]  # fmt: skip
 
 

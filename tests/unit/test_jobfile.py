@@ -45,6 +45,7 @@ OPTIONS: dict[str, dict[str, object]] = {
     "tags": {"tag": ["ops", "nightly"]},
     "paused": {"cron": "@daily", "paused": True},
     "reboot": {"cron": "@reboot"},
+    "after": {"after": ["cron:failure", "every"]},
 }
 
 
@@ -221,3 +222,24 @@ def test_locate_finds_the_key_or_the_table() -> None:
 def test_origin_tag_from_the_file_name() -> None:
     assert jobfile.origin_tag(Path("/x/jobs.toml")) == "apply.jobs"
     assert jobfile.origin_tag(Path("my jobs!.toml")) == "apply.my-jobs"
+
+
+def test_after_links_are_written_as_typed_and_checked_across_the_file() -> None:
+    up = make("up")
+    chained = make("down", after=["up", "other:always"])
+    assert jobfile.to_table(chained)["after"] == ["other:always", "up"]
+    text = '[jobs.a]\ncommand = ["true"]\nafter = ["b"]\n[jobs.b]\ncommand = ["true"]\n'
+    assert [c.job.after for c in plan(text, {})] == [[["b", "success"]], []]
+    with pytest.raises(JobFileError, match=r"^jobs\.a\.after: --after 'zz': no job named 'zz'"):
+        plan('[jobs.a]\ncommand = ["true"]\nafter = ["zz"]\n', {})
+    cycle = '[jobs.a]\ncommand = ["x"]\nafter = ["b"]\n[jobs.b]\ncommand = ["x"]\nafter = ["a"]\n'
+    with pytest.raises(JobFileError, match=r"jobs\.a\.after: --after 'b' would make a cycle: a "):
+        plan(cycle, {})
+    with pytest.raises(JobFileError, match=r"jobs\.a\.after: --after 'b:maybe': unknown condi"):
+        plan('[jobs.a]\ncommand = ["true"]\nafter = ["b:maybe"]\n', {})
+    # pruning an upstream unlinks a job outside the file, as rm does
+    made = {"up": up.copy_with(tags=["apply.jobs"]), "down": make("down", after=["up"])}
+    changes = plan("", made, prune=True)
+    assert [(c.action, c.job.name, c.fields) for c in changes] == [
+        ("remove", "up", []), ("update", "down", ["after"])]  # fmt: skip
+    assert changes[1].job.after == [] and "down ran after up" in (changes[1].note or "")
