@@ -71,6 +71,7 @@ VERBS = {
     "completion": "completion",
     "config": "settings",
     "service": "service",
+    **dict.fromkeys(("import", "export", "apply"), "transfer"),
 }
 _registered: set[str] = set()
 
@@ -80,7 +81,7 @@ def register(modules: set[str] | None = None) -> typer.Typer:
     import importlib
 
     # as `jobctl --help` lists them
-    order = ("jobs", "preview", "runs", "runner", "service", "settings", "completion")
+    order = ("jobs", "transfer", "preview", "runs", "runner", "service", "settings", "completion")
     for name in (m for m in order if m in (modules or order) and m not in _registered):
         importlib.import_module(f"jobctl.cli.{name}").register(app)
         _registered.add(name)

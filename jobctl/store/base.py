@@ -341,5 +341,22 @@ class Store(Protocol):
 
     def close(self) -> None: ...
 
+    # ---- several jobs at once (jobctl apply, jobctl import) -------------------------------
+    def apply_jobs(
+        self, add: Sequence[Job], update: Sequence[Job], remove: Sequence[str]
+    ) -> list[Job]:
+        """Insert `add`, rewrite `update`, delete `remove`, in one write transaction: all or
+        nothing. Returns the jobs added (with ids) and updated, as stored, in that order.
+
+        `add`: ConflictError if a name exists. `update`: each stored job (NotFoundError if
+        absent) takes the given definition, except the runner's scheduling state, read
+        inside the transaction: `fired_through` always stays as stored, and `next_run_at`
+        too while the timing (schedule, schedule_kind, anchor_at, tz, state) is unchanged,
+        as `edit` keeps it; a new timing takes the given next fire, unless the job fired at
+        or after it meanwhile (ConflictError: plan again). `remove`: deleted with their
+        queued runs cancelled, as `remove_job` does (history kept); absent names are skipped.
+        """
+        ...
+
 
 Picker = Callable[[list[Run], list[Run], dict[str, Job], int], tuple[list[Run], list[Run]]]

@@ -899,3 +899,51 @@ class PostgresStore:
                     return
             except StoreError:
                 return
+
+    # ---- several jobs at once (jobctl apply, jobctl import) -------------------------------
+    def apply_jobs(
+        self, add: Sequence[Job], update: Sequence[Job], remove: Sequence[str]
+    ) -> list[Job]:
+        """See Store.apply_jobs: one transaction; updated rows are read FOR UPDATE."""
+        out: list[Job] = []
+        sets = ", ".join(f"{c} = %({c})s" for c in JOB_COLUMNS if c != "name")
+        with self._tx() as conn:
+            for job in add:
+                try:
+                    row = conn.execute(
+                        _insert_sql("jobs", list(JOB_COLUMNS)), _row(JOB_COLUMNS, job)
+                    ).fetchone()
+                except pg_errors.UniqueViolation:  # the transaction rolls back
+                    raise ConflictError(f"job {job.name!r} already exists") from None
+                assert row is not None
+                out.append(job.copy_with(id=row["id"]))
+            for job in update:
+                row = conn.execute(
+                    "SELECT * FROM jobs WHERE name = %s FOR UPDATE", [job.name]
+                ).fetchone()
+                if row is None:
+                    raise NotFoundError(f"no job named {job.name!r}")
+                job = _keep_scheduling_state(_job(row), job)
+                conn.execute(
+                    f"UPDATE jobs SET {sets} WHERE name = %(name)s", _row(JOB_COLUMNS, job)
+                )
+                out.append(job)
+            for name in remove:
+                if conn.execute("DELETE FROM jobs WHERE name = %s", [name]).rowcount:
+                    conn.execute(
+                        "UPDATE runs SET status = 'cancelled', error = 'job removed' "
+                        "WHERE job = %s AND status = 'queued'",
+                        [name],
+                    )
+        return out
+
+
+def _keep_scheduling_state(stored: Job, job: Job) -> Job:
+    """`job`'s definition with the runner's state of `stored` (see Store.apply_jobs)."""
+    timing = ("schedule", "schedule_kind", "anchor_at", "tz", "state")
+    nxt = job.next_run_at
+    if all(getattr(stored, f) == getattr(job, f) for f in timing):
+        nxt = stored.next_run_at
+    elif nxt is not None and stored.fired_through is not None and nxt <= stored.fired_through:
+        raise ConflictError(f"job {job.name!r} fired while it was being changed; try again")
+    return job.copy_with(id=stored.id, next_run_at=nxt, fired_through=stored.fired_through)

@@ -719,6 +719,47 @@ class SQLiteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"store error on {str(self.path)!r}: {exc}") from exc
 
+    # ---- several jobs at once (jobctl apply, jobctl import) -------------------------------
+    def apply_jobs(
+        self, add: Sequence[Job], update: Sequence[Job], remove: Sequence[str]
+    ) -> list[Job]:
+        """See Store.apply_jobs: one BEGIN IMMEDIATE transaction."""
+        out: list[Job] = []
+        sets = ", ".join(f"{c} = :{c}" for c in JOB_COLUMNS if c != "name")
+        with self._tx() as conn:
+            for job in add:
+                try:
+                    cur = conn.execute(_insert_sql("jobs", JOB_COLUMNS), _row(JOB_COLUMNS, job))
+                except sqlite3.IntegrityError as exc:
+                    raise ConflictError(f"job {job.name!r} already exists") from exc
+                out.append(job.copy_with(id=cur.lastrowid))
+            for job in update:
+                row = conn.execute("SELECT * FROM jobs WHERE name = ?", [job.name]).fetchone()
+                if row is None:
+                    raise NotFoundError(f"no job named {job.name!r}")
+                job = _keep_scheduling_state(_job(row), job)
+                conn.execute(f"UPDATE jobs SET {sets} WHERE name = :name", _row(JOB_COLUMNS, job))
+                out.append(job)
+            for name in remove:
+                if conn.execute("DELETE FROM jobs WHERE name = ?", [name]).rowcount:
+                    conn.execute(
+                        "UPDATE runs SET status = 'cancelled', error = 'job removed' "
+                        "WHERE job = ? AND status = 'queued'",
+                        [name],
+                    )
+        return out
+
+
+def _keep_scheduling_state(stored: Job, job: Job) -> Job:
+    """`job`'s definition with the runner's state of `stored` (see Store.apply_jobs)."""
+    timing = ("schedule", "schedule_kind", "anchor_at", "tz", "state")
+    nxt = job.next_run_at
+    if all(getattr(stored, f) == getattr(job, f) for f in timing):
+        nxt = stored.next_run_at
+    elif nxt is not None and stored.fired_through is not None and nxt <= stored.fired_through:
+        raise ConflictError(f"job {job.name!r} fired while it was being changed; try again")
+    return job.copy_with(id=stored.id, next_run_at=nxt, fired_through=stored.fired_through)
+
 
 def _copy_run(run: Run, **changes: Any) -> Run:
     from dataclasses import replace
