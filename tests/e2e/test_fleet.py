@@ -68,10 +68,13 @@ def test_three_runners_run_each_fire_once(fleet: Env, tmp_path: Path) -> None:
     runs = [r for r in fleet.runs("tick") if r["status"] != "cancelled"]
     fires = sorted({r["scheduled_for"] for r in runs})
     assert len(fires) == len(runs)  # one run per fire in the history too
-    seconds = sorted(int(float(d[3])) for d in done)
-    assert len(set(seconds)) == len(seconds)  # one execution per second
+    executed = {d[0] for d in done}
+    assert executed <= {r["run_key"] for r in runs}  # every execution is a recorded fire
     statuses = Counter(r["status"] for r in runs)
-    assert set(statuses) <= {"succeeded", "queued", "running"}, statuses
+    # on a loaded machine a fire may find the previous one still open: skipped (overlap)
+    assert set(statuses) <= {"succeeded", "queued", "running", "skipped"}, statuses
+    seconds = sorted(datetime.fromisoformat(f).timestamp() for f in fires)
+    assert all(b - a == 1.0 for a, b in itertools.pairwise(seconds))  # no second missing
 
 
 def intervals(path: Path) -> list[tuple[float, float, str]]:
