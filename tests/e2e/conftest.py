@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -26,6 +27,7 @@ class Env:
         self.home = home
         self.env = {**os.environ, "JOBCTL_HOME": str(home), "NO_COLOR": "1", "TZ": "UTC"}
         self.runners: list[subprocess.Popen[bytes]] = []
+        self._pg: Any = None  # the in-process PostgreSQL store of `runs()` (opened once)
 
     def run(
         self, *args: str, timeout: float = 2 * DEADLINE_S, check: bool = False
@@ -42,7 +44,60 @@ class Env:
         return json.loads(p.stdout)
 
     def runs(self, job: str | None = None) -> list[dict[str, Any]]:
-        return self.json("history", *([job] if job else []), "--limit", "1000")
+        """The runs as `history --json --limit 1000` shows them (the same rendering), read in
+        this process: tests poll this every 50 ms, and a `jobctl` process per poll (psycopg's
+        import alone is ~0.3 s of CPU) would load the machine the tests measure."""
+        from jobctl import render
+        from jobctl.store.base import RunFilter
+
+        def read(s: Any) -> list[dict[str, Any]]:
+            rows = s.list_runs(RunFilter(job=job, limit=1000))
+            notes = s.notifications([r.id for r in rows if r.id is not None])
+            return [render.run_json(r, notes.get(r.id or -1, [])) for r in rows]
+
+        return self._read(read, [])
+
+    def runner_pids(self) -> list[int]:
+        """The pids of the registered runners (as `status --json` lists them), in-process."""
+        return self._read(lambda s: [r.pid for r in s.runners()], [])
+
+    def _read(self, read: Any, empty: Any) -> Any:
+        """`read(store)`, once more if the store failed (a database restarted under a test
+        reopens its connection on the next call, as the runners do)."""
+        from jobctl.errors import StoreError
+
+        for attempt in (1, 2):
+            try:
+                with self._store() as s:
+                    return empty if s is None else read(s)
+            except StoreError:
+                if attempt == 2:
+                    raise
+        return empty
+
+    @contextlib.contextmanager
+    def _store(self) -> Iterator[Any]:
+        """The test's store, or None before the first command made it. SQLite: a connection
+        per call (nothing held open while tests delete, fill or lock the file)."""
+        url = self.env.get("JOBCTL_STORE", "")
+        if url.startswith("postgres"):
+            if self._pg is None:
+                from jobctl.store.postgres import PostgresStore
+
+                self._pg = PostgresStore(url)
+            yield self._pg
+            return
+        db = self.home / "jobctl.db"
+        if not db.exists():
+            yield None
+            return
+        from jobctl.store.sqlite import SQLiteStore
+
+        s = SQLiteStore(db)
+        try:
+            yield s
+        finally:
+            s.close()
 
     def start_runner(
         self, *args: str, log: str = "runner.log", env: dict[str, str] | None = None
@@ -62,16 +117,16 @@ class Env:
         return p
 
     def _runner_registered(self, pid: int) -> bool:
-        status = self.run("status", "--json")
-        if status.returncode != 0:
-            return False
-        return any(r["pid"] == pid for r in json.loads(status.stdout)["runners"])
+        return pid in self.runner_pids()
 
     def log(self, name: str = "runner.log") -> str:
         path = self.home.parent / name
         return path.read_text() if path.exists() else ""
 
     def stop_all(self) -> None:
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
         for p in self.runners:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)

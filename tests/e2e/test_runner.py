@@ -313,7 +313,7 @@ def test_second_runner_refused_then_wait_takes_over(env: Env) -> None:
     assert env.json("status")["runner"]["pid"] == first.pid
     first.send_signal(signal.SIGTERM)
     first.wait(timeout=30)
-    wait_for(lambda: env.json("status")["runner"]["pid"] == standby.pid)
+    wait_for(lambda: env.runner_pids() == [standby.pid])
 
 
 def test_logs_follow_streams_until_end(any_env: Env) -> None:
@@ -542,6 +542,8 @@ def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env, tmp_path: Path) 
             open_spans = [s for s in spans[key] if s[1] == float("inf")]
             open_spans[-1][1] = float(at)
     for key, runs_of_fire in spans.items():
+        if int(key.rsplit("@", 1)[1]) / 1000 > last:
+            continue  # a fire after `last` may still be between attempts when we stop
         runs_of_fire.sort()
         for a, b in itertools.pairwise(runs_of_fire):
             # a killed orphan never logs "end": it died before (or as) the retry began
