@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
+from jobctl.errors import ConflictError
 from jobctl.models import Job, Run
 
 
@@ -65,6 +66,17 @@ def fired_mark(job: Job, runs: Sequence[Run]) -> float | None:
     if job.fired_through is not None:
         times.append(job.fired_through)
     return max(times) if times else None
+
+
+def keep_scheduling_state(stored: Job, job: Job) -> Job:
+    """`job`'s definition with the runner's state of `stored` (see Store.apply_jobs)."""
+    timing = ("schedule", "schedule_kind", "anchor_at", "tz", "state")
+    nxt = job.next_run_at
+    if all(getattr(stored, f) == getattr(job, f) for f in timing):
+        nxt = stored.next_run_at
+    elif nxt is not None and stored.fired_through is not None and nxt <= stored.fired_through:
+        raise ConflictError(f"job {job.name!r} fired while it was being changed; try again")
+    return job.copy_with(id=stored.id, next_run_at=nxt, fired_through=stored.fired_through)
 
 
 #: `--after JOB:COND`: the final statuses of JOB's run that queue a run of the job after it

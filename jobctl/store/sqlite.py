@@ -34,6 +34,7 @@ from jobctl.store.base import (
     chains_from,
     fired_mark,
     fresh_fires,
+    keep_scheduling_state,
 )
 from jobctl.store.rows import (
     JOB_COLUMNS,
@@ -737,7 +738,7 @@ class SQLiteStore:
                 row = conn.execute("SELECT * FROM jobs WHERE name = ?", [job.name]).fetchone()
                 if row is None:
                     raise NotFoundError(f"no job named {job.name!r}")
-                job = _keep_scheduling_state(_job(row), job)
+                job = keep_scheduling_state(_job(row), job)
                 conn.execute(f"UPDATE jobs SET {sets} WHERE name = :name", _row(JOB_COLUMNS, job))
                 out.append(job)
             for name in remove:
@@ -748,17 +749,6 @@ class SQLiteStore:
                         [name],
                     )
         return out
-
-
-def _keep_scheduling_state(stored: Job, job: Job) -> Job:
-    """`job`'s definition with the runner's state of `stored` (see Store.apply_jobs)."""
-    timing = ("schedule", "schedule_kind", "anchor_at", "tz", "state")
-    nxt = job.next_run_at
-    if all(getattr(stored, f) == getattr(job, f) for f in timing):
-        nxt = stored.next_run_at
-    elif nxt is not None and stored.fired_through is not None and nxt <= stored.fired_through:
-        raise ConflictError(f"job {job.name!r} fired while it was being changed; try again")
-    return job.copy_with(id=stored.id, next_run_at=nxt, fired_through=stored.fired_through)
 
 
 def _copy_run(run: Run, **changes: Any) -> Run:
