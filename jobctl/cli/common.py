@@ -13,7 +13,9 @@ import typer
 from jobctl.config import Settings
 
 if TYPE_CHECKING:
+    from jobctl.models import Job
     from jobctl.store import Store
+    from jobctl.store.base import RunnerInfo
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
@@ -71,3 +73,22 @@ def complete_job_name(ctx: typer.Context, incomplete: str) -> list[str]:
     except Exception:
         return []
     return [n for n in names if n.startswith(incomplete)]
+
+
+def warn_unmatched(jobs: "list[Job]", runners: "list[RunnerInfo] | None" = None) -> None:
+    """One warning line per set of --on labels that no registered runner has (add, edit,
+    list, status); `runners` (read from the store if not given) only when a job is pinned."""
+    from jobctl.render import note
+
+    pinned = [j for j in jobs if j.on_labels]
+    if not pinned:
+        return
+    labels_of = [set(r.labels) for r in (store().runners() if runners is None else runners)]
+    by_labels: dict[str, list[str]] = {}
+    for j in pinned:
+        if not any(set(j.on_labels) <= have for have in labels_of):
+            by_labels.setdefault(", ".join(j.on_labels), []).append(j.name)
+    for labels, names in by_labels.items():
+        whose = "the job's runs" if len(jobs) == 1 else f"the runs of {', '.join(names)}"
+        note(f"warning: no registered runner has the labels {labels}; {whose} "
+                    f"wait for one (start it with: jobctl runner --label ...)")  # fmt: skip

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobctl import render
-from jobctl.cli.common import JsonOpt, complete_job_name, now, store
+from jobctl.cli.common import JsonOpt, complete_job_name, now, store, warn_unmatched
 from jobctl.errors import ConflictError
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ def add(
     _nudge()
     if warning:
         render.note(warning)
-    _warn_unmatched(job)
+    warn_unmatched([job])  # a job pinned (--on) where no runner fits: not an error
     _done(job, "added", json, t)
 
 
@@ -235,31 +235,8 @@ def edit(
     _nudge()
     if warning:
         render.note(warning)
-    _warn_unmatched(job)
+    warn_unmatched([job])  # a job pinned (--on) where no runner fits: not an error
     _done(job, "updated", json, t)
-
-
-def _warn_unmatched(job: "Job") -> None:
-    """A job pinned with --on that no registered runner could run: say so (not an error:
-    the runner may be started later, with that label)."""
-    warn_unmatched([job])
-
-
-def warn_unmatched(jobs: "list[Job]") -> None:
-    """One warning line per set of --on labels that no registered runner has (add, edit,
-    list, status); the runners are read only when some job is pinned."""
-    pinned = [j for j in jobs if j.on_labels]
-    if not pinned:
-        return
-    runners = [set(r.labels) for r in store().runners()]
-    by_labels: dict[str, list[str]] = {}
-    for j in pinned:
-        if not any(set(j.on_labels) <= have for have in runners):
-            by_labels.setdefault(", ".join(j.on_labels), []).append(j.name)
-    for labels, names in by_labels.items():
-        whose = "the job's runs" if len(jobs) == 1 else f"the runs of {', '.join(names)}"
-        render.note(f"warning: no registered runner has the labels {labels}; {whose} "
-                    f"wait for one (start it with: jobctl runner --label ...)")  # fmt: skip
 
 
 def _nudge() -> None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobctl import render
-from jobctl.cli.common import JsonOpt, now, state, store
+from jobctl.cli.common import JsonOpt, now, state, store, warn_unmatched
 from jobctl.errors import ConflictError
 
 if TYPE_CHECKING:
@@ -246,9 +246,7 @@ def status(
     upcoming = [(j.next_run_at or 0.0, j.name) for j in s.due_jobs(FAR_FUTURE, 5)]
     failed = s.count_runs(RunFilter(statuses=sorted(FAILED_STATUSES), since=t - 86400))
     dead = s.count_runs(RunFilter(dead=True))
-    from jobctl.cli.jobs import warn_unmatched
-
-    warn_unmatched(s.list_jobs(last_runs=False))  # jobs pinned (--on) where no runner fits
+    warn_unmatched(s.list_jobs(last_runs=False), registered)  # pinned where no runner fits
     if json:
         render.print_json(
             {

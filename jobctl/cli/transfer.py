@@ -333,7 +333,7 @@ def apply(
     _print_changes(changes, json)
     render.note(_summary(changes, dry_run, f"apply of {file}"))
     if not dry_run:
-        from jobctl.cli.jobs import warn_unmatched
+        from jobctl.cli.common import warn_unmatched
 
         warn_unmatched([c.job for c in changes if c.action in ("add", "update")])
 

@@ -97,9 +97,17 @@ class LeaseKeeper:
         """One renewal (and clock reading). Returns whether the store answered."""
         r = self.r
         try:
+            seen: list[float] = []
+
+            def read() -> float:
+                seen.append(self.store.now())
+                return seen[-1]
+
             if isinstance(r.clock, OffsetClock):  # the store's clock, seen from here (a
-                r.clock.sample(self.store.now)  # reading with a slow round trip is dropped)
-            db_now = self.store.now()
+                r.clock.sample(read)  # reading with a slow round trip is dropped)
+            else:
+                read()
+            db_now = seen[-1]  # one reading serves the clock and the registration below
             held = self.store.heartbeat(r.owner, db_now, r.lease_s, r.epoch)
         except StoreError as exc:
             if not self.fenced:
