@@ -428,8 +428,8 @@ class Runner:
     def recover(self, now: float) -> None:
         """Runs left behind by dead owners become abandoned (their processes killed first).
         On a shared store: the runs whose lease expired (reap_expired, by the store's clock,
-        whoever's they were), and of the runs not claimed under a lease (a foreground
-        `jobctl run`) those of this host whose process is gone."""
+        whoever's they were), our own runs no worker holds, and of the runs not claimed under
+        a lease (a foreground `jobctl run`) those of this host whose process is gone."""
         if self.shared:
             self._reap(now)
         with self.pool.claiming:  # read the store, then our own runs: a worker's claim (which
@@ -440,7 +440,10 @@ class Runner:
         if self.shared:
             self._kill_local_orphans(open_runs)
             registered = {r.owner for r in self.store.runners()}
-            open_runs = [r for r in open_runs if r.host == self.host and r.owner not in registered]
+            # ours that no worker holds (a lost write: e.g. a database crash undid an end), and
+            # this host's runs of owners that are not runners (a foreground `jobctl run`)
+            open_runs = [r for r in open_runs if r.owner == self.owner
+                         or (r.host == self.host and r.owner not in registered)]  # fmt: skip
         stale = recovery.stale_runs(open_runs, self.owner, mine)
         recovery.recover_runs(self.store, stale, now, self.clock, self.rng, self.emit)
 

@@ -275,3 +275,24 @@ def test_a_session_cut_off_inside_a_transaction_is_ended_by_the_server(pg_url: s
     row = s.conn.execute("SHOW idle_in_transaction_session_timeout").fetchone()
     assert row is not None and row["idle_in_transaction_session_timeout"] == f"{DEAD_LINK_S}s"
     s.close()
+
+
+def test_a_fleet_runner_recovers_its_own_run_that_no_worker_holds(pg_url: str) -> None:
+    """A run recorded `running` under this runner that none of its workers holds (its end was
+    lost: a database crash undid the commit) is abandoned and retried at the next recovery,
+    not left open under a live lease for ever."""
+    from jobctl.models import Run
+    from jobctl.runner import Runner
+
+    s = PostgresStore(pg_url)
+    s.add_job(job("a").copy_with(retries=1))
+    runner = Runner(s)
+    now = s.now()
+    runner.since = now
+    runner._register(now)
+    stuck = s.add_run(Run(job="a", scheduled_for=1.0, status="running", owner=runner.owner,
+                          host=runner.host))  # fmt: skip
+    runner.recover(now)
+    assert s.get_run(stuck.id).status == "abandoned"
+    assert [r.attempt for r in s.list_runs(RunFilter(job="a")) if r.status == "queued"] == [2]
+    s.close()
