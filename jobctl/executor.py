@@ -415,94 +415,23 @@ class Process:
         tee: BinaryIO | None = None,
         settled: Callable[[Process], None] | None = None,
     ) -> Outcome:
-        """Capture output until the job ends and reap it; if `sink` raises, SIGKILL the run's
-        processes."""
-        assert self._popen.stdout is not None
+        """Capture output until the job ends and reap it (blocking: the foreground `jobctl
+        run`; the runner's event loop drives a Watch itself); if `sink` raises, SIGKILL the
+        run's processes."""
         self.release()  # a gated job that nobody released would wait forever
-        cap = _Capture(self._spec.max_output, sink, tee)
+        watch = Watch(self, sink, tee, settled)
         sel = selectors.DefaultSelector()
         try:
-            pidfd: int | None = os.pidfd_open(self.pid)  # readable once the leader exits
-        except (AttributeError, OSError):  # old Python or kernel: poll instead
-            pidfd = None
-        finished = False
-        try:
-            self._pump(self._popen.stdout.fileno(), sel, pidfd, cap, settled)
-            finished = True
+            for fd in watch.fds():
+                sel.register(fd, selectors.EVENT_READ)
+            while (wait := watch.step(time.monotonic())) is not None:
+                for key, _ in sel.select(wait):
+                    if not watch.ready(key.fd):
+                        sel.unregister(key.fd)
         finally:
-            with self._lock:
-                if self._status is not None or not finished:
-                    # stragglers of a timeout/cancel (found again unless just SIGKILLed), or
-                    # an error
-                    self._signal(signal.SIGKILL, scan=not self._killed)
-                rc = self._popen.wait()
-                self._reaped = True
-                for target in self._escaped.values():
-                    target.close()
-            _forget(self.pid)
             sel.close()
-            if pidfd is not None:
-                os.close(pidfd)
-            self._popen.stdout.close()
-            reap_orphans()
-        dropped = cap.finish()
-        return self._outcome(rc, cap.total, dropped)
-
-    def _pump(
-        self,
-        fd: int,
-        sel: selectors.BaseSelector,
-        pidfd: int | None,
-        cap: _Capture,
-        settled: Callable[[Process], None] | None = None,
-    ) -> None:
-        """Read output and enforce deadlines until the job is over; the leader stays unreaped.
-        `settled(self)` is called once if the job is still running SETTLE_S after its start
-        (so that short jobs never pay for what only long ones need)."""
-        settle_at = time.monotonic() + SETTLE_S if settled is not None else None
-        os.set_blocking(fd, False)
-        sel.register(fd, selectors.EVENT_READ)
-        if pidfd is not None:
-            sel.register(pidfd, selectors.EVENT_READ)
-        timeout_s = self._spec.timeout_s
-        deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        leader_gone, pipe_open = False, True
-        while True:
-            now = time.monotonic()
-            if not leader_gone and os.waitid(os.P_PID, self.pid, _EXITED_NOWAIT) is not None:
-                leader_gone = True
-                if pidfd is not None:
-                    sel.unregister(pidfd)  # it stays readable: no busy loop
-            if deadline is not None and now >= deadline and not leader_gone:
-                self.terminate("timed_out", f"timed out after {timeout_s:g}s")
-                deadline = None
-            with self._lock:
-                if self._kill_at is not None and now >= self._kill_at and not self._killed:
-                    self._signal(signal.SIGKILL)
-                    self._killed = True
-                stopping, killed, kill_at = self._status is not None, self._killed, self._kill_at
-            # After a normal exit, stop now: a grandchild may hold the pipe open forever.
-            # When stopping, the rest of the group has until EOF or the SIGKILL.
-            if leader_gone and (not stopping or killed or not pipe_open):
-                end = now + DRAIN_S
-                while pipe_open and time.monotonic() < end and (got := cap.read(fd)) is not None:
-                    pipe_open = got  # until EOF, or nothing more is ready
-                return
-            if settle_at is not None and now >= settle_at and not leader_gone:
-                settle_at = None
-                settled(self)  # type: ignore[misc]
-            waits = [IDLE_S, cap.flush_in(now)]
-            if settle_at is not None:
-                waits.append(settle_at - now)
-            waits += [t - now for t in (deadline, None if killed else kill_at) if t is not None]
-            if pidfd is None and not leader_gone:
-                waits.append(POLL_S)
-            for key, _ in sel.select(max(0.0, min(w for w in waits if w is not None))):
-                if key.fd == fd and cap.read(fd) is False:
-                    pipe_open = False
-                    sel.unregister(fd)
-            if cap.flush_in(time.monotonic()) == 0.0:
-                cap.flush()
+            outcome = watch.finish()
+        return outcome
 
     def _outcome(self, rc: int, total: int, dropped: int) -> Outcome:
         exit_code, sig = (rc, None) if rc >= 0 else (None, -rc)
@@ -513,6 +442,115 @@ class Process:
         else:
             status, error = "failed", f"killed by {_SIGNAMES.get(-rc, f'signal {-rc}')}"
         return Outcome(status, exit_code, sig, error, self.started_at, time.time(), total, dropped)
+
+
+class Watch:
+    """The supervision of one started Process, without blocking: an event loop registers
+    fds() for reading, calls ready(fd) when one is readable (False: unregister it), step(now)
+    when one was ready or its timer (step's return, in seconds) is due, and finish() once
+    step returned None (or to abort). It captures output, enforces the timeout and the kill
+    deadline, calls `settled` once after SETTLE_S, and reaps the leader in finish()."""
+
+    def __init__(
+        self,
+        proc: Process,
+        sink: Callable[[bytes], None],
+        tee: BinaryIO | None = None,
+        settled: Callable[[Process], None] | None = None,
+    ) -> None:
+        assert proc._popen.stdout is not None
+        self.proc = proc
+        self.cap = _Capture(proc._spec.max_output, sink, tee)
+        self.fd = proc._popen.stdout.fileno()
+        os.set_blocking(self.fd, False)
+        try:
+            self.pidfd: int | None = os.pidfd_open(proc.pid)  # readable once the leader exits
+        except (AttributeError, OSError):  # old Python or kernel: poll instead
+            self.pidfd = None
+        self.settled = settled
+        now = time.monotonic()
+        self.settle_at = now + SETTLE_S if settled is not None else None
+        timeout_s = proc._spec.timeout_s
+        self.deadline = None if timeout_s is None else now + timeout_s
+        self.leader_gone, self.pipe_open, self.over = False, True, False
+        self.finished = False  # step() saw the end (else finish() is an abort: SIGKILL)
+
+    def fds(self) -> list[int]:
+        return [self.fd] + ([self.pidfd] if self.pidfd is not None else [])
+
+    def ready(self, fd: int) -> bool:
+        """`fd` is readable; False once it is of no more use (EOF, or the leader's exit)."""
+        if fd == self.fd:
+            if self.cap.read(fd) is False:
+                self.pipe_open = False
+                return False
+            return True
+        return not self._leader_exited()  # the pidfd stays readable: no busy loop
+
+    def _leader_exited(self) -> bool:
+        if not self.leader_gone:
+            self.leader_gone = os.waitid(os.P_PID, self.proc.pid, _EXITED_NOWAIT) is not None
+        return self.leader_gone
+
+    def step(self, now: float) -> float | None:
+        """Enforce deadlines and flush output; seconds until the next step is due, or None
+        when the job is over (the leader exited; stragglers drained or killed)."""
+        proc, cap = self.proc, self.cap
+        leader_gone = self._leader_exited()
+        if self.deadline is not None and now >= self.deadline and not leader_gone:
+            proc.terminate("timed_out", f"timed out after {proc._spec.timeout_s:g}s")
+            self.deadline = None
+        with proc._lock:
+            if proc._kill_at is not None and now >= proc._kill_at and not proc._killed:
+                proc._signal(signal.SIGKILL)
+                proc._killed = True
+            stopping, killed, kill_at = proc._status is not None, proc._killed, proc._kill_at
+        # After a normal exit, stop now: a grandchild may hold the pipe open forever.
+        # When stopping, the rest of the group has until EOF or the SIGKILL.
+        if leader_gone and (not stopping or killed or not self.pipe_open):
+            end = now + DRAIN_S
+            while self.pipe_open and time.monotonic() < end:
+                got = cap.read(self.fd)
+                if got is None:
+                    break
+                self.pipe_open = got  # until EOF, or nothing more is ready
+            self.finished = True
+            return None
+        if self.settle_at is not None and now >= self.settle_at and not leader_gone:
+            self.settle_at = None
+            self.settled(proc)  # type: ignore[misc]
+        if cap.flush_in(now) == 0.0:
+            cap.flush()
+        waits = [IDLE_S, cap.flush_in(now)]
+        if self.settle_at is not None:
+            waits.append(self.settle_at - now)
+        waits += [t - now for t in (self.deadline, None if killed else kill_at) if t is not None]
+        if self.pidfd is None and not leader_gone:
+            waits.append(POLL_S)
+        return max(0.0, min(w for w in waits if w is not None))
+
+    def finish(self) -> Outcome:
+        """Reap the leader (SIGKILLing the run's stragglers after a timeout or cancel, or
+        everything when the watch is aborted) and return the outcome."""
+        proc = self.proc
+        with proc._lock:
+            if proc._status is not None or not self.finished:
+                # stragglers of a timeout/cancel (found again unless just SIGKILLed), or an
+                # error
+                proc._signal(signal.SIGKILL, scan=not proc._killed)
+            rc = proc._popen.wait()
+            proc._reaped = True
+            for target in proc._escaped.values():
+                target.close()
+        _forget(proc.pid)
+        if self.pidfd is not None:
+            os.close(self.pidfd)
+            self.pidfd = None
+        assert proc._popen.stdout is not None
+        proc._popen.stdout.close()
+        reap_orphans()
+        dropped = self.cap.finish()
+        return proc._outcome(rc, self.cap.total, dropped)
 
 
 class _Proc(NamedTuple):

@@ -2,9 +2,11 @@
 
 - loop.py       Runner: the loop and its steps (fire, clock steps, @reboot, store outages,
                 the store-identity guard, shutdown)
-- workers.py    WorkerPool: at most N runs at once, one thread each; cancel and replace
-- execution.py  execute(): one claimed run from its start to its recorded end (shared with
-                the foreground `jobctl run`), its environment and Spec, the start-time Gates
+- workers.py    WorkerPool: at most N runs at once, in one event loop (every job process in
+                one selector) and a bookkeeper that claims and records in batches; cancel
+                and replace
+- execution.py  execute(): one run from its start to its recorded end (the foreground
+                `jobctl run`); the job's environment and Spec, record_end, the start-time Gates
 - recovery.py   runs left behind by dead runners: their orphans killed, recorded abandoned
 
 None of it knows the CLI; `jobctl.cli.runner` wires it to a store, a lock and a printer.

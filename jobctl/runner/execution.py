@@ -1,6 +1,7 @@
 """The execution of ONE claimed run, from its start to its recorded end (and its retry).
 
-`execute()` is shared by the runner's workers and the foreground `jobctl run`. It knows the
+`execute()` is the foreground `jobctl run`'s (the runner's pool drives many runs at once in its
+own event loop, workers.py, with the same Spec, environment and record_end). It knows the
 store, the clock and the executor, not the loop or the CLI: the caller passes how to persist
 a write through a store outage (`persist`) and whether it may still start (`go`). Also here:
 the job's environment and executor Spec (with the run's markers), and the `Gates` board that

@@ -372,8 +372,8 @@ class Runner:
     def active(self) -> dict[int, Active]:
         return self.pool.active
 
-    def start_queued(self, now: float, done: Active | None = None) -> Active | None:
-        return self.pool.start_queued(now, done)
+    def start_queued(self, now: float) -> None:
+        self.pool.start_queued(now)
 
     def check_cancels(self) -> None:
         self.pool.check_cancels()

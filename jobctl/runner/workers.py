@@ -1,38 +1,60 @@
-"""The worker pool: at most N claimed runs executing at once, one thread each.
+"""The worker pool: at most N claimed runs executing at once, in one event loop.
 
-A worker executes its run (execution.execute), then claims the next one itself under the
-claim lock, so the loop is not woken between two runs and `--workers` is never exceeded.
-The pool also terminates runs (cancel, overlap=replace) and winds down on stop. It reads the
-runner's store, clock and flags through `self.r`; it knows nothing of firing or recovery.
+Three parts, on two threads of their own besides the caller's:
+- claiming and launching (`start_queued`, on the caller's thread: the runner loop after a
+  round of fires, the bookkeeper after a batch of ends): one transaction claims runs for
+  every free slot, one flush makes the claims durable (SPEC 7: a started run comes back
+  `running` after a power loss, never `queued`), the processes are spawned (gated when
+  ahead of their time) and one transaction records their pids before any gate opens;
+- the process loop (`_ProcessLoop`, one thread): owns every job process: output pipes and
+  pidfds in one selector, start times (gates), timeouts and kill deadlines as timers in a
+  heap (executor.Watch). It never touches the store, so a slow store never delays a timeout,
+  a cancel or a start;
+- the bookkeeper (one thread): takes what the loop reports (output, start times, ends) in
+  batches, writes them (every end and its retry in one transaction, retried through a store
+  outage), then claims runs for the slots it freed.
+
+It reads the runner's store, clock and flags through `self.r`; it knows nothing of firing or
+recovery. The foreground `jobctl run` does not come here: it uses execution.execute().
 """
 
 from __future__ import annotations
 
 import contextlib
+import heapq
+import itertools
 import os
+import queue
 import select
+import selectors
 import signal
 import threading
 import time
-from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 
 from jobctl import executor, planner
 from jobctl.errors import FencedError, StoreError
 from jobctl.models import Job, Run
-from jobctl.runner.execution import Gates, describe_end, execute, local_shift, record_end
-from jobctl.store.base import RunFilter
+from jobctl.runner.execution import describe_end, local_shift, record_end, spec_for
+from jobctl.store.base import End, RunFilter
 
 if TYPE_CHECKING:
     from jobctl.runner.loop import Runner
 
 
-@dataclass
+@dataclass(eq=False)
 class Active:
     run: Run
     job: Job
-    proc: executor.Process | None = None
+    proc: executor.Process | None = None  # set once the process has started its command
     stop: tuple[str, str] | None = None  # (status, reason) asked for before the process began
+    spawned: executor.Process | None = None  # the process, from its spawn (gated or not)
+    gated: bool = False
+    watch: executor.Watch | None = None
+    fds: set[int] = field(default_factory=set)  # registered in the loop's selector
+    due: float = 0.0  # monotonic time of the watch's next step
 
 
 class WorkerPool:
@@ -42,113 +64,243 @@ class WorkerPool:
         self.active: dict[int, Active] = {}
         self.lock = threading.Lock()
         self.claiming = threading.Lock()  # one claim at a time: free slots are never overbooked
-        self.gates = Gates()
+        self.loop = _ProcessLoop(self)
+        self.book: queue.SimpleQueue[tuple[str, Active, Any]] = queue.SimpleQueue()
+        self._threads_lock = threading.Lock()
+        self._started = False
 
-    def start_queued(self, now: float, done: Active | None = None) -> Active | None:
-        """Claim queued runs for the free workers and start a thread for each. A worker
-        thread that has just finished run `done` gives up its slot here, under the claim lock
-        and in the same step that registers what it claimed (so neither the loop nor a
-        shutdown ever sees the slot free or `active` empty meanwhile), keeps the first claimed
-        run for itself (no thread start, no wake-up of the loop between two runs) and gets it
-        back."""
-        replace: list[Run] = []
+    def _start_threads(self) -> None:
+        with self._threads_lock:
+            if not self._started:
+                self._started = True
+                threading.Thread(target=self.loop.run, name="jobctl-loop", daemon=True).start()
+                threading.Thread(target=self._bookkeeper, name="jobctl-book", daemon=True).start()
 
+    # ---- claiming and launching -----------------------------------------------------------
+    def start_queued(self, now: float, done: Sequence[Active] = ()) -> None:
+        """Claim queued runs for the free slots (one transaction) and launch them. The
+        bookkeeper passes the runs whose ends it has just recorded (`done`): their slots are
+        given up here, under the claim lock and in the step that registers what is claimed,
+        so that neither the loop nor a shutdown ever sees them free or `active` empty
+        meanwhile."""
+        replace_runs: list[Run] = []
         labels = frozenset(self.r.labels)
 
         def pick(
             queued: list[Run], running: list[Run], jobs: dict[str, Job], limit: int
         ) -> tuple[list[Run], list[Run]]:
-            replace[:] = planner.replaced_by_waiting(queued, running, jobs)
+            replace_runs[:] = planner.replaced_by_waiting(queued, running, jobs)
             return planner.pick_startable(queued, running, jobs, limit, labels=labels)
+
+        def give_up_slots() -> None:
+            with self.lock:
+                for entry in done:
+                    self.active.pop(entry.run.id or -1, None)
 
         with self.claiming:
             with self.lock:
-                busy = len(self.active) - (1 if done is not None else 0)
-                free = max(0, self.size - busy)  # 0 still looks for replacements
+                free = max(0, self.size - len(self.active) + len(done))  # 0: replacements
             try:
                 claimed = [] if self.r._stopping or not self.r.holding else self.r.store.claim(
                     self.r.owner, self.r.host, now, free, pick, epoch=self.r.epoch
                 )  # fmt: skip
             except BaseException:
-                if done is not None:
-                    with self.lock:
-                        self.active.pop(done.run.id or -1, None)
+                give_up_slots()
                 raise
             entries = [Active(run=run, job=job) for run, job in claimed]
             with self.lock:
-                if done is not None:
-                    self.active.pop(done.run.id or -1, None)
+                for entry in done:
+                    self.active.pop(entry.run.id or -1, None)
                 self.active.update((e.run.id or 0, e) for e in entries)
-        for old in replace:
+        for old in replace_runs:
             try:
                 self.terminate(old, "cancelled", "replaced by a newer run (overlap=replace)")
             except OSError as exc:  # e.g. EPERM on a group led by a setuid program
                 self.r.emit("error", f"{old.job}: run {old.id}: cannot replace it: {exc}")
-        mine = entries.pop(0) if done is not None and entries else None
+        if entries:
+            self._start_threads()
+            self._launch(entries)
+
+    def _launch(self, entries: list[Active]) -> None:
+        """Make the claims durable, spawn the processes (gated when ahead of their time: the
+        pid is recorded before the gate opens), record their pids in one transaction and hand
+        them to the process loop. A run already due is spawned directly (one exec, not two)
+        and carries JOBCTL_RUN_ID and JOBCTL_OWNER, by which recovery finds it if we die
+        before its pid is recorded."""
+        try:
+            self.r.store.sync()  # the claims are durable before any process exists
+        except StoreError:
+            for entry in entries:
+                self.book.put(("requeue", entry, None))
+            return
+        shift = local_shift(self.r.clock)
+        now = self.r.clock.now()
+        spawned: list[Active] = []
         for entry in entries:
-            threading.Thread(target=self._work, args=(entry,), daemon=True).start()
-        return mine
+            run = entry.run
+            gated = run.not_before > now
+            if not gated and self.r._stopping:  # not started: back to the queue
+                self.book.put(("requeue", entry, None))
+                continue
+            try:
+                proc = executor.start(spec_for(entry.job, run), gated=gated)
+            except executor.SpawnError as exc:
+                t = self.r.clock.now()
+                final = replace(run, status="failed", exit_code=exc.exit_code,
+                                error=str(exc), started_at=t, finished_at=t)  # fmt: skip
+                self.book.put(("final", entry, final))
+                continue
+            except Exception as exc:  # a bug: recorded abandoned, the others go on
+                self.book.put(("error", entry, exc))
+                continue
+            began = proc.started_at + shift
+            # pid and start time: what recovery and `cancel` check before signalling the
+            # group. A gated process waits (its start time is read at once); a direct one is
+            # exec'ing, and reading /proc/PID/stat then is costly: its start time is recorded
+            # once it has run SETTLE_S (shorter jobs end first)
+            planned = max(began, run.not_before) if gated else began
+            start = proc.proc_start if gated else None
+            entry.run = replace(run, pid=proc.pid, proc_start=start, started_at=planned)
+            entry.spawned, entry.gated = proc, gated
+            spawned.append(entry)
+        if spawned:
+            # not fatal: if the store cannot take it, recovery finds the processes by their
+            # markers (JOBCTL_RUN_ID and JOBCTL_OWNER, in their environment)
+            with contextlib.suppress(StoreError):
+                self.r.store.mark_started_all([e.run for e in spawned])
+        self.loop.add(spawned)
 
-    def _work(self, entry: Active | None) -> None:
-        """A worker thread: execute a run, then claim the next one itself, until none."""
-        done: Active | None = None
-        try:
-            while entry is not None:
-                done, entry = entry, None
-                self._execute(done)
-                entry = self.start_queued(self.r._horizon(), done=done)
-                done = None  # its slot was handed over (or freed) by start_queued
-        except StoreError as exc:  # claiming failed: the loop claims again, with backoff
-            self.r._store_failed(exc)
-        except Exception as exc:  # a bug: end this worker, say so
-            self.r.emit("error", f"worker stopped: {type(exc).__name__}: {exc}")
-        finally:
-            if done is not None:  # never leak a slot: the loop and shutdown count `active`
-                with self.lock:
-                    self.active.pop(done.run.id or -1, None)
-            self.r.wake()
-
-    def _execute(self, entry: Active) -> None:
+    # ---- what the process loop reports --------------------------------------------------------
+    def started(self, entry: Active, proc: executor.Process) -> None:
+        """On the loop's thread, once the process runs its command."""
         run = entry.run
+        with self.lock:
+            entry.proc = proc
+            stop = entry.stop
+        late = (proc.started_at + local_shift(self.r.clock) - run.not_before) * 1000
+        self.r.emit("start", f"{run.job}: run {run.id} started, pid {proc.pid}, {late:+.1f}ms")
+        if self.r.notifier is not None:
+            self.r.notifier.started(entry.job, replace(run, pid=proc.pid))
+        if stop is not None:  # cancelled or replaced while it waited for its start time
+            proc.terminate(*stop)
 
-        def started(proc: executor.Process) -> None:
+    # ---- the bookkeeper -----------------------------------------------------------------------
+    def _bookkeeper(self) -> None:
+        while True:
+            batch = [self.book.get()]
+            with contextlib.suppress(queue.Empty):
+                while len(batch) < 1000:
+                    batch.append(self.book.get_nowait())
+            done: list[Active] = []
+            try:
+                self._keep(batch, done)
+            except Exception as exc:  # a bug: say so, and never leak a slot
+                self.r.emit("error", f"bookkeeper: {type(exc).__name__}: {exc}")
+            if not done:
+                continue
+            try:
+                self.start_queued(self.r._horizon(), done)  # gives their slots up
+            except StoreError as exc:  # the loop claims again, with backoff
+                self.r._store_failed(exc)
+            except Exception as exc:
+                self.r.emit("error", f"claim: {type(exc).__name__}: {exc}")
             with self.lock:
-                entry.proc = proc
-                stop = entry.stop
-            late = (proc.started_at + local_shift(self.r.clock) - run.not_before) * 1000
-            self.r.emit("start", f"{run.job}: run {run.id} started, pid {proc.pid}, {late:+.1f}ms")
-            if self.r.notifier is not None:
-                self.r.notifier.started(entry.job, replace(run, pid=proc.pid))
-            if stop is not None:  # cancelled or replaced while it waited for its start time
-                proc.terminate(*stop)
+                for entry in done:  # (already, unless the claim failed before it)
+                    self.active.pop(entry.run.id or -1, None)
+                idle = not self.active
+            if idle or self.r._stopping:  # --once and shutdown wait for the last end
+                self.r.wake()
 
+    def _keep(self, batch: list[tuple[str, Active, Any]], done: list[Active]) -> None:
+        """Write one batch from the loop, in order of kind: output, start times, ends."""
+        store = self.r.store
+        ends: list[tuple[Active, Run]] = []
+        settled: list[Run] = []
+        for kind, entry, value in batch:
+            if kind == "output":
+                run_id = entry.run.id or 0
+                # (failing still once stopping's grace is over: the end below says so)
+                with contextlib.suppress(StoreError):
+                    self.r.persist(lambda r=run_id, v=value: store.append_output(r, v))
+            elif kind == "settled":
+                settled.append(replace(entry.run, proc_start=value))
+            elif kind == "requeue":
+                done.append(entry)
+                run_id = entry.run.id or 0
+                with contextlib.suppress(StoreError):
+                    self.r.persist(lambda r=run_id: store.update_run(
+                        r, status="queued", owner=None, host=None, pid=None, proc_start=None,
+                        started_at=None))  # fmt: skip
+            elif kind == "outcome":
+                ends.append((entry, self._final(entry, value)))
+            elif kind == "final":
+                ends.append((entry, value))
+            elif kind == "error":
+                done.append(entry)
+                self._abandon_after_error(entry, value)
+        if settled:
+            with contextlib.suppress(StoreError):
+                store.mark_started_all(settled)
+        if ends:
+            done.extend(entry for entry, _ in ends)
+            self._record(ends)
+
+    def _final(self, entry: Active, outcome: executor.Outcome) -> Run:
+        run, status = entry.run, outcome.status
+        if status != "succeeded":
+            try:
+                asked = self.r.persist(lambda: self.r.store.get_run(run.id or 0))
+                if asked.cancel_requested_at:
+                    status = "cancelled"
+            except StoreError:
+                pass
+        shift = local_shift(self.r.clock)
+        return replace(
+            run,
+            status=status,
+            exit_code=outcome.exit_code,
+            signal=outcome.signal,
+            error=outcome.error if status != "cancelled" else (outcome.error or "cancelled"),
+            started_at=outcome.started_at + shift,
+            finished_at=outcome.finished_at + shift,
+            output_bytes=outcome.output_bytes,
+        )
+
+    def _record(self, ends: list[tuple[Active, Run]]) -> None:
+        """Record ends and their retries in one transaction, retried through a store outage."""
+        now = self.r.clock.now()
+        decided = [planner.after_end(e.job, final, now, self.r.rng) for e, final in ends]
+        batch: list[End] = [
+            (final, retry, e.job.keep_runs)
+            for (e, _), (final, retry) in zip(ends, decided, strict=True)
+        ]
         try:
-            final, retry = execute(self.r.store, run, entry.job, self.r.clock, self.r.rng,
-                                   on_start=started, go=lambda: not self.r._stopping,
-                                   gates=self.gates, persist=self.r.persist,
-                                   report=self.r._store_failed, fence=self.r.fence)  # fmt: skip
-            self.r.emit("end", describe_end(final, retry, self.r.clock.now()))
+            written = self.r.persist(lambda: self.r.store.finish_runs(batch, fence=self.r.fence))
+        except StoreError as exc:  # still failing once stopping's grace ran out: the runs
+            # stay `running` in the store, and the next runner recovers them (SPEC 7)
+            for entry, _ in ends:
+                self.r.emit("error", f"{entry.run.job}: run {entry.run.id}: its end could not "
+                            f"be recorded ({exc}); the next runner recovers it")  # fmt: skip
+            return
+        now = self.r.clock.now()
+        for (entry, _), (final, retry), ok in zip(ends, decided, written, strict=True):
+            if not ok:  # our lease went: another runner takes the run over
+                self.r.emit("error", f"{final.job}: run {final.id}'s end refused: this "
+                            "runner's lease on it is gone (expired or taken over); fenced, "
+                            "not recorded by this runner")  # fmt: skip
+                continue
+            self.r.emit("end", describe_end(final, retry, now))
             if self.r.notifier is not None:
                 self.r.notifier.ended(entry.job, final, retry)
-        except FencedError as exc:  # our lease went: another runner takes the run over
-            self.r.emit("error", f"{run.job}: {exc}; fenced, not recorded by this runner")
-        except StoreError as exc:  # still failing once stopping's grace ran out: the run
-            # stays `running` in the store, and the next runner recovers it (SPEC 7)
-            self.r.emit("error", f"{run.job}: run {run.id}: its end could not be recorded "
-                      f"({exc}); the next runner recovers it")  # fmt: skip
-            if entry.proc is not None and executor.group_alive(entry.proc.pid):
-                with contextlib.suppress(OSError):
-                    os.killpg(entry.proc.pid, signal.SIGKILL)
-        except Exception as exc:  # a bug: the executor has killed the job
-            self.r.emit("error", f"{run.job}: run {run.id}: {type(exc).__name__}: {exc}")
-            self._abandon_after_error(entry, exc)
 
-    def _abandon_after_error(self, entry: Active, exc: Exception) -> None:
-        """Record a run whose recording failed as abandoned (and retry it), trying for a while;
-        if the store stays unusable, recover() picks it up once it is back."""
-        if entry.proc is not None and executor.group_alive(entry.proc.pid):
+    def _abandon_after_error(self, entry: Active, exc: BaseException) -> None:
+        """Record a run whose supervision failed as abandoned (and retry it), trying for a
+        while; if the store stays unusable, recover() picks it up once it is back."""
+        self.r.emit("error", f"{entry.run.job}: run {entry.run.id}: {type(exc).__name__}: {exc}")
+        proc = entry.spawned
+        if proc is not None and executor.group_alive(proc.pid):
             with contextlib.suppress(OSError):
-                os.killpg(entry.proc.pid, signal.SIGKILL)
+                os.killpg(proc.pid, signal.SIGKILL)
         run = replace(entry.run, status="abandoned", finished_at=self.r.clock.now(),
                       error=f"the runner could not record it: {exc}")  # fmt: skip
         for _ in range(10):
@@ -161,6 +313,7 @@ class WorkerPool:
             except Exception:
                 self.r.clock.sleep(1.0)
 
+    # ---- stopping runs ------------------------------------------------------------------------
     def terminate(self, run: Run, status: str, reason: str) -> None:
         with self.lock:
             entry = self.active.get(run.id or -1)
@@ -170,6 +323,7 @@ class WorkerPool:
                 entry.stop = entry.stop or (status, reason)
                 return
         entry.proc.terminate(status, reason)
+        self.loop.poke()  # its kill deadline is a timer of the loop
 
     def fence(self, reason: str, grace_s: float) -> int:
         """Terminate every run of ours now (SIGKILL after at most `grace_s`): this runner's
@@ -183,6 +337,7 @@ class WorkerPool:
                     entry.stop = entry.stop or ("abandoned", reason)
             if proc is not None:
                 proc.terminate("abandoned", reason, grace_s=grace_s)
+        self.loop.poke()
         return len(entries)
 
     def check_cancels(self) -> None:
@@ -212,6 +367,157 @@ class WorkerPool:
                     entry.stop = ("abandoned", "the runner stopped before it finished")
             if proc is not None:
                 proc.terminate("abandoned", "the runner stopped before it finished")
+        self.loop.poke()
         while self.active:
             time.sleep(0.05)
         self.r.emit("stop", "runner stopped")
+
+
+class _ProcessLoop:
+    """One thread that supervises every job process of the pool (see the module's doc)."""
+
+    def __init__(self, pool: WorkerPool) -> None:
+        self.pool = pool
+        self.sel = selectors.DefaultSelector()
+        self._r, self._w = os.pipe()
+        os.set_blocking(self._r, False)
+        os.set_blocking(self._w, False)
+        self.sel.register(self._r, selectors.EVENT_READ, None)
+        self._inbox: list[Active] = []
+        self._inbox_lock = threading.Lock()
+        self._gated: list[tuple[float, int, Active]] = []  # (not_before, seq, entry)
+        self._timers: list[tuple[float, int, Active]] = []  # (monotonic due, seq, entry)
+        self._seq = itertools.count()
+        self._watching: set[Active] = set()
+
+    def add(self, entries: list[Active]) -> None:
+        if entries:
+            with self._inbox_lock:
+                self._inbox.extend(entries)
+            self.poke()
+
+    def poke(self) -> None:
+        with contextlib.suppress(BlockingIOError):  # a full pipe: the loop is awake anyway
+            os.write(self._w, b"\0")
+
+    def run(self) -> None:
+        clock = self.pool.r.clock
+        while True:
+            waits = []
+            if self._timers:
+                waits.append(self._timers[0][0] - time.monotonic())
+            if self._gated:
+                waits.append(self._gated[0][0] - clock.now())
+            timeout = max(0.0, min(waits)) if waits else None
+            touched: set[Active] = set()
+            for key, _ in self.sel.select(timeout):
+                entry = key.data
+                if entry is None:
+                    with contextlib.suppress(BlockingIOError):
+                        while os.read(self._r, 4096):
+                            pass
+                    touched.update(self._watching)  # a terminate() may have set a deadline
+                elif entry.watch is not None:
+                    try:
+                        more = entry.watch.ready(key.fd)
+                    except Exception as exc:
+                        self._failed(entry, exc)
+                        continue
+                    if not more:
+                        self.sel.unregister(key.fd)
+                        entry.fds.discard(key.fd)
+                    touched.add(entry)
+            with self._inbox_lock:
+                new, self._inbox = self._inbox, []
+            for entry in new:
+                if entry.gated:
+                    heapq.heappush(self._gated, (entry.run.not_before, next(self._seq), entry))
+                else:
+                    touched.add(self._begin(entry))
+            if self._gated and self._gated[0][0] <= clock.now():
+                touched.update(self._open_gates(clock.now()))
+            mono = time.monotonic()
+            while self._timers and self._timers[0][0] <= mono:
+                due, _, entry = heapq.heappop(self._timers)
+                if entry.due == due and entry in self._watching:
+                    touched.add(entry)
+            for entry in touched:
+                if entry in self._watching:
+                    self._step(entry, mono)
+
+    def _open_gates(self, now: float) -> list[Active]:
+        """Release every gated process that is due, in a row (a burst due at one instant
+        starts within a fraction of a millisecond), then begin watching them."""
+        due: list[Active] = []
+        while self._gated and self._gated[0][0] <= now:
+            due.append(heapq.heappop(self._gated)[2])
+        released: list[Active] = []
+        for entry in due:
+            proc = entry.spawned
+            assert proc is not None
+            if self.pool.r._stopping:  # stopping: it never ran; back to the queue
+                proc.abort()
+                self.pool.book.put(("requeue", entry, None))
+                continue
+            proc.release()
+            released.append(entry)
+        return [self._begin(entry) for entry in released]
+
+    def _begin(self, entry: Active) -> Active:
+        """Watch a process that runs its command now."""
+        proc = entry.spawned
+        assert proc is not None
+        book = self.pool.book
+
+        def sink(data: bytes) -> None:
+            book.put(("output", entry, data))
+
+        def settled(p: executor.Process) -> None:
+            if not entry.gated:  # a gated one's start time was recorded before its gate opened
+                book.put(("settled", entry, p.proc_start))
+
+        try:
+            entry.watch = executor.Watch(proc, sink, settled=settled)
+            for fd in entry.watch.fds():
+                self.sel.register(fd, selectors.EVENT_READ, entry)
+                entry.fds.add(fd)
+            self._watching.add(entry)
+            self.pool.started(entry, proc)
+        except Exception as exc:
+            self._failed(entry, exc)
+        return entry
+
+    def _step(self, entry: Active, mono: float) -> None:
+        watch = entry.watch
+        assert watch is not None
+        try:
+            wait = watch.step(mono)
+        except Exception as exc:
+            self._failed(entry, exc)
+            return
+        if wait is not None:
+            entry.due = mono + wait
+            heapq.heappush(self._timers, (entry.due, next(self._seq), entry))
+            return
+        self._forget(entry)
+        try:
+            outcome = watch.finish()
+        except Exception as exc:
+            self.pool.book.put(("error", entry, exc))
+            return
+        self.pool.book.put(("outcome", entry, outcome))
+
+    def _forget(self, entry: Active) -> None:
+        for fd in entry.fds:
+            self.sel.unregister(fd)
+        entry.fds.clear()
+        self._watching.discard(entry)
+
+    def _failed(self, entry: Active, exc: BaseException) -> None:
+        """A bug while supervising one run: stop watching it (its processes are killed by
+        the watch's abort, or by _abandon_after_error) and have it recorded abandoned."""
+        self._forget(entry)
+        if entry.watch is not None:
+            with contextlib.suppress(Exception):
+                entry.watch.finish()
+        self.pool.book.put(("error", entry, exc))

@@ -277,6 +277,17 @@ class Store(Protocol):
         (nothing written) otherwise."""
         ...
 
+    def finish_runs(self, ends: Sequence[End], fence: tuple[str, int] | None = None) -> list[bool]:
+        """`finish_run` for several runs in one transaction (the runner's batch of ends):
+        each end, its retry and its chained runs, then `keep_runs` retention once per job.
+        Returns, per end, whether it was written: False where `fence` refused it (only that
+        end and its retry are left out; the others are recorded)."""
+        ...
+
+    def mark_started_all(self, runs: Sequence[Run]) -> None:
+        """`mark_started` for several runs in one transaction (a batch of spawns)."""
+        ...
+
     def append_output(self, run_id: int, data: bytes, wait_s: float | None = None) -> None:
         """Append a chunk of a run's output (`wait_s` as for mark_started)."""
         ...
@@ -370,5 +381,8 @@ class Store(Protocol):
         """
         ...
 
+
+#: one end for finish_runs: (the final run, its retry or None, its job's keep_runs or None)
+End = tuple[Run, Run | None, int | None]
 
 Picker = Callable[[list[Run], list[Run], dict[str, Job], int], tuple[list[Run], list[Run]]]

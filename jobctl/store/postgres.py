@@ -34,6 +34,7 @@ from jobctl.store import pg_schema, rows
 from jobctl.store.base import (
     DEFAULT_LEASE_S,
     Delivery,
+    End,
     Fire,
     Picker,
     RunFilter,
@@ -651,6 +652,50 @@ class PostgresStore:
             if keep_runs is not None:
                 self._retain(conn, run.job, keep_runs)
             return run
+
+    def finish_runs(self, ends: Sequence[End], fence: tuple[str, int] | None = None) -> list[bool]:
+        """See Store.finish_runs: the ends' updates go out in one round trip (pipeline); a
+        fenced end is skipped with its retry, the others are written."""
+        written: list[bool] = []
+        keep: dict[str, int] = {}
+        conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
+        with self._tx() as conn:
+            with conn.pipeline():
+                curs = []
+                for run, _, _ in ends:
+                    assert run.id is not None
+                    fields = _row(RUN_COLUMNS, run)
+                    sets = ", ".join(f"{c} = %({c})s" for c in fields)
+                    where = "id = %(_id)s"
+                    params: dict[str, Any] = {**fields, "_id": run.id}
+                    if fence is not None:
+                        where += " AND status = 'running' AND owner = %(_owner)s "
+                        where += "AND lease_epoch = %(_epoch)s AND " + LEASE_HELD
+                        params.update(_owner=fence[0], _epoch=fence[1])
+                    curs.append(
+                        conn.cursor().execute(f"UPDATE runs SET {sets} WHERE {where}", params)
+                    )
+            for cur, (run, followup, keep_runs) in zip(curs, ends, strict=True):
+                ok = cur.rowcount > 0 or fence is None
+                written.append(ok)
+                if not ok:
+                    continue
+                if followup is not None:
+                    self._insert_run(conn, followup, conflict)
+                if chains_from(run, followup):
+                    self._chain(conn, run)
+                if keep_runs is not None:
+                    keep[run.job] = keep_runs
+            for job, n in keep.items():
+                self._retain(conn, job, n)
+        return written
+
+    def mark_started_all(self, runs: Sequence[Run]) -> None:
+        with self._tx(single=len(runs) == 1) as conn, conn.cursor() as cur:
+            cur.executemany(
+                "UPDATE runs SET pid = %s, proc_start = %s, started_at = %s WHERE id = %s",
+                [[r.pid, r.proc_start, to_ms(r.started_at), r.id] for r in runs],
+            )
 
     def _chain(self, conn: psycopg.Connection[Any], run: Run) -> None:
         """As SQLiteStore._chain: the downstream runs, in the transaction of the end."""

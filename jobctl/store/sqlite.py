@@ -26,6 +26,7 @@ from jobctl.models import Job, Run
 from jobctl.store.base import (
     DEFAULT_LEASE_S,
     Delivery,
+    End,
     Fire,
     Picker,
     RunFilter,
@@ -580,6 +581,32 @@ class SQLiteStore:
             if keep_runs is not None:
                 self._retain(conn, run.job, keep_runs)
             return run
+
+    def finish_runs(self, ends: Sequence[End], fence: tuple[str, int] | None = None) -> list[bool]:
+        """See Store.finish_runs; `fence` is not used (see finish_run)."""
+        keep: dict[str, int] = {}
+        with self._tx(durable=False) as conn:
+            for run, followup, keep_runs in ends:
+                assert run.id is not None
+                fields = _row(RUN_COLUMNS, run)
+                sets = ", ".join(f"{c} = :{c}" for c in fields)
+                conn.execute(f"UPDATE runs SET {sets} WHERE id = :_id", {**fields, "_id": run.id})
+                if followup is not None:
+                    self._insert_run(conn, followup, "INSERT OR IGNORE")
+                if chains_from(run, followup):
+                    self._chain(conn, run)
+                if keep_runs is not None:
+                    keep[run.job] = keep_runs
+            for job, n in keep.items():
+                self._retain(conn, job, n)
+        return [True] * len(ends)
+
+    def mark_started_all(self, runs: Sequence[Run]) -> None:
+        with self._tx(durable=False) as conn:
+            conn.executemany(
+                "UPDATE runs SET pid = ?, proc_start = ?, started_at = ? WHERE id = ?",
+                [[r.pid, r.proc_start, to_ms(r.started_at), r.id] for r in runs],
+            )
 
     def _chain(self, conn: sqlite3.Connection, run: Run) -> None:
         """Queue the runs of the jobs that run after `run`'s job (chain_runs), in the

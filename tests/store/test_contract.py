@@ -340,6 +340,44 @@ def test_finish_run_records_retry_and_retention(store) -> None:
     assert runs[0].id not in {r.id for r in left}
 
 
+def test_finish_runs_records_a_batch_of_ends_with_retries_and_retention(store) -> None:
+    """The runner's batch: every end and its retry in one call; retention once per job."""
+    store.add_job(job("a"))
+    store.add_job(job("b"))
+    old = [store.add_run(Run(job="a", scheduled_for=float(i), status="succeeded"))
+           for i in range(3)]  # fmt: skip
+    ra = store.add_run(Run(job="a", scheduled_for=9.0, status="running"))
+    rb = store.add_run(Run(job="b", scheduled_for=9.0, status="running"))
+    retry = Run(job="b", scheduled_for=9.0, attempt=2, trigger="retry", not_before=20.0)
+    written = store.finish_runs(
+        [
+            (replace(ra, status="succeeded", exit_code=0, finished_at=10.0), None, 2),
+            (replace(rb, status="failed", exit_code=3, finished_at=10.0), retry, None),
+        ]
+    )
+    assert written == [True, True]
+    assert store.get_run(ra.id).status == "succeeded"
+    assert (store.get_run(rb.id).status, store.get_run(rb.id).exit_code) == ("failed", 3)
+    left_a = store.list_runs(RunFilter(job="a"))
+    assert [r.scheduled_for for r in left_a] == [9.0, 2.0]  # keep_runs=2
+    assert old[0].id not in {r.id for r in left_a}
+    queued = store.list_runs(RunFilter(job="b", statuses=["queued"]))
+    assert [(r.attempt, r.not_before) for r in queued] == [(2, 20.0)]
+
+
+def test_mark_started_all_records_each_pid(store) -> None:
+    store.add_job(job("a"))
+    runs = [store.add_run(Run(job="a", scheduled_for=float(i), status="running"))
+            for i in range(3)]  # fmt: skip
+    store.mark_started_all(
+        [replace(r, pid=100 + i, proc_start=7 + i, started_at=50.0 + i) for i, r in enumerate(runs)]
+    )
+    got = [store.get_run(r.id) for r in runs]
+    assert [(r.pid, r.proc_start, r.started_at) for r in got] == [
+        (100, 7, 50.0), (101, 8, 51.0), (102, 9, 52.0)
+    ]  # fmt: skip
+
+
 def test_output_chunks_in_order(store) -> None:
     store.add_job(job("a"))
     r = store.add_run(Run(job="a", scheduled_for=1.0))

@@ -207,6 +207,36 @@ def test_claimed_runs_carry_the_epoch_and_fenced_ends_are_refused(pg_url: str) -
     s.close()
 
 
+def test_a_batch_of_ends_skips_only_the_fenced_one(pg_url: str) -> None:
+    """finish_runs under a fence: the end of a run no longer held under that lease is not
+    written (nor its retry); the others in the same batch are."""
+    from dataclasses import replace
+
+    from jobctl.models import Run
+
+    s = PostgresStore(pg_url)
+    s.add_job(job("a"))
+    for i in range(2):
+        s.add_run(Run(job="a", scheduled_for=float(i), not_before=1.0))
+    epoch = _leased(s, "r1", 15)
+    ((mine, _),) = _claim_one(s, "r1", epoch)
+    ((taken, _),) = _claim_one(s, "r1", epoch)
+    s.update_run(taken.id, status="abandoned", owner="r2")  # taken over meanwhile
+    retry = Run(job="a", scheduled_for=taken.scheduled_for, attempt=2, trigger="retry")
+    written = s.finish_runs(
+        [
+            (replace(mine, status="succeeded", finished_at=5.0), None, None),
+            (replace(taken, status="failed", finished_at=5.0), retry, None),
+        ],
+        fence=("r1", epoch),
+    )
+    assert written == [True, False]
+    assert s.get_run(mine.id).status == "succeeded"
+    assert s.get_run(taken.id).status == "abandoned"
+    assert [r.attempt for r in s.list_runs(RunFilter(job="a"))] == [1, 1]  # no retry written
+    s.close()
+
+
 def test_reap_expired_takes_over_once_across_the_fleet(pg_url: str) -> None:
     """A dead runner's runs are recorded once, by whichever runner reaps first, by the
     database's clock; a live runner's runs and runs claimed without a lease are left."""

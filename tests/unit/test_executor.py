@@ -9,6 +9,7 @@ LONG_GRACE_S and a watch() that returns within DEADLINE_S.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import selectors
@@ -429,3 +430,46 @@ def test_path_is_searched_at_every_start(tmp_path: Path) -> None:
     executor._FOUND.clear()  # (as FOUND_TTL_S passing would)
     _, out, _ = run(spec(["mytool"], env=env))
     assert out == b"new\n"
+
+
+def test_one_loop_supervises_several_processes_without_a_thread_each() -> None:
+    """executor.Watch, driven by one selector as the runner's process loop drives it: each
+    job's output stays its own, a timeout stops only its job, and every leader is reaped."""
+    jobs = {
+        "talk": executor.start(spec("echo one; sleep 0.2; echo two")),
+        "fail": executor.start(spec("echo bad >&2; exit 3")),
+        "hang": executor.start(spec(["sleep", "600"], timeout_s=0.3, kill_grace_s=1.0)),
+    }
+    out: dict[str, list[bytes]] = {name: [] for name in jobs}
+    watches = {name: executor.Watch(p, out[name].append) for name, p in jobs.items()}
+    sel = selectors.DefaultSelector()
+    for name, w in watches.items():
+        for fd in w.fds():
+            sel.register(fd, selectors.EVENT_READ, name)
+    due = {name: 0.0 for name in jobs}
+    outcomes: dict[str, Outcome] = {}
+    give_up = time.monotonic() + DEADLINE_S
+    while due and time.monotonic() < give_up:
+        ready: set[str] = set()
+        for key, _ in sel.select(max(0.0, min(due.values()) - time.monotonic())):
+            ready.add(key.data)
+            if not watches[key.data].ready(key.fd):  # EOF, or the leader exited
+                sel.unregister(key.fd)
+        now = time.monotonic()
+        for name in [n for n in due if n in ready or due[n] <= now]:
+            wait = watches[name].step(now)
+            if wait is None:
+                for fd in watches[name].fds():
+                    with contextlib.suppress(KeyError, ValueError):
+                        sel.unregister(fd)
+                outcomes[name] = watches[name].finish()
+                del due[name]
+            else:
+                due[name] = now + wait
+    assert not due, f"still running after {DEADLINE_S}s: {sorted(due)}"
+    assert (outcomes["talk"].status, b"".join(out["talk"])) == ("succeeded", b"one\ntwo\n")
+    assert (outcomes["fail"].exit_code, b"".join(out["fail"])) == (3, b"bad\n")
+    assert outcomes["hang"].status == "timed_out"
+    for p in jobs.values():
+        with pytest.raises(ChildProcessError):  # reaped: no zombie left behind
+            os.waitpid(p.pid, os.WNOHANG)

@@ -3,6 +3,7 @@ rewinding after a backward clock step, recovering runs it lost track of."""
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -206,6 +207,43 @@ def test_workers_chain_runs_without_exceeding_the_worker_count(tmp_path: Path) -
         depth += d
         peak = max(peak, depth)
     assert len(events) == 24 and peak == 3  # never more than 3, and 3 did run side by side
+
+
+def test_free_slots_are_claimed_in_one_transaction_and_ends_recorded_in_batches(
+    tmp_path: Path,
+) -> None:
+    """The first claim takes a run for every free slot at once (one claim call), and every
+    end is recorded through finish_runs (the batch), never one finish_run per run."""
+    from jobctl.clock import SystemClock
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    now = time.time()
+    for i in range(8):
+        store.add_job(Job(name=f"j{i}", command=["true"], tz="UTC", cwd=str(tmp_path)))
+        store.add_run(Run(job=f"j{i}", scheduled_for=now, not_before=now, trigger="manual"))
+    claims: list[tuple[int, int]] = []  # (limit, claimed)
+    batches: list[int] = []
+    real_claim, real_finish = store.claim, store.finish_runs
+
+    def claim(owner, host, at, limit, pick, epoch=None):  # type: ignore[no-untyped-def]
+        out = real_claim(owner, host, at, limit, pick, epoch=epoch)
+        claims.append((limit, len(out)))
+        return out
+
+    def finish_runs(ends, fence=None):  # type: ignore[no-untyped-def]
+        batches.append(len(ends))
+        return real_finish(ends, fence=fence)
+
+    def finish_run(*args, **kw):  # type: ignore[no-untyped-def]
+        raise AssertionError("one end at a time: the pool records ends in batches")
+
+    store.claim, store.finish_runs = claim, finish_runs  # type: ignore[method-assign]
+    store.finish_run = finish_run  # type: ignore[method-assign]
+    Runner(store, workers=4, clock=SystemClock()).run(once=True)
+    assert {r.status for r in store.list_runs(RunFilter())} == {"succeeded"}
+    assert claims[0] == (4, 4)  # every free slot in the first claim
+    assert sum(batches) == 8
+    assert sum(n for _, n in claims) == 8
 
 
 def test_gates_open_every_due_gate_at_once_and_only_once() -> None:
