@@ -97,14 +97,15 @@ def tsp_drain(n: int, slots: int = 4) -> dict[str, float] | None:
                 left -= batch
                 for _ in range(slots):  # blockers: each holds a slot until the gate opens
                     ts("sh", "-c", f"read x < {fifo}")
-                last = ""
-                for _ in range(batch):
-                    last = ts("true")
+                ids = [ts("true") for _ in range(batch)]
                 time.sleep(0.3)  # the blockers are in their slots
                 t0 = time.perf_counter()
                 with open(fifo, "w"):  # open+close: EOF for every blocker at once
                     pass
-                ts("-w", last)
+                # the last job queued may end before one that started just before it: wait
+                # for the last 2 x slots (each -w returns at once for a job already done)
+                for job_id in ids[-2 * slots :][::-1]:
+                    ts("-w", job_id)
                 span += time.perf_counter() - t0
                 finished += ts("-l").count(" finished ")
                 ts("-C")  # clear the finished list for the next round

@@ -401,49 +401,57 @@ class _ProcessLoop:
             os.write(self._w, b"\0")
 
     def run(self) -> None:
-        clock = self.pool.r.clock
         while True:
-            waits = []
-            if self._timers:
-                waits.append(self._timers[0][0] - time.monotonic())
-            if self._gated:
-                waits.append(self._gated[0][0] - clock.now())
-            timeout = max(0.0, min(waits)) if waits else None
-            touched: set[Active] = set()
-            for key, _ in self.sel.select(timeout):
-                entry = key.data
-                if entry is None:
-                    with contextlib.suppress(BlockingIOError):
-                        while os.read(self._r, 4096):
-                            pass
-                    touched.update(self._watching)  # a terminate() may have set a deadline
-                elif entry.watch is not None:
-                    try:
-                        more = entry.watch.ready(key.fd)
-                    except Exception as exc:
-                        self._failed(entry, exc)
-                        continue
-                    if not more:
-                        self.sel.unregister(key.fd)
-                        entry.fds.discard(key.fd)
-                    touched.add(entry)
-            with self._inbox_lock:
-                new, self._inbox = self._inbox, []
-            for entry in new:
-                if entry.gated:
-                    heapq.heappush(self._gated, (entry.run.not_before, next(self._seq), entry))
-                else:
-                    touched.add(self._begin(entry))
-            if self._gated and self._gated[0][0] <= clock.now():
-                touched.update(self._open_gates(clock.now()))
-            mono = time.monotonic()
-            while self._timers and self._timers[0][0] <= mono:
-                due, _, entry = heapq.heappop(self._timers)
-                if entry.due == due and entry in self._watching:
-                    touched.add(entry)
-            for entry in touched:
-                if entry in self._watching:
-                    self._step(entry, mono)
+            try:
+                self._round()
+            except Exception as exc:  # a bug: say so, and keep supervising the others
+                self.pool.r.emit("error", f"process loop: {type(exc).__name__}: {exc}")
+                time.sleep(0.1)
+
+    def _round(self) -> None:
+        """Wait for output, exits, pokes and timers; then step what they concern."""
+        clock = self.pool.r.clock
+        waits = []
+        if self._timers:
+            waits.append(self._timers[0][0] - time.monotonic())
+        if self._gated:
+            waits.append(self._gated[0][0] - clock.now())
+        timeout = max(0.0, min(waits)) if waits else None
+        touched: set[Active] = set()
+        for key, _ in self.sel.select(timeout):
+            entry = key.data
+            if entry is None:
+                with contextlib.suppress(BlockingIOError):
+                    while os.read(self._r, 4096):
+                        pass
+                touched.update(self._watching)  # a terminate() may have set a deadline
+            elif entry.watch is not None:
+                try:
+                    more = entry.watch.ready(key.fd)
+                except Exception as exc:
+                    self._failed(entry, exc)
+                    continue
+                if not more:
+                    self.sel.unregister(key.fd)
+                    entry.fds.discard(key.fd)
+                touched.add(entry)
+        with self._inbox_lock:
+            new, self._inbox = self._inbox, []
+        for entry in new:
+            if entry.gated:
+                heapq.heappush(self._gated, (entry.run.not_before, next(self._seq), entry))
+            else:
+                touched.add(self._begin(entry))
+        if self._gated and self._gated[0][0] <= clock.now():
+            touched.update(self._open_gates(clock.now()))
+        mono = time.monotonic()
+        while self._timers and self._timers[0][0] <= mono:
+            due, _, entry = heapq.heappop(self._timers)
+            if entry.due == due and entry in self._watching:
+                touched.add(entry)
+        for entry in touched:
+            if entry in self._watching:
+                self._step(entry, mono)
 
     def _open_gates(self, now: float) -> list[Active]:
         """Release every gated process that is due, in a row (a burst due at one instant
@@ -455,6 +463,16 @@ class _ProcessLoop:
         for entry in due:
             proc = entry.spawned
             assert proc is not None
+            with self.pool.lock:
+                stop = entry.stop
+            if stop is not None:  # cancelled, replaced or fenced before its time: never ran
+                proc.abort()
+                t = self.pool.r.clock.now()
+                final = replace(
+                    entry.run, status=stop[0], error=stop[1], started_at=None, finished_at=t
+                )
+                self.pool.book.put(("final", entry, final))
+                continue
             if self.pool.r._stopping:  # stopping: it never ran; back to the queue
                 proc.abort()
                 self.pool.book.put(("requeue", entry, None))

@@ -288,7 +288,9 @@ def test_sigterm_lets_running_job_finish(any_env: Env) -> None:
     )
     runner = any_env.start_runner("--grace", "60s")  # load cannot make the 1 s job outlast it
     any_env.run("run", "finish", "--detach", check=True)
-    wait_for(lambda: done(any_env, "finish", 1, ("running",)))
+    # started (its pid recorded), not only claimed: a run claimed and not yet started when
+    # the stop comes goes back to the queue instead
+    wait_for(lambda: [r for r in any_env.runs("finish") if r["status"] == "running" and r["pid"]])
     runner.send_signal(signal.SIGTERM)
     assert runner.wait(timeout=90) == 0
     r = any_env.runs("finish")[0]

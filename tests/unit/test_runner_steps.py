@@ -246,6 +246,29 @@ def test_free_slots_are_claimed_in_one_transaction_and_ends_recorded_in_batches(
     assert sum(n for _, n in claims) == 8
 
 
+def test_a_run_stopped_before_its_gate_opens_never_runs(tmp_path: Path) -> None:
+    """A run claimed ahead of its time (spawned gated) and cancelled before that time is
+    recorded cancelled, and its command never runs (the gate is not opened)."""
+    from jobctl.clock import SystemClock
+    from tests.waiting import wait_for
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    ran = tmp_path / "ran"
+    store.add_job(Job(name="g", command=["touch", str(ran)], tz="UTC", cwd=str(tmp_path)))
+    at = time.time() + 3.0  # later than the cancel below, however loaded the machine
+    store.add_run(Run(job="g", scheduled_for=at, not_before=at, trigger="manual"))
+    runner = Runner(store, workers=1, clock=SystemClock())
+    runner.start_queued(at)  # claimed (and spawned, gated) ahead of its time
+    (entry,) = runner.active.values()
+    assert entry.gated
+    runner._terminate(entry.run, "cancelled", "cancelled")
+    wait_for(lambda: not runner.active)
+    (run,) = store.list_runs(RunFilter(job="g"))
+    assert (run.status, run.started_at) == ("cancelled", None)
+    time.sleep(max(0.0, at - time.time()) + 0.3)  # past its time: the gate stayed shut
+    assert not ran.exists()
+
+
 def test_gates_open_every_due_gate_at_once_and_only_once() -> None:
     from jobctl.runner import Gates
 
