@@ -221,13 +221,11 @@ def tally_query(
     return sql, params
 
 
-def outcome_from_row(row: Sequence[Any]) -> RunOutcome:
-    """A RunOutcome from a row of (id, job, status, created_at, started_at, finished_at,
-    exit_code), times in milliseconds."""
-    i, job, status, created, started, finished, code = row
-    return RunOutcome(int(i), job, status, created / 1000,
-                      None if started is None else started / 1000,
-                      None if finished is None else finished / 1000, code)  # fmt: skip
+#: Store.run_outcomes' columns in RunOutcome's order, times turned into seconds by the
+#: database (a double on both: the rows need no conversion in Python)
+_S = "/ CAST(1000 AS DOUBLE PRECISION)"
+OUTCOME_COLUMNS = (f"r.id, r.job, r.status, r.created_at {_S}, r.started_at {_S}, "
+                   f"r.finished_at {_S}, r.exit_code")  # fmt: skip
 
 
 def tally_from_row(row: Sequence[Any], n_duration: int, n_lateness: int) -> RunTally:

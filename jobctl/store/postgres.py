@@ -34,6 +34,7 @@ from jobctl.store import pg_schema, rows
 from jobctl.store.base import (
     CURRENT_RUNS,
     DEFAULT_LEASE_S,
+    OUTCOME_COLUMNS,
     Delivery,
     Fire,
     Picker,
@@ -46,7 +47,6 @@ from jobctl.store.base import (
     fired_mark,
     fresh_fires,
     keep_scheduling_state,
-    outcome_from_row,
     tally_from_row,
     tally_query,
 )
@@ -917,11 +917,10 @@ class PostgresStore:
         if since is not None:
             where += " AND r.created_at >= %s"
             params.append(to_ms(since))
-        sql = ("SELECT r.id, r.job, r.status, r.created_at, r.started_at, r.finished_at, "
-               f"r.exit_code FROM {CURRENT_RUNS} WHERE {where} ORDER BY r.id")  # fmt: skip
+        sql = f"SELECT {OUTCOME_COLUMNS} FROM {CURRENT_RUNS} WHERE {where} ORDER BY r.id"
         with self._tx(single=True) as conn:
-            found = [tuple(row.values()) for row in conn.execute(sql, params)]
-        return [outcome_from_row(r) for r in found]
+            cur = conn.cursor(row_factory=tuple_row)
+            return list(map(RunOutcome._make, cur.execute(sql, params)))
 
     def run_tallies(
         self, duration_bounds: Sequence[float], lateness_bounds: Sequence[float], now: float

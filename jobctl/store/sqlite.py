@@ -26,6 +26,7 @@ from jobctl.models import FINAL_STATUSES, Job, Run
 from jobctl.store.base import (
     CURRENT_RUNS,
     DEFAULT_LEASE_S,
+    OUTCOME_COLUMNS,
     Delivery,
     Fire,
     Picker,
@@ -38,7 +39,6 @@ from jobctl.store.base import (
     fired_mark,
     fresh_fires,
     keep_scheduling_state,
-    outcome_from_row,
     tally_from_row,
     tally_query,
 )
@@ -736,11 +736,11 @@ class SQLiteStore:
         if since is not None:
             where += " AND r.created_at >= ?"
             params.append(to_ms(since))
-        sql = ("SELECT r.id, r.job, r.status, r.created_at, r.started_at, r.finished_at, "
-               f"r.exit_code FROM {CURRENT_RUNS} WHERE {where} ORDER BY r.id")  # fmt: skip
+        sql = f"SELECT {OUTCOME_COLUMNS} FROM {CURRENT_RUNS} WHERE {where} ORDER BY r.id"
         with self._tx(write=False) as conn:
-            found = [tuple(row) for row in conn.execute(sql, params)]
-        return [outcome_from_row(r) for r in found]
+            cur = conn.cursor()
+            cur.row_factory = None  # plain tuples: 100,000 rows convert in C
+            return list(map(RunOutcome._make, cur.execute(sql, params)))
 
     def run_tallies(
         self, duration_bounds: Sequence[float], lateness_bounds: Sequence[float], now: float
