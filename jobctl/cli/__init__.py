@@ -68,6 +68,7 @@ VERBS = {
     "next": "preview",
     **dict.fromkeys(("run", "retry", "cancel", "history", "logs", "dead", "prune"), "runs"),
     **dict.fromkeys(("runner", "status"), "runner"),
+    **dict.fromkeys(("stats", "metrics"), "observe"),
     "completion": "completion",
     "config": "settings",
     "service": "service",
@@ -81,7 +82,8 @@ def register(modules: set[str] | None = None) -> typer.Typer:
     import importlib
 
     # as `jobctl --help` lists them
-    order = ("jobs", "transfer", "preview", "runs", "runner", "service", "settings", "completion")
+    order = ("jobs", "transfer", "preview", "runs", "runner", "observe", "service", "settings",
+             "completion")  # fmt: skip
     for name in (m for m in order if m in (modules or order) and m not in _registered):
         importlib.import_module(f"jobctl.cli.{name}").register(app)
         _registered.add(name)

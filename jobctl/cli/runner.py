@@ -95,6 +95,12 @@ def runner(
             help="On a shared store: how long this runner's runs stay its own without renewal.",
         ),
     ] = "15s",
+    metrics: Annotated[
+        str | None,
+        typer.Option(
+            "--metrics", metavar="HOST:PORT", help="Serve Prometheus metrics at /metrics there."
+        ),
+    ] = None,
 ) -> None:
     """Run the scheduler in the foreground: fire jobs on time and execute them."""
     from jobctl.clock import SkewedClock
@@ -111,6 +117,10 @@ def runner(
     lease_s = option_duration(lease, "--lease")
     if lease_s < 3:
         raise UsageError(f"--lease {lease}: must be at least 3s (it is renewed every third)")
+    if metrics is not None:  # the endpoint: jobctl/cli/observe.py (started once we run)
+        from jobctl.cli.observe import parse_listen
+
+        listen = parse_listen(metrics)  # bad HOST:PORT: exit 2 before anything is written
     # the runner waits less than a command for another writer's lock: past it, the store
     # counts as unavailable and the runner retries with backoff, staying responsive
     busy = os.environ.get("JOBCTL_RUNNER_BUSY_TIMEOUT", "")
@@ -126,6 +136,8 @@ def runner(
     settings = state().settings
     s = open_store(settings, busy_timeout_s=busy_s)
     if is_postgres(settings.store_url):
+        if metrics is not None:
+            _serve_metrics(listen)
         _fleet_runner(s, n, once, grace_s, labels, lease_s, clock,
                       lambda: open_store(settings, busy_timeout_s=busy_s),
                       _notifier(s, defaults))  # fmt: skip
@@ -144,6 +156,8 @@ def runner(
         # file was deleted): serve the one at the path now
         s.close()
         s = open_store(state().settings, busy_timeout_s=busy_s)
+    if metrics is not None:
+        _serve_metrics(listen)
     moved = getattr(s, "moved", None)
 
     def guard() -> str | None:
@@ -162,6 +176,15 @@ def runner(
         lock.release()
     if r.failure:
         raise StoreError(r.failure)
+
+
+def _serve_metrics(listen: tuple[str, int]) -> None:
+    """`--metrics`: the Prometheus endpoint on a thread of its own, reading the store on a
+    connection of its own at each scrape (jobctl/cli/observe.py, jobctl/metrics.py)."""
+    from jobctl.cli.observe import open_for_scrapes, serve_metrics
+
+    url = serve_metrics(listen, open_for_scrapes)
+    _printer("metrics", f"serving Prometheus metrics at {url}")
 
 
 def _notifier(s: "Store", defaults: list[tuple[str, str]]) -> "Notifier":
@@ -222,8 +245,19 @@ def status(
             help="Exit 0 if a runner is active with a fresh heartbeat, else 1 with one line.",
         ),
     ] = False,
+    watch: Annotated[
+        bool, typer.Option("--watch", "-w", help="Redraw every second until Ctrl-C.")
+    ] = False,
 ) -> None:
     """Whether a runner is active, what runs now, what is queued, next fires, failures."""
+    if watch:  # the live view: jobctl/cli/observe.py
+        from jobctl.errors import UsageError
+
+        if json or check:
+            raise UsageError("--watch cannot be combined with --json or --check")
+        from jobctl.cli.observe import watch_status
+
+        raise typer.Exit(watch_status())
     from jobctl import owners
     from jobctl.models import FAILED_STATUSES
     from jobctl.store import RunFilter

@@ -144,6 +144,103 @@ class Delivery:
     at: float
 
 
+# ---- read-only views for `jobctl stats` and `jobctl metrics` (narrow, aggregated reads) ----
+
+
+class RunOutcome(NamedTuple):
+    """A finished run reduced to what `stats` needs (Store.run_outcomes); times in seconds."""
+
+    id: int
+    job: str
+    status: str
+    created_at: float
+    started_at: float | None
+    finished_at: float | None
+    exit_code: int | None
+
+
+@dataclass
+class RunTally:
+    """One job's runs in one status, counted for metrics (Store.run_tallies). Bucket lists
+    hold cumulative counts, one per bound (Prometheus's `le`), +Inf being the count."""
+
+    job: str
+    status: str
+    count: int
+    dead: int
+    due: int  # runs whose not_before has come (queued: waiting for a worker, mutex or turn)
+    last_finished_at: float | None
+    duration_buckets: list[int]
+    duration_count: int
+    duration_sum: float
+    lateness_buckets: list[int]
+    lateness_count: int
+    lateness_sum: float
+
+
+#: triggers whose start delay counts as lateness: a schedule's fires, not retries or manual runs
+LATENESS_TRIGGERS = ("schedule", "catchup")
+#: runs of the jobs that exist, each since its job was created (a removed job's runs under a
+#: reused name are not the new job's)
+CURRENT_RUNS = "runs r JOIN jobs j ON j.name = r.job AND r.created_at >= j.created_at"
+
+
+def tally_query(
+    duration_bounds: Sequence[float],
+    lateness_bounds: Sequence[float],
+    now: float,
+    mark: str,
+    dead: str,
+    greatest: str,
+) -> tuple[str, list[Any]]:
+    """Store.run_tallies' one GROUP BY statement in a store's dialect: `mark` its parameter
+    placeholder, `dead` the expression counting a dead run as 1, `greatest` its two-argument
+    maximum. Times in the tables are milliseconds."""
+    dur = "(r.finished_at - r.started_at)"
+    trig = ", ".join(f"'{t}'" for t in LATENESS_TRIGGERS)
+    late = (f"(CASE WHEN r.trigger IN ({trig}) AND r.started_at IS NOT NULL "
+            f"THEN {greatest}(0, r.started_at - r.not_before) END)")  # fmt: skip
+    params: list[Any] = [_ms(now)]
+    cols = [
+        "r.job AS job",
+        "r.status AS status",
+        "count(*) AS n",
+        f"sum({dead}) AS dead",
+        f"sum(CASE WHEN r.not_before <= {mark} THEN 1 ELSE 0 END) AS due",
+        "max(r.finished_at) AS last_finished",
+        f"count({dur}) AS d_n",
+        f"sum({dur}) AS d_sum",
+        f"count({late}) AS l_n",
+        f"sum({late}) AS l_sum",
+    ]
+    for prefix, expr, bounds in (("d", dur, duration_bounds), ("l", late, lateness_bounds)):
+        for i, bound in enumerate(bounds):
+            cols.append(f"sum(CASE WHEN {expr} <= {mark} THEN 1 ELSE 0 END) AS {prefix}_{i}")
+            params.append(_ms(bound))
+    sql = f"SELECT {', '.join(cols)} FROM {CURRENT_RUNS} GROUP BY r.job, r.status"
+    return sql, params
+
+
+#: Store.run_outcomes' columns in RunOutcome's order, times turned into seconds by the
+#: database (a double on both: the rows need no conversion in Python)
+_S = "/ CAST(1000 AS DOUBLE PRECISION)"
+OUTCOME_COLUMNS = (f"r.id, r.job, r.status, r.created_at {_S}, r.started_at {_S}, "
+                   f"r.finished_at {_S}, r.exit_code")  # fmt: skip
+
+
+def tally_from_row(row: Sequence[Any], n_duration: int, n_lateness: int) -> RunTally:
+    """A RunTally from one row of tally_query's statement (columns in its order)."""
+    job, status, n, dead, due, last, d_n, d_sum, l_n, l_sum, *buckets = row
+    return RunTally(
+        job=job, status=status, count=int(n), dead=int(dead or 0), due=int(due or 0),
+        last_finished_at=None if last is None else last / 1000,
+        duration_buckets=[int(b or 0) for b in buckets[:n_duration]],
+        duration_count=int(d_n), duration_sum=float(d_sum or 0) / 1000,
+        lateness_buckets=[int(b or 0) for b in buckets[n_duration:n_duration + n_lateness]],
+        lateness_count=int(l_n), lateness_sum=float(l_sum or 0) / 1000,
+    )  # fmt: skip
+
+
 class Store(Protocol):
     #: True where several runners share the store (leases, fencing, reaping by the store's
     #: clock); False where one runner holds it by a file lock (SQLite)
@@ -363,6 +460,22 @@ class Store(Protocol):
         ...
 
     def close(self) -> None: ...
+
+    # ---- read-only views for stats and metrics -----------------------------------------
+    def run_outcomes(self, job: str | None = None, since: float | None = None) -> list[RunOutcome]:
+        """The finished runs (final statuses) of the existing jobs, oldest first, each job's
+        counted from its creation (CURRENT_RUNS); only `job`'s, and only those created at or
+        after `since`, if given. Reads seven columns, not whole runs."""
+        ...
+
+    def run_tallies(
+        self, duration_bounds: Sequence[float], lateness_bounds: Sequence[float], now: float
+    ) -> list[RunTally]:
+        """Every (job, status) pair of the existing jobs' runs (CURRENT_RUNS), counted in one
+        aggregate query: runs, dead ones, due ones, last finish, and cumulative histograms of
+        durations and of lateness (start - not_before of LATENESS_TRIGGERS runs, at least 0)
+        over the given bounds (seconds)."""
+        ...
 
     # ---- several jobs at once (jobctl apply, jobctl import) -------------------------------
     def apply_jobs(

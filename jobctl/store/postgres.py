@@ -29,21 +29,27 @@ from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row, tuple_row
 
 from jobctl.errors import ConflictError, FencedError, NotFoundError, StoreError
-from jobctl.models import Job, Run
+from jobctl.models import FINAL_STATUSES, Job, Run
 from jobctl.store import pg_schema, rows
 from jobctl.store.base import (
+    CURRENT_RUNS,
     DEFAULT_LEASE_S,
+    OUTCOME_COLUMNS,
     Delivery,
     End,
     Fire,
     Picker,
     RunFilter,
     RunnerInfo,
+    RunOutcome,
+    RunTally,
     chain_runs,
     chains_from,
     fired_mark,
     fresh_fires,
     keep_scheduling_state,
+    tally_from_row,
+    tally_query,
 )
 from jobctl.store.rows import (
     JOB_COLUMNS,
@@ -994,6 +1000,30 @@ class PostgresStore:
                     return
             except StoreError:
                 return
+
+    # ---- read-only views for stats and metrics (Store.run_outcomes, run_tallies) ----------
+    def run_outcomes(self, job: str | None = None, since: float | None = None) -> list[RunOutcome]:
+        params: list[Any] = []
+        where = "r.status IN (" + ", ".join(f"'{st}'" for st in sorted(FINAL_STATUSES)) + ")"
+        if job is not None:
+            where += " AND r.job = %s"
+            params.append(job)
+        if since is not None:
+            where += " AND r.created_at >= %s"
+            params.append(to_ms(since))
+        sql = f"SELECT {OUTCOME_COLUMNS} FROM {CURRENT_RUNS} WHERE {where} ORDER BY r.id"
+        with self._tx(single=True) as conn:
+            cur = conn.cursor(row_factory=tuple_row)
+            return list(map(RunOutcome._make, cur.execute(sql, params)))
+
+    def run_tallies(
+        self, duration_bounds: Sequence[float], lateness_bounds: Sequence[float], now: float
+    ) -> list[RunTally]:
+        sql, params = tally_query(duration_bounds, lateness_bounds, now, mark="%s",
+                                  dead="r.dead::int", greatest="greatest")  # fmt: skip
+        with self._tx(single=True) as conn:
+            found = [tuple(row.values()) for row in conn.execute(sql, params)]
+        return [tally_from_row(r, len(duration_bounds), len(lateness_bounds)) for r in found]
 
     # ---- several jobs at once (jobctl apply, jobctl import) -------------------------------
     def apply_jobs(

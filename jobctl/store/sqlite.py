@@ -22,20 +22,26 @@ from pathlib import Path
 from typing import Any
 
 from jobctl.errors import ConflictError, NotFoundError, StoreError
-from jobctl.models import Job, Run
+from jobctl.models import FINAL_STATUSES, Job, Run
 from jobctl.store.base import (
+    CURRENT_RUNS,
     DEFAULT_LEASE_S,
+    OUTCOME_COLUMNS,
     Delivery,
     End,
     Fire,
     Picker,
     RunFilter,
     RunnerInfo,
+    RunOutcome,
+    RunTally,
     chain_runs,
     chains_from,
     fired_mark,
     fresh_fires,
     keep_scheduling_state,
+    tally_from_row,
+    tally_query,
 )
 from jobctl.store.rows import (
     JOB_COLUMNS,
@@ -746,6 +752,31 @@ class SQLiteStore:
                 return int(self.conn.execute("PRAGMA data_version").fetchone()[0])
         except sqlite3.Error as exc:
             raise StoreError(f"store error on {str(self.path)!r}: {exc}") from exc
+
+    # ---- read-only views for stats and metrics (Store.run_outcomes, run_tallies) ----------
+    def run_outcomes(self, job: str | None = None, since: float | None = None) -> list[RunOutcome]:
+        params: list[Any] = []
+        where = "r.status IN (" + ", ".join(f"'{st}'" for st in sorted(FINAL_STATUSES)) + ")"
+        if job is not None:
+            where += " AND r.job = ?"
+            params.append(job)
+        if since is not None:
+            where += " AND r.created_at >= ?"
+            params.append(to_ms(since))
+        sql = f"SELECT {OUTCOME_COLUMNS} FROM {CURRENT_RUNS} WHERE {where} ORDER BY r.id"
+        with self._tx(write=False) as conn:
+            cur = conn.cursor()
+            cur.row_factory = None  # plain tuples: 100,000 rows convert in C
+            return list(map(RunOutcome._make, cur.execute(sql, params)))
+
+    def run_tallies(
+        self, duration_bounds: Sequence[float], lateness_bounds: Sequence[float], now: float
+    ) -> list[RunTally]:
+        sql, params = tally_query(duration_bounds, lateness_bounds, now, mark="?",
+                                  dead="r.dead", greatest="max")  # fmt: skip
+        with self._tx(write=False) as conn:
+            found = [tuple(row) for row in conn.execute(sql, params)]
+        return [tally_from_row(r, len(duration_bounds), len(lateness_bounds)) for r in found]
 
     # ---- several jobs at once (jobctl apply, jobctl import) -------------------------------
     def apply_jobs(
