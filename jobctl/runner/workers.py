@@ -44,6 +44,12 @@ if TYPE_CHECKING:
     from jobctl.runner.loop import Runner
 
 
+#: how long the bookkeeper holds pids to record when nothing else is to be written: the
+#: ends that come meanwhile carry them (recovery finds a process by its markers until then)
+PIDS_WAIT_S = 0.05
+PIDS_ONLY = frozenset({"spawned", "settled"})
+
+
 @dataclass(eq=False)
 class Active:
     run: Run
@@ -163,11 +169,15 @@ class WorkerPool:
             entry.run = replace(run, pid=proc.pid, proc_start=start, started_at=planned)
             entry.spawned, entry.gated = proc, gated
             spawned.append(entry)
-        if spawned:
-            # not fatal: if the store cannot take it, recovery finds the processes by their
-            # markers (JOBCTL_RUN_ID and JOBCTL_OWNER, in their environment)
+        gated = [e.run for e in spawned if e.gated]
+        if gated:  # recorded before their gates open (not fatal: if the store cannot take
+            # it, recovery finds the processes by their markers, JOBCTL_RUN_ID and
+            # JOBCTL_OWNER, in their environment)
             with contextlib.suppress(StoreError):
-                self.r.store.mark_started_all([e.run for e in spawned])
+                self.r.store.mark_started_all(gated)
+        for entry in spawned:  # a direct spawn runs already, findable by its markers: its
+            if not entry.gated:  # pid goes with the bookkeeper's next write (or its end's)
+                self.book.put(("spawned", entry, None))
         self.loop.add(spawned)
 
     # ---- what the process loop reports --------------------------------------------------------
@@ -191,6 +201,17 @@ class WorkerPool:
             with contextlib.suppress(queue.Empty):
                 while len(batch) < 1000:
                     batch.append(self.book.get_nowait())
+            # only pids to record: wait a little for something else (a short job's end
+            # records its pid with it: one write instead of two; markers find it meanwhile)
+            until = time.monotonic() + PIDS_WAIT_S
+            while all(kind in PIDS_ONLY for kind, _, _ in batch):
+                try:
+                    batch.append(self.book.get(timeout=max(0.0, until - time.monotonic())))
+                    while len(batch) < 1000:
+                        batch.append(self.book.get_nowait())
+                except queue.Empty:
+                    if time.monotonic() >= until:
+                        break
             done: list[Active] = []
             try:
                 self._keep(batch, done)
@@ -212,18 +233,21 @@ class WorkerPool:
                 self.r.wake()
 
     def _keep(self, batch: list[tuple[str, Active, Any]], done: list[Active]) -> None:
-        """Write one batch from the loop, in order of kind: output, start times, ends."""
+        """Write one batch from the loop, in order of kind: output, pids and start times
+        (those of runs whose end is in the batch go with their end), ends."""
         store = self.r.store
         ends: list[tuple[Active, Run]] = []
-        settled: list[Run] = []
+        started: dict[Active, Run] = {}  # pids and start times to record (spawned, settled)
         for kind, entry, value in batch:
             if kind == "output":
                 run_id = entry.run.id or 0
                 # (failing still once stopping's grace is over: the end below says so)
                 with contextlib.suppress(StoreError):
                     self.r.persist(lambda r=run_id, v=value: store.append_output(r, v))
-            elif kind == "settled":
-                settled.append(replace(entry.run, proc_start=value))
+            elif kind == "spawned":
+                started[entry] = entry.run
+            elif kind == "settled":  # (kept for its end too)
+                entry.run = started[entry] = replace(entry.run, proc_start=value)
             elif kind == "requeue":
                 done.append(entry)
                 run_id = entry.run.id or 0
@@ -238,12 +262,16 @@ class WorkerPool:
             elif kind == "error":
                 done.append(entry)
                 self._abandon_after_error(entry, value)
-        if settled:
-            with contextlib.suppress(StoreError):
-                store.mark_started_all(settled)
-        if ends:
+        for entry, _ in ends:  # an end records the pid with everything else
+            started.pop(entry, None)
+        for entry in done:
+            started.pop(entry, None)
+        if ends:  # the pids go with the ends, in their transaction
             done.extend(entry for entry, _ in ends)
-            self._record(ends)
+            self._record(ends, list(started.values()))
+        elif started:
+            with contextlib.suppress(StoreError):
+                store.mark_started_all(list(started.values()))
 
     def _final(self, entry: Active, outcome: executor.Outcome) -> Run:
         run, status = entry.run, outcome.status
@@ -266,7 +294,7 @@ class WorkerPool:
             output_bytes=outcome.output_bytes,
         )
 
-    def _record(self, ends: list[tuple[Active, Run]]) -> None:
+    def _record(self, ends: list[tuple[Active, Run]], started: list[Run]) -> None:
         """Record ends and their retries in one transaction, retried through a store outage."""
         now = self.r.clock.now()
         decided = [planner.after_end(e.job, final, now, self.r.rng) for e, final in ends]
@@ -275,7 +303,9 @@ class WorkerPool:
             for (e, _), (final, retry) in zip(ends, decided, strict=True)
         ]
         try:
-            written = self.r.persist(lambda: self.r.store.finish_runs(batch, fence=self.r.fence))
+            written = self.r.persist(
+                lambda: self.r.store.finish_runs(batch, fence=self.r.fence, started=started)
+            )
         except StoreError as exc:  # still failing once stopping's grace ran out: the runs
             # stay `running` in the store, and the next runner recovers them (SPEC 7)
             for entry, _ in ends:

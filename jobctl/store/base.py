@@ -374,9 +374,15 @@ class Store(Protocol):
         (nothing written) otherwise."""
         ...
 
-    def finish_runs(self, ends: Sequence[End], fence: tuple[str, int] | None = None) -> list[bool]:
+    def finish_runs(
+        self,
+        ends: Sequence[End],
+        fence: tuple[str, int] | None = None,
+        started: Sequence[Run] = (),
+    ) -> list[bool]:
         """`finish_run` for several runs in one transaction (the runner's batch of ends):
-        each end, its retry and its chained runs, then `keep_runs` retention once per job.
+        each end, its retry and its chained runs, then `keep_runs` retention once per job;
+        and, first, `mark_started_all(started)` (runs of the batch still running).
         Returns, per end, whether it was written: False where `fence` refused it (only that
         end and its retry are left out; the others are recorded)."""
         ...

@@ -680,7 +680,12 @@ class PostgresStore:
                 self._retain(conn, {run.job: keep_runs})
             return run
 
-    def finish_runs(self, ends: Sequence[End], fence: tuple[str, int] | None = None) -> list[bool]:
+    def finish_runs(
+        self,
+        ends: Sequence[End],
+        fence: tuple[str, int] | None = None,
+        started: Sequence[Run] = (),
+    ) -> list[bool]:
         """See Store.finish_runs. In pipeline mode: the updates (fenced) in one round trip,
         then the retries, chained runs, retention and COMMIT in another; a fenced end is
         skipped with its retry, the others are written."""
@@ -695,6 +700,8 @@ class PostgresStore:
                 # the jobs that run after others (--after): read with the updates, no round
                 # trip of its own (the partial index jobs_linked: nothing to read, mostly)
                 linked_cur = conn.cursor().execute("SELECT * FROM jobs WHERE after != '[]'")
+                if started:
+                    self._mark_started(conn, started)
                 for run, _, _ in ends:
                     assert run.id is not None
                     fields = _row(RUN_COLUMNS, run)
@@ -725,18 +732,21 @@ class PostgresStore:
     def mark_started_all(self, runs: Sequence[Run]) -> None:
         """One statement (autocommit): one round trip for the batch."""
         with self._tx(single=True) as conn:
-            conn.execute(
-                "UPDATE runs SET pid = v.pid, proc_start = v.proc_start, "
-                "started_at = v.started_at FROM unnest(%s::bigint[], %s::bigint[], "
-                "%s::bigint[], %s::bigint[]) AS v(id, pid, proc_start, started_at) "
-                "WHERE runs.id = v.id",
-                [
-                    [r.id for r in runs],
-                    [r.pid for r in runs],
-                    [r.proc_start for r in runs],
-                    [to_ms(r.started_at) for r in runs],
-                ],
-            )
+            self._mark_started(conn, runs)
+
+    def _mark_started(self, conn: psycopg.Connection[Any], runs: Sequence[Run]) -> None:
+        conn.cursor().execute(
+            "UPDATE runs SET pid = v.pid, proc_start = v.proc_start, "
+            "started_at = v.started_at FROM unnest(%s::bigint[], %s::bigint[], "
+            "%s::bigint[], %s::bigint[]) AS v(id, pid, proc_start, started_at) "
+            "WHERE runs.id = v.id",
+            [
+                [r.id for r in runs],
+                [r.pid for r in runs],
+                [r.proc_start for r in runs],
+                [to_ms(r.started_at) for r in runs],
+            ],
+        )
 
     def _chain(
         self, conn: psycopg.Connection[Any], run: Run, linked: Sequence[Job] | None = None

@@ -588,10 +588,17 @@ class SQLiteStore:
                 self._retain(conn, run.job, keep_runs)
             return run
 
-    def finish_runs(self, ends: Sequence[End], fence: tuple[str, int] | None = None) -> list[bool]:
+    def finish_runs(
+        self,
+        ends: Sequence[End],
+        fence: tuple[str, int] | None = None,
+        started: Sequence[Run] = (),
+    ) -> list[bool]:
         """See Store.finish_runs; `fence` is not used (see finish_run)."""
         keep: dict[str, int] = {}
         with self._tx(durable=False) as conn:
+            if started:
+                self._mark_started(conn, started)
             for run, followup, keep_runs in ends:
                 assert run.id is not None
                 fields = _row(RUN_COLUMNS, run)
@@ -609,10 +616,13 @@ class SQLiteStore:
 
     def mark_started_all(self, runs: Sequence[Run]) -> None:
         with self._tx(durable=False) as conn:
-            conn.executemany(
-                "UPDATE runs SET pid = ?, proc_start = ?, started_at = ? WHERE id = ?",
-                [[r.pid, r.proc_start, to_ms(r.started_at), r.id] for r in runs],
-            )
+            self._mark_started(conn, runs)
+
+    def _mark_started(self, conn: sqlite3.Connection, runs: Sequence[Run]) -> None:
+        conn.executemany(
+            "UPDATE runs SET pid = ?, proc_start = ?, started_at = ? WHERE id = ?",
+            [[r.pid, r.proc_start, to_ms(r.started_at), r.id] for r in runs],
+        )
 
     def _chain(self, conn: sqlite3.Connection, run: Run) -> None:
         """Queue the runs of the jobs that run after `run`'s job (chain_runs), in the

@@ -230,9 +230,9 @@ def test_free_slots_are_claimed_in_one_transaction_and_ends_recorded_in_batches(
         claims.append((limit, len(out)))
         return out
 
-    def finish_runs(ends, fence=None):  # type: ignore[no-untyped-def]
+    def finish_runs(ends, fence=None, started=()):  # type: ignore[no-untyped-def]
         batches.append(len(ends))
-        return real_finish(ends, fence=fence)
+        return real_finish(ends, fence=fence, started=started)
 
     def finish_run(*args, **kw):  # type: ignore[no-untyped-def]
         raise AssertionError("one end at a time: the pool records ends in batches")
