@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobctl import render
-from jobctl.cli.common import JsonOpt, complete_job_name, now, store, warn_unmatched
+from jobctl.cli.common import (
+    JsonOpt,
+    command_after_dashes,
+    complete_job_name,
+    now,
+    store,
+    warn_unmatched,
+)
 from jobctl.errors import ConflictError
 
 if TYPE_CHECKING:
@@ -163,6 +170,7 @@ def add(
     from jobctl.clock import local_zone_name
     from jobctl.jobdef import JobOptions
 
+    command = command_after_dashes(command, "add")
     opts = JobOptions(**{k: v for k, v in locals().items() if k in JobOptions.__dataclass_fields__})
     opts.paused = paused or None
     t = now()
@@ -223,6 +231,7 @@ def edit(
     from jobctl import jobdef
     from jobctl.jobdef import JobOptions
 
+    command = command_after_dashes(command, "edit")
     opts = JobOptions(**{k: v for k, v in locals().items() if k in JobOptions.__dataclass_fields__})
     t = now()
     if opts.after:  # checked on the job as it would become (exit 2, nothing written)
