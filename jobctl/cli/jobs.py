@@ -287,7 +287,10 @@ def list_(
         for j in jobs
     ]
     render.table(
-        ["NAME", "SCHEDULE", "NEXT", "LAST RUN", "STATE"], rows, styles={3: "status", 4: "status"}
+        ["NAME", "SCHEDULE", "NEXT", "LAST RUN", "STATE"],
+        rows,
+        styles={3: "status", 4: "status"},
+        cut_first=("SCHEDULE",),  # its plain-English reading is the least needed
     )
 
 
@@ -399,6 +402,7 @@ def show(name: Name, json: JsonOpt = False) -> None:
             ],
             styles={3: "status"},
             title="recent runs",
+            drop=("TRIGGER", "ATTEMPT"),
         )
 
 

@@ -178,6 +178,7 @@ RUN_HEADERS = [
     "EXIT",
     "ERROR",
 ]
+RUN_DROP = ("SCHEDULED", "TRIGGER", "TRY")  # on a narrow terminal these go first
 
 
 def history(
@@ -217,7 +218,9 @@ def history(
         filtered = name is not None or status or since is not None
         render.note("no runs match" if filtered else "no runs yet")
         return
-    render.table(RUN_HEADERS, _run_rows(rows, t), styles={4: "status"})
+    render.table(
+        RUN_HEADERS, _run_rows(rows, t), styles={4: "status"}, drop=RUN_DROP, cut_first=("ERROR",)
+    )
 
 
 def logs(
@@ -332,7 +335,13 @@ def dead(
     if not rows:
         render.note("no dead runs")
         return
-    render.table(RUN_HEADERS, _run_rows(rows, now()), styles={4: "status"})
+    render.table(
+        RUN_HEADERS,
+        _run_rows(rows, now()),
+        styles={4: "status"},
+        drop=RUN_DROP,
+        cut_first=("ERROR",),
+    )
 
 
 def prune(

@@ -36,3 +36,65 @@ def test_command_after_dashes_keeps_its_own_options(cli) -> None:
     assert job["command"] == ["ls", "--json", "--tag", "x"] and job["tags"] == []
     assert cli("edit", "ok", "--", "ls", "-l").code == 0
     assert cli("show", "ok", "--json").json()["command"] == ["ls", "-l"]
+
+
+def _wide_jobs(cli) -> list[str]:
+    names = ["a-rather-long-job-name", "far", "short"]
+    assert cli("add", names[0], "--cron", "*/5 9-17 * * mon-fri", "--",
+               "sh", "-c", "echo failing with a long error message; exit 3").code == 0  # fmt: skip
+    assert cli("add", names[1], "--cron", "0 0 1 1 *", "--", "true").code == 0
+    assert cli("add", names[2], "--every", "7h", "--", "true").code == 0
+    assert cli("run", names[0]).code == 3
+    assert cli("run", names[2]).code == 0
+    return names
+
+
+@pytest.mark.parametrize("rich", [False, True], ids=["plain", "rich"])
+@pytest.mark.parametrize("verb", ["list", "history"])
+def test_tables_fit_80_columns_without_wrapping(
+    cli, monkeypatch: pytest.MonkeyPatch, rich: bool, verb: str
+) -> None:
+    names = _wide_jobs(cli)
+    monkeypatch.setenv("COLUMNS", "80")
+    if rich:  # rich output as on a terminal, at rich's console width of 80
+        monkeypatch.delenv("NO_COLOR")
+        monkeypatch.setattr("jobctl.render.fancy", lambda: True)
+    r = cli(verb)
+    assert r.code == 0, r.err
+    lines = r.out.rstrip("\n").split("\n")
+    expected_rows = 3 if verb == "list" else 2
+    assert len(lines) == 1 + expected_rows, r.out  # one line per row: no cell wrapped
+    assert all(len(line.rstrip()) <= 80 for line in lines), r.out
+    assert any(len(line.rstrip()) > 70 for line in lines)  # it was too wide: it was fitted
+    assert lines[0].split()[:2] == (["NAME", "SCHEDULE"] if verb == "list" else ["ID", "JOB"])
+    if verb == "list":  # names are never cut while other columns can give
+        assert sorted(line.split()[0] for line in lines[1:]) == names
+
+
+def test_layout_is_the_same_with_and_without_colour(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    _wide_jobs(cli)
+    monkeypatch.setenv("COLUMNS", "80")
+    plain = cli("history").out
+    monkeypatch.delenv("NO_COLOR")
+    monkeypatch.setattr("jobctl.render.fancy", lambda: True)
+    fancy = cli("history").out
+    assert [x.rstrip() for x in fancy.splitlines()] == [x.rstrip() for x in plain.splitlines()]
+
+
+@pytest.mark.parametrize(
+    ("limit", "drop", "cut_first", "keep", "widths"),
+    [
+        (None, (), (), [0, 1, 2], [4, 10, 30]),
+        (48, (), (), [0, 1, 2], [4, 10, 30]),
+        (40, ("BB",), (), [0, 2], [4, 30]),
+        (40, (), ("CC",), [0, 1, 2], [4, 10, 22]),  # the cut_first column gives first
+        (40, (), (), [0, 1, 2], [4, 10, 22]),  # the widest gives first
+        (30, (), ("CC",), [0, 1, 2], [4, 2, 20]),  # cut_first keeps 20 while others can give
+        (12, (), (), [0, 1, 2], [4, 2, 2]),
+    ],
+)
+def test_fit_table(limit, drop, cut_first, keep, widths) -> None:
+    from jobctl.render import fit
+
+    rows = [["name", "0123456789", "abcdefghij" * 3]]
+    assert fit(["AA", "BB", "CC"], rows, limit, drop, cut_first) == (keep, widths)
