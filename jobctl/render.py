@@ -96,6 +96,11 @@ def run_json(run: Run, notes: Sequence[Delivery] | None = None) -> dict[str, Any
     return data
 
 
+def zone(name: str) -> tzinfo | None:
+    """The zone named `name`, None if the tz database does not know it."""
+    return _zone(name)
+
+
 def _zone(name: str) -> tzinfo | None:
     from zoneinfo import ZoneInfo
 
@@ -203,6 +208,11 @@ def when(t: float | None, now: float, tz: tzinfo | None = None, full: bool = Fal
     day = "%Y-%m-%d " if full or not today else ""
     zone = " %Z" if full else ""
     return f"{dt.strftime(day + '%H:%M:%S' + zone)} ({relative(t, now)})"
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 run', '2 runs', '0 runs'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def printable(text: str) -> str:
