@@ -98,3 +98,30 @@ def test_fit_table(limit, drop, cut_first, keep, widths) -> None:
 
     rows = [["name", "0123456789", "abcdefghij" * 3]]
     assert fit(["AA", "BB", "CC"], rows, limit, drop, cut_first) == (keep, widths)
+
+
+def test_list_sorts_names_naturally_or_by_next_fire(cli) -> None:
+    for name, every in (("job10", "1m"), ("job2", "3h"), ("Job1", "2h"), ("job1", "1h")):
+        assert cli("add", name, "--every", every, "--", "true").code == 0
+    names = [line.split()[0] for line in cli("list").out.splitlines()[1:]]
+    assert names == ["Job1", "job1", "job2", "job10"]
+    by_next = [j["name"] for j in cli("list", "--sort", "next", "--json").json()]
+    assert by_next == ["job10", "job1", "Job1", "job2"]
+    r = cli("list", "--sort", "size")
+    assert r.code == 2 and "invalid --sort 'size'" in r.err
+
+
+def test_show_timeout_none_and_singular_runs(cli) -> None:
+    assert cli("add", "t", "--", "true").code == 0
+    assert cli("run", "t").code == 0
+    out = cli("show", "t").out
+    assert "timeout  none\n" in out and "SIGKILL" not in out
+    assert "of 1 finished run\n" in out
+    assert cli("edit", "t", "--timeout", "1h").code == 0
+    assert "timeout  1h, then SIGKILL after 10s" in cli("show", "t").out
+
+
+def test_at_time_shown_in_the_jobs_zone(cli) -> None:
+    r = cli("add", "once", "--at", "2030-01-02T09:00", "--tz", "Asia/Tokyo", "--", "true")
+    assert r.code == 0, r.err
+    assert "once at 2030-01-02T09:00:00+09:00" in cli("show", "once").out
