@@ -106,13 +106,12 @@ class StoreCollector(Collector):
             return iter([up, *families])
 
     def _families(self, s: Store) -> list[Metric]:
-        from jobctl.watch import runners_alive
+        from jobctl.status import runners_alive
 
         now = s.now()
         tallies = s.run_tallies(DURATION_BUCKETS, LATENESS_BUCKETS, now)
         jobs = s.list_jobs(last_runs=False)
-        registered = s.runners()
-        alive = runners_alive(s, registered)
+        registered, alive, _ = runners_alive(s)
 
         job = ["job_name"]
         runs = GaugeMetricFamily(

@@ -96,6 +96,11 @@ def run_json(run: Run, notes: Sequence[Delivery] | None = None) -> dict[str, Any
     return data
 
 
+def zone(name: str) -> tzinfo | None:
+    """The zone named `name`, None if the tz database does not know it."""
+    return _zone(name)
+
+
 def _zone(name: str) -> tzinfo | None:
     from zoneinfo import ZoneInfo
 
@@ -155,20 +160,22 @@ def print_json(data: Any) -> None:
 
 
 def _span(seconds: float) -> str:
-    s = abs(seconds)
+    """A span in its two largest units, as kubectl writes ages: 45s, 5m30s, 7h12m, 3d4h."""
+    s = int(abs(seconds))
     if s < 1:
         return "now"
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if s >= size:
-            value = s / size
-            if unit == "min":
-                return f"{int(value)} min"
-            return f"{value:.0f} {unit}" if value >= 10 else f"{value:.1f} {unit}"
-    return f"{s:.0f} s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= size or parts:
+            parts.append(f"{s // size}{unit}")
+            s %= size
+        if len(parts) == 2:
+            break
+    return "".join(p for p in parts if not p.startswith("0") or p == parts[0])
 
 
 def relative(t: float | None, now: float) -> str:
-    """'in 4 min', '3.0 h ago', 'now'."""
+    """'in 4m', '3h12m ago', 'now': one style everywhere."""
     if t is None:
         return "-"
     span = _span(t - now)
@@ -192,14 +199,20 @@ def duration(seconds: float | None) -> str:
 
 
 def when(t: float | None, now: float, tz: tzinfo | None = None, full: bool = False) -> str:
-    """Local wall time plus relative: '2026-11-29 09:00:00 (in 4 min)'; the date only when it
-    is not today-ish, unless `full` (which also names the zone)."""
+    """Wall time plus relative: '09:00:00 (in 4m)' today, '2026-11-30 09:00:00 (in 1d2h)'
+    on another day (of `tz`, else the local zone); `full` always dates it and names the zone."""
     if t is None:
         return "-"
     dt = _local_dt(t, tz)
-    day = "%Y-%m-%d " if full or abs(t - now) > 20 * 3600 else ""
+    today = _local_dt(now, tz).date() == dt.date()
+    day = "%Y-%m-%d " if full or not today else ""
     zone = " %Z" if full else ""
     return f"{dt.strftime(day + '%H:%M:%S' + zone)} ({relative(t, now)})"
+
+
+def plural(n: int, noun: str) -> str:
+    """'1 run', '2 runs', '0 runs'."""
+    return f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def printable(text: str) -> str:
@@ -216,31 +229,102 @@ def fancy() -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
+def width() -> int | None:
+    """The width tables must fit: the terminal's (COLUMNS first, as shells set it), or COLUMNS
+    when stdout is not a terminal; None (no limit) for a pipe without COLUMNS."""
+    if sys.stdout.isatty():
+        import shutil
+
+        return shutil.get_terminal_size().columns
+    cols = os.environ.get("COLUMNS", "")
+    return int(cols) if cols.isdigit() and int(cols) > 0 else None
+
+
+GAP = 2  # spaces between columns, on both outputs
+CUT_FLOOR = 20  # a `cut_first` column keeps this much before the others are cut
+
+
+def fit(
+    headers: Sequence[str],
+    rows: Sequence[Sequence[str]],
+    limit: int | None,
+    drop: Sequence[str] = (),
+    cut_first: Sequence[str] = (),
+) -> tuple[list[int], list[int]]:
+    """Fit a table into `limit` columns as kubectl and pueue do: never wrap a cell. First the
+    columns named in `drop` go (in that order), then those in `cut_first` are cut (with …),
+    then the widest cells, none below its header. Returns the kept columns and their widths."""
+    keep = list(range(len(headers)))
+    widths = {i: max(len(headers[i]), *(len(r[i]) for r in rows)) for i in keep}
+
+    def total() -> int:
+        return sum(widths[i] for i in keep) + GAP * (len(keep) - 1)
+
+    if limit is not None:
+        for name in drop:
+            if total() <= limit:
+                break
+            if name in headers and headers.index(name) in keep and len(keep) > 1:
+                keep.remove(headers.index(name))
+        soft = {i: min(widths[i], max(len(headers[i]), CUT_FLOOR)) for i in keep
+                if headers[i] in cut_first}  # fmt: skip
+        for i in sorted(soft, key=lambda i: cut_first.index(headers[i])):
+            widths[i] = max(soft[i], widths[i] - max(total() - limit, 0))
+        # then the widest cells; the first column (a name, an id) and what `cut_first` kept
+        # are cut only when nothing else can give
+        for hard in (False, True):
+            floor = {i: max(len(headers[i]), 1) for i in keep}
+            if not hard:
+                floor.update(soft)
+                floor[keep[0]] = widths[keep[0]]
+            while total() > limit:
+                i = max(keep, key=lambda k: (widths[k] - floor[k], widths[k]))
+                if widths[i] <= floor[i]:
+                    break  # as narrow as it gets: the terminal cuts the line
+                widths[i] -= 1
+    return keep, [widths[i] for i in keep]
+
+
+def cut(text: str, size: int) -> str:
+    """`text` in at most `size` characters, cut with … when it is longer."""
+    return text if len(text) <= size else text[: max(size - 1, 0)] + "…"
+
+
 def table(
     headers: Sequence[str],
     rows: Sequence[Sequence[str]],
     styles: dict[int, str] | None = None,
     title: str | None = None,
+    drop: Sequence[str] = (),
+    cut_first: Sequence[str] = (),
 ) -> None:
     """Print a table; columns whose every cell is empty or '-' are left out (as pueue does).
 
-    `styles` maps a column index to 'status' (colour by STATUS_STYLE) on rich output.
+    The table fits the terminal (see `fit`: the columns in `drop` go first, those in
+    `cut_first` are cut first); a cell
+    never wraps, and the layout is the same with and without colour. `styles` maps a column
+    index to 'status' (colour by STATUS_STYLE) on rich output.
     """
-    keep = [i for i in range(len(headers)) if any(r[i] not in ("", "-") for r in rows)] or list(
+    shown = [i for i in range(len(headers)) if any(r[i] not in ("", "-") for r in rows)] or list(
         range(len(headers))
     )
-    headers = [headers[i] for i in keep]
-    rows = [[printable(r[i]) for i in keep] for r in rows]  # names, commands, errors: escaped
+    styled = {shown.index(i) for i in (styles or {}) if i in shown}
+    headers = [headers[i] for i in shown]
+    rows = [[printable(r[i]) for i in shown] for r in rows]  # names, commands, errors: escaped
+    limit = width()
+    keep, widths = fit(headers, rows, limit, drop, cut_first)
+    styled = {keep.index(i) for i in styled if i in keep}
+    headers = [cut(headers[i], w) for i, w in zip(keep, widths, strict=True)]
+    rows = [[cut(r[i], w) for i, w in zip(keep, widths, strict=True)] for r in rows]
     title = printable(title) if title else title
-    styled = {keep.index(i) for i in (styles or {}) if i in keep}
     if fancy():
         from rich.console import Console
         from rich.table import Table
         from rich.text import Text
 
-        t = Table(title=title, header_style="bold", box=None, pad_edge=False)
-        for h in headers:
-            t.add_column(h, overflow="fold")
+        t = Table(title=title, header_style="bold", box=None, pad_edge=False, padding=(0, 1))
+        for h, w in zip(headers, widths, strict=True):
+            t.add_column(h, no_wrap=True, overflow="ellipsis", min_width=w, max_width=w)
         for r in rows:
             t.add_row(
                 *(
@@ -250,11 +334,10 @@ def table(
                     for i, c in enumerate(r)
                 )
             )
-        Console().print(t)
+        Console(width=max(limit or 0, sum(widths) + GAP * len(widths))).print(t)
         return
     if title:
         sys.stdout.write(title + "\n")
-    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
     for line in [headers, *rows]:
         sys.stdout.write(
             "  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() + "\n"

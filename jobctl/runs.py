@@ -1,5 +1,7 @@
 """Operations on runs that commands ask for: trigger a job (in the foreground or handed to the
-runner), replay a fire, cancel a run, and the exit code a finished run maps to.
+runner), replay a fire, cancel a run, the exit code a finished run maps to; and the questions
+the CLI asks about runs (a job's own history, the dead list, the run `logs` shows), answered
+as data.
 
 Below the CLI and beside the runner: no printing, no flag parsing; errors are JobctlErrors.
 """
@@ -11,11 +13,12 @@ import signal
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import BinaryIO, TypeVar
 
 from jobctl import executor, owners, planner
 from jobctl.clock import Clock
-from jobctl.errors import ConflictError
+from jobctl.errors import ConflictError, NotFoundError
 from jobctl.models import FINAL_STATUSES, Job, Run, Trigger
 from jobctl.store.base import RunFilter, Store
 
@@ -86,7 +89,7 @@ def new_manual_run(
 
 def trigger(
     store: Store, job_name: str, now: float, owner: str | None, force: bool,
-    replay_of: int | None = None, chain: bool = True,
+    replay_of: int | None = None, chain: bool = True, again: bool = False,
 ) -> tuple[Job, Run]:  # fmt: skip
     """Record a manual run (or the replay of run `replay_of`) of a job, queued; reserved for
     `owner` when that process will execute it itself, else for the runner. A replay's end
@@ -94,20 +97,136 @@ def trigger(
 
     The overlap policy applies unless `force` (ConflictError when it refuses); with `replace`
     and a run of our own, the running run is asked to stop (for the runner's runs, the runner
-    replaces it itself). A replayed dead run leaves the dead list.
+    replaces it itself). A replay of a fire that already has a run queued or running (being
+    replayed, or retried) is refused (ConflictError) unless `again`. The replayed fire leaves
+    the dead list (all its attempts).
     """
     job = store.get_job(job_name)
+    original = store.get_run(replay_of) if replay_of is not None else None
+    fire = fire_runs(store, original) if original is not None else []
+    if original is not None and not again:
+        busy = [r for r in fire if r.status in ("queued", "running")]
+        if busy:
+            raise ConflictError(f"the fire of run {original.id} is already being replayed "
+                                f"(run {busy[0].id} is {busy[0].status}); use --force to "
+                                "replay it again")  # fmt: skip
     current = check_overlap(store, job, force)
     if job.overlap == "replace" and not force and owner is not None:
         for old in (r for r in current if r.status == "running"):
             request_cancel(store, old, now, wait_s=0)  # the new run starts once it has ended
-    original = store.get_run(replay_of) if replay_of is not None else None
     trigger: Trigger = "replay" if original else "manual"
     run = new_manual_run(store, job, now, owner, trigger, original, forced=force,
                          chain=chain or original is None)  # fmt: skip
-    if original is not None and original.dead:
-        store.update_run(original.id or 0, dead=False)
+    dead = [r.id for r in fire if r.dead and r.id is not None]
+    if dead:  # the fire leaves the dead list; if the replay fails for good, it comes back once
+        store.update_runs(dead, dead=False)
     return job, run
+
+
+def fire_runs(store: Store, run: Run) -> list[Run]:
+    """Every run of the fire `run` belongs to (its job and scheduled time), newest first."""
+    return [r for r in store.list_runs(RunFilter(job=run.job))
+            if r.scheduled_for == run.scheduled_for]  # fmt: skip
+
+
+def dead_runs(store: Store, job: str | None = None) -> list[Run]:
+    """The dead list, newest first: one entry per fire, its latest attempt. A dead run that a
+    later run of its fire supersedes (a replay under way, or one dead itself) is not listed."""
+    dead = store.list_runs(RunFilter(dead=True, job=job))
+    if not dead:
+        return []
+    later = store.list_runs(RunFilter(jobs=sorted({r.job for r in dead}), since=min(
+        r.created_at for r in dead)))  # fmt: skip
+    newest: dict[tuple[str, float], int] = {}
+    for r in later:
+        key = (r.job, r.scheduled_for)
+        newest[key] = max(newest.get(key, 0), r.id or 0)
+    return [r for r in dead if (r.id or 0) >= newest.get((r.job, r.scheduled_for), 0)]
+
+
+def dismiss_dead(store: Store, run_id: int | None, job: str | None = None) -> list[int]:
+    """Take a dead run (or, with `run_id` None, every dead run, of `job` if given) off the dead
+    list, with every older dead attempt of its fire; returns the dismissed listed runs' ids."""
+    if run_id is None:
+        listed = dead_runs(store, job)
+        store.update_runs([r.id for r in store.list_runs(RunFilter(dead=True, job=job))
+                           if r.id is not None], dead=False)  # fmt: skip
+        return [r.id for r in listed if r.id is not None]
+    run = store.get_run(run_id)
+    if not run.dead:
+        raise NotFoundError(f"run {run.id} is not in the dead list")
+    store.update_runs([r.id for r in fire_runs(store, run) if r.dead and r.id is not None],
+                      dead=False)  # fmt: skip
+    return [run_id]
+
+
+def history_filter(store: Store, job: str | None, everything: bool, base: RunFilter) -> RunFilter:
+    """The runs `history NAME` shows: those of the job now under that name (a job re-added
+    under a removed one's name starts a fresh history), or with `everything` all the runs
+    recorded under the name. NotFoundError when the name has neither a job nor runs."""
+    if job is None:
+        return base
+    current = job_or_none(store, job)
+    if current is None:
+        if not store.count_runs(RunFilter(job=job)):
+            raise NotFoundError(f"no job named {job!r}")
+        return base  # a removed job: its runs are all there is
+    if everything:
+        return base
+    since = max(base.since or 0.0, current.created_at)
+    return replace(base, since=since)
+
+
+def job_or_none(store: Store, name: str) -> Job | None:
+    """The job named `name`, None if there is none (it may have been removed)."""
+    try:
+        return store.get_job(name)
+    except NotFoundError:
+        return None
+
+
+#: statuses of a run that ran (its output is what `logs NAME` shows when nothing runs)
+RAN = ("succeeded", "failed", "timed_out", "cancelled", "abandoned")
+
+
+def run_to_show(store: Store, target: str, follow: bool, now: float) -> Run | None:
+    """The run `logs TARGET` shows. A job name (also a removed job's, whose runs stay): its
+    running run; with `follow`, else a run due to start now that is newer than the last one
+    that ran (just triggered); else the last run that ran. None when the job has not run
+    yet (with `follow`, which then waits for its first run). Otherwise TARGET is a run id.
+    Runs of an earlier job of the same name are not the current job's."""
+    from jobctl.models import parse_run_id
+
+    job = job_or_none(store, target)
+    named = job is not None or store.count_runs(RunFilter(job=target))
+    if not named:
+        if target.isascii() and target.isdigit():  # a run id (unless a job has that name)
+            return store.get_run(parse_run_id(target))
+        raise NotFoundError(f"no job named {target!r}")
+    since = job.created_at if job is not None else None
+    running = store.list_runs(RunFilter(job=target, statuses=["running"], since=since, limit=1))
+    if running:
+        return running[0]
+    last = store.list_runs(RunFilter(job=target, statuses=RAN, since=since, limit=1))
+    if follow:
+        waiting = store.list_runs(RunFilter(job=target, statuses=["queued"], since=since))
+        due = [r for r in waiting if r.not_before <= now and (not last or r.id > (last[0].id or 0))]
+        if due:
+            return min(due, key=lambda r: r.id or 0)
+    if not last:
+        if follow:
+            return None
+        raise NotFoundError(f"job {target!r} has not run yet")
+    return last[0]
+
+
+def next_run_started(store: Store, job: str, after_id: int) -> Run | None:
+    """The oldest run of `job` newer than run `after_id` that has started (or ended): what
+    `logs NAME --follow` shows next."""
+    started = ["running", *RAN]
+    newer = [r for r in store.list_runs(RunFilter(job=job, statuses=started, limit=50))
+             if (r.id or 0) > after_id]  # fmt: skip
+    return min(newer, key=lambda r: r.id or 0) if newer else None
 
 
 def run_foreground(

@@ -25,20 +25,21 @@ class ScheduleError(ValueError):
 # --- durations and zones ---------------------------------------------------------------------
 
 _N = r"([0-9]+(?:\.[0-9]+)?|\.[0-9]+)"  # ASCII digits only (\d would take '٣' too)
-_DURATION = re.compile(rf"(?:{_N}d)?(?:{_N}h)?(?:{_N}m)?(?:{_N}s)?(?:{_N}ms)?")
+_DURATION = re.compile(rf"(?:{_N}w ?)?(?:{_N}d ?)?(?:{_N}h ?)?(?:{_N}m ?)?(?:{_N}s ?)?(?:{_N}ms)?")
 
 
 def parse_duration(text: str) -> float:
-    """'1h30m', '500ms', '90' (bare seconds) ... -> seconds; units largest first, each once."""
+    """'1h30m', '1h 30m', '1w', '500ms', '90' (bare seconds) ... -> seconds; units largest
+    first, each once, optionally separated by one space."""
     s = text.strip().lower()
     if re.fullmatch(_N, s):
         return float(s)
     m = _DURATION.fullmatch(s)
     if not s or m is None:
         raise ScheduleError(
-            f"invalid duration {text!r}: use e.g. 30s, 5m, 2h, 1h30m or a number of seconds"
+            f"invalid duration {text!r}: use e.g. 30s, 5m, 2h, 1h30m, 1w or a number of seconds"
         )
-    sizes = (86400, 3600, 60, 1, 0.001)
+    sizes = (604800, 86400, 3600, 60, 1, 0.001)
     return sum(float(v) * size for v, size in zip(m.groups(), sizes, strict=True) if v)
 
 
@@ -121,6 +122,8 @@ def _unsupported(item: str, name: str) -> str | None:
     u = item.upper()
     if "#" in u:
         return f"'#' (nth weekday of the month) in {item!r} is not supported"
+    if "~" in u:
+        return f"'~' (cronie's random value) in {item!r} is not supported"
     if "?" in u:
         return f"'?' in {item!r} is not supported; use '*'"
     if re.fullmatch(r"H(\(\d+-\d+\))?(/\d+)?", u):
@@ -132,6 +135,16 @@ def _unsupported(item: str, name: str) -> str | None:
             return f"only a plain 'L' is supported in the day-of-month field, not {item!r}"
         return f"'L' in {item!r} is only supported in the day-of-month field"
     return None
+
+
+def _wrapped(a: int, b: int, name: str, lo: int, hi: int) -> str:
+    """A range that wraps past the field's end, as a list cron reads: 22-2 -> 22-23,0-2;
+    in day-of-week (Sunday is 0 and 7) sat-mon -> 6-7,1."""
+    if name == _DOW:
+        lo, hi = 1, 7
+    head = f"{a}-{hi}" if a < hi else f"{a}"
+    tail = f"{lo}-{b}" if b > lo else f"{lo}"
+    return f"{head},{tail}" if b >= lo else head
 
 
 def _value(text: str, name: str, lo: int, hi: int, names: dict[str, int]) -> int:
@@ -171,7 +184,8 @@ def _parse_field(
                 if name == _DOW and b == 0 < a:
                     b = 7  # 'fri-sun'
                 if a > b:
-                    raise _FieldError(f"{name} range {item!r} is backwards (write {b}-{a})")
+                    raise _FieldError(f"{name} range {item!r} is backwards: "
+                                      f"write {_wrapped(a, b, name, lo, hi)}")  # fmt: skip
         except _FieldError as e:
             raise _FieldError(_unsupported(item, name) or str(e)) from None
         step = m["step"] or "1"
@@ -205,6 +219,9 @@ def parse_cron(expr: str) -> Cron:
         return Cron(expr, none, none, none, none, False, none, none, False, False, False, True)
     if not text.replace("\t", " ").isprintable():  # a line break, ESC...: not one cron line
         raise fail("it must be one line of printable text")
+    if text.lower().startswith("@every"):  # robfig/cron's (Go) interval macro
+        interval = text[len("@every") :].strip() or "5m"
+        raise fail(f"@every is not a cron macro: use --every {interval}")
     if text.startswith("@") and text.lower() not in _MACROS:
         raise fail(f"unknown macro {text!r} (use {', '.join(_MACROS)} or @reboot)")
     fields = _raw_fields(text)
@@ -263,9 +280,11 @@ def _day_ok(c: Cron, y: int, mo: int, d: int, ndays: int) -> bool:
 def _next_naive(c: Cron, start: datetime) -> datetime | None:
     """The first naive wall time strictly after naive `start` that the expression matches."""
     months, hours, minutes, seconds = _sorted(c)
+    if start >= _NAIVE_END:
+        return None
     t = start.replace(microsecond=0) + timedelta(seconds=1)
     y, mo, d, h, mi, s = t.year, t.month, t.day, t.hour, t.minute, t.second
-    end_year = min(y + _MAX_YEARS, 9998)
+    end_year = min(y + _MAX_YEARS, 9999)
     while y <= end_year:
         m2 = _ceil(months, mo)
         if m2 is None:
@@ -310,12 +329,26 @@ def _utc(dt: datetime, name: str) -> datetime:
 
 
 def _off(tz: ZoneInfo, u: datetime) -> timedelta:
-    return u.astimezone(tz).utcoffset() or timedelta(0)
+    return min(u, _OFFSET_END).astimezone(tz).utcoffset() or timedelta(0)
+
+
+#: the end of time for schedules (datetime's year 9999); no zone changes offset on its last days
+_NAIVE_END = datetime(9999, 12, 31, 23, 59, 59)
+_UTC_END = _NAIVE_END.replace(tzinfo=UTC)
+_OFFSET_END = datetime(9999, 12, 30, tzinfo=UTC)
+
+
+def _later(u: datetime, span: timedelta) -> datetime:
+    """`u` + `span`, or the end of time if that is beyond it."""
+    return u + span if u <= _UTC_END - span else _UTC_END
 
 
 def _wall(u: datetime, offset: timedelta) -> datetime:
-    """Naive local wall time of UTC instant `u` under `offset`."""
-    return (u + offset).replace(tzinfo=None)
+    """Naive local wall time of UTC instant `u` under `offset` (at most the end of time)."""
+    try:
+        return (u + offset).replace(tzinfo=None)
+    except OverflowError:
+        return _NAIVE_END
 
 
 def _transition(tz: ZoneInfo, lo: datetime, hi: datetime) -> datetime | None:
@@ -366,9 +399,12 @@ def next_cron_fire(cron: Cron, after: datetime, tz: ZoneInfo) -> datetime | None
         t = _next_naive(cron, w)
         if t is None:
             return None
-        inst = (t - offset).replace(tzinfo=UTC)
-        trans = _transition(tz, cur, cur + _H3)
-        if trans is None and inst > cur + _H3:
+        try:
+            inst = (t - offset).replace(tzinfo=UTC)
+        except OverflowError:  # after the end of time (year 9999, west of UTC)
+            return None
+        trans = _transition(tz, cur, _later(cur, _H3))
+        if trans is None and inst > _later(cur, _H3):
             # Far away: no matching wall time in between, so t's own resolution decides.
             first, exists = _locate(t, tz)
             if exists or cron.fixed_time:
@@ -556,7 +592,9 @@ def dst_warning(cron: Cron, tz: ZoneInfo, now: datetime) -> str | None:
     notes: dict[bool, str] = {}  # gap? -> sentence, first of each kind
     start = prev = _utc(now, "now")
     for i in range(1, 367):
-        day = start + timedelta(days=i)
+        day = _later(start, timedelta(days=i))
+        if day <= prev:
+            break  # the end of time
         trans = _transition(tz, prev, day)
         old, prev = _off(tz, prev), day
         if trans is None:

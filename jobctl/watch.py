@@ -30,17 +30,6 @@ SHOWN = 5  # queued runs, next fires and failures shown at most
 DAY_S = 86400.0
 
 
-def runners_alive(s: Store, registered: list[RunnerInfo]) -> dict[str, bool]:
-    """Whether each registered runner is alive: on a shared store while its lease holds by
-    the store's clock (it may run on any machine), else by its process (owners.alive)."""
-    if s.shared:
-        db_now = s.now()
-        return {r.owner: (r.lease_expires_at or 0.0) > db_now for r in registered}
-    from jobctl import owners
-
-    return {r.owner: owners.alive(r.owner) for r in registered}
-
-
 @dataclass
 class Running:
     """A running run with what its progress is measured against."""
@@ -69,10 +58,10 @@ class Snapshot:
 
 def read_snapshot(s: Store, now: float) -> Snapshot:
     """One frame's data from the store (a dozen small reads; no run's output)."""
+    from jobctl.status import runners_alive
     from jobctl.store.base import FAR_FUTURE, RunFilter
 
-    registered = s.runners()
-    alive = runners_alive(s, registered)
+    registered, alive, _ = runners_alive(s)
     running = s.list_runs(RunFilter(statuses=["running"]))
     names = sorted({r.job for r in running})
     timeouts = {j.name: j.timeout_s for j in s.list_jobs(names=names, last_runs=False)}

@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from jobctl import __version__
-from jobctl.cli.common import State, set_state
+from jobctl.cli.common import State, set_argv, set_state
 from jobctl.config import resolve_settings
 from jobctl.errors import EXIT_FAILED, EXIT_USAGE, JobctlError
 
@@ -110,6 +110,7 @@ def run(args: list[str]) -> int:
     else:  # help, unknown verbs and usage errors need them all
         helping = {"-h", "--help"} & set(args)
         register({VERBS[verb]} if verb in VERBS and not helping else None)
+    set_argv(args)
     command = typer.main.get_command(app)
     debug = _global_debug(args)
     try:

@@ -39,6 +39,28 @@ class State:
 
 
 _state: State | None = None
+#: the command line as given (set by jobctl.cli.run): where `--` stands is lost in parsing
+_argv: list[str] = []
+
+
+def set_argv(args: list[str]) -> None:
+    _argv[:] = args
+
+
+def command_after_dashes(command: list[str] | None, verb: str) -> list[str] | None:
+    """The job's COMMAND, which must be everything after the first `--` of the command line:
+    a word before it (`add x --every 1h ls --json`) would be taken for the command while the
+    options around it went to jobctl, so it is refused (exit 2) rather than guessed."""
+    if not command:
+        return command
+    after = _argv[_argv.index("--") + 1 :] if "--" in _argv else []
+    if after != command:
+        from jobctl.errors import UsageError
+
+        stray = command[: len(command) - len(after)] if after else command
+        raise UsageError(f"unexpected argument {' '.join(stray)!r}: put the command after -- "
+                         f"(jobctl {verb} NAME [options] -- COMMAND [ARG ...])")  # fmt: skip
+    return command
 
 
 def set_state(value: State) -> None:

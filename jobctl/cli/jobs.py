@@ -9,8 +9,14 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobctl import render
-from jobctl.cli.common import JsonOpt, complete_job_name, now, store, warn_unmatched
-from jobctl.errors import ConflictError
+from jobctl.cli.common import (
+    JsonOpt,
+    command_after_dashes,
+    complete_job_name,
+    now,
+    store,
+    warn_unmatched,
+)
 
 if TYPE_CHECKING:
     from jobctl.models import Job, Run
@@ -163,6 +169,7 @@ def add(
     from jobctl.clock import local_zone_name
     from jobctl.jobdef import JobOptions
 
+    command = command_after_dashes(command, "add")
     opts = JobOptions(**{k: v for k, v in locals().items() if k in JobOptions.__dataclass_fields__})
     opts.paused = paused or None
     t = now()
@@ -223,6 +230,7 @@ def edit(
     from jobctl import jobdef
     from jobctl.jobdef import JobOptions
 
+    command = command_after_dashes(command, "edit")
     opts = JobOptions(**{k: v for k, v in locals().items() if k in JobOptions.__dataclass_fields__})
     t = now()
     if opts.after:  # checked on the job as it would become (exit 2, nothing written)
@@ -258,10 +266,15 @@ def list_(
     tag: Annotated[
         str | None, typer.Option("--tag", metavar="T", help="Only jobs with this tag.")
     ] = None,
+    sort: Annotated[
+        str, typer.Option("--sort", metavar="KEY", help="name (natural order) or next.")
+    ] = "name",
     json: JsonOpt = False,
 ) -> None:
     """List jobs: schedule, next fire, last run and state."""
-    jobs = store().list_jobs(tag)
+    from jobctl.jobops import shown_last_runs, sort_jobs
+
+    jobs = sort_jobs(store().list_jobs(tag), sort)
     warn_unmatched(jobs)  # on stderr: the JSON on stdout stays as it is
     if json:
         render.print_json([render.job_json(j) for j in jobs])
@@ -273,19 +286,30 @@ def list_(
             render.note("No jobs yet. Add one with:\n  jobctl add hello --every 1m -- echo hello")
         return
     t = now()
+    last = shown_last_runs(store(), jobs)
     rows = [
-        [j.name, _schedule_text(j), render.when(j.next_run_at, t), _last_run_text(j, t), j.state]
+        [
+            j.name,
+            _schedule_text(j),
+            render.when(j.next_run_at, t),
+            _last_run_text(last[j.name], t),
+            j.state,
+        ]
         for j in jobs
     ]
     render.table(
-        ["NAME", "SCHEDULE", "NEXT", "LAST RUN", "STATE"], rows, styles={3: "status", 4: "status"}
+        ["NAME", "SCHEDULE", "NEXT", "LAST RUN", "STATE"],
+        rows,
+        styles={3: "status", 4: "status"},
+        cut_first=("SCHEDULE",),  # its plain-English reading is the least needed
     )
 
 
-def _last_run_text(job: "Job", t: float) -> str:
-    last = job.last_run
+def _last_run_text(last: "Run | None", t: float) -> str:
     if last is None:
         return "-"
+    if last.status == "running":
+        return f"running for {render.relative(last.started_at, t).removesuffix(' ago')}"
     when = render.relative(last.finished_at or last.started_at or last.created_at, t)
     took = f" {render.duration(last.duration_s)}" if last.duration_s is not None else ""
     return f"{last.status} {when}{took}"
@@ -308,7 +332,7 @@ def _timing_text(job: "Job") -> str:
     if job.schedule_kind == "every":
         return f"every {job.schedule}"
     if job.schedule_kind == "at":
-        return f"once at {render.iso(job.anchor_at, ms=False)}"
+        return f"once at {render.iso(job.anchor_at, render.zone(job.tz), ms=False)}"
     return "manual"
 
 
@@ -357,7 +381,8 @@ def show(name: Name, json: JsonOpt = False) -> None:
         items.append(("description", job.description))
     stats = _stats(recent)
     if stats["runs"]:
-        items.append(("success", f"{stats['success_rate']:.0%} of {stats['runs']} finished runs"))
+        runs = render.plural(int(stats["runs"] or 0), "finished run")
+        items.append(("success", f"{stats['success_rate']:.0%} of {runs}"))
         items.append(
             (
                 "duration",
@@ -390,6 +415,7 @@ def show(name: Name, json: JsonOpt = False) -> None:
             ],
             styles={3: "status"},
             title="recent runs",
+            drop=("TRIGGER", "ATTEMPT"),
         )
 
 
@@ -401,8 +427,8 @@ def _policy_lines(job: "Job") -> list[tuple[str, str]]:
                  if job.max_output % u == 0), f"{job.max_output}B")  # fmt: skip
     window = d(job.catchup_window_s) if job.catchup_window_s is not None else "none"
     return [
-        ("timeout", f"{d(job.timeout_s) if job.timeout_s else 'none'}, "
-                    f"then SIGKILL after {d(job.kill_grace_s)}"),
+        ("timeout", f"{d(job.timeout_s)}, then SIGKILL after {d(job.kill_grace_s)}"
+                    if job.timeout_s else "none"),
         ("retries", f"{job.retries}, {job.backoff} from {d(job.retry_delay_s)} "
                     f"(at most {d(job.max_retry_delay_s)})"),
         ("overlap", job.overlap),
@@ -431,7 +457,7 @@ def _stats(runs: "list[Run]") -> dict[str, float | int | None]:
 
 
 def rm(
-    name: Name,
+    names: Names,
     purge: Annotated[
         bool, typer.Option("--purge", help="Also delete its history and output.")
     ] = False,
@@ -439,36 +465,17 @@ def rm(
         bool, typer.Option("--force", help="Remove it even while it runs (cancels the run).")
     ] = False,
 ) -> None:
-    """Remove a job; its history stays unless --purge."""
-    from jobctl.store import RunFilter
+    """Remove jobs; their history stays unless --purge."""
+    from jobctl.jobops import remove_jobs
 
-    s = store()
-    s.get_job(name)
-    running = s.list_runs(RunFilter(job=name, statuses=["running"]))
-    if running and not force:
-        raise ConflictError(
-            f"job {name!r} is running (run {running[0].id}); use --force to cancel it"
-        )
-    from jobctl.runs import request_cancel
-
-    s.remove_job(name, purge=purge)  # first: its queued runs are cancelled with it
-    _unlink_chains(name)
-    for run in running:
-        request_cancel(s, run, now())
-    if purge and running:
-        s.purge_runs(name)
-    render.note(f"removed job {name!r}" + (" and its history" if purge else ""))
-
-
-def _unlink_chains(name: str) -> None:
-    """Jobs that ran after a removed job lose that link (a later job of that name must not
-    trigger them unasked); say so."""
-    linked = [j.name for j in store().list_jobs(last_runs=False)
-              if any(up == name for up, _ in j.after)]  # fmt: skip
-    if not linked:
-        return
-    store().update_jobs(linked, lambda j: j.copy_with(after=[a for a in j.after if a[0] != name]))
-    render.note(f"warning: {', '.join(linked)} ran after {name}; that link was removed")
+    done = remove_jobs(store(), names, purge, force, now())
+    if done.unlinked:
+        gone = ", ".join(done.names)
+        render.note(f"warning: {', '.join(done.unlinked)} ran after {gone}; that link was removed")
+    what = ", ".join(repr(n) for n in done.names)
+    render.note(f"removed job{'s' if len(done.names) > 1 else ''} {what}"
+                + (" and " + ("their" if len(done.names) > 1 else "its") + " history"
+                   if purge else ""))  # fmt: skip
 
 
 def pause(names: Names) -> None:

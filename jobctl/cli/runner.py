@@ -4,7 +4,7 @@ import contextlib
 import os
 import sys
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from jobctl.clock import Clock
     from jobctl.models import Run
     from jobctl.notify import Notifier
+    from jobctl.status import Status
     from jobctl.store import Store
     from jobctl.store.base import RunnerInfo
 
@@ -258,75 +259,29 @@ def status(
         from jobctl.cli.observe import watch_status
 
         raise typer.Exit(watch_status())
-    from jobctl import owners
-    from jobctl.models import FAILED_STATUSES
-    from jobctl.store import RunFilter
-    from jobctl.store.base import FAR_FUTURE
+    from jobctl import status as status_
 
     s, t = store(), now()
-    registered = s.runners()
-    if s.shared:  # a runner on any machine: alive while its lease holds by the store's clock
-        db_now = s.now()
-        alive = {r.owner: (r.lease_expires_at or 0.0) > db_now for r in registered}
-    else:
-        alive = {r.owner: owners.alive(r.owner) for r in registered}
     if check:
-        _check(registered, alive, s.now())
+        _check(*status_.runners_alive(s))
         return
-    info = registered[-1] if registered else None
-    active = info is not None and alive[info.owner]
-    running = s.list_runs(RunFilter(statuses=["running"]))
-    queued = s.count_runs(RunFilter(statuses=["queued"]))
-    upcoming = [(j.next_run_at or 0.0, j.name) for j in s.due_jobs(FAR_FUTURE, 5)]
-    failed = s.count_runs(RunFilter(statuses=sorted(FAILED_STATUSES), since=t - 86400))
-    dead = s.count_runs(RunFilter(dead=True))
-    warn_unmatched(s.list_jobs(last_runs=False), registered)  # pinned where no runner fits
+    st = status_.gather(s, t)
+    warn_unmatched(s.list_jobs(last_runs=False), st.runners)  # pinned where no runner fits
     if json:
-        render.print_json(
-            {
-                "runner": {
-                    "active": active,
-                    "pid": info.pid if info else None,
-                    "host": info.host if info else None,
-                    "since": render.iso(info.since) if info else None,
-                    "heartbeat_at": render.iso(info.heartbeat_at) if info else None,
-                },
-                "runners": [
-                    {
-                        "host": r.host,
-                        "pid": r.pid,
-                        "labels": r.labels,
-                        "version": r.version,
-                        "since": render.iso(r.since),
-                        "heartbeat_at": render.iso(r.heartbeat_at),
-                        "lease_expires_at": render.iso(r.lease_expires_at)
-                        if r.lease_expires_at is not None
-                        else None,
-                        "active": alive[r.owner],
-                        "running": sum(1 for x in running if x.owner == r.owner),
-                    }
-                    for r in registered
-                ],
-                "running": [render.run_json(r) for r in running],
-                "queued": queued,
-                "upcoming": [{"job": n, "at": render.iso(a, ms=False)} for a, n in upcoming],
-                "failed_24h": failed,
-                "dead": dead,
-            }
-        )
+        render.print_json(_status_json(st))
         return
-    if s.shared and registered:  # a fleet: one line per runner, on any machine
-        live = [r for r in registered if alive[r.owner]]
-        typer.echo(f"runners: {len(live)} active" + (f", {len(registered) - len(live)} with an "
-                   "expired lease" if len(live) < len(registered) else ""))  # fmt: skip
+    info = st.runner
+    if s.shared and st.runners:  # a fleet: one line per runner, on any machine
+        live = [r for r in st.runners if st.alive[r.owner]]
+        typer.echo(f"runners: {len(live)} active" + (f", {len(st.runners) - len(live)} with an "
+                   "expired lease" if len(live) < len(st.runners) else ""))  # fmt: skip
         rows = [[r.host, str(r.pid), ", ".join(x for x in r.labels if x != r.host) or "-",
                  render.relative(r.since, t).replace(" ago", ""),
-                 "held" if alive[r.owner] else "expired",
-                 str(sum(1 for x in running if x.owner == r.owner))]
-                for r in registered]  # fmt: skip
+                 "held" if st.alive[r.owner] else "expired", str(st.running_on(r))]
+                for r in st.runners]  # fmt: skip
         render.table(["HOST", "PID", "LABELS", "UP", "LEASE", "RUNNING"], rows)
         head = ""
-    elif active and info:
+    elif st.active and info:
         up = render.relative(info.since, t).replace(" ago", "")
         beat = render.relative(info.heartbeat_at, t)
         head = f"runner: active, pid {info.pid} on {info.host}, up {up}, heartbeat {beat}"
@@ -337,20 +292,55 @@ def status(
         head = "runner: not running (start one with: jobctl runner)"
     if head:
         typer.echo(render.printable(head))
-    typer.echo(f"queued: {queued}   failed (24h): {failed}   dead: {dead}")
-    if running:
+    typer.echo(f"queued: {st.queued}   failed (24h): {st.failed_24h}   dead: {st.dead}")
+    if st.running:
         render.table(
             ["ID", "JOB", "STARTED", "PID"],
             [
                 [str(r.id), r.job, render.relative(r.started_at, t), str(r.pid or "-")]
-                for r in running
+                for r in st.running
             ],
             title="running",
         )
-    if upcoming:
+    if st.upcoming:
         render.table(
-            ["JOB", "NEXT"], [[n, render.when(a, t)] for a, n in upcoming], title="upcoming"
+            ["JOB", "NEXT"], [[n, render.when(a, t)] for a, n in st.upcoming], title="upcoming"
         )
+
+
+def _status_json(st: "Status") -> dict[str, Any]:
+    """SPEC 6's status shape (and SPEC 8's "runners")."""
+    info = st.runner
+    return {
+        "runner": {
+            "active": st.active,
+            "pid": info.pid if info else None,
+            "host": info.host if info else None,
+            "since": render.iso(info.since) if info else None,
+            "heartbeat_at": render.iso(info.heartbeat_at) if info else None,
+        },
+        "runners": [
+            {
+                "host": r.host,
+                "pid": r.pid,
+                "labels": r.labels,
+                "version": r.version,
+                "since": render.iso(r.since),
+                "heartbeat_at": render.iso(r.heartbeat_at),
+                "lease_expires_at": render.iso(r.lease_expires_at)
+                if r.lease_expires_at is not None
+                else None,
+                "active": st.alive[r.owner],
+                "running": st.running_on(r),
+            }
+            for r in st.runners
+        ],
+        "running": [render.run_json(r) for r in st.running],
+        "queued": st.queued,
+        "upcoming": [{"job": n, "at": render.iso(a, ms=False)} for a, n in st.upcoming],
+        "failed_24h": st.failed_24h,
+        "dead": st.dead,
+    }
 
 
 def _check(registered: "list[RunnerInfo]", alive: dict[str, bool], t: float) -> None:

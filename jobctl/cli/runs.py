@@ -12,10 +12,13 @@ import typer
 
 from jobctl import render
 from jobctl.cli.common import JsonOpt, complete_job_name, now, store
-from jobctl.errors import JobctlError, NotFoundError, UsageError
+from jobctl.errors import JobctlError, UsageError
+from jobctl.render import plural
 
 if TYPE_CHECKING:
-    from jobctl.models import Job, Run
+    from typing import BinaryIO
+
+    from jobctl.models import Run
     from jobctl.store import Store
 
 Force = Annotated[
@@ -32,6 +35,7 @@ def _foreground(
     replay_of: int | None = None,
     json: bool = False,
     chain: bool = True,
+    again: bool = False,
 ) -> int:
     import signal
 
@@ -39,7 +43,7 @@ def _foreground(
     from jobctl.clock import SystemClock
 
     s = store()
-    job, run = runs.trigger(s, job_name, now(), owners.me(), force, replay_of, chain)
+    job, run = runs.trigger(s, job_name, now(), owners.me(), force, replay_of, chain, again)
     stop = {"asked": 0}
 
     def interrupt(signum: int, _frame: object) -> None:
@@ -75,11 +79,12 @@ def _detached(
     replay_of: int | None = None,
     json: bool = False,
     chain: bool = True,
+    again: bool = False,
 ) -> None:
     from jobctl import runs
 
     s = store()
-    _, run = runs.trigger(s, job_name, now(), None, force, replay_of, chain)
+    _, run = runs.trigger(s, job_name, now(), None, force, replay_of, chain, again)
     runs.nudge_runner(s)
     if json:
         render.print_json(render.run_json(run))
@@ -109,6 +114,9 @@ def retry(
         bool,
         typer.Option("--chain", help="Its end triggers the jobs that run after it (--after)."),
     ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Replay it even while that fire is being replayed.")
+    ] = False,
     json: JsonOpt = False,
 ) -> None:
     """Run that fire again now (trigger replay); resolves it if it was dead."""
@@ -118,9 +126,9 @@ def retry(
     original = store().get_run(rid)
     store().get_job(original.job)
     if detach:
-        _detached(original.job, True, rid, json, chain)
+        _detached(original.job, True, rid, json, chain, again=force)
         return
-    raise typer.Exit(_foreground(original.job, True, rid, json, chain))
+    raise typer.Exit(_foreground(original.job, True, rid, json, chain, again=force))
 
 
 def cancel(
@@ -129,11 +137,11 @@ def cancel(
 ) -> None:
     """Stop a queued or running run (its process group gets SIGTERM, then SIGKILL)."""
     from jobctl.models import parse_run_id
-    from jobctl.runs import request_cancel
+    from jobctl.runs import job_or_none, request_cancel
 
     s = store()
     run = s.get_run(parse_run_id(run_id))
-    job = _job_or_none(s, run.job)  # it may have been removed
+    job = job_or_none(s, run.job)  # it may have been removed
     job_grace = job.kill_grace_s if job else 10.0
     done = request_cancel(s, run, now(), wait_s=job_grace + 5)
     if json:
@@ -178,6 +186,7 @@ RUN_HEADERS = [
     "EXIT",
     "ERROR",
 ]
+RUN_DROP = ("SCHEDULED", "TRIGGER", "TRY")  # on a narrow terminal these go first
 
 
 def history(
@@ -192,12 +201,19 @@ def history(
         str | None,
         typer.Option("--since", metavar="D", help="Only runs created in the last D (e.g. 2h)."),
     ] = None,
-    limit: Annotated[str, typer.Option("--limit", metavar="N", help="At most N runs.")] = "20",
+    limit: Annotated[
+        str, typer.Option("--limit", "-n", metavar="N", help="At most N runs.")
+    ] = "20",
+    all_: Annotated[
+        bool,
+        typer.Option("--all", help="Also the runs of earlier jobs that had this name."),
+    ] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Runs, newest first."""
+    """Runs, newest first (of the job now under NAME; --all: of every job that had it)."""
     from jobctl.jobdef import option_duration, parse_int
     from jobctl.models import RUN_STATUSES
+    from jobctl.runs import history_filter
     from jobctl.store import RunFilter
 
     for st in status or []:
@@ -206,18 +222,19 @@ def history(
     t = now()
     cutoff = None if since is None else t - option_duration(since, "--since")
     n = parse_int(limit, "--limit", minimum=1)
-    rows = store().list_runs(RunFilter(job=name, statuses=status or None, since=cutoff, limit=n))
-    if name is not None and not rows and not store().list_runs(RunFilter(job=name, limit=1)):
-        store().get_job(name)  # no runs at all: NotFoundError unless the job exists
+    s = store()
+    where = RunFilter(job=name, statuses=status or None, since=cutoff, limit=n)
+    rows = s.list_runs(history_filter(s, name, all_, where))
     if json:
-        notes = store().notifications([r.id for r in rows if r.id is not None])
+        notes = s.notifications([r.id for r in rows if r.id is not None])
         render.print_json([render.run_json(r, notes.get(r.id or -1, [])) for r in rows])
         return
     if not rows:
         filtered = name is not None or status or since is not None
         render.note("no runs match" if filtered else "no runs yet")
         return
-    render.table(RUN_HEADERS, _run_rows(rows, t), styles={4: "status"})
+    render.table(RUN_HEADERS, _run_rows(rows, t), styles={4: "status"}, drop=RUN_DROP,
+                 cut_first=("ERROR",))  # fmt: skip
 
 
 def logs(
@@ -234,26 +251,53 @@ def logs(
         str | None, typer.Option("--tail", metavar="N", help="Only the last N lines.")
     ] = None,
 ) -> None:
-    """Output of the latest run of NAME (the running one, else the last that ran), or of RUN_ID."""
-    from jobctl.jobdef import parse_int
-    from jobctl.models import FINAL_STATUSES, parse_run_id
-    from jobctl.store import RunFilter
+    """Output of the latest run of NAME (the running one, else the last that ran), or of RUN_ID.
 
+    With --follow on a NAME, it streams that run and then each next run of the job, waiting
+    for them (like journalctl -f) until Ctrl-C; on a RUN_ID, until that run ends."""
+    from jobctl import runs
+    from jobctl.jobdef import parse_int
+
+    n = None if tail is None else parse_int(tail, "--tail", minimum=0)
     s = store()
-    named = s.list_runs(RunFilter(job=target, limit=1))  # a removed job's runs still count
-    if named or _job_or_none(s, target):
-        run = _run_to_show(s, target, follow, now())
-    elif target.isascii() and target.isdigit():  # a run id (unless a job has that name)
-        run = s.get_run(parse_run_id(target))
-    else:
-        raise NotFoundError(f"no job named {target!r}")
-    assert run.id is not None
+    run = runs.run_to_show(s, target, follow, now())
+    by_name = run is None or (run.job == target and not _is_run_id(s, target, run))
     out = sys.stdout.buffer
+    try:
+        if run is not None:
+            _write_output(s, run, out, n, follow)
+        if not (follow and by_name):
+            return
+        last_id = run.id or 0 if run is not None else 0
+        render.note(f"waiting for the next run of {target!r} (Ctrl-C to stop)")
+        while True:
+            nxt = runs.next_run_started(s, target, last_id)
+            if nxt is None:
+                time.sleep(FOLLOW_POLL_S)
+                continue
+            render.note(f"--- run {nxt.id} (attempt {nxt.attempt}, {nxt.trigger})")
+            _write_output(s, nxt, out, None, True)
+            last_id = nxt.id or last_id
+    except KeyboardInterrupt:  # the way to end a follow: not an error
+        return
+
+
+FOLLOW_POLL_S = 0.2
+
+
+def _is_run_id(s: "Store", target: str, run: "Run") -> bool:
+    return str(run.id) == target and run.job != target
+
+
+def _write_output(s: "Store", run: "Run", out: "BinaryIO", tail: int | None, follow: bool) -> None:
+    """Write a run's output (its last `tail` lines); with `follow`, stream it until it ends."""
+    from jobctl.models import FINAL_STATUSES
+
+    assert run.id is not None
     chunks = s.read_output(run.id)
     data = b"".join(c for _, c in chunks)
     if tail is not None:
-        n = parse_int(tail, "--tail", minimum=0)
-        data = b"".join(data.splitlines(keepends=True)[-n:]) if n else b""
+        data = b"".join(data.splitlines(keepends=True)[-tail:]) if tail else b""
     out.write(data)
     out.flush()
     seq = chunks[-1][0] if chunks else -1
@@ -264,75 +308,57 @@ def logs(
         out.flush()
         if ended:
             return
-        time.sleep(0.2)
+        time.sleep(FOLLOW_POLL_S)
         run = s.get_run(run.id)
 
 
-def _job_or_none(s: "Store", name: str) -> "Job | None":
-    try:
-        return s.get_job(name)
-    except NotFoundError:
-        return None
-
-
-def _run_to_show(s: "Store", job: str, follow: bool, t: float) -> "Run":
-    """The job's running run; with --follow, else a run due to start now that is newer than
-    the last one that ran (just triggered); else the last run that ran."""
-    from jobctl.store import RunFilter
-
-    ran = ["succeeded", "failed", "timed_out", "cancelled", "abandoned"]
-    running = s.list_runs(RunFilter(job=job, statuses=["running"], limit=1))
-    if running:
-        return running[0]
-    last = s.list_runs(RunFilter(job=job, statuses=ran, limit=1))
-    if follow:
-        waiting = s.list_runs(RunFilter(job=job, statuses=["queued"]))
-        due = [r for r in waiting if r.not_before <= t and (not last or r.id > (last[0].id or 0))]
-        if due:
-            return min(due, key=lambda r: r.id or 0)
-    if not last:
-        raise NotFoundError(f"job {job!r} has not run yet")
-    return last[0]
-
-
 def dead(
-    dismiss: Annotated[
-        str | None, typer.Option("--dismiss", metavar="RUN_ID", help="Dismiss this dead run.")
+    name: Annotated[
+        str | None, typer.Argument(help="Only this job.", autocompletion=complete_job_name)
     ] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Dismiss every dead run.")] = False,
+    dismiss: Annotated[
+        str | None,
+        typer.Option(
+            "--dismiss", metavar="RUN_ID", help="Dismiss this dead run.", autocompletion=None
+        ),
+    ] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Dismiss every dead run (of NAME).")] = False,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask before --all.")] = False,
     json: JsonOpt = False,
 ) -> None:
-    """The dead-letter list: runs that failed with no retries left."""
+    """The dead-letter list: runs that failed with no retries left, one per fire."""
+    from jobctl import runs
     from jobctl.models import parse_run_id
-    from jobctl.store import RunFilter
 
     s = store()
     if dismiss == "--all":  # `dead --dismiss --all` reads naturally too
         dismiss, all_ = None, True
     if dismiss is not None and all_:
         raise UsageError("give --dismiss RUN_ID or --all, not both")
+    if name is not None:
+        from jobctl.store import RunFilter
+
+        runs.history_filter(s, name, True, RunFilter())  # NotFoundError for an unknown name
     if dismiss is not None or all_:
-        if all_:
-            ids = [r.id for r in s.list_runs(RunFilter(dead=True)) if r.id is not None]
-        else:
-            run = s.get_run(parse_run_id(dismiss or ""))
-            if not run.dead:
-                raise NotFoundError(f"run {run.id} is not in the dead list")
-            ids = [run.id or 0]
-        s.update_runs(ids, dead=False)
+        if all_ and not yes and sys.stdin.isatty():
+            count = len(runs.dead_runs(s, name))
+            if count and not typer.confirm(f"dismiss {plural(count, 'dead run')}?"):
+                raise typer.Exit(1)
+        ids = runs.dismiss_dead(s, None if all_ else parse_run_id(dismiss or ""), name)
         if json:
             render.print_json({"dismissed": ids})
         else:
-            render.note(f"dismissed {len(ids)} dead run{'s' if len(ids) != 1 else ''}")
+            render.note(f"dismissed {plural(len(ids), 'dead run')}")
         return
-    rows = s.list_runs(RunFilter(dead=True))
+    rows = runs.dead_runs(s, name)
     if json:
         render.print_json([render.run_json(r) for r in rows])
         return
     if not rows:
-        render.note("no dead runs")
+        render.note("no dead runs" + (f" of {name!r}" if name else ""))
         return
-    render.table(RUN_HEADERS, _run_rows(rows, now()), styles={4: "status"})
+    render.table(RUN_HEADERS, _run_rows(rows, now()), styles={4: "status"}, drop=RUN_DROP,
+                 cut_first=("ERROR",))  # fmt: skip
 
 
 def prune(
@@ -352,7 +378,7 @@ def prune(
     if json:
         render.print_json({"deleted_runs": gone})
     else:
-        render.note(f"deleted {gone} run{'s' if gone != 1 else ''}")
+        render.note(f"deleted {plural(gone, 'run')}")
 
 
 def register(app: typer.Typer) -> None:

@@ -286,8 +286,9 @@ class PostgresStore:
         if not jobs:
             return jobs
         rows = conn.execute(
-            "SELECT * FROM runs WHERE id IN "
-            "(SELECT max(id) FROM runs WHERE job = ANY(%s) GROUP BY job)",
+            "SELECT r.* FROM runs r JOIN jobs j ON j.name = r.job WHERE r.id IN "
+            "(SELECT max(id) FROM runs WHERE job = ANY(%s) GROUP BY job) "
+            "AND r.created_at >= j.created_at",  # not a run of an earlier job of that name
             [[j.name for j in jobs]],
         )
         last = {row["job"]: _run(row) for row in rows}

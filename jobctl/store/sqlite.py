@@ -245,7 +245,8 @@ class SQLiteStore:
         rows = conn.execute(
             "SELECT r.* FROM jobs j JOIN runs r ON r.id = "
             "(SELECT max(id) FROM runs WHERE job = j.name) "
-            "WHERE j.name IN (SELECT value FROM json_each(?))",
+            "WHERE j.name IN (SELECT value FROM json_each(?)) "
+            "AND r.created_at >= j.created_at",  # not a run of an earlier job of that name
             [json.dumps(list(names))],
         )
         return {row["job"]: _run(row) for row in rows}

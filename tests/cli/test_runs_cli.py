@@ -172,7 +172,8 @@ def test_rm_cancels_queued_runs_so_a_new_job_of_that_name_never_runs_them(cli) -
     cli("run", "deploy", "--detach")
     assert cli("rm", "deploy").code == 0
     cli("add", "deploy", "--", "echo", "NEW")
-    runs = cli("history", "deploy", "--json").json()
+    assert cli("history", "deploy", "--json").json() == []  # the new job's own history
+    runs = cli("history", "deploy", "--all", "--json").json()
     assert [(r["status"], r["error"]) for r in runs] == [("cancelled", "job removed")]
 
 
@@ -186,7 +187,8 @@ def test_skipped_runs_respect_keep_runs(cli, home) -> None:
 
     cli("add", "k", "--every", "1s", "--keep-runs", "3", "--", "true")
     store = open_store(resolve_settings())
-    store.add_run(Run(job="k", scheduled_for=1.0, status="running", owner="x:1:1"))
+    now = store.get_job("k").created_at  # a run of this job: created after it
+    store.add_run(Run(job="k", scheduled_for=1.0, status="running", owner="x:1:1", created_at=now))
     for _ in range(6):  # each fire while it still runs records a skipped run
         job = store.get_job("k")
         assert job.next_run_at is not None
@@ -214,14 +216,17 @@ def test_logs_name_shows_the_run_that_ran_not_a_newer_skipped_one(cli, home) -> 
 
     cli("add", "talk", "--", "true")
     store = open_store(resolve_settings())
-    ran = store.add_run(Run(job="talk", scheduled_for=1.0, status="succeeded"))
+    t = store.get_job("talk").created_at  # runs of this job: created after it
+    ran = store.add_run(Run(job="talk", created_at=t, scheduled_for=1.0, status="succeeded"))
     store.append_output(ran.id, b"old output\n")
-    live = store.add_run(Run(job="talk", scheduled_for=2.0, status="running", owner="x:1:1"))
+    live = store.add_run(
+        Run(job="talk", created_at=t, scheduled_for=2.0, status="running", owner="x:1:1")
+    )
     store.append_output(live.id, b"live output\n")
-    store.add_run(Run(job="talk", scheduled_for=3.0, status="skipped"))
+    store.add_run(Run(job="talk", created_at=t, scheduled_for=3.0, status="skipped"))
     assert cli("logs", "talk").out == "live output\n"
     store.update_run(live.id, status="succeeded")
-    store.add_run(Run(job="talk", scheduled_for=4.0, status="skipped"))
+    store.add_run(Run(job="talk", created_at=t, scheduled_for=4.0, status="skipped"))
     assert cli("logs", "talk").out == "live output\n"
     assert cli("logs", str(ran.id)).out == "old output\n"
 
@@ -331,7 +336,8 @@ def test_logs_follow_does_not_wait_for_a_retry_in_backoff(cli) -> None:
     cli("add", "f", "--retries", "2", "--retry-delay", "1h", "--shell", "--", "echo boom; exit 1")
     assert cli("run", "f").code == 1
     assert [r["status"] for r in cli("history", "f", "--json").json()] == ["queued", "failed"]
-    r = cli("logs", "f", "--follow")  # returns at once with the run that ran
+    ran = cli("history", "f", "--json").json()[1]["id"]
+    r = cli("logs", str(ran), "--follow")  # returns at once: the run has ended
     assert r.code == 0 and r.out == "boom\n"
 
 
@@ -375,3 +381,35 @@ def test_a_zombie_owner_is_not_alive() -> None:
     assert not owners.alive(owner)
     child.wait()
     assert owners.alive(owners.me())
+
+
+def test_logs_follow_by_name_waits_for_each_next_run(home) -> None:
+    """`logs NAME --follow` on a job that has not run waits for it (was: exit 4), and after a
+    run ends it waits for the next one, like journalctl -f; Ctrl-C ends it with exit 0."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from tests.waiting import wait_for
+
+    def jobctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jobctl", *args], capture_output=True,
+                              text=True, timeout=60, env=os.environ)  # fmt: skip
+
+    assert jobctl("add", "w", "--shell", "--", "echo out $JOBCTL_RUN_ID").returncode == 0
+    argv = [sys.executable, "-m", "jobctl", "logs", "w", "--follow"]
+    follow = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(follow.stdout or []), daemon=True)
+    reader.start()
+    try:
+        for expected in (["out 1\n"], ["out 1\n", "out 2\n"]):
+            assert jobctl("run", "w").returncode == 0
+            wait_for(lambda e=expected: lines == e)
+        assert follow.poll() is None  # still following, between runs
+    finally:
+        follow.send_signal(signal.SIGINT)
+        follow.wait(timeout=30)
+    assert follow.returncode == 0, follow.stderr.read() if follow.stderr else ""

@@ -300,7 +300,8 @@ def test_a_runner_restarted_at_once_kills_the_orphans_before_the_takeover(
     os.kill(a.pid, signal.SIGKILL)  # type: ignore[attr-defined]
     member(fleet, "h1", "--lease", "6s")
     wait_for(lambda: len(effects(out)) == 1, timeout=20)  # the orphan was terminated
-    wait_for(lambda: any(r["attempt"] == 2 and r["status"] == "running"
+    # running, with its start recorded (a direct spawn's goes with the runner's next write)
+    wait_for(lambda: any(r["attempt"] == 2 and r["status"] == "running" and r["started_at"]
                          for r in fleet.runs("long")), timeout=30)  # fmt: skip
     runs = {r["attempt"]: r for r in fleet.runs("long")}
     ((_, orphan_end, _),) = intervals(out)

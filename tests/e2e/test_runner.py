@@ -330,9 +330,9 @@ def test_logs_follow_streams_until_end(any_env: Env) -> None:
         check=True,
     )
     any_env.start_runner()
-    any_env.run("run", "chatty", "--detach", check=True)
+    rid = any_env.run("run", "chatty", "--detach", check=True).stdout.strip()
     wait_for(lambda: done(any_env, "chatty", 1, ("running",)))
-    follow = any_env.run("logs", "chatty", "--follow")
+    follow = any_env.run("logs", rid, "--follow")  # a run id: until that run ends
     assert follow.stdout == "".join(f"line {i}\n" for i in range(1, 5))
     assert any_env.runs("chatty")[0]["status"] == "succeeded"
     assert any_env.run("logs", "chatty", "--tail", "2").stdout == "line 3\nline 4\n"
@@ -591,7 +591,7 @@ def test_logs_follow_right_after_detach_follows_the_new_run(env: Env) -> None:
     first = env.run("run", "fol", "--detach", check=True).stdout.strip()
     wait_for(lambda: done(env, "fol", 1))
     second = env.run("run", "fol", "--detach", check=True).stdout.strip()
-    follow = env.run("logs", "fol", "--follow")
+    follow = env.run("logs", second, "--follow")  # a run id: until that run ends
     assert follow.stdout == f"run {second}\n" and first != second
 
 

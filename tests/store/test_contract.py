@@ -173,7 +173,7 @@ def test_add_run_conflict_on_same_attempt(store) -> None:
 
 def test_update_run_and_last_run(store) -> None:
     store.add_job(job())
-    r = store.add_run(Run(job="backup", scheduled_for=7.0))
+    r = store.add_run(Run(job="backup", scheduled_for=7.0, created_at=7.0))
     assert r.id is not None
     done = store.update_run(r.id, status="succeeded", started_at=8.0, finished_at=9.5, exit_code=0)
     assert (done.status, done.duration_s, done.exit_code) == ("succeeded", 1.5, 0)
@@ -397,7 +397,8 @@ def test_runner_registry(store) -> None:
     assert store.heartbeat("o1", t + 1.0) is True
     info = store.runner_info()
     assert (info.owner, info.pid) == ("o1", 10)
-    assert t <= info.heartbeat_at <= store.now() + 1.0  # the store's clock, or the caller's
+    # the store's clock, or the caller's (times are kept in whole ms: rounding up is 0.5 ms)
+    assert t - 0.001 <= info.heartbeat_at <= store.now() + 1.001
     store.unregister_runner("someone-else")
     assert store.runner_info() is not None
     store.unregister_runner("o1")
@@ -513,7 +514,7 @@ def test_list_jobs_filters(store) -> None:
     store.add_job(job("a", schedule="@REBOOT", schedule_kind="cron"))
     store.add_job(job("b", schedule="0 3 * * *", schedule_kind="cron"))
     store.add_job(job("c"))
-    store.add_run(Run(job="b", scheduled_for=1.0, status="succeeded"))
+    store.add_run(Run(job="b", scheduled_for=1.0, status="succeeded", created_at=1.0))
     assert [j.name for j in store.list_jobs(schedule="@reboot")] == ["a"]
     assert [j.name for j in store.list_jobs(names=["c", "b", "zz"])] == ["b", "c"]
     with_last = store.list_jobs(names=["b"])[0]
@@ -703,3 +704,14 @@ def test_no_chain_before_the_last_retry_nor_from_a_plain_replay(store) -> None:
     store.finish_run(_ended(store, "a", "succeeded", at=4.0))
     (skipped,) = [r for r in store.list_runs(RunFilter(job="b")) if r.trigger == "after"]
     assert skipped.status == "skipped" and "overlap=skip" in (skipped.error or "")
+
+
+def test_last_run_is_the_current_jobs_not_an_earlier_one_of_that_name(store) -> None:
+    """A job re-added under a removed job's name has no last run until it runs (issue 14)."""
+    store.add_job(job("gone"))
+    store.add_run(Run(job="gone", scheduled_for=1.0, status="succeeded", created_at=2.0))
+    store.remove_job("gone")
+    store.add_job(job("gone").copy_with(created_at=3.0))
+    assert store.get_job("gone").last_run is None
+    store.add_run(Run(job="gone", scheduled_for=4.0, status="succeeded", created_at=4.0))
+    assert store.get_job("gone").last_run is not None

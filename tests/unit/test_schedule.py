@@ -450,7 +450,7 @@ def test_parse_duration_errors(text: str) -> None:
     with pytest.raises(ScheduleError) as info:
         parse_duration(text)
     assert str(info.value) == (
-        f"invalid duration '{text}': use e.g. 30s, 5m, 2h, 1h30m or a number of seconds"
+        f"invalid duration '{text}': use e.g. 30s, 5m, 2h, 1h30m, 1w or a number of seconds"
     )
 
 

@@ -57,7 +57,7 @@ def test_frame_sections() -> None:
     text = draw(snapshot())
     lines = text.splitlines()
     assert lines[0] == "jobctl status  2026-09-21 14:13:20"
-    assert "runner: active, pid 4242 on box, up 2.0 h, heartbeat 2 s ago" in text
+    assert "runner: active, pid 4242 on box, up 2h, heartbeat 2s ago" in text
     assert "running: 2   queued: 3   failed (24h): 1   dead: 1" in text
     backup = next(line for line in lines if line.startswith("17"))
     # elapsed 1.5 min against a typical 1 min: the bar is full, 150 %
@@ -69,7 +69,7 @@ def test_frame_sections() -> None:
     assert "queued (oldest 1 of 3)" in text
     sync = next(line for line in lines if line.startswith("19"))
     assert sync.split()[1:3] == ["sync", "schedule"] and sync.rstrip().endswith("now")
-    assert "hourly" in text and "(in 4 min)" in text
+    assert "hourly" in text and "(in 4m)" in text
     mail = next(line for line in lines if line.startswith("9 "))
     assert mail.split()[1:3] == ["mail", "failed"] and "exit code 2" in mail
     assert "Ctrl-C" not in text

@@ -1,0 +1,88 @@
+"""Operations on jobs that commands ask for, beyond one store call: removing jobs (with their
+running runs and the `--after` links to them) and the run `list` shows as a job's last.
+
+Below the CLI: no printing, no flag parsing; answers are data, errors are JobctlErrors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from jobctl.errors import ConflictError
+from jobctl.models import Job, Run
+from jobctl.store.base import RunFilter, Store
+
+
+@dataclass
+class Removal:
+    """What `remove_jobs` did: the jobs removed, the runs it cancelled, the links it cut."""
+
+    names: list[str]
+    cancelled: list[Run] = field(default_factory=list)
+    unlinked: list[str] = field(default_factory=list)  # jobs that ran after a removed one
+
+
+def remove_jobs(store: Store, names: list[str], purge: bool, force: bool, now: float) -> Removal:
+    """Remove jobs (all or none: every name must exist and, unless `force`, none may be
+    running; ConflictError/NotFoundError before anything is written). `force` cancels their
+    running runs; `purge` deletes their history. Jobs that ran after a removed job lose that
+    link, so that a later job of that name does not trigger them unasked."""
+    from jobctl.runs import request_cancel
+
+    names = list(dict.fromkeys(names))
+    for name in names:
+        store.get_job(name)  # NotFoundError names the first missing one
+    running = store.list_runs(RunFilter(jobs=names, statuses=["running"]))
+    if running and not force:
+        r = running[-1]
+        raise ConflictError(f"job {r.job!r} is running (run {r.id}); use --force to cancel it")
+    for name in names:
+        store.remove_job(name, purge=purge)  # first: its queued runs are cancelled with it
+    gone = set(names)
+    linked = [j.name for j in store.list_jobs(last_runs=False)
+              if any(up in gone for up, _ in j.after)]  # fmt: skip
+    if linked:
+        store.update_jobs(linked, lambda j: j.copy_with(after=[a for a in j.after
+                                                               if a[0] not in gone]))  # fmt: skip
+    cancelled = [request_cancel(store, run, now) for run in running]
+    if purge and running:
+        for name in {r.job for r in running}:
+            store.purge_runs(name)
+    return Removal(names, cancelled, linked)
+
+
+def shown_last_runs(store: Store, jobs: list[Job]) -> dict[str, Run | None]:
+    """The run `list` shows as each job's last: its running run while one runs (a later
+    skipped fire is not news), else its newest run."""
+    running = store.list_runs(RunFilter(statuses=["running"])) if jobs else []
+    shown: dict[str, Run | None] = {j.name: j.last_run for j in jobs}
+    for run in sorted(running, key=lambda r: r.id or 0):  # the newest running run wins
+        if run.job in shown and run.created_at >= _created(jobs, run.job):
+            shown[run.job] = run
+    return shown
+
+
+def _created(jobs: list[Job], name: str) -> float:
+    return next(j.created_at for j in jobs if j.name == name)
+
+
+SORT_KEYS = ("name", "next")
+
+
+def natural_key(name: str) -> list[tuple[int, int | str]]:
+    """`job2` before `job10`: digit runs compare as numbers."""
+    import re
+
+    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+
+
+def sort_jobs(jobs: list[Job], by: str) -> list[Job]:
+    """Jobs by name (natural order) or by next fire (jobs with none last, then by name)."""
+    from jobctl.errors import UsageError
+
+    if by not in SORT_KEYS:
+        raise UsageError(f"invalid --sort {by!r}: choose one of {', '.join(SORT_KEYS)}")
+    if by == "next":
+        return sorted(jobs, key=lambda j: (j.next_run_at is None, j.next_run_at or 0.0,
+                                           natural_key(j.name)))  # fmt: skip
+    return sorted(jobs, key=lambda j: natural_key(j.name))
