@@ -43,6 +43,11 @@ class StoreError(JobctlError):
     exit_code = EXIT_FAILED
 
 
+class StoreDataError(StoreError):
+    """The store refused this write's data (a value it cannot hold, a broken constraint):
+    not an outage, so retrying the same write cannot succeed."""
+
+
 class FencedError(JobctlError):
     """A runner's write refused because its lease on the run has gone (it expired, and the
     run was or will be taken over by another runner): SPEC 8's fencing. Not a StoreError:

@@ -57,6 +57,9 @@ class Spec:
     #: and JOBCTL_OWNER): stopping the run also stops every process whose environment has all
     #: of them, wherever it moved (empty: only the group and the leader's descendants)
     markers: frozenset[bytes] = frozenset()
+    #: stderr on a pipe of its own (the foreground `jobctl run` keeps the job's two streams
+    #: apart on the terminal); the captured output still has both in arrival order
+    split_stderr: bool = False
 
 
 @dataclass
@@ -230,7 +233,7 @@ def start(spec: Spec, gated: bool = False) -> Process:
             env=spec.env,
             stdin=gate_r if gate_r is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
+            stderr=subprocess.PIPE if spec.split_stderr else subprocess.STDOUT,
             close_fds=True,
             start_new_session=True,
         )
@@ -259,8 +262,10 @@ def start(spec: Spec, gated: bool = False) -> Process:
 class _Capture:
     """Keeps the head (handed to the sink in batches) and a bounded tail; tees every byte."""
 
-    def __init__(self, max_output: int, sink: Callable[[bytes], None], tee: BinaryIO | None):
-        self.sink, self.tee = sink, tee
+    def __init__(
+        self, max_output: int, sink: Callable[[bytes], None], tees: dict[int, BinaryIO | None]
+    ) -> None:
+        self.sink, self.tees = sink, tees  # the stream each pipe is copied to, if any
         self.head_size = self.head_room = max(max_output, 0) // 2
         self.tail_size = max(max_output, 0) - self.head_size
         self.total = 0
@@ -268,14 +273,15 @@ class _Capture:
         self.tail = bytearray()
         self.last_flush = time.monotonic()
 
-    def add(self, data: bytes) -> None:
+    def add(self, data: bytes, fd: int = -1) -> None:
         self.total += len(data)
-        if self.tee is not None:
+        tee = self.tees.get(fd)
+        if tee is not None:
             try:
-                self.tee.write(data)
-                self.tee.flush()
+                tee.write(data)
+                tee.flush()
             except (OSError, ValueError):
-                self.tee = None  # the terminal went away (e.g. a closed pipe): keep capturing
+                self.tees[fd] = None  # the terminal went away (a closed pipe): keep capturing
         if self.head_room:
             part = data[: self.head_room]
             self.pending += part
@@ -295,7 +301,7 @@ class _Capture:
         except BlockingIOError:
             return None
         if data:
-            self.add(data)
+            self.add(data, fd)
         return bool(data)
 
     def flush_in(self, now: float) -> float | None:
@@ -362,8 +368,9 @@ class Process:
         if self._gate is not None:
             os.close(self._gate)
             self._gate = None
-        if self._popen.stdout is not None:
-            self._popen.stdout.close()
+        for pipe in (self._popen.stdout, self._popen.stderr):
+            if pipe is not None:
+                pipe.close()
 
     def terminate(
         self, status: str = "cancelled", reason: str | None = None, grace_s: float | None = None
@@ -414,12 +421,13 @@ class Process:
         sink: Callable[[bytes], None],
         tee: BinaryIO | None = None,
         settled: Callable[[Process], None] | None = None,
+        tee_err: BinaryIO | None = None,
     ) -> Outcome:
         """Capture output until the job ends and reap it (blocking: the foreground `jobctl
         run`; the runner's event loop drives a Watch itself); if `sink` raises, SIGKILL the
         run's processes."""
         self.release()  # a gated job that nobody released would wait forever
-        watch = Watch(self, sink, tee, settled)
+        watch = Watch(self, sink, tee, settled, tee_err)
         sel = selectors.DefaultSelector()
         try:
             for fd in watch.fds():
@@ -457,12 +465,22 @@ class Watch:
         sink: Callable[[bytes], None],
         tee: BinaryIO | None = None,
         settled: Callable[[Process], None] | None = None,
+        tee_err: BinaryIO | None = None,
     ) -> None:
+        """`tee`: where to copy the job's output as it comes (its stderr too, unless the
+        Spec split it: then stderr goes to `tee_err`)."""
         assert proc._popen.stdout is not None
         self.proc = proc
-        self.cap = _Capture(proc._spec.max_output, sink, tee)
         self.fd = proc._popen.stdout.fileno()
-        os.set_blocking(self.fd, False)
+        self.pipes = {self.fd}  # the output pipes still open
+        tees = {self.fd: tee}
+        if proc._popen.stderr is not None:
+            err = proc._popen.stderr.fileno()
+            self.pipes.add(err)
+            tees[err] = tee_err
+        self.cap = _Capture(proc._spec.max_output, sink, tees)
+        for fd in self.pipes:
+            os.set_blocking(fd, False)
         try:
             self.pidfd: int | None = os.pidfd_open(proc.pid)  # readable once the leader exits
         except (AttributeError, OSError):  # old Python or kernel: poll instead
@@ -472,17 +490,17 @@ class Watch:
         self.settle_at = now + SETTLE_S if settled is not None else None
         timeout_s = proc._spec.timeout_s
         self.deadline = None if timeout_s is None else now + timeout_s
-        self.leader_gone, self.pipe_open, self.over = False, True, False
+        self.leader_gone = False
         self.finished = False  # step() saw the end (else finish() is an abort: SIGKILL)
 
     def fds(self) -> list[int]:
-        return [self.fd] + ([self.pidfd] if self.pidfd is not None else [])
+        return sorted(self.pipes) + ([self.pidfd] if self.pidfd is not None else [])
 
     def ready(self, fd: int) -> bool:
         """`fd` is readable; False once it is of no more use (EOF, or the leader's exit)."""
-        if fd == self.fd:
+        if fd in self.pipes:
             if self.cap.read(fd) is False:
-                self.pipe_open = False
+                self.pipes.discard(fd)
                 return False
             return True
         return not self._leader_exited()  # the pidfd stays readable: no busy loop
@@ -507,13 +525,13 @@ class Watch:
             stopping, killed, kill_at = proc._status is not None, proc._killed, proc._kill_at
         # After a normal exit, stop now: a grandchild may hold the pipe open forever.
         # When stopping, the rest of the group has until EOF or the SIGKILL.
-        if leader_gone and (not stopping or killed or not self.pipe_open):
+        if leader_gone and (not stopping or killed or not self.pipes):
             end = now + DRAIN_S
-            while self.pipe_open and time.monotonic() < end:
-                got = cap.read(self.fd)
-                if got is None:
-                    break
-                self.pipe_open = got  # until EOF, or nothing more is ready
+            for fd in sorted(self.pipes):
+                while time.monotonic() < end:  # until EOF, or nothing more is ready
+                    got = cap.read(fd)
+                    if not got:
+                        break
             self.finished = True
             return None
         if self.settle_at is not None and now >= self.settle_at and not leader_gone:
@@ -548,6 +566,8 @@ class Watch:
             self.pidfd = None
         assert proc._popen.stdout is not None
         proc._popen.stdout.close()
+        if proc._popen.stderr is not None:
+            proc._popen.stderr.close()
         reap_orphans()
         dropped = self.cap.finish()
         return proc._outcome(rc, self.cap.total, dropped)

@@ -239,6 +239,7 @@ def run_foreground(
     waiting: Callable[[str], None],
     interrupted: Callable[[], bool],
     started: Callable[[], None] = lambda: None,
+    tee_err: BinaryIO | None = None,
 ) -> Run:
     """Claim our reserved run (waiting for mutexes / the previous run), execute it here, and
     return the recorded final run. `interrupted()` is polled: True cancels the run."""
@@ -279,7 +280,7 @@ def run_foreground(
 
     def work() -> None:
         result.append(execute(store, run, job, clock, random.Random(), tee=tee,
-                              on_start=on_start, persist=_persist))  # fmt: skip
+                              on_start=on_start, persist=_persist, tee_err=tee_err))  # fmt: skip
 
     worker = threading.Thread(target=work, daemon=True)
     worker.start()

@@ -59,6 +59,7 @@ def _foreground(
         final = runs.run_foreground(
             s, job, run, SystemClock(), force,
             tee=sys.stderr.buffer if json else sys.stdout.buffer,  # --json: stdout is the JSON
+            tee_err=sys.stderr.buffer,  # the job's stderr stays stderr
             waiting=render.note, interrupted=lambda: bool(stop["asked"]),
             started=lambda: render.note(f"job {job.name!r}: run {run.id} started"),
         )  # fmt: skip

@@ -22,7 +22,7 @@ from typing import BinaryIO, TypeVar
 
 from jobctl import executor, planner
 from jobctl.clock import Clock, OffsetClock
-from jobctl.errors import StoreError
+from jobctl.errors import StoreDataError, StoreError
 from jobctl.models import Job, Run
 from jobctl.store.base import Store
 
@@ -55,11 +55,14 @@ def retry_store(
 ) -> T:
     """A Persist's loop: do `write`, retrying through store errors with backoff (0.25 s
     doubling to 5 s), telling `failed` of each, until it succeeds or `give_up()` is true
-    (then the error is raised)."""
+    (then the error is raised). A StoreDataError (the store refuses this data) is raised at
+    once: retrying it would block whoever waits on it for ever."""
     delay = 0.25
     while True:
         try:
             return write()
+        except StoreDataError:  # the store refused the data: the same write never succeeds
+            raise
         except StoreError as exc:
             if failed is not None:
                 failed(exc)
@@ -109,7 +112,7 @@ def run_markers(run: Run) -> frozenset[bytes]:
     return frozenset({f"JOBCTL_RUN_ID={run.id}".encode(), f"{OWNER_VAR}={run.owner}".encode()})
 
 
-def spec_for(job: Job, run: Run) -> executor.Spec:
+def spec_for(job: Job, run: Run, split_stderr: bool = False) -> executor.Spec:
     markers = run_markers(run)  # stopping the run also stops its processes outside its group
     return executor.Spec(
         argv=list(job.command),
@@ -120,6 +123,7 @@ def spec_for(job: Job, run: Run) -> executor.Spec:
         kill_grace_s=job.kill_grace_s,
         max_output=job.max_output,
         markers=markers,
+        split_stderr=split_stderr,
     )
 
 
@@ -157,6 +161,7 @@ def execute(
     rng: random.Random,
     tee: BinaryIO | None = None,
     on_start: Callable[[executor.Process], None] | None = None,
+    tee_err: BinaryIO | None = None,
     go: Callable[[], bool] = lambda: True,
     gates: Gates | None = None,
     persist: Persist | None = None,
@@ -175,7 +180,9 @@ def execute(
     is held in memory (at most its --max-output) and written, with its end, once the store
     answers again; `report(error)` hears of each store failure met while watching. `fence`:
     the runner's (owner, lease epoch) on a shared store, its end is recorded only while that
-    lease holds (FencedError otherwise). Returns (the final run, its retry or None).
+    lease holds (FencedError otherwise). `tee`: where the job's output is copied as it
+    comes; with `tee_err`, its stderr is kept apart and copied there (the foreground run on
+    a terminal). Returns (the final run, its retry or None).
     """
     gates = gates or Gates()
     persist = persist or once
@@ -197,7 +204,7 @@ def execute(
                                                     host=None))  # fmt: skip
         return requeued, None
     try:
-        proc = executor.start(spec_for(job, run), gated=gated)
+        proc = executor.start(spec_for(job, run, split_stderr=tee_err is not None), gated=gated)
     except executor.SpawnError as exc:
         t = clock.now()
         final = replace(
@@ -273,7 +280,7 @@ def execute(
         except StoreError as exc:
             failed(exc)
 
-    outcome = proc.watch(sink, tee=tee, settled=settled)
+    outcome = proc.watch(sink, tee=tee, settled=settled, tee_err=tee_err)
 
     def write_held() -> None:
         while held:

@@ -35,7 +35,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from jobctl import executor, planner
-from jobctl.errors import FencedError, StoreError
+from jobctl.errors import FencedError, StoreDataError, StoreError
 from jobctl.models import Job, Run
 from jobctl.runner.execution import describe_end, local_shift, record_end, spec_for
 from jobctl.store.base import End, RunFilter
@@ -47,7 +47,10 @@ if TYPE_CHECKING:
 #: how long the bookkeeper holds pids to record when nothing else is to be written: the
 #: ends that come meanwhile carry them (recovery finds a process by its markers until then)
 PIDS_WAIT_S = 0.05
-PIDS_ONLY = frozenset({"spawned", "settled"})
+#: what may wait that long: pids, start times and start lines (never an end or output)
+CAN_WAIT = frozenset({"spawned", "settled", "started"})
+#: what ends a run's stay in the pool
+ENDING = frozenset({"outcome", "final", "error", "requeue"})
 
 
 @dataclass(eq=False)
@@ -61,6 +64,7 @@ class Active:
     watch: executor.Watch | None = None
     fds: set[int] = field(default_factory=set)  # registered in the loop's selector
     due: float = 0.0  # monotonic time of the watch's next step
+    failed: bool = False  # its supervision failed (a bug): reported once
 
 
 class WorkerPool:
@@ -182,17 +186,23 @@ class WorkerPool:
 
     # ---- what the process loop reports --------------------------------------------------------
     def started(self, entry: Active, proc: executor.Process) -> None:
-        """On the loop's thread, once the process runs its command."""
-        run = entry.run
+        """On the loop's thread, once the process runs its command. Its log line and
+        notification go through the bookkeeper: the loop never waits on a write (a stalled
+        stdout would stall every job's timeouts)."""
         with self.lock:
             entry.proc = proc
             stop = entry.stop
-        late = (proc.started_at + local_shift(self.r.clock) - run.not_before) * 1000
-        self.r.emit("start", f"{run.job}: run {run.id} started, pid {proc.pid}, {late:+.1f}ms")
-        if self.r.notifier is not None:
-            self.r.notifier.started(entry.job, replace(run, pid=proc.pid))
+        late = (proc.started_at + local_shift(self.r.clock) - entry.run.not_before) * 1000
+        self.book.put(("started", entry, late))
         if stop is not None:  # cancelled or replaced while it waited for its start time
             proc.terminate(*stop)
+
+    def _tell_started(self, entry: Active, late: float) -> None:
+        run = entry.run
+        pid = entry.proc.pid if entry.proc is not None else run.pid
+        self.r.emit("start", f"{run.job}: run {run.id} started, pid {pid}, {late:+.1f}ms")
+        if self.r.notifier is not None:
+            self.r.notifier.started(entry.job, replace(run, pid=pid))
 
     # ---- the bookkeeper -----------------------------------------------------------------------
     def _bookkeeper(self) -> None:
@@ -204,7 +214,7 @@ class WorkerPool:
             # only pids to record: wait a little for something else (a short job's end
             # records its pid with it: one write instead of two; markers find it meanwhile)
             until = time.monotonic() + PIDS_WAIT_S
-            while all(kind in PIDS_ONLY for kind, _, _ in batch):
+            while all(kind in CAN_WAIT for kind, _, _ in batch):
                 try:
                     batch.append(self.book.get(timeout=max(0.0, until - time.monotonic())))
                     while len(batch) < 1000:
@@ -217,14 +227,17 @@ class WorkerPool:
                 self._keep(batch, done)
             except Exception as exc:  # a bug: say so, and never leak a slot
                 self.r.emit("error", f"bookkeeper: {type(exc).__name__}: {exc}")
+                done.extend(e for k, e, _ in batch if k in ENDING and e not in done)
             if not done:
                 continue
             try:
                 self.start_queued(self.r._horizon(), done)  # gives their slots up
             except StoreError as exc:  # the loop claims again, with backoff
                 self.r._store_failed(exc)
+                self.r.wake()
             except Exception as exc:
                 self.r.emit("error", f"claim: {type(exc).__name__}: {exc}")
+                self.r.wake()
             with self.lock:
                 for entry in done:  # (already, unless the claim failed before it)
                     self.active.pop(entry.run.id or -1, None)
@@ -234,44 +247,70 @@ class WorkerPool:
 
     def _keep(self, batch: list[tuple[str, Active, Any]], done: list[Active]) -> None:
         """Write one batch from the loop, in order of kind: output, pids and start times
-        (those of runs whose end is in the batch go with their end), ends."""
-        store = self.r.store
+        (those of runs whose end is in the batch go with their end), ends. A bug met with
+        one item has that run recorded abandoned; the others go on."""
         ends: list[tuple[Active, Run]] = []
         started: dict[Active, Run] = {}  # pids and start times to record (spawned, settled)
         for kind, entry, value in batch:
-            if kind == "output":
-                run_id = entry.run.id or 0
-                # (failing still once stopping's grace is over: the end below says so)
-                with contextlib.suppress(StoreError):
-                    self.r.persist(lambda r=run_id, v=value: store.append_output(r, v))
-            elif kind == "spawned":
-                started[entry] = entry.run
-            elif kind == "settled":  # (kept for its end too)
-                entry.run = started[entry] = replace(entry.run, proc_start=value)
-            elif kind == "requeue":
-                done.append(entry)
-                run_id = entry.run.id or 0
-                with contextlib.suppress(StoreError):
-                    self.r.persist(lambda r=run_id: store.update_run(
-                        r, status="queued", owner=None, host=None, pid=None, proc_start=None,
-                        started_at=None))  # fmt: skip
-            elif kind == "outcome":
-                ends.append((entry, self._final(entry, value)))
-            elif kind == "final":
-                ends.append((entry, value))
-            elif kind == "error":
-                done.append(entry)
-                self._abandon_after_error(entry, value)
+            try:
+                self._take(kind, entry, value, ends, started, done)
+            except Exception as exc:
+                started.pop(entry, None)
+                ends[:] = [(e, f) for e, f in ends if e is not entry]
+                if entry not in done:
+                    done.append(entry)
+                    self._abandon_after_error(entry, exc)
         for entry, _ in ends:  # an end records the pid with everything else
             started.pop(entry, None)
         for entry in done:
             started.pop(entry, None)
         if ends:  # the pids go with the ends, in their transaction
-            done.extend(entry for entry, _ in ends)
-            self._record(ends, list(started.values()))
+            done.extend(entry for entry, _ in ends if entry not in done)
+            try:
+                self._record(ends, list(started.values()))
+            except Exception as exc:  # a bug: each run recorded abandoned, if it can be
+                for entry, _ in ends:
+                    self._abandon_after_error(entry, exc)
         elif started:
             with contextlib.suppress(StoreError):
-                store.mark_started_all(list(started.values()))
+                self.r.store.mark_started_all(list(started.values()))
+
+    def _take(
+        self,
+        kind: str,
+        entry: Active,
+        value: Any,
+        ends: list[tuple[Active, Run]],
+        started: dict[Active, Run],
+        done: list[Active],
+    ) -> None:
+        """One item of a batch (see _keep)."""
+        store = self.r.store
+        if kind == "output":
+            run_id = entry.run.id or 0
+            # (failing still once stopping's grace is over: the end below says so)
+            with contextlib.suppress(StoreError):
+                self.r.persist(lambda: store.append_output(run_id, value))
+        elif kind == "spawned":
+            started[entry] = entry.run
+        elif kind == "settled":  # (kept for its end too)
+            entry.run = started[entry] = replace(entry.run, proc_start=value)
+        elif kind == "started":
+            self._tell_started(entry, value)
+        elif kind == "requeue":
+            done.append(entry)
+            run_id = entry.run.id or 0
+            with contextlib.suppress(StoreError):
+                self.r.persist(lambda: store.update_run(
+                    run_id, status="queued", owner=None, host=None, pid=None, proc_start=None,
+                    started_at=None))  # fmt: skip
+        elif kind == "outcome":
+            ends.append((entry, self._final(entry, value)))
+        elif kind == "final":
+            ends.append((entry, value))
+        elif kind == "error" and entry not in done:
+            done.append(entry)
+            self._abandon_after_error(entry, value)
 
     def _final(self, entry: Active, outcome: executor.Outcome) -> Run:
         run, status = entry.run, outcome.status
@@ -295,17 +334,25 @@ class WorkerPool:
         )
 
     def _record(self, ends: list[tuple[Active, Run]], started: list[Run]) -> None:
-        """Record ends and their retries in one transaction, retried through a store outage."""
+        """Record ends and their retries in one transaction, retried through a store outage.
+        If the store refuses the batch's data (StoreDataError: e.g. a value it cannot hold),
+        the ends are written one by one, so that one bad end never holds the others back."""
         now = self.r.clock.now()
         decided = [planner.after_end(e.job, final, now, self.r.rng) for e, final in ends]
         batch: list[End] = [
             (final, retry, e.job.keep_runs)
             for (e, _), (final, retry) in zip(ends, decided, strict=True)
         ]
+        fence = self.r.fence
         try:
-            written = self.r.persist(
-                lambda: self.r.store.finish_runs(batch, fence=self.r.fence, started=started)
-            )
+            try:
+                written = self.r.persist(
+                    lambda: self.r.store.finish_runs(batch, fence=fence, started=started)
+                )
+            except StoreDataError as exc:
+                self.r.emit("error", f"the store refused a batch of {len(batch)} ends ({exc}); "
+                            "writing them one by one")  # fmt: skip
+                written = [self._record_one(end, fence) for end in batch]
         except StoreError as exc:  # still failing once stopping's grace ran out: the runs
             # stay `running` in the store, and the next runner recovers them (SPEC 7)
             for entry, _ in ends:
@@ -314,6 +361,8 @@ class WorkerPool:
             return
         now = self.r.clock.now()
         for (entry, _), (final, retry), ok in zip(ends, decided, written, strict=True):
+            if ok is None:  # the store refused it (said already)
+                continue
             if not ok:  # our lease went: another runner takes the run over
                 self.r.emit("error", f"{final.job}: run {final.id}'s end refused: this "
                             "runner's lease on it is gone (expired or taken over); fenced, "
@@ -322,6 +371,19 @@ class WorkerPool:
             self.r.emit("end", describe_end(final, retry, now))
             if self.r.notifier is not None:
                 self.r.notifier.ended(entry.job, final, retry)
+        if any(retry is not None for _, retry in decided):
+            self.r.wake()  # the loop sleeps until a retry's time (the claim below is for now)
+
+    def _record_one(self, end: End, fence: tuple[str, int] | None) -> bool | None:
+        """One end of a batch the store refused: written alone; None if the store refuses
+        it too (it stays `running`, and recovery records it abandoned: said in the log)."""
+        try:
+            return self.r.persist(lambda: self.r.store.finish_runs([end], fence=fence))[0]
+        except StoreDataError as exc:
+            run = end[0]
+            self.r.emit("error", f"{run.job}: run {run.id}: the store refused its end ({exc}); "
+                        "it stays running until recovery records it abandoned")  # fmt: skip
+            return None
 
     def _abandon_after_error(self, entry: Active, exc: BaseException) -> None:
         """Record a run whose supervision failed as abandoned (and retry it), trying for a
@@ -455,7 +517,7 @@ class _ProcessLoop:
                     while os.read(self._r, 4096):
                         pass
                 touched.update(self._watching)  # a terminate() may have set a deadline
-            elif entry.watch is not None:
+            elif entry in self._watching and entry.watch is not None:
                 try:
                     more = entry.watch.ready(key.fd)
                 except Exception as exc:
@@ -495,20 +557,21 @@ class _ProcessLoop:
             assert proc is not None
             with self.pool.lock:
                 stop = entry.stop
-            if stop is not None:  # cancelled, replaced or fenced before its time: never ran
-                proc.abort()
-                t = self.pool.r.clock.now()
-                final = replace(
-                    entry.run, status=stop[0], error=stop[1], started_at=None, finished_at=t
-                )
-                self.pool.book.put(("final", entry, final))
-                continue
-            if self.pool.r._stopping:  # stopping: it never ran; back to the queue
-                proc.abort()
-                self.pool.book.put(("requeue", entry, None))
-                continue
-            proc.release()
-            released.append(entry)
+            try:
+                if self.pool.r._stopping and (stop is None or stop[0] != "cancelled"):
+                    proc.abort()  # stopping: it never ran; back to the queue
+                    self.pool.book.put(("requeue", entry, None))
+                elif stop is not None:  # cancelled, replaced or fenced before its time
+                    proc.abort()  # it never ran
+                    t = self.pool.r.clock.now()
+                    final = replace(entry.run, status=stop[0], error=stop[1],
+                                    started_at=None, finished_at=t)  # fmt: skip
+                    self.pool.book.put(("final", entry, final))
+                else:
+                    proc.release()
+                    released.append(entry)
+            except Exception as exc:  # a bug: this run alone is recorded abandoned
+                self.pool.book.put(("error", entry, exc))
         return [self._begin(entry) for entry in released]
 
     def _begin(self, entry: Active) -> Active:
@@ -548,9 +611,11 @@ class _ProcessLoop:
             heapq.heappush(self._timers, (entry.due, next(self._seq), entry))
             return
         self._forget(entry)
+        entry.watch = None
         try:
             outcome = watch.finish()
         except Exception as exc:
+            entry.failed = True
             self.pool.book.put(("error", entry, exc))
             return
         self.pool.book.put(("outcome", entry, outcome))
@@ -564,8 +629,12 @@ class _ProcessLoop:
     def _failed(self, entry: Active, exc: BaseException) -> None:
         """A bug while supervising one run: stop watching it (its processes are killed by
         the watch's abort, or by _abandon_after_error) and have it recorded abandoned."""
+        if entry.failed:  # (another of its fds was ready in the same round)
+            return
+        entry.failed = True
         self._forget(entry)
-        if entry.watch is not None:
+        watch, entry.watch = entry.watch, None
+        if watch is not None:
             with contextlib.suppress(Exception):
-                entry.watch.finish()
+                watch.finish()
         self.pool.book.put(("error", entry, exc))

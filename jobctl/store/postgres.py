@@ -28,7 +28,13 @@ from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 from psycopg.rows import dict_row, tuple_row
 
-from jobctl.errors import ConflictError, FencedError, NotFoundError, StoreError
+from jobctl.errors import (
+    ConflictError,
+    FencedError,
+    NotFoundError,
+    StoreDataError,
+    StoreError,
+)
 from jobctl.models import FINAL_STATUSES, Job, Run
 from jobctl.store import pg_schema, rows
 from jobctl.store.base import (
@@ -81,12 +87,24 @@ LEASE_HELD = (
 )
 
 
+#: what the server says of a write's data, not of itself: retrying cannot help
+DATA_ERRORS = (pg_errors.DataError, pg_errors.IntegrityError)
+
+
 def _encode(kind: str, value: Any) -> Any:
-    return rows.encode(kind, value, bool)
+    return _text(rows.encode(kind, value, bool))
 
 
 def _row(columns: dict[str, str], obj: Job | Run) -> dict[str, Any]:
-    return rows.row(columns, obj, bool)
+    return {c: _text(v) for c, v in rows.row(columns, obj, bool).items()}
+
+
+def _text(value: Any) -> Any:
+    """PostgreSQL's text cannot hold NUL: one (e.g. in an error naming a command that has
+    one) is written as U+FFFD, the replacement character, not refused with the whole write."""
+    if type(value) is str and "\x00" in value:
+        return value.replace("\x00", "\ufffd")
+    return value
 
 
 def _job(row: dict[str, Any]) -> Job:
@@ -243,7 +261,8 @@ class PostgresStore:
         """Every commit is durable already (the server's WAL)."""
 
     def _error(self, exc: psycopg.Error) -> StoreError:
-        return StoreError(f"store error on {self.where}: {_one_line(exc, self._secret)}")
+        kind = StoreDataError if isinstance(exc, DATA_ERRORS) else StoreError
+        return kind(f"store error on {self.where}: {_one_line(exc, self._secret)}")
 
     @contextmanager
     def _tx(

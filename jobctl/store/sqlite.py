@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from jobctl.errors import ConflictError, NotFoundError, StoreError
+from jobctl.errors import ConflictError, NotFoundError, StoreDataError, StoreError
 from jobctl.models import FINAL_STATUSES, Job, Run
 from jobctl.store.base import (
     CURRENT_RUNS,
@@ -235,6 +235,8 @@ class SQLiteStore:
                 self._commits += 1
                 if durable and write:
                     self._synced = self._commits
+        except (sqlite3.IntegrityError, sqlite3.DataError) as exc:  # this write's data
+            raise StoreDataError(f"store error on {str(self.path)!r}: {exc}") from exc
         except sqlite3.Error as exc:
             raise StoreError(f"store error on {str(self.path)!r}: {exc}") from exc
 

@@ -442,7 +442,8 @@ def test_foreground_run_streams_output_and_env(env: Env) -> None:
     )
     r = env.run("run", "envy")
     assert r.returncode == 0
-    assert r.stdout == "hi envy manual 1\nerr\n"
+    assert r.stdout == "hi envy manual 1\n"  # the job's stderr stays stderr
+    assert "\nerr\n" in r.stderr
     assert env.run("logs", "envy").stdout == "hi envy manual 1\nerr\n"
 
 

@@ -326,3 +326,19 @@ def test_a_fleet_runner_recovers_its_own_run_that_no_worker_holds(pg_url: str) -
     assert s.get_run(stuck.id).status == "abandoned"
     assert [r.attempt for r in s.list_runs(RunFilter(job="a")) if r.status == "queued"] == [2]
     s.close()
+
+
+def test_a_nul_in_a_runs_text_is_written_not_refused(pg_url: str) -> None:
+    """PostgreSQL's text cannot hold NUL: an error naming a command that has one (which
+    SQLite keeps as is) is written with U+FFFD instead of failing the whole write."""
+    from dataclasses import replace
+
+    from jobctl.models import Run
+
+    s = PostgresStore(pg_url)
+    s.add_job(job("a"))
+    run = s.add_run(Run(job="a", scheduled_for=1.0, status="running"))
+    bad = replace(run, status="failed", exit_code=127, error="command not found: /x\x00y")
+    assert s.finish_runs([(bad, None, None)]) == [True]
+    assert s.get_run(run.id).error == "command not found: /x\ufffdy"
+    s.close()
