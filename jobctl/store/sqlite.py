@@ -521,7 +521,11 @@ class SQLiteStore:
                 page = [
                     _run(r)
                     for r in conn.execute(
-                        "SELECT * FROM runs WHERE status = 'queued' AND not_before <= ? "
+                        # runs_queue walks the due queue in order: without INDEXED BY the
+                        # planner took runs_status_created and sorted the whole queue on
+                        # every claim (a 20,000-run drain cost 4x per claim what 2,000 did)
+                        "SELECT * FROM runs INDEXED BY runs_queue WHERE status = 'queued' "
+                        "AND not_before <= ? "
                         "AND (owner IS NULL OR owner = ?) ORDER BY not_before, id "
                         "LIMIT ? OFFSET ?",
                         [to_ms(now), owner, size, offset],

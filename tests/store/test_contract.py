@@ -543,6 +543,26 @@ def test_open_and_recent_run_queries_use_indexes(tmp_path) -> None:
         assert "INDEX" in plan and "SCAN runs" not in plan, (where, index, plan)
 
 
+def test_claim_walks_the_due_queue_in_index_order(tmp_path) -> None:
+    """Every query a claim makes uses an index and never sorts the queue: a claim's cost
+    does not grow with the number of runs queued (a 20,000-run drain)."""
+    from jobctl.store.sqlite import SQLiteStore
+
+    s = SQLiteStore(tmp_path / "jobctl.db")
+    s.add_job(job("a"))
+    for i in range(3):
+        s.add_run(Run(job="a", scheduled_for=float(i), not_before=1.0))
+    seen: list[str] = []
+    s.conn.set_trace_callback(seen.append)
+    s.claim("runner", "host", 10.0, 2, lambda q, r, j, n: (q[:n], []))
+    s.conn.set_trace_callback(None)
+    selects = [q for q in seen if q.lstrip().upper().startswith("SELECT") and "runs" in q]
+    assert selects
+    for sql in selects:
+        plan = " ".join(str(r[3]) for r in s.conn.execute("EXPLAIN QUERY PLAN " + sql))
+        assert "TEMP B-TREE" not in plan and "SCAN runs" not in plan, (sql, plan)
+
+
 def test_claim_offers_a_replacing_run_even_with_no_free_worker(store) -> None:
     # overlap=replace: the due queued run must reach pick (which cancels the running one)
     # however many runs wait ahead of it in the queue, even when no worker is free
