@@ -360,6 +360,8 @@ class Runner:
             if len(due) < DUE_BATCH:
                 self._missed_why = HELD_UP
                 return
+            if len(self.pool.active) < self.workers:  # a big round: the workers start on
+                self.start_queued(now)  # the first batch while the next ones are recorded
 
     def _pause_broken(self, job: Job, exc: Exception) -> None:
         """A job whose schedule cannot be computed any more must not stop the others (or spin
