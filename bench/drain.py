@@ -126,6 +126,12 @@ def xargs_drain(n: int, procs: int = 4) -> dict[str, float]:
     return {"runs": n, "seconds": span, "runs_per_s": n / span}
 
 
+#: issue 13's budgets: the drain against task-spooler and against the spawn floor (medians
+#: of the per-round ratios), the runner's CPU per run, and a drain 10x as long at the same cost
+TSP_RATIO, XARGS_RATIO, CPU_MS_PER_RUN, LONG_COST_RATIO = 0.9, 0.6, 0.6, 1.1
+LONG = 10  # the long drain is this many times n (full mode; quick: 5)
+
+
 def measure(quick: bool, peers: set[str], n: int = 2000) -> common.Result:
     rounds = 1 if quick else 3  # interleaved: a slow moment of the machine hits every tool
     got: dict[str, list[dict[str, float]]] = {"jobctl": [], "tsp": [], "xargs": []}
@@ -136,6 +142,9 @@ def measure(quick: bool, peers: set[str], n: int = 2000) -> common.Result:
             if tsp_round:
                 got["tsp"].append(tsp_round)
         got["jobctl"].append(jobctl_drain(n))
+    # the long drain, beside a fresh one of n (the same moment of the machine)
+    long_n = n * (5 if quick else LONG)
+    short, long_ = jobctl_drain(n), jobctl_drain(long_n)
 
     def cells(key: str, cpu: bool = False) -> list[str]:
         runs = got[key]
@@ -150,23 +159,36 @@ def measure(quick: bool, peers: set[str], n: int = 2000) -> common.Result:
         cpu_ms = common.median([r["runner_cpu_ms_per_run"] for r in runs])
         return [secs, common.fmt(med, 0), each, common.fmt(cpu_ms, 2)]
 
+    def once(label: str, r: dict[str, float]) -> list[str]:
+        return [label, f"{int(r['runs']):,}", common.fmt(r["seconds"], 2),
+                common.fmt(r["runs_per_s"], 0), "-",
+                common.fmt(r["runner_cpu_ms_per_run"], 2)]  # fmt: skip
+
     rows = [
         ["jobctl runner --workers 4", f"{n:,}", *cells("jobctl", cpu=True)],
         ["task-spooler (tsp -S 4)", f"{n:,}", *cells("tsp")],
         ["xargs -P4 (spawn floor)", f"{n:,}", *cells("xargs")],
+        once("jobctl, then a drain 10x as long: short", short),
+        once("jobctl, then a drain 10x as long: long", long_),
     ]
-    ours = common.median([r["runs_per_s"] for r in got["jobctl"]])
-    budgets = [common.Budget("drain throughput", ours, 600, "runs/s", True)]
+    cpu = common.median([r["runner_cpu_ms_per_run"] for r in got["jobctl"]])
+    budgets = [common.Budget("runner CPU per run", cpu, CPU_MS_PER_RUN, "ms", False)]
     notes = []
-    if got["tsp"]:
-        pairs = zip(got["jobctl"], got["tsp"], strict=True)
+    for peer, budget in (("tsp", TSP_RATIO), ("xargs", XARGS_RATIO)):
+        if not got[peer]:
+            notes.append(f"{peer} not available: no ratio")
+            continue
+        pairs = zip(got["jobctl"], got[peer], strict=True)
         ratios = [j["runs_per_s"] / t["runs_per_s"] for j, t in pairs]
-        budgets.append(
-            common.Budget("drain vs task-spooler", common.median(ratios), 0.7, "×", True)
-        )
-        notes.append("ratio per round: " + " / ".join(f"{r:.2f}" for r in ratios))
-    else:
-        notes.append("task-spooler not available: no ratio")
+        name = "task-spooler" if peer == "tsp" else "the xargs -P4 spawn floor"
+        budgets.append(common.Budget(f"drain vs {name}", common.median(ratios), budget, "×",
+                                     True))  # fmt: skip
+        notes.append(f"ratio to {peer} per round: " + " / ".join(f"{r:.2f}" for r in ratios))
+    growth = long_["runner_cpu_ms_per_run"] / short["runner_cpu_ms_per_run"]
+    budgets.append(common.Budget(f"runner CPU per run, {long_n:,}-run drain / {n:,}-run drain",
+                                 growth, LONG_COST_RATIO, "×", False))  # fmt: skip
+    notes.append(f"long drain: {long_['runs_per_s']:,.0f} runs/s against "
+                 f"{short['runs_per_s']:,.0f} for the short one beside it")  # fmt: skip
     return common.Result(
         key="drain",
         title="Drain throughput",
@@ -180,7 +202,9 @@ def measure(quick: bool, peers: set[str], n: int = 2000) -> common.Result:
             f"queued jobs (each is a waiting client process), so it drains in rounds of {ROUND} "
             "and the drain times are added. `xargs -P4 -n1 true` is the fork+exec+wait floor of "
             "this machine, recording nothing. The three run one after the other, in "
-            "1 round (quick) or 3 (full); the table gives medians and each round's figure."
+            "1 round (quick) or 3 (full); the table gives medians and each round's figure. "
+            "Then jobctl drains n runs and, at once after, 10 n (5 n quick) on a fresh store: "
+            "the cost per run must not grow with the size of the queue and history."
         ),
         headers=["runner", "runs", "seconds", "runs/s (median)", "each round", "runner CPU ms/run"],
         rows=rows,
