@@ -110,6 +110,7 @@ class WorkerPool:
         with self.claiming:
             with self.lock:
                 free = max(0, self.size - len(self.active) + len(done))  # 0: replacements
+            epoch = self.r.epoch
             try:
                 claimed = [] if self.r._stopping or not self.r.holding else self.r.store.claim(
                     self.r.owner, self.r.host, now, free, pick, epoch=self.r.epoch
@@ -118,6 +119,12 @@ class WorkerPool:
                 give_up_slots()
                 raise
             entries = [Active(run=run, job=job) for run, job in claimed]
+            if entries and (self.r.epoch != epoch or not self.r.holding):
+                # our lease went while the claim was under way (a slow link): the runs are
+                # another runner's to take over once that lease has expired; never start them
+                self.r.emit("error", f"{len(entries)} runs claimed under a lease this runner "
+                            "no longer holds: left to the runner that takes them over")  # fmt: skip
+                entries = []
             with self.lock:
                 for entry in done:
                     self.active.pop(entry.run.id or -1, None)

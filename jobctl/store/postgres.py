@@ -652,10 +652,13 @@ class PostgresStore:
                     [now_ms, [run.id for run in cancel]],
                 )
             # the claim's result is read after the COMMIT went out with it (no round trip)
+            # the lease is checked again here, as the runs become ours: a claim whose round
+            # trips outlasted the lease (a slow link) commits nothing (found by the chaos suite)
+            held_now = f" AND {LEASE_HELD}" if epoch is not None else ""
             claim_cur = conn.cursor().execute(
                 "UPDATE runs SET status = 'running', owner = %(_owner)s, host = %(host)s, "
-                "lease_epoch = %(_epoch)s WHERE id = ANY(%(ids)s) AND status = 'queued' "
-                "RETURNING id",
+                "lease_epoch = %(_epoch)s WHERE id = ANY(%(ids)s) AND status = 'queued'"
+                f"{held_now} RETURNING id",
                 {**fence, "host": host, "ids": [run.id for run in start]},
             ) if start else None  # fmt: skip
         won = {row["id"] for row in claim_cur} if claim_cur is not None else set()

@@ -145,3 +145,26 @@ def test_a_stop_before_the_gate_opens_puts_the_run_back_in_the_queue(tmp_path: P
     (run,) = store.list_runs(RunFilter(job="g"))
     assert (run.status, run.dead, run.owner) == ("queued", False, None)
     assert not ran.exists()
+
+
+def test_runs_claimed_under_a_lease_lost_meanwhile_are_never_started(tmp_path: Path) -> None:
+    """A claim that returns after the runner's lease went (fenced, or registered again under
+    a new epoch while the claim's round trips went on: a slow link) starts nothing: another
+    runner takes those runs over (found by the chaos suite, issue 10)."""
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    ran = tmp_path / "ran"
+    queue(store, tmp_path, "tick", ["touch", str(ran)])
+    runner = Runner(store, workers=1, clock=SystemClock())
+    runner.epoch = 4
+    real = store.claim
+
+    def claim(*args, **kw):  # type: ignore[no-untyped-def]
+        out = real(*args, **kw)
+        runner.epoch = 5  # registered again while the claim was under way
+        return out
+
+    store.claim = claim  # type: ignore[method-assign]
+    runner.start_queued(time.time())
+    assert not runner.active
+    time.sleep(0.3)  # had it been spawned, `true` would have touched the file by now
+    assert not ran.exists()
