@@ -288,10 +288,16 @@ def execute(
             held.pop(0)
 
     persist(write_held)
-    status = outcome.status
-    if status != "succeeded" and persist(lambda: store.get_run(run_id)).cancel_requested_at:
-        status = "cancelled"
-    final = replace(
+    asked = outcome.status != "succeeded" and persist(lambda: store.get_run(run_id))
+    final = final_run(run, outcome, shift, bool(asked and asked.cancel_requested_at))
+    return record_end(store, job, final, clock, rng, persist, fence=fence)
+
+
+def final_run(run: Run, outcome: executor.Outcome, shift: float, cancelled: bool) -> Run:
+    """The run as its process ended (`cancelled`: `jobctl cancel` asked for it, whatever the
+    signal that ended it); `shift` puts the executor's times on the store's clock."""
+    status = "cancelled" if cancelled else outcome.status
+    return replace(
         run,
         status=status,
         exit_code=outcome.exit_code,
@@ -301,7 +307,6 @@ def execute(
         finished_at=outcome.finished_at + shift,
         output_bytes=outcome.output_bytes,
     )
-    return record_end(store, job, final, clock, rng, persist, fence=fence)
 
 
 def _wait_until(clock: Clock, t: float) -> None:

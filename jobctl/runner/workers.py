@@ -37,7 +37,13 @@ from typing import TYPE_CHECKING, Any
 from jobctl import executor, planner
 from jobctl.errors import FencedError, StoreDataError, StoreError
 from jobctl.models import Job, Run
-from jobctl.runner.execution import describe_end, local_shift, record_end, spec_for
+from jobctl.runner.execution import (
+    describe_end,
+    final_run,
+    local_shift,
+    record_end,
+    spec_for,
+)
 from jobctl.store.base import End, RunFilter
 
 if TYPE_CHECKING:
@@ -320,25 +326,12 @@ class WorkerPool:
             self._abandon_after_error(entry, value)
 
     def _final(self, entry: Active, outcome: executor.Outcome) -> Run:
-        run, status = entry.run, outcome.status
-        if status != "succeeded":
-            try:
-                asked = self.r.persist(lambda: self.r.store.get_run(run.id or 0))
-                if asked.cancel_requested_at:
-                    status = "cancelled"
-            except StoreError:
-                pass
-        shift = local_shift(self.r.clock)
-        return replace(
-            run,
-            status=status,
-            exit_code=outcome.exit_code,
-            signal=outcome.signal,
-            error=outcome.error if status != "cancelled" else (outcome.error or "cancelled"),
-            started_at=outcome.started_at + shift,
-            finished_at=outcome.finished_at + shift,
-            output_bytes=outcome.output_bytes,
-        )
+        cancelled = False
+        if outcome.status != "succeeded":  # did `jobctl cancel` ask for it?
+            with contextlib.suppress(StoreError):
+                asked = self.r.persist(lambda: self.r.store.get_run(entry.run.id or 0))
+                cancelled = asked.cancel_requested_at is not None
+        return final_run(entry.run, outcome, local_shift(self.r.clock), cancelled)
 
     def _record(self, ends: list[tuple[Active, Run]], started: list[Run]) -> None:
         """Record ends and their retries in one transaction, retried through a store outage.

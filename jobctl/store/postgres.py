@@ -678,30 +678,12 @@ class PostgresStore:
         """As SQLite's; with `fence` (the runner's owner and epoch) the end is recorded only
         while the run is still `running` under that lease and the lease holds by the
         database's clock: FencedError otherwise (nothing written)."""
-        assert run.id is not None
-        fields = _row(RUN_COLUMNS, run)
-        sets = ", ".join(f"{c} = %({c})s" for c in fields)
-        where = "id = %(_id)s"
-        params: dict[str, Any] = {**fields, "_id": run.id}
-        if fence is not None:
-            where += " AND status = 'running' AND owner = %(_owner)s AND lease_epoch = %(_epoch)s "
-            where += "AND " + LEASE_HELD
-            params.update(_owner=fence[0], _epoch=fence[1])
-        with self._tx() as conn:
-            cur = conn.execute(f"UPDATE runs SET {sets} WHERE {where}", params)
-            if cur.rowcount == 0 and fence is not None:  # rolled back: nothing written
-                raise FencedError(
-                    f"run {run.id}'s end refused: this runner's lease on it is gone "
-                    "(expired or taken over)"
-                )
-            if followup is not None:
-                conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
-                self._insert_run(conn, followup, conflict)
-            if chains_from(run, followup):
-                self._chain(conn, run)
-            if keep_runs is not None:
-                self._retain(conn, {run.job: keep_runs})
-            return run
+        if not self.finish_runs([(run, followup, keep_runs)], fence=fence)[0]:
+            raise FencedError(
+                f"run {run.id}'s end refused: this runner's lease on it is gone "
+                "(expired or taken over)"
+            )
+        return run
 
     def finish_runs(
         self,

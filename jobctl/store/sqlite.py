@@ -582,18 +582,8 @@ class SQLiteStore:
     ) -> Run:
         """See Store.finish_run; `fence` is not used: the one runner's runs are judged by
         their owner's process (owners.alive), not by a lease."""
-        assert run.id is not None
-        fields = _row(RUN_COLUMNS, run)
-        sets = ", ".join(f"{c} = :{c}" for c in fields)
-        with self._tx(durable=False) as conn:
-            conn.execute(f"UPDATE runs SET {sets} WHERE id = :_id", {**fields, "_id": run.id})
-            if followup is not None:
-                self._insert_run(conn, followup, "INSERT OR IGNORE")
-            if chains_from(run, followup):
-                self._chain(conn, run)
-            if keep_runs is not None:
-                self._retain(conn, run.job, keep_runs)
-            return run
+        self.finish_runs([(run, followup, keep_runs)])
+        return run
 
     def finish_runs(
         self,
