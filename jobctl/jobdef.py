@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from jobctl import planner, schedule
+from jobctl import schedule
 from jobctl.config import expand_user
 from jobctl.errors import ConflictError, UsageError
 from jobctl.models import BACKOFFS, MISFIRES, OVERLAPS, Job, check_name
@@ -192,6 +192,8 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     tz_name = opts.tz if opts.tz is not None else job.tz
     if not tz_name.strip():
         raise UsageError("unknown time zone '': give an IANA name such as Europe/Paris")
+    from jobctl import planner  # here: `history` parses its --since with this module
+
     try:
         tz = planner.zone(tz_name)
     except schedule.ScheduleError as exc:
@@ -301,6 +303,8 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
 def with_next_fire(job: Job, now: float) -> Job:
     """The job with next_run_at recomputed from `now` (None unless it is active), never at or
     before what it has fired already (its high-water mark), however stale `now` is."""
+    from jobctl import planner
+
     try:
         nxt = planner.next_unfired(job, now) if job.state == "active" else None
     except schedule.ScheduleError as exc:  # e.g. its zone left the tz database: edit --tz
@@ -356,6 +360,8 @@ def dst_warning(job: Job, now: float) -> str | None:
     """SPEC 5's one-line warning for fixed times in a DST-ambiguous hour, else None."""
     if job.schedule_kind != "cron" or job.schedule is None:
         return None
+    from jobctl import planner
+
     tz = planner.zone(job.tz)
     return schedule.dst_warning(
         schedule.parse_cron(job.schedule), tz, datetime.fromtimestamp(now, tz)

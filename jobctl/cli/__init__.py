@@ -102,6 +102,7 @@ def run(args: list[str]) -> int:
     """Run the CLI on `args`; returns the exit code. Errors print one line on stderr."""
     i = _verb_index(args)
     verb = args[i] if i < len(args) else None
+    only: str | None = None  # the one command typer builds (its options), if known
     if "_JOBCTL_COMPLETE" in os.environ:  # the shell asks for completions
         from typer.completion import completion_init
 
@@ -110,8 +111,13 @@ def run(args: list[str]) -> int:
     else:  # help, unknown verbs and usage errors need them all
         helping = {"-h", "--help"} & set(args)
         register({VERBS[verb]} if verb in VERBS and not helping else None)
+        only = verb if verb in VERBS and not helping else None
+    if _long_running(verb, args[i + 1 :]):
+        import gc
+
+        gc.enable()  # __main__ turns it off for a short command's start
     set_argv(args)
-    command = typer.main.get_command(app)
+    command = _click_command(only)
     debug = _global_debug(args)
     try:
         result = command.main(args, prog_name="jobctl", standalone_mode=False)
@@ -147,6 +153,41 @@ def run(args: list[str]) -> int:
         _error(f"internal error: {type(exc).__name__}: {exc}{hint}")
         return EXIT_FAILED
     return result if isinstance(result, int) else 0
+
+
+#: verbs that may keep running (for hours): they collect cyclic garbage as usual
+LONG_RUNNING = frozenset({"runner", "run", "service", "metrics"})
+_LONG_FLAGS = frozenset({"--watch", "-w", "--follow", "-f"})
+
+
+def _long_running(verb: str | None, rest: list[str]) -> bool:
+    """Whether the command may run for long: the verbs above, or --watch/--follow among its
+    own options (not a job's command after `--`)."""
+    own = rest[: rest.index("--")] if "--" in rest else rest
+    return verb in LONG_RUNNING or bool(_LONG_FLAGS & set(own))
+
+
+def _click_command(only: str | None) -> typer.main._click.Command:
+    """The click command typer builds from `app`, with just the command `only` when given:
+    typer converts every registered command's parameters on each call (`add` and `edit`
+    have thirty options), and a run of `list` needs none of them."""
+    commands, groups = app.registered_commands, app.registered_groups
+    if only is not None:
+        app.registered_commands = [c for c in commands if _name(c) == only]
+        app.registered_groups = [g for g in groups if g.name == only]
+        if not app.registered_commands and not app.registered_groups:  # never an empty app
+            app.registered_commands, app.registered_groups = commands, groups
+    try:
+        return typer.main.get_command(app)
+    finally:
+        app.registered_commands, app.registered_groups = commands, groups
+
+
+def _name(info: typer.models.CommandInfo) -> str | None:
+    """A registered command's name as typer derives it (`list_` is registered as "list")."""
+    if info.name:
+        return info.name
+    return typer.main.get_command_name(info.callback.__name__) if info.callback else None
 
 
 def _global_debug(args: list[str]) -> bool:

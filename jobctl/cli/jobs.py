@@ -4,6 +4,7 @@ Parse the options into JobOptions, let jobdef validate and compute, call the sto
 """
 
 import os
+from functools import cache
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -326,14 +327,21 @@ def _schedule_text(job: "Job") -> str:
 
 def _timing_text(job: "Job") -> str:
     if job.schedule_kind == "cron" and job.schedule:
-        from jobctl import planner
-
-        return f"{job.schedule} ({planner.describe(job.schedule)})"
+        return f"{job.schedule} ({_describe(job.schedule)})"
     if job.schedule_kind == "every":
         return f"every {job.schedule}"
     if job.schedule_kind == "at":
         return f"once at {render.iso(job.anchor_at, render.zone(job.tz), ms=False)}"
     return "manual"
+
+
+@cache
+def _describe(expr: str) -> str:
+    """A cron expression in words (cached: `list` shows many alike); schedule's own, without
+    the planner's imports."""
+    from jobctl import schedule
+
+    return schedule.describe_cron(schedule.parse_cron(expr))
 
 
 def show(name: Name, json: JsonOpt = False) -> None:
