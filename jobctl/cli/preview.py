@@ -34,6 +34,7 @@ def next_(
     """Preview fire times: jobctl next (NAME | --cron EXPR | --every D) [-n 5]."""
     from jobctl import jobdef, planner, schedule
     from jobctl.clock import local_zone_name
+    from jobctl.inputs import schedule_input
     from jobctl.models import Job
 
     if sum(x is not None for x in (name, cron, every)) != 1:
@@ -46,7 +47,7 @@ def next_(
             job = job.copy_with(tz=tz)
     else:
         job = Job(name="preview", command=["true"], tz=tz or local_zone_name(), anchor_at=t)
-    try:
+    with schedule_input():
         zone = planner.zone(job.tz)
         start = (
             t
@@ -60,8 +61,6 @@ def next_(
             jobdef.option_duration(every, "--every", allow_zero=False)
             job = job.copy_with(schedule=every.strip(), schedule_kind="every", anchor_at=start)
         times = planner.fire_times(job, start, count)
-    except schedule.ScheduleError as exc:
-        raise UsageError(str(exc)) from exc
     warning = jobdef.dst_warning(job, start)
     if warning:
         render.note(warning)

@@ -107,7 +107,7 @@ def runner(
     from jobctl.clock import SkewedClock
     from jobctl.config import is_postgres, sqlite_path
     from jobctl.errors import StoreError, UsageError
-    from jobctl.jobdef import option_duration, parse_int
+    from jobctl.inputs import option_duration, parse_int
     from jobctl.models import check_name
     from jobctl.runner import Runner
     from jobctl.store import open_store

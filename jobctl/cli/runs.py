@@ -211,7 +211,7 @@ def history(
     json: JsonOpt = False,
 ) -> None:
     """Runs, newest first (of the job now under NAME; --all: of every job that had it)."""
-    from jobctl.jobdef import option_duration, parse_int
+    from jobctl.inputs import option_duration, parse_int
     from jobctl.models import RUN_STATUSES
     from jobctl.runs import history_filter
     from jobctl.store import RunFilter
@@ -256,7 +256,7 @@ def logs(
     With --follow on a NAME, it streams that run and then each next run of the job, waiting
     for them (like journalctl -f) until Ctrl-C; on a RUN_ID, until that run ends."""
     from jobctl import runs
-    from jobctl.jobdef import parse_int
+    from jobctl.inputs import parse_int
 
     n = None if tail is None else parse_int(tail, "--tail", minimum=0)
     s = store()
@@ -371,7 +371,7 @@ def prune(
     json: JsonOpt = False,
 ) -> None:
     """Delete old runs and their output now (also applies each job's --keep-runs)."""
-    from jobctl.jobdef import option_duration
+    from jobctl.inputs import option_duration
 
     cutoff = None if older_than is None else now() - option_duration(older_than, "--older-than")
     gone = store().prune(cutoff)
