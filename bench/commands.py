@@ -38,6 +38,27 @@ RATIOS = {
 }
 
 
+#: command lines a Tab completes (issue 14: each answers in <= 100 ms with 1,000 jobs); the
+#: shell runs `jobctl` with the line in its environment, once per Tab (fish: bench the call
+#: that lists the candidates)
+TABS = (
+    "jobctl ",
+    "jobctl show job0",
+    "jobctl add x --tz Europe/",
+    "jobctl add x --overlap ",
+    "jobctl retry ",
+    "jobctl logs ",
+)
+TAB_LIMIT_MS = 100.0
+
+
+def tab_env(env: dict[str, str], line: str) -> dict[str, str]:
+    """The environment bash gives `jobctl` to complete the last word of `line`."""
+    words = line.split()
+    cword = len(words) if line.endswith(" ") else len(words) - 1
+    return dict(env, _JOBCTL_COMPLETE="complete_bash", COMP_WORDS=line, COMP_CWORD=str(cword))
+
+
 def script_python() -> str:
     """The interpreter named by the shebang of the `jobctl` console script."""
     with open(common.jobctl_bin(), "rb") as f:
@@ -131,6 +152,7 @@ def measure(quick: bool, peers: set[str]) -> common.Result:
             "jobctl history --limit 20": (lambda: [bin_, "history", "--limit", "20"], env),
             "jobctl status": (lambda: [bin_, "status"], env),
             FLOOR: (lambda: [py, "-c", "pass"], env),
+            **{f"Tab: {line}": (lambda: [bin_], tab_env(env, line)) for line in TABS},
         }
         if syspy:
             cases["python3 -c pass (system)"] = (lambda: [syspy, "-c", "pass"], env)
@@ -183,6 +205,10 @@ def measure(quick: bool, peers: set[str]) -> common.Result:
         )
         for label, limit in RATIOS.items()
     ]
+    budgets += [
+        common.Budget(f"`Tab: {label}` median", med[f"Tab: {label}"], TAB_LIMIT_MS, "ms")
+        for label in TABS
+    ]
     notes.append(
         f"store seeded in {seconds:.1f} s: {JOBS:,} jobs, {RUNS:,} finished runs; "
         f"`add` grows it by one job per call "
@@ -208,7 +234,9 @@ def measure(quick: bool, peers: set[str]) -> common.Result:
         f"job each time (`add latN --cron '0 3 * * *' -- true`). Floors: `python -c pass` with "
         f"the interpreter named by the console script's shebang, the system `python3 -c pass`, "
         f"and `tsp -l` against an already started task-spooler server (own TS_SOCKET, empty "
-        f"queue). Each command is run {WARMUP} times as warm-up, then {reps} times, the "
+        f"queue). `Tab: LINE` is one completion request as bash makes it (`_JOBCTL_COMPLETE="
+        f"complete_bash`, COMP_WORDS=LINE, COMP_CWORD its last word). Each command is run "
+        f"{WARMUP} times as warm-up, then {reps} times, the "
         f"commands interleaved round-robin; median and p90 (nearest rank) in ms; "
         f"`× floor` is the median over the same-interpreter `python -c pass` median."
     )

@@ -90,6 +90,22 @@ def register(modules: set[str] | None = None) -> typer.Typer:
     return app
 
 
+def _completion_words() -> list[str]:
+    """The words a shell asking for completions has before the one being completed (bash:
+    COMP_WORDS up to COMP_CWORD; zsh and fish: _TYPER_COMPLETE_ARGS but its last word, unless
+    it ends with a space), without the program's name: a Tab after a verb loads its module
+    alone."""
+    if "COMP_WORDS" in os.environ:
+        words = os.environ["COMP_WORDS"].split()
+        try:
+            return words[1 : int(os.environ.get("COMP_CWORD", ""))]
+        except ValueError:
+            return []
+    line = os.environ.get("_TYPER_COMPLETE_ARGS", "")
+    words = line.split()[1:]
+    return words if line.endswith(" ") else words[:-1]
+
+
 def _verb_index(args: list[str]) -> int:
     """Where the verb is: after the global flags (and the values of --home/--store)."""
     i = 0
@@ -107,7 +123,9 @@ def run(args: list[str]) -> int:
         from typer.completion import completion_init
 
         completion_init()
-        register()
+        typed = _completion_words()  # the words before the one being completed
+        j = _verb_index(typed)
+        register({VERBS[typed[j]]} if j < len(typed) and typed[j] in VERBS else None)
     else:  # help, unknown verbs and usage errors need them all
         helping = {"-h", "--help"} & set(args)
         register({VERBS[verb]} if verb in VERBS and not helping else None)

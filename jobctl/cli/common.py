@@ -83,18 +83,10 @@ def now() -> float:
 
 
 def complete_job_name(ctx: typer.Context, incomplete: str) -> list[str]:
-    """Shell completion: job names from the store the command line names (--home, --store),
-    silent when it cannot be opened."""
-    try:
-        from jobctl.config import resolve_settings
-        from jobctl.store import open_store
+    """Shell completion of job names (jobctl/cli/completers.py)."""
+    from jobctl.cli.completers import job_names
 
-        flags = ctx.find_root().params
-        settings = resolve_settings(flags.get("home"), flags.get("store"))
-        names = [j.name for j in open_store(settings).list_jobs()]
-    except Exception:
-        return []
-    return [n for n in names if n.startswith(incomplete)]
+    return job_names(ctx, incomplete)
 
 
 def warn_unmatched(jobs: "list[Job]", runners: "list[RunnerInfo] | None" = None) -> None:

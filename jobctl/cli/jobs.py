@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobctl import render
+from jobctl.cli import completers
 from jobctl.cli.common import (
     JsonOpt,
     command_after_dashes,
@@ -44,7 +45,11 @@ StartAt = Annotated[
 ]
 Tz = Annotated[
     str | None,
-    typer.Option(metavar="ZONE", help="IANA time zone of the schedule (default: the system's)."),
+    typer.Option(
+        metavar="ZONE",
+        help="IANA time zone of the schedule (default: the system's).",
+        autocompletion=completers.zones,
+    ),
 ]
 Shell = Annotated[
     bool | None,
@@ -71,16 +76,30 @@ RetryDelay = Annotated[
 ]
 Backoff = Annotated[
     str | None,
-    typer.Option(metavar="KIND", help="exponential, linear or fixed (default exponential)."),
+    typer.Option(
+        metavar="KIND",
+        help="exponential, linear or fixed (default exponential).",
+        autocompletion=completers.backoffs,
+    ),
 ]
 MaxRetryDelay = Annotated[
     str | None, typer.Option(metavar="D", help="Cap of the retry delay (default 1h).")
 ]
 Overlap = Annotated[
-    str | None, typer.Option(metavar="POLICY", help="skip, queue, allow or replace (default skip).")
+    str | None,
+    typer.Option(
+        metavar="POLICY",
+        help="skip, queue, allow or replace (default skip).",
+        autocompletion=completers.overlaps,
+    ),
 ]
 Misfire = Annotated[
-    str | None, typer.Option(metavar="POLICY", help="once, skip or all (default once).")
+    str | None,
+    typer.Option(
+        metavar="POLICY",
+        help="once, skip or all (default once).",
+        autocompletion=completers.misfires,
+    ),
 ]
 CatchupWindow = Annotated[
     str | None,

@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from jobctl import render
+from jobctl.cli import completers
 from jobctl.cli.common import JsonOpt, complete_job_name, now, store
 from jobctl.errors import UsageError
 
@@ -23,7 +24,12 @@ def next_(
     n: Annotated[str, typer.Option("-n", metavar="N", help="How many fire times.")] = "5",
     tz: Annotated[
         str | None,
-        typer.Option("--tz", metavar="ZONE", help="Zone (default: the job's, else the system's)."),
+        typer.Option(
+            "--tz",
+            metavar="ZONE",
+            help="Zone (default: the job's, else the system's).",
+            autocompletion=completers.zones,
+        ),
     ] = None,
     from_: Annotated[
         str | None,

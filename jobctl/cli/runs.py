@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobctl import render
+from jobctl.cli import completers
 from jobctl.cli.common import JsonOpt, complete_job_name, now, store
 from jobctl.errors import JobctlError, UsageError
 from jobctl.render import plural
@@ -108,7 +109,13 @@ def run(
 
 
 def retry(
-    run_id: Annotated[str, typer.Argument(help="Run id (see jobctl history / dead).")],
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="Run id (see jobctl history / dead).",
+            autocompletion=completers.replayable_run_ids,
+        ),
+    ],
     detach: Detach = False,
     chain: Annotated[
         bool,
@@ -132,7 +139,7 @@ def retry(
 
 
 def cancel(
-    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    run_id: Annotated[str, typer.Argument(help="Run id.", autocompletion=completers.open_run_ids)],
     json: JsonOpt = False,
 ) -> None:
     """Stop a queued or running run (its process group gets SIGTERM, then SIGKILL)."""
@@ -195,7 +202,12 @@ def history(
     ] = None,
     status: Annotated[
         list[str] | None,
-        typer.Option("--status", metavar="S", help="Only runs with this status (repeatable)."),
+        typer.Option(
+            "--status",
+            metavar="S",
+            help="Only runs with this status (repeatable).",
+            autocompletion=completers.statuses,
+        ),
     ] = None,
     since: Annotated[
         str | None,
@@ -241,7 +253,8 @@ def logs(
     target: Annotated[
         str,
         typer.Argument(
-            help="Job name (its latest run) or run id.", autocompletion=complete_job_name
+            help="Job name (its latest run) or run id.",
+            autocompletion=completers.names_and_run_ids,
         ),
     ],
     follow: Annotated[
