@@ -310,6 +310,24 @@ def _check_program(command: list[str], shell: bool) -> None:
         raise UsageError(f"invalid command {command[0]!r}: the {what} is empty")
 
 
+def missing_program(job: Job) -> str | None:
+    """The job's program when it cannot be found now (not on the PATH its runs get, or a
+    path that is not an executable file): its runs would fail with exit 127. None when it is
+    found, or for a --shell command (the shell finds it)."""
+    import os
+    import shutil
+
+    if job.shell or not job.command:
+        return None
+    program = job.command[0]
+    if "/" in program:
+        path = os.path.join(os.path.expanduser(job.cwd or "."), program)
+        found = os.path.isfile(path) and os.access(path, os.X_OK)
+    else:
+        found = shutil.which(program, path=job.env.get("PATH", os.environ.get("PATH"))) is not None
+    return None if found else program
+
+
 def _parse_env(pairs: list[str]) -> dict[str, str]:
     env: dict[str, str] = {}
     for pair in pairs:

@@ -155,7 +155,7 @@ def run(args: list[str]) -> int:
         sys.stderr.write(exc.format_message() + "\n")
         return EXIT_USAGE
     except click_exceptions.ClickException as exc:
-        _error(exc.format_message())
+        _error(_usage_message(exc))
         return exc.exit_code if exc.exit_code else EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("jobctl: interrupted\n")
@@ -196,9 +196,46 @@ def _click_command(only: str | None) -> typer.main._click.Command:
         if not app.registered_commands and not app.registered_groups:  # never an empty app
             app.registered_commands, app.registered_groups = commands, groups
     try:
-        return typer.main.get_command(app)
+        return _tidy(typer.main.get_command(app))
     finally:
         app.registered_commands, app.registered_groups = commands, groups
+
+
+def _tidy(command: typer.main._click.Command) -> typer.main._click.Command:
+    """jobctl's conventions on what typer built: arguments shown as NAME, [NAME], NAMES...
+    (typer writes {name}); each command's line in `jobctl --help` its whole first sentence,
+    wrapped rather than cut with '...'."""
+    for cmd in [command, *getattr(command, "commands", {}).values()]:
+        for sub in getattr(cmd, "commands", {}).values():  # `service start` and the like
+            _tidy(sub)
+        for param in cmd.params:
+            if param.param_type_name == "argument":
+                param.make_metavar = _metavar(param)  # type: ignore[method-assign]
+        if cmd is not command and cmd.help and not cmd.short_help:
+            cmd.short_help = _first_sentence(cmd.help)
+    return command
+
+
+def _metavar(param: typer.main._click.Parameter):  # type: ignore[no-untyped-def]
+    """make_metavar for an argument: its metavar, else its name in capitals; [..] when it is
+    optional (in usage lines), ... when it takes several."""
+
+    def make_metavar(ctx: object = None, *, usage: bool = False) -> str:
+        var = param.metavar or (param.name or "").upper()
+        if param.nargs != 1 and not var.endswith("..."):
+            var += "..."
+        if usage and not param.required and not var.startswith("["):
+            var = f"[{var}]"
+        return var
+
+    return make_metavar
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of a docstring, on one line."""
+    first = " ".join(text.split("\n\n")[0].split())
+    end = first.find(". ")
+    return first if end < 0 else first[: end + 1]
 
 
 def _name(info: typer.models.CommandInfo) -> str | None:
@@ -206,6 +243,30 @@ def _name(info: typer.models.CommandInfo) -> str | None:
     if info.name:
         return info.name
     return typer.main.get_command_name(info.callback.__name__) if info.callback else None
+
+
+def _usage_message(exc: Exception) -> str:
+    """A click/typer usage error in jobctl's style, like every other error: one line that
+    starts in lower case and ends without a period, arguments named as usage shows them
+    ("missing argument NAME", "no such option: --bogus; did you mean --tag?")."""
+    import re
+
+    if isinstance(exc, click_exceptions.MissingParameter) and exc.param is not None:
+        param = exc.param
+        if param.param_type_name == "argument":
+            return f"missing argument {param.make_metavar(None)}"  # type: ignore[arg-type]
+    if isinstance(exc, click_exceptions.NoSuchOption) and exc.possibilities:
+        guesses = " or ".join(sorted(exc.possibilities))
+        return f"no such option: {exc.option_name}; did you mean {guesses}?"
+    message = exc.format_message()  # type: ignore[attr-defined]
+    message = message.replace(". Did you mean", "; did you mean").replace("\n", " ").strip()
+    message = message.removesuffix(".")
+    extra = re.fullmatch(r"Got unexpected extra argument(?:\(s\)|s)? \((.*)\)", message)
+    if extra:
+        message = f"unexpected extra argument(s): {extra.group(1)}"
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    return message
 
 
 def _global_debug(args: list[str]) -> bool:

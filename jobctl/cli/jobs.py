@@ -202,7 +202,26 @@ def add(
     if warning:
         render.note(warning)
     warn_unmatched([job])  # a job pinned (--on) where no runner fits: not an error
+    _warn_unrunnable(job)
     _done(job, "added", json, t)
+
+
+def _warn_unrunnable(job: "Job") -> None:
+    """Warnings (stderr; the job is added, exit 0): a program not found on PATH, and no
+    runner active to fire a scheduled job."""
+    from jobctl import jobdef
+    from jobctl.status import runners_alive
+
+    program = jobdef.missing_program(job)
+    if program is not None:
+        where = "not an executable file" if "/" in program else "not on PATH"
+        render.note(f"warning: program {program!r} is {where}: runs will fail (exit 127) "
+                    "unless it is there when they run")  # fmt: skip
+    if job.state == "active" and job.schedule_kind != "manual":
+        _, alive, _ = runners_alive(store())
+        if not any(alive.values()):
+            render.note("warning: no runner is active: the job fires once one runs "
+                        "(start one with: jobctl runner)")  # fmt: skip
 
 
 def edit(
