@@ -266,7 +266,8 @@ def status(
         _check(*status_.runners_alive(s))
         return
     st = status_.gather(s, t)
-    warn_unmatched(s.list_jobs(last_runs=False), st.runners)  # pinned where no runner fits
+    # pinned where no runner fits
+    warn_unmatched(s.list_jobs(last_runs=False, pinned=True), st.runners, one_job=False)
     if json:
         render.print_json(_status_json(st))
         return

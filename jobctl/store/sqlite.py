@@ -290,6 +290,7 @@ class SQLiteStore:
         names: Sequence[str] | None = None,
         schedule: str | None = None,
         last_runs: bool = True,
+        pinned: bool = False,
     ) -> list[Job]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -302,6 +303,8 @@ class SQLiteStore:
         if schedule is not None:
             clauses.append("lower(schedule) = lower(?)")  # @reboot may be written @REBOOT
             params.append(schedule)
+        if pinned:
+            clauses.append("on_labels <> '[]'")  # as rows.encode writes an empty list
         sql = "SELECT * FROM jobs"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
