@@ -31,7 +31,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import BinaryIO, NamedTuple
 
-from jobctl.owners import proc_start_time
+from jobctl import procfs
+from jobctl.procfs import start_time as proc_start_time
 
 CHUNK = 64 * 1024  # one os.read, and the most head bytes held before calling the sink
 FLUSH_EVERY_S = 0.2  # the sink is called at most this often while output flows
@@ -188,12 +189,7 @@ def _children() -> list[int]:
     subreaper adopts (its first live thread), apart from those the main thread spawned (a
     job started by a worker thread is that thread's). Empty if the kernel lacks the file:
     then an orphan is reaped once no job's exit is pending before it."""
-    pid = os.getpid()
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children", "rb") as f:
-            return [int(p) for p in f.read().split()]
-    except (OSError, ValueError):
-        return []
+    return procfs.children(os.getpid())
 
 
 def _forget(pid: int) -> None:
@@ -587,26 +583,16 @@ def _scan(markers: dict[int, set[bytes]] | None = None) -> dict[int, _Proc]:
     """The live (non-zombie) processes, by pid, in one pass over /proc; with `markers`, each
     one's environment is read for the keys of the sets of `NAME=value` entries it holds."""
     procs: dict[int, _Proc] = {}
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
+    for pid in procfs.pids():
+        st = procfs.stat(pid)
+        if st is None or st.state == b"Z":
             continue
-        try:
-            with open(f"/proc/{entry.name}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-            if fields[0] == b"Z":
-                continue
-            info = _Proc(int(fields[1]), int(fields[2]), int(fields[19]), frozenset())
-        except (OSError, IndexError, ValueError):
-            continue
+        info = _Proc(st.ppid, st.pgrp, st.start, frozenset())
         if markers:
-            try:
-                with open(f"/proc/{entry.name}/environ", "rb") as f:
-                    env = set(f.read().split(b"\0"))
-            except OSError:  # gone, or another user's (or a setuid program's)
-                env = set()
+            env = procfs.environ(pid)  # empty: gone, or another user's
             marks = frozenset(k for k, w in markers.items() if w and w <= env)  # never {}
             info = info._replace(marks=marks)
-        procs[int(entry.name)] = info
+        procs[int(pid)] = info
     return procs
 
 

@@ -13,9 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from jobctl import planner, schedule
+from jobctl import schedule
 from jobctl.config import expand_user
 from jobctl.errors import ConflictError, UsageError
+from jobctl.inputs import option_duration, parse_int, schedule_input
+
+__all__ = ["option_duration", "parse_int"]  # their home is jobctl.inputs; kept here for callers
 from jobctl.models import BACKOFFS, MISFIRES, OVERLAPS, Job, check_name
 
 _SIZE_RE = re.compile(r"([0-9]+)(?:\.([0-9]+))? *([kmg]?i?b?)", re.IGNORECASE)
@@ -58,38 +61,7 @@ def parse_size(text: str) -> int:
     return size
 
 
-MAX_COUNT = 1_000_000_000
-MAX_DURATION_S = 100 * 365 * 86400.0  # a century: beyond it, time arithmetic overflows
-MIN_INTERVAL_S = 0.001
 MAX_SIZE = 1 << 40
-
-
-def parse_int(text: str | int, what: str, minimum: int = 0, maximum: int = MAX_COUNT) -> int:
-    """A whole number within bounds, or UsageError naming the option and the value."""
-    digits = str(text).strip()
-    try:  # ASCII digits only: int() alone would take '٣', '+3' and '1_000'
-        value: int | None = int(digits) if digits.isascii() and digits.isdigit() else None
-    except ValueError:  # more digits than int() converts
-        value = None
-    if value is None or not minimum <= value <= maximum:
-        raise UsageError(
-            f"invalid {what} {str(text)!r}: use a whole number from {minimum} to {maximum}"
-        )
-    return value
-
-
-def option_duration(text: str, what: str, allow_zero: bool = True) -> float:
-    try:
-        value = schedule.parse_duration(text)
-    except schedule.ScheduleError as exc:
-        raise UsageError(f"{what}: {exc}") from exc
-    if value < 0 or (value == 0 and not allow_zero):
-        raise UsageError(f"{what}: invalid duration {text!r}: must be greater than zero")
-    if value > MAX_DURATION_S:
-        raise UsageError(f"{what}: invalid duration {text!r}: at most 100 years")
-    if not allow_zero and value < MIN_INTERVAL_S:
-        raise UsageError(f"{what}: invalid duration {text!r}: at least 1ms")
-    return value
 
 
 def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
@@ -192,18 +164,16 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     tz_name = opts.tz if opts.tz is not None else job.tz
     if not tz_name.strip():
         raise UsageError("unknown time zone '': give an IANA name such as Europe/Paris")
-    try:
+    from jobctl import planner  # here: `history` parses its --since with this module
+
+    with schedule_input():
         tz = planner.zone(tz_name)
-    except schedule.ScheduleError as exc:
-        raise UsageError(str(exc)) from exc
     c["tz"] = tz_name
     if opts.start_at is not None and opts.every is None and job.schedule_kind != "every":
         raise UsageError("--start-at goes with --every")
     if opts.cron is not None:
-        try:
+        with schedule_input():
             schedule.parse_cron(opts.cron)
-        except schedule.ScheduleError as exc:
-            raise UsageError(str(exc)) from exc
         c.update(schedule=opts.cron.strip(), schedule_kind="cron", anchor_at=None)
     elif opts.every is not None:
         interval = option_duration(opts.every, "--every", allow_zero=False)
@@ -301,10 +271,10 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
 def with_next_fire(job: Job, now: float) -> Job:
     """The job with next_run_at recomputed from `now` (None unless it is active), never at or
     before what it has fired already (its high-water mark), however stale `now` is."""
-    try:
+    from jobctl import planner
+
+    with schedule_input(f"job {job.name!r}"):  # e.g. its zone left the tz database: edit --tz
         nxt = planner.next_unfired(job, now) if job.state == "active" else None
-    except schedule.ScheduleError as exc:  # e.g. its zone left the tz database: edit --tz
-        raise UsageError(f"job {job.name!r}: {exc}") from exc
     return job.copy_with(next_run_at=nxt)
 
 
@@ -329,10 +299,8 @@ def _optional(text: str, what: str) -> float | None:
 
 
 def _parse_at(text: str, tz: object, now: float) -> float:
-    try:
+    with schedule_input():
         return schedule.parse_at(text, tz, datetime.fromtimestamp(now, tz)).timestamp()  # type: ignore[arg-type]
-    except schedule.ScheduleError as exc:
-        raise UsageError(str(exc)) from exc
 
 
 def _check_program(command: list[str], shell: bool) -> None:
@@ -340,6 +308,24 @@ def _check_program(command: list[str], shell: bool) -> None:
     if command and not command[0].strip():
         what = "shell command" if shell else "program"
         raise UsageError(f"invalid command {command[0]!r}: the {what} is empty")
+
+
+def missing_program(job: Job) -> str | None:
+    """The job's program when it cannot be found now (not on the PATH its runs get, or a
+    path that is not an executable file): its runs would fail with exit 127. None when it is
+    found, or for a --shell command (the shell finds it)."""
+    import os
+    import shutil
+
+    if job.shell or not job.command:
+        return None
+    program = job.command[0]
+    if "/" in program:
+        path = os.path.join(os.path.expanduser(job.cwd or "."), program)
+        found = os.path.isfile(path) and os.access(path, os.X_OK)
+    else:
+        found = shutil.which(program, path=job.env.get("PATH", os.environ.get("PATH"))) is not None
+    return None if found else program
 
 
 def _parse_env(pairs: list[str]) -> dict[str, str]:
@@ -356,6 +342,8 @@ def dst_warning(job: Job, now: float) -> str | None:
     """SPEC 5's one-line warning for fixed times in a DST-ambiguous hour, else None."""
     if job.schedule_kind != "cron" or job.schedule is None:
         return None
+    from jobctl import planner
+
     tz = planner.zone(job.tz)
     return schedule.dst_warning(
         schedule.parse_cron(job.schedule), tz, datetime.fromtimestamp(now, tz)

@@ -13,6 +13,11 @@ import signal
 import socket
 from functools import cache
 
+from jobctl import procfs
+from jobctl.procfs import start_time as proc_start_time
+
+__all__ = ["proc_start_time"]  # procfs's reader, under the name callers know
+
 NUDGE = signal.SIGUSR1
 
 
@@ -21,24 +26,6 @@ def host() -> str:
     """This machine's name, or JOBCTL_HOST (a container whose name is not the host's, or
     several runners on one machine playing a fleet in tests)."""
     return os.environ.get("JOBCTL_HOST") or socket.gethostname()
-
-
-def _stat(pid: int) -> tuple[bytes, int] | None:
-    """(state, start time in clock ticks since boot) from /proc/PID/stat, None if unreadable."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            stat = f.read()
-        # comm (field 2) may hold spaces and parentheses: the fields resume after the last ')'.
-        fields = stat[stat.rindex(b")") + 2 :].split()
-        return fields[0], int(fields[19])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
-def proc_start_time(pid: int) -> int | None:
-    """Start time of `pid` in clock ticks since boot (field 22 of /proc/PID/stat)."""
-    stat = _stat(pid)
-    return stat[1] if stat else None
 
 
 def me() -> str:
@@ -65,8 +52,8 @@ def alive(owner: str | None) -> bool:
         _, pid, start = parse(owner)
     except ValueError:
         return False
-    stat = _stat(pid)  # a zombie (killed, not yet reaped) is not alive
-    return start is not None and stat is not None and stat[0] != b"Z" and stat[1] == start
+    stat = procfs.stat(pid)  # a zombie (killed, not yet reaped) is not alive
+    return start is not None and stat is not None and stat.state != b"Z" and stat.start == start
 
 
 def nudge(owner: str | None) -> bool:

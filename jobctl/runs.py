@@ -4,6 +4,8 @@ the CLI asks about runs (a job's own history, the dead list, the run `logs` show
 as data.
 
 Below the CLI and beside the runner: no printing, no flag parsing; errors are JobctlErrors.
+The executor and the planner are imported by the functions that need them (`status` and
+`history` read the dead list from here: their start-up should not pay for process control).
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import BinaryIO, TypeVar
 
-from jobctl import executor, owners, planner
+from jobctl import owners
 from jobctl.clock import Clock
 from jobctl.errors import ConflictError, NotFoundError
 from jobctl.models import FINAL_STATUSES, Job, Run, Trigger
@@ -56,6 +58,8 @@ def open_runs(store: Store, job: str) -> list[Run]:
 
 def check_overlap(store: Store, job: Job, force: bool) -> list[Run]:
     """Raise ConflictError if the overlap policy refuses a manual run; returns open runs."""
+    from jobctl import planner
+
     runs = open_runs(store, job.name)
     refusal = None if force else planner.manual_refusal(job, runs)
     if refusal:
@@ -243,6 +247,7 @@ def run_foreground(
 ) -> Run:
     """Claim our reserved run (waiting for mutexes / the previous run), execute it here, and
     return the recorded final run. `interrupted()` is polled: True cancels the run."""
+    from jobctl import executor, planner
     from jobctl.runner import execute
 
     me = owners.me()
@@ -331,6 +336,8 @@ def request_cancel(store: Store, run: Run, now: float, wait_s: float | None = No
     elsewhere = store.shared and run.host is not None and run.host != owners.host()
     if not elsewhere and not owners.nudge(run.owner):
         if run.pid and run.proc_start is not None:
+            from jobctl import executor
+
             executor.kill_group(run.pid, run.proc_start, signal.SIGTERM)
         return store.update_run(
             run.id, status="cancelled", finished_at=now, error="cancelled (its owner was gone)"

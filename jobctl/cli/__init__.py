@@ -90,6 +90,22 @@ def register(modules: set[str] | None = None) -> typer.Typer:
     return app
 
 
+def _completion_words() -> list[str]:
+    """The words a shell asking for completions has before the one being completed (bash:
+    COMP_WORDS up to COMP_CWORD; zsh and fish: _TYPER_COMPLETE_ARGS but its last word, unless
+    it ends with a space), without the program's name: a Tab after a verb loads its module
+    alone."""
+    if "COMP_WORDS" in os.environ:
+        words = os.environ["COMP_WORDS"].split()
+        try:
+            return words[1 : int(os.environ.get("COMP_CWORD", ""))]
+        except ValueError:
+            return []
+    line = os.environ.get("_TYPER_COMPLETE_ARGS", "")
+    words = line.split()[1:]
+    return words if line.endswith(" ") else words[:-1]
+
+
 def _verb_index(args: list[str]) -> int:
     """Where the verb is: after the global flags (and the values of --home/--store)."""
     i = 0
@@ -102,16 +118,24 @@ def run(args: list[str]) -> int:
     """Run the CLI on `args`; returns the exit code. Errors print one line on stderr."""
     i = _verb_index(args)
     verb = args[i] if i < len(args) else None
+    only: str | None = None  # the one command typer builds (its options), if known
     if "_JOBCTL_COMPLETE" in os.environ:  # the shell asks for completions
         from typer.completion import completion_init
 
         completion_init()
-        register()
+        typed = _completion_words()  # the words before the one being completed
+        j = _verb_index(typed)
+        register({VERBS[typed[j]]} if j < len(typed) and typed[j] in VERBS else None)
     else:  # help, unknown verbs and usage errors need them all
         helping = {"-h", "--help"} & set(args)
         register({VERBS[verb]} if verb in VERBS and not helping else None)
+        only = verb if verb in VERBS and not helping else None
+    if _long_running(verb, args[i + 1 :]):
+        import gc
+
+        gc.enable()  # __main__ turns it off for a short command's start
     set_argv(args)
-    command = typer.main.get_command(app)
+    command = _click_command(only)
     debug = _global_debug(args)
     try:
         result = command.main(args, prog_name="jobctl", standalone_mode=False)
@@ -131,7 +155,7 @@ def run(args: list[str]) -> int:
         sys.stderr.write(exc.format_message() + "\n")
         return EXIT_USAGE
     except click_exceptions.ClickException as exc:
-        _error(exc.format_message())
+        _error(_usage_message(exc))
         return exc.exit_code if exc.exit_code else EXIT_USAGE
     except KeyboardInterrupt:
         sys.stderr.write("jobctl: interrupted\n")
@@ -147,6 +171,102 @@ def run(args: list[str]) -> int:
         _error(f"internal error: {type(exc).__name__}: {exc}{hint}")
         return EXIT_FAILED
     return result if isinstance(result, int) else 0
+
+
+#: verbs that may keep running (for hours): they collect cyclic garbage as usual
+LONG_RUNNING = frozenset({"runner", "run", "service", "metrics"})
+_LONG_FLAGS = frozenset({"--watch", "-w", "--follow", "-f"})
+
+
+def _long_running(verb: str | None, rest: list[str]) -> bool:
+    """Whether the command may run for long: the verbs above, or --watch/--follow among its
+    own options (not a job's command after `--`)."""
+    own = rest[: rest.index("--")] if "--" in rest else rest
+    return verb in LONG_RUNNING or bool(_LONG_FLAGS & set(own))
+
+
+def _click_command(only: str | None) -> typer.main._click.Command:
+    """The click command typer builds from `app`, with just the command `only` when given:
+    typer converts every registered command's parameters on each call (`add` and `edit`
+    have thirty options), and a run of `list` needs none of them."""
+    commands, groups = app.registered_commands, app.registered_groups
+    if only is not None:
+        app.registered_commands = [c for c in commands if _name(c) == only]
+        app.registered_groups = [g for g in groups if g.name == only]
+        if not app.registered_commands and not app.registered_groups:  # never an empty app
+            app.registered_commands, app.registered_groups = commands, groups
+    try:
+        return _tidy(typer.main.get_command(app))
+    finally:
+        app.registered_commands, app.registered_groups = commands, groups
+
+
+def _tidy(command: typer.main._click.Command) -> typer.main._click.Command:
+    """jobctl's conventions on what typer built: arguments shown as NAME, [NAME], NAMES...
+    (typer writes {name}); each command's line in `jobctl --help` its whole first sentence,
+    wrapped rather than cut with '...'."""
+    for cmd in [command, *getattr(command, "commands", {}).values()]:
+        for sub in getattr(cmd, "commands", {}).values():  # `service start` and the like
+            _tidy(sub)
+        for param in cmd.params:
+            if param.param_type_name == "argument":
+                param.make_metavar = _metavar(param)  # type: ignore[method-assign]
+        if cmd is not command and cmd.help and not cmd.short_help:
+            cmd.short_help = _first_sentence(cmd.help)
+    return command
+
+
+def _metavar(param: typer.main._click.Parameter):  # type: ignore[no-untyped-def]
+    """make_metavar for an argument: its metavar, else its name in capitals; [..] when it is
+    optional (in usage lines), ... when it takes several."""
+
+    def make_metavar(ctx: object = None, *, usage: bool = False) -> str:
+        var = param.metavar or (param.name or "").upper()
+        if param.nargs != 1 and not var.endswith("..."):
+            var += "..."
+        if usage and not param.required and not var.startswith("["):
+            var = f"[{var}]"
+        return var
+
+    return make_metavar
+
+
+def _first_sentence(text: str) -> str:
+    """The first sentence of a docstring, on one line."""
+    first = " ".join(text.split("\n\n")[0].split())
+    end = first.find(". ")
+    return first if end < 0 else first[: end + 1]
+
+
+def _name(info: typer.models.CommandInfo) -> str | None:
+    """A registered command's name as typer derives it (`list_` is registered as "list")."""
+    if info.name:
+        return info.name
+    return typer.main.get_command_name(info.callback.__name__) if info.callback else None
+
+
+def _usage_message(exc: Exception) -> str:
+    """A click/typer usage error in jobctl's style, like every other error: one line that
+    starts in lower case and ends without a period, arguments named as usage shows them
+    ("missing argument NAME", "no such option: --bogus; did you mean --tag?")."""
+    import re
+
+    if isinstance(exc, click_exceptions.MissingParameter) and exc.param is not None:
+        param = exc.param
+        if param.param_type_name == "argument":
+            return f"missing argument {param.make_metavar(None)}"  # type: ignore[arg-type]
+    if isinstance(exc, click_exceptions.NoSuchOption) and exc.possibilities:
+        guesses = " or ".join(sorted(exc.possibilities))
+        return f"no such option: {exc.option_name}; did you mean {guesses}?"
+    message = exc.format_message()  # type: ignore[attr-defined]
+    message = message.replace(". Did you mean", "; did you mean").replace("\n", " ").strip()
+    message = message.removesuffix(".")
+    extra = re.fullmatch(r"Got unexpected extra argument(?:\(s\)|s)? \((.*)\)", message)
+    if extra:
+        message = f"unexpected extra argument(s): {extra.group(1)}"
+    if message[:1].isupper() and message[1:2].islower():
+        message = message[0].lower() + message[1:]
+    return message
 
 
 def _global_debug(args: list[str]) -> bool:

@@ -83,23 +83,18 @@ def now() -> float:
 
 
 def complete_job_name(ctx: typer.Context, incomplete: str) -> list[str]:
-    """Shell completion: job names from the store the command line names (--home, --store),
-    silent when it cannot be opened."""
-    try:
-        from jobctl.config import resolve_settings
-        from jobctl.store import open_store
+    """Shell completion of job names (jobctl/cli/completers.py)."""
+    from jobctl.cli.completers import job_names
 
-        flags = ctx.find_root().params
-        settings = resolve_settings(flags.get("home"), flags.get("store"))
-        names = [j.name for j in open_store(settings).list_jobs()]
-    except Exception:
-        return []
-    return [n for n in names if n.startswith(incomplete)]
+    return job_names(ctx, incomplete)
 
 
-def warn_unmatched(jobs: "list[Job]", runners: "list[RunnerInfo] | None" = None) -> None:
+def warn_unmatched(
+    jobs: "list[Job]", runners: "list[RunnerInfo] | None" = None, one_job: bool | None = None
+) -> None:
     """One warning line per set of --on labels that no registered runner has (add, edit,
-    list, status); `runners` (read from the store if not given) only when a job is pinned."""
+    list, status); `runners` (read from the store if not given) only when a job is pinned.
+    `one_job`: the jobs are the one job the command is about (default: when there is one)."""
     from jobctl.render import note
 
     pinned = [j for j in jobs if j.on_labels]
@@ -111,6 +106,7 @@ def warn_unmatched(jobs: "list[Job]", runners: "list[RunnerInfo] | None" = None)
         if not any(set(j.on_labels) <= have for have in labels_of):
             by_labels.setdefault(", ".join(j.on_labels), []).append(j.name)
     for labels, names in by_labels.items():
-        whose = "the job's runs" if len(jobs) == 1 else f"the runs of {', '.join(names)}"
+        single = len(jobs) == 1 if one_job is None else one_job
+        whose = "the job's runs" if single else f"the runs of {', '.join(names)}"
         note(f"warning: no registered runner has the labels {labels}; {whose} "
                     f"wait for one (start it with: jobctl runner --label ...)")  # fmt: skip

@@ -4,11 +4,13 @@ Parse the options into JobOptions, let jobdef validate and compute, call the sto
 """
 
 import os
+from functools import cache
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jobctl import render
+from jobctl.cli import completers
 from jobctl.cli.common import (
     JsonOpt,
     command_after_dashes,
@@ -43,7 +45,11 @@ StartAt = Annotated[
 ]
 Tz = Annotated[
     str | None,
-    typer.Option(metavar="ZONE", help="IANA time zone of the schedule (default: the system's)."),
+    typer.Option(
+        metavar="ZONE",
+        help="IANA time zone of the schedule (default: the system's).",
+        autocompletion=completers.zones,
+    ),
 ]
 Shell = Annotated[
     bool | None,
@@ -70,16 +76,30 @@ RetryDelay = Annotated[
 ]
 Backoff = Annotated[
     str | None,
-    typer.Option(metavar="KIND", help="exponential, linear or fixed (default exponential)."),
+    typer.Option(
+        metavar="KIND",
+        help="exponential, linear or fixed (default exponential).",
+        autocompletion=completers.backoffs,
+    ),
 ]
 MaxRetryDelay = Annotated[
     str | None, typer.Option(metavar="D", help="Cap of the retry delay (default 1h).")
 ]
 Overlap = Annotated[
-    str | None, typer.Option(metavar="POLICY", help="skip, queue, allow or replace (default skip).")
+    str | None,
+    typer.Option(
+        metavar="POLICY",
+        help="skip, queue, allow or replace (default skip).",
+        autocompletion=completers.overlaps,
+    ),
 ]
 Misfire = Annotated[
-    str | None, typer.Option(metavar="POLICY", help="once, skip or all (default once).")
+    str | None,
+    typer.Option(
+        metavar="POLICY",
+        help="once, skip or all (default once).",
+        autocompletion=completers.misfires,
+    ),
 ]
 CatchupWindow = Annotated[
     str | None,
@@ -182,7 +202,26 @@ def add(
     if warning:
         render.note(warning)
     warn_unmatched([job])  # a job pinned (--on) where no runner fits: not an error
+    _warn_unrunnable(job)
     _done(job, "added", json, t)
+
+
+def _warn_unrunnable(job: "Job") -> None:
+    """Warnings (stderr; the job is added, exit 0): a program not found on PATH, and no
+    runner active to fire a scheduled job."""
+    from jobctl import jobdef
+    from jobctl.status import runners_alive
+
+    program = jobdef.missing_program(job)
+    if program is not None:
+        where = "not an executable file" if "/" in program else "not on PATH"
+        render.note(f"warning: program {program!r} is {where}: runs will fail (exit 127) "
+                    "unless it is there when they run")  # fmt: skip
+    if job.state == "active" and job.schedule_kind != "manual":
+        _, alive, _ = runners_alive(store())
+        if not any(alive.values()):
+            render.note("warning: no runner is active: the job fires once one runs "
+                        "(start one with: jobctl runner)")  # fmt: skip
 
 
 def edit(
@@ -326,14 +365,21 @@ def _schedule_text(job: "Job") -> str:
 
 def _timing_text(job: "Job") -> str:
     if job.schedule_kind == "cron" and job.schedule:
-        from jobctl import planner
-
-        return f"{job.schedule} ({planner.describe(job.schedule)})"
+        return f"{job.schedule} ({_describe(job.schedule)})"
     if job.schedule_kind == "every":
         return f"every {job.schedule}"
     if job.schedule_kind == "at":
         return f"once at {render.iso(job.anchor_at, render.zone(job.tz), ms=False)}"
     return "manual"
+
+
+@cache
+def _describe(expr: str) -> str:
+    """A cron expression in words (cached: `list` shows many alike); schedule's own, without
+    the planner's imports."""
+    from jobctl import schedule
+
+    return schedule.describe_cron(schedule.parse_cron(expr))
 
 
 def show(name: Name, json: JsonOpt = False) -> None:

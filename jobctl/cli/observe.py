@@ -36,7 +36,7 @@ def stats(
     json: JsonOpt = False,
 ) -> None:
     """Per job: runs, success rate, p50/p95/max duration, last failure, recent durations."""
-    from jobctl.jobdef import option_duration
+    from jobctl.inputs import option_duration
     from jobctl.stats import job_stats
 
     t = now()

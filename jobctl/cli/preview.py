@@ -6,6 +6,7 @@ from typing import Annotated
 import typer
 
 from jobctl import render
+from jobctl.cli import completers
 from jobctl.cli.common import JsonOpt, complete_job_name, now, store
 from jobctl.errors import UsageError
 
@@ -23,7 +24,12 @@ def next_(
     n: Annotated[str, typer.Option("-n", metavar="N", help="How many fire times.")] = "5",
     tz: Annotated[
         str | None,
-        typer.Option("--tz", metavar="ZONE", help="Zone (default: the job's, else the system's)."),
+        typer.Option(
+            "--tz",
+            metavar="ZONE",
+            help="Zone (default: the job's, else the system's).",
+            autocompletion=completers.zones,
+        ),
     ] = None,
     from_: Annotated[
         str | None,
@@ -34,6 +40,7 @@ def next_(
     """Preview fire times: jobctl next (NAME | --cron EXPR | --every D) [-n 5]."""
     from jobctl import jobdef, planner, schedule
     from jobctl.clock import local_zone_name
+    from jobctl.inputs import schedule_input
     from jobctl.models import Job
 
     if sum(x is not None for x in (name, cron, every)) != 1:
@@ -46,7 +53,7 @@ def next_(
             job = job.copy_with(tz=tz)
     else:
         job = Job(name="preview", command=["true"], tz=tz or local_zone_name(), anchor_at=t)
-    try:
+    with schedule_input():
         zone = planner.zone(job.tz)
         start = (
             t
@@ -60,8 +67,6 @@ def next_(
             jobdef.option_duration(every, "--every", allow_zero=False)
             job = job.copy_with(schedule=every.strip(), schedule_kind="every", anchor_at=start)
         times = planner.fire_times(job, start, count)
-    except schedule.ScheduleError as exc:
-        raise UsageError(str(exc)) from exc
     warning = jobdef.dst_warning(job, start)
     if warning:
         render.note(warning)

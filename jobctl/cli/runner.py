@@ -107,7 +107,7 @@ def runner(
     from jobctl.clock import SkewedClock
     from jobctl.config import is_postgres, sqlite_path
     from jobctl.errors import StoreError, UsageError
-    from jobctl.jobdef import option_duration, parse_int
+    from jobctl.inputs import option_duration, parse_int
     from jobctl.models import check_name
     from jobctl.runner import Runner
     from jobctl.store import open_store
@@ -266,7 +266,8 @@ def status(
         _check(*status_.runners_alive(s))
         return
     st = status_.gather(s, t)
-    warn_unmatched(s.list_jobs(last_runs=False), st.runners)  # pinned where no runner fits
+    # pinned where no runner fits
+    warn_unmatched(s.list_jobs(last_runs=False, pinned=True), st.runners, one_job=False)
     if json:
         render.print_json(_status_json(st))
         return

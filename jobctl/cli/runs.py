@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from jobctl import render
+from jobctl.cli import completers
 from jobctl.cli.common import JsonOpt, complete_job_name, now, store
 from jobctl.errors import JobctlError, UsageError
 from jobctl.render import plural
@@ -109,7 +110,13 @@ def run(
 
 
 def retry(
-    run_id: Annotated[str, typer.Argument(help="Run id (see jobctl history / dead).")],
+    run_id: Annotated[
+        str,
+        typer.Argument(
+            help="Run id (see jobctl history / dead).",
+            autocompletion=completers.replayable_run_ids,
+        ),
+    ],
     detach: Detach = False,
     chain: Annotated[
         bool,
@@ -133,7 +140,7 @@ def retry(
 
 
 def cancel(
-    run_id: Annotated[str, typer.Argument(help="Run id.")],
+    run_id: Annotated[str, typer.Argument(help="Run id.", autocompletion=completers.open_run_ids)],
     json: JsonOpt = False,
 ) -> None:
     """Stop a queued or running run (its process group gets SIGTERM, then SIGKILL)."""
@@ -196,7 +203,12 @@ def history(
     ] = None,
     status: Annotated[
         list[str] | None,
-        typer.Option("--status", metavar="S", help="Only runs with this status (repeatable)."),
+        typer.Option(
+            "--status",
+            metavar="S",
+            help="Only runs with this status (repeatable).",
+            autocompletion=completers.statuses,
+        ),
     ] = None,
     since: Annotated[
         str | None,
@@ -212,7 +224,7 @@ def history(
     json: JsonOpt = False,
 ) -> None:
     """Runs, newest first (of the job now under NAME; --all: of every job that had it)."""
-    from jobctl.jobdef import option_duration, parse_int
+    from jobctl.inputs import option_duration, parse_int
     from jobctl.models import RUN_STATUSES
     from jobctl.runs import history_filter
     from jobctl.store import RunFilter
@@ -242,7 +254,8 @@ def logs(
     target: Annotated[
         str,
         typer.Argument(
-            help="Job name (its latest run) or run id.", autocompletion=complete_job_name
+            help="Job name (its latest run) or run id.",
+            autocompletion=completers.names_and_run_ids,
         ),
     ],
     follow: Annotated[
@@ -257,7 +270,7 @@ def logs(
     With --follow on a NAME, it streams that run and then each next run of the job, waiting
     for them (like journalctl -f) until Ctrl-C; on a RUN_ID, until that run ends."""
     from jobctl import runs
-    from jobctl.jobdef import parse_int
+    from jobctl.inputs import parse_int
 
     n = None if tail is None else parse_int(tail, "--tail", minimum=0)
     s = store()
@@ -372,7 +385,7 @@ def prune(
     json: JsonOpt = False,
 ) -> None:
     """Delete old runs and their output now (also applies each job's --keep-runs)."""
-    from jobctl.jobdef import option_duration
+    from jobctl.inputs import option_duration
 
     cutoff = None if older_than is None else now() - option_duration(older_than, "--older-than")
     gone = store().prune(cutoff)

@@ -262,9 +262,11 @@ class Store(Protocol):
         names: Sequence[str] | None = None,
         schedule: str | None = None,
         last_runs: bool = True,
+        pinned: bool = False,
     ) -> list[Job]:
         """All jobs by name (with their last runs unless `last_runs` is false); only those
-        tagged `tag`, named in `names`, or whose schedule is `schedule` (any case), if given."""
+        tagged `tag`, named in `names`, or whose schedule is `schedule` (any case), if given;
+        with `pinned`, only those pinned to runner labels (--on)."""
         ...
 
     def update_jobs(self, names: Sequence[str], change: Callable[[Job], Job]) -> list[Job]:

@@ -340,6 +340,7 @@ class PostgresStore:
         names: Sequence[str] | None = None,
         schedule: str | None = None,
         last_runs: bool = True,
+        pinned: bool = False,
     ) -> list[Job]:
         clauses: list[str] = []
         params: list[Any] = []
@@ -352,6 +353,8 @@ class PostgresStore:
         if schedule is not None:
             clauses.append("lower(schedule) = lower(%s)")  # @reboot may be written @REBOOT
             params.append(schedule)
+        if pinned:
+            clauses.append("on_labels <> '[]'")  # as rows.encode writes an empty list
         sql = "SELECT * FROM jobs"
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)

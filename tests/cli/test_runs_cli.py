@@ -373,14 +373,14 @@ def test_posix_tz_rule_still_shows_local_times(cli, monkeypatch: pytest.MonkeyPa
 def test_a_zombie_owner_is_not_alive() -> None:
     import subprocess
 
-    from jobctl import owners
+    from jobctl import owners, procfs
     from tests.waiting import wait_for
 
     child = subprocess.Popen(["true"])
     start = owners.proc_start_time(child.pid)
     owner = f"{owners.host()}:{child.pid}:{start}"
-    wait_for(lambda: (owners._stat(child.pid) or [b"Z"])[0] == b"Z", interval=0.01)  # exited
-    assert owners._stat(child.pid)  # not yet reaped: still in /proc, as a zombie
+    wait_for(lambda: (procfs.stat(child.pid) or [b"Z"])[0] == b"Z", interval=0.01)  # exited
+    assert procfs.stat(child.pid)  # not yet reaped: still in /proc, as a zombie
     assert not owners.alive(owner)
     child.wait()
     assert owners.alive(owners.me())

@@ -520,6 +520,9 @@ def test_list_jobs_filters(store) -> None:
     with_last = store.list_jobs(names=["b"])[0]
     assert with_last.last_run is not None
     assert store.list_jobs(names=["b"], last_runs=False)[0].last_run is None
+    assert store.list_jobs(pinned=True) == []
+    store.update_jobs(["c"], lambda j: j.copy_with(on_labels=["gpu"]))
+    assert [j.name for j in store.list_jobs(pinned=True, last_runs=False)] == ["c"]
 
 
 def test_open_and_recent_run_queries_use_indexes(tmp_path) -> None:

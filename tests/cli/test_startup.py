@@ -1,0 +1,141 @@
+"""Start-up stays lean (issue 13): what a command imports and builds, checked by what it does,
+never by how long it takes (speed is measured in bench/commands.py)."""
+
+from __future__ import annotations
+
+import gc
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+#: modules a read-only command must not import: process control, the planner, rich
+HEAVY = ("jobctl.executor", "jobctl.planner", "jobctl.runner", "rich", "typer.rich_utils")
+
+
+def _imports_after(home: Path, *argv: str, fancy: bool = False) -> tuple[set[str], str]:
+    """Run `jobctl ARGV` in a fresh interpreter; the HEAVY modules it imported, and stdout."""
+    code = (
+        "import sys\n"
+        "from jobctl import render\n"
+        f"render.fancy = lambda: {fancy}\n"
+        "from jobctl.__main__ import main\n"
+        f"rc = main({list(argv)!r})\n"
+        f"print('IMPORTED', sorted(m for m in sys.modules if m.startswith({HEAVY!r})))\n"
+        "sys.exit(rc)\n"
+    )
+    env = {**os.environ, "JOBCTL_HOME": str(home), "NO_COLOR": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    *out, last = done.stdout.rstrip("\n").split("\n")
+    assert last.startswith("IMPORTED ")
+    return set(eval(last.removeprefix("IMPORTED "))), "\n".join(out)
+
+
+@pytest.mark.parametrize(
+    "argv", [("list",), ("status",), ("history", "--limit", "5"), ("dead",), ("logs", "a")]
+)
+def test_read_commands_import_no_process_control_nor_rich(cli, home: Path, argv) -> None:
+    assert cli("add", "a", "--cron", "*/5 * * * *", "--", "true").code == 0
+    assert cli("run", "a").code == 0
+    imported, _ = _imports_after(home, *argv)
+    assert imported == set()
+
+
+def test_tables_on_a_terminal_are_coloured_without_rich(cli, home: Path) -> None:
+    assert cli("add", "ok", "--every", "1h", "--", "true").code == 0
+    assert cli("run", "ok").code == 0
+    imported, out = _imports_after(home, "list", fancy=True)
+    assert "rich" not in imported
+    header, row = out.split("\n")
+    assert header.startswith("\x1b[1mNAME")  # bold headers
+    assert "\x1b[32msucceeded" in row and "\x1b[32mactive" in row  # statuses in colour
+
+
+def test_coloured_and_plain_tables_have_one_layout(monkeypatch: pytest.MonkeyPatch, capsys):
+    import re
+
+    from jobctl import render
+
+    rows = [["a", "failed 2m ago", "active"], ["bb", "succeeded now", "paused"]]
+    monkeypatch.setattr(render, "fancy", lambda: False)
+    render.table(["NAME", "LAST", "STATE"], rows, styles={1: "status", 2: "status"})
+    plain = capsys.readouterr().out
+    monkeypatch.setattr(render, "fancy", lambda: True)
+    render.table(["NAME", "LAST", "STATE"], rows, styles={1: "status", 2: "status"})
+    coloured = capsys.readouterr().out
+    assert coloured != plain and "\x1b[31mfailed" in coloured and "\x1b[33mpaused" in coloured
+    assert re.sub(r"\x1b\[[0-9;]*m", "", coloured) == plain
+
+
+def test_a_command_builds_only_its_own_options(cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """typer converts the parameters of every registered command on each call: a run of
+    `list` builds `list` alone (not add's and edit's thirty options)."""
+    import typer
+
+    built: list[list[str]] = []
+    real = typer.main.get_command
+
+    def spy(app: typer.Typer):  # type: ignore[no-untyped-def]
+        command = real(app)
+        built.append(sorted(getattr(command, "commands", {})))
+        return command
+
+    monkeypatch.setattr(typer.main, "get_command", spy)
+    assert cli("list").code == 0
+    assert built == [["list"]]
+    assert cli("add", "x", "--every", "1h", "--", "true").code == 0
+    assert built[-1] == ["add"]
+    assert cli("service", "--help").code == 0  # help builds every command and group
+    from jobctl.cli import VERBS
+
+    assert set(built[-1]) == set(VERBS)
+    assert "edit" in cli("--help").out  # help still lists every command
+    assert cli("lis").code == 2  # and an unknown one still gets its suggestion
+
+
+@pytest.mark.parametrize(
+    ("argv", "long"),
+    [
+        (["list"], False),
+        (["--home", "/x", "status"], False),
+        (["status", "--watch"], True),
+        (["status", "-w"], True),
+        (["logs", "a", "--follow"], True),
+        (["runner"], True),
+        (["--home", "/x", "runner", "--once"], True),
+        (["run", "a"], True),
+        (["add", "a", "--", "tail", "-f", "x"], False),  # a job's own flag is not jobctl's
+    ],
+)
+def test_long_running_commands_collect_garbage(argv: list[str], long: bool) -> None:
+    from jobctl.cli import _long_running, _verb_index
+
+    i = _verb_index(argv)
+    assert _long_running(argv[i], argv[i + 1 :]) is long
+
+
+def test_console_entry_exits_with_the_code_and_whole_output(cli, home: Path) -> None:
+    """`main()` as the console script leaves with os._exit: output flushed first, the exit
+    code kept, a closed pipe not reported as an error."""
+    for i in range(300):
+        assert cli("add", f"j{i}", "--every", "1h", "--", "true").code == 0
+    env = {**os.environ, "JOBCTL_HOME": str(home)}
+    cmd = [sys.executable, "-m", "jobctl"]
+    listing = subprocess.run([*cmd, "list"], env=env, capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0 and len(listing.stdout.splitlines()) == 301
+    missing = subprocess.run([*cmd, "show", "nope"], env=env, capture_output=True, text=True)
+    assert missing.returncode == 4 and missing.stderr == "jobctl: no job named 'nope'\n"
+    head = subprocess.run(
+        f"{sys.executable} -m jobctl list | head -1; exit ${{PIPESTATUS[0]}}",
+        shell=True, executable="/bin/bash", env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    assert head.stdout.startswith("NAME") and head.stderr == "" and head.returncode == 0
+    code = "import gc, sys; from jobctl.__main__ import main; main(['list']); print(gc.isenabled())"
+    inproc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    assert inproc.stdout.endswith("True\n")  # called with a list (tests): nothing changed
+    assert gc.isenabled()
