@@ -55,6 +55,10 @@ from jobctl.store.rows import (
 )
 
 CONNECT_TIMEOUT_S = 5
+#: opening a store: a server that refuses us (restarting) is asked again this often until
+#: CONNECT_TIMEOUT_S has passed; SPEC: a command exits 1 when the database "cannot be reached
+#: within a connect timeout (5 s)", not at the first refusal
+RECONNECT_STEP_S = 0.2
 LOCK_TIMEOUT_S = 60.0  # how long a write waits for a row another transaction holds
 #: a connection whose server stopped answering (network cut, blackholed) fails after about
 #: this long instead of the kernel's minutes: sent data unacknowledged (tcp_user_timeout),
@@ -107,6 +111,17 @@ def _one_line(exc: BaseException, secret: str | None) -> str:
     return text
 
 
+def _not_yet(exc: psycopg.Error) -> bool:
+    """Whether `exc` says the server is not there yet (refused, closed on us, starting up or
+    shutting down: a restart) rather than that it said no (authentication, no database)."""
+    if getattr(exc, "sqlstate", None) == "57P03":  # cannot_connect_now
+        return True
+    text = str(exc).lower()
+    return getattr(exc, "sqlstate", None) is None and any(
+        w in text for w in ("refused", "closed the connection", "starting up", "shutting down")
+    )
+
+
 def describe_url(url: str) -> tuple[str, str | None]:
     """(the store as shown to users: postgresql://user@host:port/db, never the password;
     the password, to scrub from messages)."""
@@ -147,12 +162,17 @@ class PostgresStore:
         #: LISTENs for other connections' commits (changed(), wait_for_change()): its own
         #: connection, so that queries of the runner's threads never consume notifications
         self._listener: psycopg.Connection[Any] | None = None
-        try:
-            self._connect()
-        except psycopg.Error as exc:
-            raise StoreError(
-                f"cannot open store {self.where}: {_one_line(exc, self._secret)}"
-            ) from None
+        deadline = time.monotonic() + connect_timeout_s
+        while True:  # a server restarting refuses us for a moment: "within the timeout"
+            try:
+                self._connect()
+                break
+            except psycopg.Error as exc:
+                if not _not_yet(exc) or time.monotonic() + RECONNECT_STEP_S > deadline:
+                    raise StoreError(
+                        f"cannot open store {self.where}: {_one_line(exc, self._secret)}"
+                    ) from None
+                time.sleep(RECONNECT_STEP_S)
 
     def _open(self) -> psycopg.Connection[dict[str, Any]]:
         return psycopg.connect(
