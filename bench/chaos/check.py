@@ -353,6 +353,10 @@ def check(ev: Evidence) -> Report:
     rep.figures["attempt completed, then retried (at-least-once)"] = sum(
         1 for e in effects if (e.key, e.attempt - 1) in done_first
     )
+    exits = [f"{host}: {r['how']}" for host, recs in ev.runners.items() for r in recs
+             if str(r.get("how", "")).startswith("exited by itself")]  # fmt: skip
+    rep.figures["runners that exited by themselves"] = len(exits)
+    rep.details["runners that exited by themselves (restarted after 5 s)"] = exits
     for kind in KINDS:
         fs = [f for f in ev.faults if f.kind == kind and f.started is not None]
         tk = [t for t in rep.takeovers if t["kind"] == kind]

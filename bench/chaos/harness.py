@@ -437,6 +437,7 @@ def _carry_out(
     for at, _, what, f in [*events, (s.duration, -1, "stop", None)]:  # type: ignore[list-item]
         while (left := start + at - time.time()) > 0:
             time.sleep(min(left, 1.0))
+            _supervise(hosts, log)
             if time.time() - start >= next_count:
                 n = sum(_lines(p) for p in (folder / "effects").glob("*.effects"))
                 log(f"{n} side-effect lines so far")
@@ -444,6 +445,22 @@ def _carry_out(
         if what == "stop":
             return
         _act(f, what, hosts, cluster, log)
+
+
+def _supervise(hosts: dict[str, Host], log: Log) -> None:
+    """Play systemd (jobctl's unit: Restart=on-failure, RestartSec=5s) for a runner that
+    exited by itself: noted in its history, started again 5 s later."""
+    for h in hosts.values():
+        if h.proc is None or h.alive() or h.history[-1]["ended"] is not None:
+            continue
+        rec = h.history[-1]
+        if not rec.get("how"):
+            rec["how"] = f"exited by itself (exit {h.proc.returncode})"
+            rec["exited"] = time.time()
+            log(f"{h.name}'s runner {rec['how']}; restarting it in 5 s, as its unit would")
+        elif time.time() - rec["exited"] >= 5.0:
+            rec["ended"] = rec["exited"]
+            log(f"{h.name} started again by the supervisor (pid {h.start()})")
 
 
 def _act(f: Fault, what: str, hosts: dict[str, Host], cluster: Any, log: Log) -> None:
