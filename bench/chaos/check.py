@@ -7,9 +7,11 @@ rule the issue gives, the lease margin after a frozen runner wakes):
   once (two start lines);
 - overlaps: two attempts of one fire running at once, two runs of an `--overlap skip` job, or
   of a mutex group, running at once (by the side effects' start and end times). An overlap is
-  excused only while a runner that one of the two executions belongs to was frozen (SIGSTOP)
-  longer than its lease, and only when it ends within the margin (lease/2, the self-fencing
-  deadline) after that runner woke; excused overlaps are listed with their lengths;
+  excused only in the README's two limits, and only when it ends within the margin (lease/2,
+  the self-fencing deadline) after the limit ends: a runner that one of the two executions
+  belongs to was frozen (SIGSTOP) longer than its lease (until it wakes), or the earlier
+  execution is the orphan of a runner killed -9 (until a runner starts on its machine again);
+  excused overlaps are listed with their lengths;
 - lost fires: a fire due in the window, while at least one runner was healthy (not killed,
   stopped or cut off, and the database up), with no run at all in the history (not even a
   skipped or abandoned one) and no side effect;
@@ -204,24 +206,35 @@ def check(ev: Evidence) -> Report:
         if jobs.get(j, {}).get("overlap") == "skip"
     ]
     pairs += [("mutex group", v) for v in by_mutex.values()]
-    frozen = [f for f in ev.faults if f.kind == "stop-long" and f.started is not None]
+    # README's two limits: a runner frozen longer than its lease, and a runner killed -9 whose
+    # jobs run on until a runner starts on that machine again (or they end by themselves)
+    limits = [f for f in ev.faults if f.kind in ("stop-long", "kill") and f.started is not None]
     for what, group in pairs:
         for a, b in _overlapping(group):
             o = Overlap(what, a, b, max(a.start, b.start), min(a.stop, b.stop))
-            for f in frozen:
+            for f in limits:
                 fa, fb = fault_span(f)
-                if f.target in (a.host, b.host) and o.begin <= fb + margin and o.finish >= fa:
+                left = a if a.start <= b.start else b  # the one that ran first: the orphan
+                if (f.kind == "stop-long" and f.target in (a.host, b.host)
+                        and o.begin <= fb + margin and o.finish >= fa) or (
+                        f.kind == "kill" and left.host == f.target and left.start <= fa
+                        and o.begin >= fa):  # fmt: skip
                     o.excused_by, o.after_wake = f, o.finish - fb
                     break
             rep.overlaps.append(o)
     bad = [o for o in rep.overlaps if o.excused_by is None or (o.after_wake or 0) > margin]
-    rep.verdicts["overlaps (not excused by a long freeze)"] = len(bad)
-    rep.details["overlaps (not excused by a long freeze)"] = [_show_overlap(o) for o in bad]
+    rep.verdicts["overlaps (outside the two documented limits)"] = len(bad)
+    rep.details["overlaps (outside the two documented limits)"] = [_show_overlap(o) for o in bad]
     excused = [o for o in rep.overlaps if o not in bad]
-    rep.details["overlaps while a runner was frozen longer than its lease"] = [
+    rep.details["overlaps in README's limits (frozen or killed runner), each ended in time"] = [
         _show_overlap(o) for o in excused
     ]
-    rep.figures["overlaps excused (frozen runner)"] = len(excused)
+    rep.figures["overlaps excused (frozen runner)"] = sum(
+        1 for o in excused if o.excused_by is not None and o.excused_by.kind == "stop-long"
+    )
+    rep.figures["overlaps excused (killed runner's orphan)"] = sum(
+        1 for o in excused if o.excused_by is not None and o.excused_by.kind == "kill"
+    )
 
     # lost fires
     recorded = {(r["job"], round(r["scheduled_for"] * 1000)) for r in runs}
@@ -393,7 +406,9 @@ def _overlapping(group: list[Execution]) -> list[tuple[Execution, Execution]]:
 def _show_overlap(o: Overlap) -> str:
     why = ""
     if o.excused_by is not None:
-        why = f"; {o.excused_by.target} frozen, ended {o.after_wake:+.2f} s after it woke"
+        what = "woke" if o.excused_by.kind == "stop-long" else "was started again"
+        f = o.excused_by
+        why = f"; {f.target} {f.kind}, ended {o.after_wake:+.2f} s after it {what}"
     return (
         f"{o.what}: {o.a.key}#{o.a.attempt}@{o.a.host} and {o.b.key}#{o.b.attempt}@"
         f"{o.b.host} for {o.length:.2f} s from {_hms(o.begin)}{why}"

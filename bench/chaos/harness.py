@@ -87,7 +87,8 @@ class JobSpec:
 
 def job_mix(rng: random.Random, ticks: int, lease_s: float) -> list[JobSpec]:
     """`ticks` jobs every second (short, overlap allow, one retry), three long ones with
-    --overlap skip, three sharing a mutex, three failing ones with retries."""
+    --overlap skip (3 s, as issue 9's), one slower than the lease, three sharing a mutex,
+    three failing ones with retries."""
     jobs = [
         JobSpec(
             f"tick-{i:02d}",
@@ -102,6 +103,9 @@ def job_mix(rng: random.Random, ticks: int, lease_s: float) -> list[JobSpec]:
     ]
     long_s = round(min(3.0, 0.6 * lease_s), 2)  # shorter than the lease (see docs/chaos.md)
     jobs += [JobSpec(f"long-{i}", "long", "* * * * * *", long_s, "skip", 1, "0s") for i in range(3)]
+    # longer than the lease: what a freeze or a kill -9 leaves running when the others take
+    # over (README's two limits), measured rather than avoided
+    jobs.append(JobSpec("slow-0", "slow", "* * * * * *", round(1.5 * lease_s, 2), "skip", 1, "0s"))
     jobs += [
         JobSpec(f"mx-{i}", "mutex", "*/2 * * * * *", 0.7, "skip", 1, "0s", mutex="chaos")
         for i in range(3)
