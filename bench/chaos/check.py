@@ -366,6 +366,16 @@ def check(ev: Evidence) -> Report:
     rep.figures["attempt completed, then retried (at-least-once)"] = sum(
         1 for e in effects if (e.key, e.attempt - 1) in done_first
     )
+    rep.details["fleet-wide stalls (no execution started for 2 s or more, a runner healthy)"] = [
+        f"{a - ev.meta.get('t0', 0):.0f}-{b - ev.meta.get('t0', 0):.0f} s ({b - a:.0f} s): "
+        + ", ".join(
+            f.describe()
+            for f in ev.faults
+            if f.started is not None and fault_span(f)[0] - 1 <= b and a <= fault_span(f)[1] + 1
+        )
+        for a, b in stalls(ev)
+    ]
+    rep.figures["fleet-wide stalls of 2 s or more"] = len(stalls(ev))
     exits = [f"{host}: {r['how']}" for host, recs in ev.runners.items() for r in recs
              if str(r.get("how", "")).startswith("exited by itself")]  # fmt: skip
     rep.figures["runners that exited by themselves"] = len(exits)
@@ -384,6 +394,27 @@ def check(ev: Evidence) -> Report:
             "overlaps not excused": sum(1 for o in bad if _during(o, fs, lease)),
         }
     return rep
+
+
+def stalls(ev: Evidence, least: int = 2) -> list[tuple[float, float]]:
+    """Spans of whole seconds of the window in which no execution started anywhere although
+    some runner was healthy (a figure: how far one runner's trouble holds up the others)."""
+    w0, w1 = ev.meta.get("window_start"), ev.meta.get("window_end")
+    if w0 is None or w1 is None:
+        return []
+    started = {int(e.start) for e in ev.effects}
+    hosts = ev.meta.get("hosts", [])
+    out: list[tuple[float, float]] = []
+    run: list[int] = []
+    for sec in [*range(int(w0), int(w1)), -1]:
+        idle = sec >= 0 and sec not in started and any(healthy(ev, h, sec + 0.5) for h in hosts)
+        if idle:
+            run.append(sec)
+            continue
+        if len(run) >= least:
+            out.append((float(run[0]), float(run[-1] + 1)))
+        run = []
+    return out
 
 
 def _during(o: Overlap, fs: list[Fault], lease: float) -> bool:
