@@ -9,7 +9,8 @@ machine whose clock is off still fires on time).
   claiming and terminates its job processes (self-fencing), so that by the time its lease
   expires and another runner takes the runs over, nothing of ours still runs. A watchdog
   thread with no I/O of its own does this, so a renewal stuck in a dead connection cannot
-  delay it.
+  delay it. A failed renewal is tried again after 0.1 s, doubling to 1 s (a database restart
+  breaks the connection: the next renewal reconnects).
 - Renewal answers that the lease had expired (the runner was frozen, or cut off longer than
   the lease): its runs are, or will be, taken over; the runner terminates what it still runs
   (their ends are refused: fencing), re-registers under a new epoch, and carries on.
@@ -27,6 +28,16 @@ from jobctl.store.base import Store
 
 if TYPE_CHECKING:
     from jobctl.runner.loop import Runner
+
+
+#: after a failed renewal the next one comes this soon, doubling up to a second (a connection
+#: broken by a database restart fails at once, and its reconnection succeeds a moment later)
+RETRY_FIRST_S = 0.1
+
+
+def retry_delay(failures: int, interval_s: float) -> float:
+    """How long to wait before the next renewal after `failures` failed ones in a row."""
+    return min(interval_s, 1.0, RETRY_FIRST_S * 2 ** (failures - 1))
 
 
 class LeaseKeeper:
@@ -61,10 +72,11 @@ class LeaseKeeper:
         return self.r._stopped.is_set()
 
     def _renew_loop(self) -> None:
+        failures = 0
         while not self._done():
             ok = self.renew()
-            # after a failure, try again soon: the watchdog's deadline is lease/2
-            delay = self.interval_s if ok else min(1.0, self.interval_s)
+            failures = 0 if ok else failures + 1
+            delay = self.interval_s if ok else retry_delay(failures, self.interval_s)
             with self._cond:
                 self._cond.wait(delay)
 
