@@ -1,7 +1,9 @@
 """The lease keeper (runner/lease.py) against a fake runner and store: when it renews, when
 it fences. Found by the chaos suite (issue 10): every runner fenced itself, terminating all
 its running jobs, after a 0.2 s database restart (its renewal found the connection broken and
-tried again only a second later, past lease/2)."""
+tried again only a second later, past lease/2), and after a SIGSTOP shorter than the lease
+(the watchdog woke past its deadline and fenced before the renewal thread, frozen with it,
+could renew a lease that still held)."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import time
 import pytest
 
 from jobctl.errors import StoreError
-from jobctl.runner.lease import LeaseKeeper, retry_delay
+from jobctl.runner.lease import LeaseKeeper, overslept_s, retry_delay
 from tests.waiting import wait_for
 
 
@@ -78,6 +80,31 @@ def keeper(lease_s: float = 6.0, last_ok: float = 100.0) -> LeaseKeeper:
     k = LeaseKeeper(FakeRunner(lease_s), FakeStore())  # type: ignore[arg-type]
     k.last_ok = last_ok
     return k
+
+
+@pytest.mark.parametrize(
+    ("now", "expected", "decision"),
+    [
+        (101.0, 101.0, ("wait", 2.0)),  # before the deadline (lease/2 = 3 s after 100)
+        (103.1, 103.0, ("fence", 0.0)),  # on time past the deadline: renewals failed: fence
+        (103.1, None, ("fence", 0.0)),  # after a grace already given
+        (106.0, 101.0, ("grace", 1.0)),  # woke 5 s late: frozen; the renewal tries first
+        (103.3, 102.9, ("fence", 0.0)),  # 0.4 s late is not a freeze (< 0.6 s)
+    ],
+    ids=["early", "on_time", "after_grace", "frozen", "slightly_late"],
+)
+def test_the_watchdog_fences_on_time_but_lets_a_frozen_runner_renew_first(
+    now: float, expected: float | None, decision: tuple[str, float]
+) -> None:
+    assert overslept_s(6.0) == pytest.approx(0.6)
+    what, seconds = keeper().watch_step(now, expected)
+    assert (what, round(seconds, 3)) == decision
+
+
+def test_a_fenced_watchdog_only_waits() -> None:
+    k = keeper()
+    k.fenced = True
+    assert k.watch_step(200.0, 101.0) == ("wait", 2.0)
 
 
 class RecordingCondition(threading.Condition):
