@@ -29,6 +29,7 @@ job's own first timestamp - scheduled_for); counts per fault kind; fires per sec
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from collections import Counter, defaultdict
@@ -73,6 +74,7 @@ class Evidence:
     effects: list[Execution]
     history: list[dict[str, Any]]
     end: dict[str, Any]
+    fences: list[tuple[str, float]] = field(default_factory=list)  # (host, time) from the logs
 
 
 @dataclass
@@ -137,7 +139,21 @@ def load(folder: Path) -> Evidence:
         effects=parse_effects(lines),
         history=read("history.json", []),
         end=read("end.json", {}),
+        fences=_fences(folder),
     )
+
+
+def _fences(folder: Path) -> list[tuple[str, float]]:
+    """When each runner fenced itself, by its log (`YYYY-MM-DD HH:MM:SS.mmm error   fenced:`,
+    the runners log in UTC)."""
+    out = []
+    for log in sorted(folder.glob("h*.log")):
+        for line in log.read_text(errors="replace").splitlines():
+            if line[24:].startswith("error") and "fenced:" in line:
+                with contextlib.suppress(ValueError):
+                    t = datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f")
+                    out.append((log.stem, t.replace(tzinfo=UTC).timestamp()))
+    return out
 
 
 def fault_span(f: Fault) -> tuple[float, float]:
@@ -376,6 +392,22 @@ def check(ev: Evidence) -> Report:
         for a, b in stalls(ev)
     ]
     rep.figures["fleet-wide stalls of 2 s or more"] = len(stalls(ev))
+    fences = ev.fences
+    explained = [
+        (h, t) for h, t in fences
+        if any(f.target == h and f.kind in ("stop-long", "cut-long") and f.started is not None
+               and fault_span(f)[0] <= t <= fault_span(f)[1] + lease for f in ev.faults)
+    ]  # fmt: skip
+    rep.figures["self-fencings (runners' logs)"] = len(fences)
+    rep.figures["self-fencings without a long cut or freeze of that runner"] = len(fences) - len(
+        explained
+    )
+    rep.details["self-fencings without a long cut or freeze of that runner"] = [
+        f"{h} at {t - ev.meta.get('t0', 0):.1f} s: "
+        + (", ".join(f.describe() for f in ev.faults if f.started is not None
+                     and fault_span(f)[0] - 1 <= t <= fault_span(f)[1] + lease) or "no fault")
+        for h, t in fences if (h, t) not in explained
+    ]  # fmt: skip
     exits = [f"{host}: {r['how']}" for host, recs in ev.runners.items() for r in recs
              if str(r.get("how", "")).startswith("exited by itself")]  # fmt: skip
     rep.figures["runners that exited by themselves"] = len(exits)
