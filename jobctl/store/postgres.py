@@ -349,10 +349,18 @@ class PostgresStore:
         sets = ", ".join(f"{c} = %({c})s" for c in JOB_COLUMNS if c != "name")
         out: list[Job] = []
         with self._tx() as conn:
+            # every row locked at once, in name order (as fire_all does): two transactions
+            # locking the same jobs in different orders deadlock (`pause b a` against a
+            # runner recording fires of a and b)
+            rows = {
+                r["name"]: r
+                for r in conn.execute(
+                    "SELECT * FROM jobs WHERE name = ANY(%s) ORDER BY name FOR UPDATE",
+                    [sorted(set(names))],
+                )
+            }
             for name in names:
-                row = conn.execute(
-                    "SELECT * FROM jobs WHERE name = %s FOR UPDATE", [name]
-                ).fetchone()
+                row = rows.get(name)
                 if row is None:
                     raise NotFoundError(f"no job named {name!r}")
                 job = change(self._with_last_runs(conn, [_job(row)])[0])
@@ -400,9 +408,14 @@ class PostgresStore:
         return self.fire_all([Fire(job, runs, next_run_at, job_changes)])[0]
 
     def fire_all(self, fires: Sequence[Fire]) -> list[list[Run]]:
-        out: list[list[Run]] = []
+        out: list[list[Run]] = [[] for _ in fires]
+        # job rows are locked in name order, whatever the order of `fires` (due time): two
+        # runners, or a runner and a command, locking the same jobs in different orders
+        # deadlock (see update_jobs)
+        order = sorted(range(len(fires)), key=lambda i: fires[i].job.name)
         with self._tx() as conn:
-            for job, runs, next_run_at, job_changes in fires:
+            for i in order:
+                job, runs, next_run_at, job_changes = fires[i]
                 runs = fresh_fires(job, runs)
                 changes = {"next_run_at": next_run_at, **job_changes}
                 mark = fired_mark(job, runs)
@@ -421,13 +434,12 @@ class PostgresStore:
                     params,
                 )
                 if cur.rowcount == 0:
-                    out.append([])  # another runner fired it, or the job changed since read
-                    continue
+                    continue  # another runner fired it, or the job changed since read
                 conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
                 inserted = [self._insert_run(conn, run, conflict) for run in runs]
                 if any(r.status == "skipped" for r in runs):  # skipped runs never finish
                     self._retain(conn, job.name, job.keep_runs)
-                out.append([r for r in inserted if r is not None])
+                out[i] = [r for r in inserted if r is not None]
         return out
 
     def add_run(self, run: Run) -> Run:
