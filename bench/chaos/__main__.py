@@ -8,6 +8,7 @@ Exit status: 0 when every verdict is 0, 1 when one is not, 2 when the run could 
 from __future__ import annotations
 
 import argparse
+import json
 import random
 import sys
 import tempfile
@@ -76,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     rep = check.check(ev)
     text = report.render(ev, rep)
     (folder / "summary.md").write_text(text)
+    (folder / "verdicts.json").write_text(json.dumps(rep.verdicts, indent=1) + "\n")
     print(text)
     if args.picture:
         report.picture(ev, rep, args.picture)

@@ -106,9 +106,11 @@ def job_mix(rng: random.Random, ticks: int, lease_s: float) -> list[JobSpec]:
     jobs += [JobSpec(f"long-{i}", "long", "* * * * * *", long_s, "skip", 1, "0s") for i in range(3)]
     # longer than the lease: what a freeze or a kill -9 leaves running when the others take
     # over (README's two limits), measured rather than avoided
-    # (three: most of the time each runner holds one when its fault comes)
+    # (three of 2, 2.5 and 3 leases, so that they drift apart and onto different runners)
     jobs += [
-        JobSpec(f"slow-{i}", "slow", "* * * * * *", round(1.5 * lease_s, 2), "skip", 1, "0s")
+        JobSpec(
+            f"slow-{i}", "slow", "* * * * * *", round((2 + i / 2) * lease_s, 2), "skip", 1, "0s"
+        )
         for i in range(3)
     ]
     jobs += [
@@ -437,7 +439,7 @@ def _carry_out(
     db: str,
 ) -> None:
     """Each fault at its time, and its end its length after it was carried out; until
-    s.duration. A kill or a long freeze first waits (at most 0.8 lease) for its runner to
+    s.duration. A kill or a long freeze first waits (at most 1.2 leases) for its runner to
     have just started a job slower than the lease, so that the README's two limits happen."""
     events: list[tuple[float, int, str, Fault | None]] = [(f.at, i, "begin", f) for i, f in
                                                           enumerate(faults)]  # fmt: skip
@@ -463,20 +465,20 @@ def _carry_out(
 
 
 def _aim(db: str, host: str, lease_s: float, log: Log) -> None:
-    """Wait (at most 0.8 lease) until `host` runs a slow-* job started less than 0.3 lease
-    ago: one that outlives the runner's lease after a kill or a freeze."""
+    """Wait (at most 1.2 leases) until `host` runs a slow-* job (2-3 leases long) started
+    less than 1.2 leases ago: one that outlives the runner's lease after a kill or a freeze."""
     waited = time.time()
 
     def ready() -> bool:
         return bool(_sql(db, "SELECT 1 FROM runs WHERE status = 'running' AND host = %s "
                          "AND job LIKE 'slow-%%' AND started_at > %s",
-                         [host, int((time.time() - 0.3 * lease_s) * 1000)]))  # fmt: skip
+                         [host, int((time.time() - 1.2 * lease_s) * 1000)]))  # fmt: skip
 
-    if _wait(ready, 0.8 * lease_s, step=0.1):
+    if _wait(ready, 1.2 * lease_s, step=0.1):
         log(f"{host} has just started a job slower than the lease "
             f"(waited {time.time() - waited:.1f} s)")  # fmt: skip
     else:
-        log(f"{host} started no job slower than the lease within {0.8 * lease_s:g} s; going on")
+        log(f"{host} started no job slower than the lease within {1.2 * lease_s:g} s; going on")
 
 
 def _supervise(hosts: dict[str, Host], log: Log) -> None:
