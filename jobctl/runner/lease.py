@@ -44,8 +44,10 @@ def retry_delay(failures: int, interval_s: float) -> float:
 
 def overslept_s(lease_s: float) -> float:
     """A watchdog waking later than this past its time was frozen (SIGSTOP, a VM paused)
-    or starved of CPU, and so was the renewal thread."""
-    return max(0.5, lease_s / 10)
+    or starved of CPU, and so was the renewal thread. Small: a grace given to a watchdog
+    merely late costs at most min(1 s, lease/6) before the fence, which still comes before
+    the lease can expire (lease/2 + lease/6 + the kill grace lease/4 < lease)."""
+    return min(0.25, lease_s / 12)
 
 
 class LeaseKeeper:

@@ -89,14 +89,15 @@ def keeper(lease_s: float = 6.0, last_ok: float = 100.0) -> LeaseKeeper:
         (103.1, 103.0, ("fence", 0.0)),  # on time past the deadline: renewals failed: fence
         (103.1, None, ("fence", 0.0)),  # after a grace already given
         (106.0, 101.0, ("grace", 1.0)),  # woke 5 s late: frozen; the renewal tries first
-        (103.3, 102.9, ("fence", 0.0)),  # 0.4 s late is not a freeze (< 0.6 s)
+        (103.1, 102.9, ("fence", 0.0)),  # 0.2 s late is not a freeze (< 0.25 s)
+        (104.0, 103.0, ("grace", 1.0)),  # 1 s late: a 3 s freeze that began before the deadline
     ],
-    ids=["early", "on_time", "after_grace", "frozen", "slightly_late"],
+    ids=["early", "on_time", "after_grace", "frozen", "slightly_late", "late"],
 )
 def test_the_watchdog_fences_on_time_but_lets_a_frozen_runner_renew_first(
     now: float, expected: float | None, decision: tuple[str, float]
 ) -> None:
-    assert overslept_s(6.0) == pytest.approx(0.6)
+    assert overslept_s(6.0) == pytest.approx(0.25)
     what, seconds = keeper().watch_step(now, expected)
     assert (what, round(seconds, 3)) == decision
 
