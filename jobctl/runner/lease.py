@@ -9,7 +9,10 @@ machine whose clock is off still fires on time).
   claiming and terminates its job processes (self-fencing), so that by the time its lease
   expires and another runner takes the runs over, nothing of ours still runs. A watchdog
   thread with no I/O of its own does this, so a renewal stuck in a dead connection cannot
-  delay it.
+  delay it. A failed renewal is tried again after 0.1 s, doubling to 1 s (a database restart
+  breaks the connection: the next renewal reconnects). A watchdog that itself woke far past
+  its deadline (the process was frozen shorter than the lease) lets the renewal thread try
+  once, briefly, before it fences: the lease may still hold.
 - Renewal answers that the lease had expired (the runner was frozen, or cut off longer than
   the lease): its runs are, or will be, taken over; the runner terminates what it still runs
   (their ends are refused: fencing), re-registers under a new epoch, and carries on.
@@ -27,6 +30,24 @@ from jobctl.store.base import Store
 
 if TYPE_CHECKING:
     from jobctl.runner.loop import Runner
+
+
+#: after a failed renewal the next one comes this soon, doubling up to a second (a connection
+#: broken by a database restart fails at once, and its reconnection succeeds a moment later)
+RETRY_FIRST_S = 0.1
+
+
+def retry_delay(failures: int, interval_s: float) -> float:
+    """How long to wait before the next renewal after `failures` failed ones in a row."""
+    return min(interval_s, 1.0, RETRY_FIRST_S * 2 ** (failures - 1))
+
+
+def overslept_s(lease_s: float) -> float:
+    """A watchdog waking later than this past its time was frozen (SIGSTOP, a VM paused)
+    or starved of CPU, and so was the renewal thread. Small: a grace given to a watchdog
+    merely late costs at most min(1 s, lease/6) before the fence, which still comes before
+    the lease can expire (lease/2 + lease/6 + the kill grace lease/4 < lease)."""
+    return min(0.25, lease_s / 12)
 
 
 class LeaseKeeper:
@@ -61,23 +82,45 @@ class LeaseKeeper:
         return self.r._stopped.is_set()
 
     def _renew_loop(self) -> None:
+        failures = 0
         while not self._done():
             ok = self.renew()
-            # after a failure, try again soon: the watchdog's deadline is lease/2
-            delay = self.interval_s if ok else min(1.0, self.interval_s)
+            failures = 0 if ok else failures + 1
+            delay = self.interval_s if ok else retry_delay(failures, self.interval_s)
             with self._cond:
                 self._cond.wait(delay)
 
     def _watchdog(self) -> None:
-        """Fence the runner once lease/2 has passed since the last successful renewal."""
+        """Fence the runner once lease/2 has passed since the last successful renewal, unless
+        this process itself was frozen past that deadline: then the renewal thread, frozen
+        with us, gets a short grace to renew first (the lease may well still hold)."""
+        expected: float | None = None  # when the watchdog's last wait was due to end
         while not self._done():
             with self._cond:
-                left = self.last_ok + self.r.lease_s / 2 - time.monotonic()
-                if left > 0 or self.fenced:
-                    self._cond.wait(max(0.05, left) if left > 0 else self.interval_s)
+                now = time.monotonic()
+                what, seconds = self.watch_step(now, expected)
+                if what == "wait":
+                    expected = now + seconds
+                    self._cond.wait(seconds)
+                    continue
+                if what == "grace":
+                    expected = None  # one grace per deadline: then fence if still not renewed
+                    since = self.last_ok
+                    self._cond.notify_all()  # the renewal thread: try now
+                    self._cond.wait_for(lambda s=since: self.last_ok != s or self._done(), seconds)
                     continue
             cut = time.monotonic() - self.last_ok
             self.fence(f"it could not renew its lease for {cut:.1f}s")
+
+    def watch_step(self, now: float, expected: float | None) -> tuple[str, float]:
+        """The watchdog's decision at `now` (monotonic), its last wait having been due to end
+        at `expected`: ("wait", s), ("grace", s) or ("fence", 0)."""
+        left = self.last_ok + self.r.lease_s / 2 - now
+        if left > 0 or self.fenced:
+            return "wait", (max(0.05, left) if left > 0 else self.interval_s)
+        if expected is not None and now - expected > overslept_s(self.r.lease_s):
+            return "grace", min(1.0, self.r.lease_s / 6)
+        return "fence", 0.0
 
     def fence(self, why: str) -> None:
         """Stop claiming and terminate our job processes before the lease can expire."""

@@ -68,6 +68,10 @@ from jobctl.store.rows import (
 )
 
 CONNECT_TIMEOUT_S = 5
+#: opening a store: a server that refuses us (restarting) is asked again this often until
+#: CONNECT_TIMEOUT_S has passed; SPEC: a command exits 1 when the database "cannot be reached
+#: within a connect timeout (5 s)", not at the first refusal
+RECONNECT_STEP_S = 0.2
 LOCK_TIMEOUT_S = 60.0  # how long a write waits for a row another transaction holds
 #: a connection whose server stopped answering (network cut, blackholed) fails after about
 #: this long instead of the kernel's minutes: sent data unacknowledged (tcp_user_timeout),
@@ -79,7 +83,11 @@ DB_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 #: claims take this transaction-level advisory lock: one claim at a time across the fleet,
 #: so the overlap and mutex checks of `pick` see every run the others have started (two
 #: transactions can never both pass them); claims are short, the lock is held for one
-CLAIM_LOCK_CALL = "pg_advisory_xact_lock(hashtextextended('jobctl claim ' || current_schema(), 0))"
+#: the fleet's claim lock, tried, never waited for: a claim in progress elsewhere (over a slow
+#: link, or frozen) must not hold every other runner's claim (found by the chaos suite)
+CLAIM_LOCK_CALL = (
+    "pg_try_advisory_xact_lock(hashtextextended('jobctl claim ' || current_schema(), 0))"
+)
 #: a runner's lease is held (the run's epoch, the runner's row, its expiry by the DB clock)
 LEASE_HELD = (
     f"EXISTS (SELECT 1 FROM runner w WHERE w.owner = %(_owner)s AND w.epoch = %(_epoch)s "
@@ -132,6 +140,17 @@ def _one_line(exc: BaseException, secret: str | None) -> str:
     return text
 
 
+def _not_yet(exc: psycopg.Error) -> bool:
+    """Whether `exc` says the server is not there yet (refused, closed on us, starting up or
+    shutting down: a restart) rather than that it said no (authentication, no database)."""
+    if getattr(exc, "sqlstate", None) == "57P03":  # cannot_connect_now
+        return True
+    text = str(exc).lower()
+    return getattr(exc, "sqlstate", None) is None and any(
+        w in text for w in ("refused", "closed the connection", "starting up", "shutting down")
+    )
+
+
 def describe_url(url: str) -> tuple[str, str | None]:
     """(the store as shown to users: postgresql://user@host:port/db, never the password;
     the password, to scrub from messages)."""
@@ -153,6 +172,7 @@ class PostgresStore:
     """The store shared by several machines: their commands and any number of runners."""
 
     shared = True  # several runners at once, under leases (SPEC 8); no runner file lock
+    claim_busy = False  # the last claim found another runner's claim in progress
 
     def __init__(
         self,
@@ -172,12 +192,17 @@ class PostgresStore:
         #: LISTENs for other connections' commits (changed(), wait_for_change()): its own
         #: connection, so that queries of the runner's threads never consume notifications
         self._listener: psycopg.Connection[Any] | None = None
-        try:
-            self._connect()
-        except psycopg.Error as exc:
-            raise StoreError(
-                f"cannot open store {self.where}: {_one_line(exc, self._secret)}"
-            ) from None
+        deadline = time.monotonic() + connect_timeout_s
+        while True:  # a server restarting refuses us for a moment: "within the timeout"
+            try:
+                self._connect()
+                break
+            except psycopg.Error as exc:
+                if not _not_yet(exc) or time.monotonic() + RECONNECT_STEP_S > deadline:
+                    raise StoreError(
+                        f"cannot open store {self.where}: {_one_line(exc, self._secret)}"
+                    ) from None
+                time.sleep(RECONNECT_STEP_S)
 
     def _open(self) -> psycopg.Connection[dict[str, Any]]:
         return psycopg.connect(
@@ -366,10 +391,18 @@ class PostgresStore:
         sets = ", ".join(f"{c} = %({c})s" for c in JOB_COLUMNS if c != "name")
         out: list[Job] = []
         with self._tx() as conn:
+            # every row locked at once, in name order (as fire_all does): two transactions
+            # locking the same jobs in different orders deadlock (`pause b a` against a
+            # runner recording fires of a and b)
+            rows = {
+                r["name"]: r
+                for r in conn.execute(
+                    "SELECT * FROM jobs WHERE name = ANY(%s) ORDER BY name FOR UPDATE",
+                    [sorted(set(names))],
+                )
+            }
             for name in names:
-                row = conn.execute(
-                    "SELECT * FROM jobs WHERE name = %s FOR UPDATE", [name]
-                ).fetchone()
+                row = rows.get(name)
                 if row is None:
                     raise NotFoundError(f"no job named {name!r}")
                 job = change(self._with_last_runs(conn, [_job(row)])[0])
@@ -418,13 +451,17 @@ class PostgresStore:
 
     def fire_all(self, fires: Sequence[Fire]) -> list[list[Run]]:
         """See Store.fire_all: the compare-and-sets go out in one round trip (pipeline),
-        then the runs of the fires that won in another."""
+        then the runs of the fires that won in another. Job rows are locked in name order,
+        whatever the order of `fires` (due time): two runners, or a runner and a command,
+        locking the same jobs in different orders deadlock (see update_jobs)."""
         conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
-        out: list[list[Run]] = []
+        order = sorted(range(len(fires)), key=lambda i: fires[i].job.name)
+        out: list[list[Run]] = [[] for _ in fires]
         with self._tx(pipelined=True) as conn:
             plans = []
             with conn.pipeline():
-                for job, runs, next_run_at, job_changes in fires:
+                for i in order:
+                    job, runs, next_run_at, job_changes = fires[i]
                     runs = fresh_fires(job, runs)
                     changes = {"next_run_at": next_run_at, **job_changes}
                     mark = fired_mark(job, runs)
@@ -442,25 +479,22 @@ class PostgresStore:
                         "AND fired_through IS NOT DISTINCT FROM %(_mark)s::bigint",
                         params,
                     )
-                    plans.append((job, runs, cur))
+                    plans.append((i, job, runs, cur))
             inserts = []
             with conn.pipeline():
-                for job, runs, cur in plans:
+                for i, job, runs, cur in plans:
                     if cur.rowcount == 0:
-                        inserts.append(None)  # another runner fired it, or the job changed
-                        continue
+                        continue  # another runner fired it, or the job changed
                     sql = _insert_sql("runs", list(RUN_COLUMNS), conflict)
-                    inserts.append([(run, conn.cursor().execute(sql, _row(RUN_COLUMNS, run)))
-                                    for run in runs])  # fmt: skip
+                    inserts.append((i, [(run, conn.cursor().execute(sql, _row(RUN_COLUMNS, run)))
+                                        for run in runs]))  # fmt: skip
                     if any(r.status == "skipped" for r in runs):  # skipped runs never finish
                         self._retain(conn, {job.name: job.keep_runs}, fetch=False)
-            for pending in inserts:
-                got: list[Run] = []
-                for run, cur in pending or ():
+            for i, pending in inserts:
+                for run, cur in pending:
                     row = cur.fetchone()
                     if row is not None:
-                        got.append(replace(run, id=row["id"]))
-                out.append(got)
+                        out[i].append(replace(run, id=row["id"]))
         return out
 
     def add_run(self, run: Run) -> Run:
@@ -580,7 +614,9 @@ class PostgresStore:
         """As SQLite's claim, one claim at a time across the fleet (CLAIM_LOCK_CALL), so that the
         overlap and mutex rules hold between machines; the queued runs offered are locked
         (FOR UPDATE SKIP LOCKED). With `epoch` (a runner's), nothing is claimed unless that
-        lease holds, and the runs claimed carry it (see finish_run)."""
+        lease holds, and the runs claimed carry it (see finish_run). While another claim holds
+        the fleet's claim lock, nothing is claimed and `claim_busy` is set: the caller tries
+        again shortly (that claim's commit also notifies)."""
         now_ms = to_ms(now)
         fence = {"_owner": owner, "_epoch": epoch}
         mine = "not_before <= %(now)s AND (owner IS NULL OR owner = %(owner)s)"
@@ -598,7 +634,7 @@ class PostgresStore:
         # (the server runs them in order: the reads see every claim committed before the lock)
         with self._tx(pipelined=True) as conn:
             held_cur = conn.cursor().execute(
-                f"SELECT {CLAIM_LOCK_CALL}, "
+                f"SELECT {CLAIM_LOCK_CALL} AS got, "
                 + (f"{LEASE_HELD} AS ok" if epoch is not None else "true AS ok"),
                 fence,
             )
@@ -617,8 +653,9 @@ class PostgresStore:
             )
             page_cur = conn.cursor().execute(page_sql(), args)
             held = held_cur.fetchone()
-            if not held or not held["ok"]:
-                return []  # fenced: the runner finds out at its next lease renewal
+            self.claim_busy = bool(held and not held["got"])
+            if not held or not held["got"] or not held["ok"]:
+                return []  # busy, or fenced (the runner finds out at its next lease renewal)
             running = [Run(job=r["job"], scheduled_for=0.0, status="running", id=r["id"])
                        for r in running_cur]  # fmt: skip
             queued = [_run(r) for r in replacing_cur]
