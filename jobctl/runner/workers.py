@@ -55,8 +55,9 @@ if TYPE_CHECKING:
 PIDS_WAIT_S = 0.05
 #: what may wait that long: pids, start times and start lines (never an end or output)
 CAN_WAIT = frozenset({"spawned", "settled", "started"})
-#: a claim that found another runner's claim in progress is tried again this much later
-CLAIM_AGAIN_S = 0.02
+#: a claim that found other runners' claims in progress all along (the store tried for a
+#: while) is tried again this much later, by the loop
+CLAIM_AGAIN_S = 0.1
 #: what ends a run's stay in the pool
 ENDING = frozenset({"outcome", "final", "error", "requeue"})
 

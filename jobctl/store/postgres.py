@@ -602,7 +602,28 @@ class PostgresStore:
 
     CLAIM_PAGE = 1  # first page of queued runs looked at (one per free worker), doubling
 
+    #: a claim that finds the fleet's claim lock held tries again this often, this many times
+    #: (a claim holds it a few ms): a short wait, never one behind a stuck claim
+    CLAIM_TRIES, CLAIM_RETRY_S = 10, 0.005
+
     def claim(
+        self,
+        owner: str,
+        host: str,
+        now: float,
+        limit: int,
+        pick: Picker,
+        epoch: int | None = None,
+    ) -> list[tuple[Run, Job]]:
+        """See _claim_once; while the claim lock is busy, tried again CLAIM_TRIES times."""
+        for _ in range(self.CLAIM_TRIES - 1):
+            got = self._claim_once(owner, host, now, limit, pick, epoch)
+            if not self.claim_busy:
+                return got
+            time.sleep(self.CLAIM_RETRY_S)
+        return self._claim_once(owner, host, now, limit, pick, epoch)
+
+    def _claim_once(
         self,
         owner: str,
         host: str,
@@ -615,8 +636,8 @@ class PostgresStore:
         overlap and mutex rules hold between machines; the queued runs offered are locked
         (FOR UPDATE SKIP LOCKED). With `epoch` (a runner's), nothing is claimed unless that
         lease holds, and the runs claimed carry it (see finish_run). While another claim holds
-        the fleet's claim lock, nothing is claimed and `claim_busy` is set: the caller tries
-        again shortly (that claim's commit also notifies)."""
+        the fleet's claim lock, nothing is claimed and `claim_busy` is set (claim() tries
+        again a few times, then its caller does, shortly)."""
         now_ms = to_ms(now)
         fence = {"_owner": owner, "_epoch": epoch}
         mine = "not_before <= %(now)s AND (owner IS NULL OR owner = %(owner)s)"
