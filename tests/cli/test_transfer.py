@@ -308,6 +308,7 @@ def test_crontab_l_stdin_and_their_failures(cli, tmp_path: Path, monkeypatch) ->
     fake_program(bin_, "crontab", 'echo "crontab: cannot open spool" >&2; exit 1\n')
     one_line_error(cli("import"), 1, "crontab -l failed: crontab: cannot open spool")
     (bin_ / "crontab").unlink()
+    monkeypatch.setenv("PATH", str(bin_))  # (a machine with cron installed has a real one)
     one_line_error(cli("import"), 1, "no crontab program on PATH")
     monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"@hourly from-stdin\n")))
     r = cli("import", "-", "--tag", "piped")

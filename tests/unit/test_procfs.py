@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 from jobctl import procfs
+from tests.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 PID_MAX = 1 << 22
@@ -37,7 +38,8 @@ def test_children_environ_and_pids() -> None:
     with subprocess.Popen(["sleep", "30"], env=env) as child:
         try:
             assert child.pid in procfs.children(os.getpid())
-            assert b"JOBCTL_PROCFS_TEST=marker" in procfs.environ(child.pid)
+            # (until the child has exec'd, its environment is still this process's)
+            wait_for(lambda: b"JOBCTL_PROCFS_TEST=marker" in procfs.environ(child.pid))
             assert str(child.pid) in set(procfs.pids())
         finally:
             child.kill()
