@@ -55,9 +55,6 @@ if TYPE_CHECKING:
 PIDS_WAIT_S = 0.05
 #: what may wait that long: pids, start times and start lines (never an end or output)
 CAN_WAIT = frozenset({"spawned", "settled", "started"})
-#: a claim that found other runners' claims in progress all along (the store tried for a
-#: while) is tried again this much later, by the loop
-CLAIM_AGAIN_S = 0.1
 #: what ends a run's stay in the pool
 ENDING = frozenset({"outcome", "final", "error", "requeue"})
 
@@ -127,8 +124,6 @@ class WorkerPool:
             except BaseException:
                 give_up_slots()
                 raise
-            if getattr(self.r.store, "claim_busy", False):  # another runner is claiming:
-                threading.Timer(CLAIM_AGAIN_S, self.r.wake).start()  # try again shortly
             entries = [Active(run=run, job=job) for run, job in claimed]
             if entries and (self.r.epoch != epoch or not self.r.holding):
                 # our lease went while the claim was under way (a slow link): the runs are

@@ -245,9 +245,6 @@ class Store(Protocol):
     #: True where several runners share the store (leases, fencing, reaping by the store's
     #: clock); False where one runner holds it by a file lock (SQLite)
     shared: bool
-    #: set by a claim that found another runner's claim in progress (shared store) and so
-    #: claimed nothing: the caller tries again shortly
-    claim_busy: bool
 
     # ---- jobs -------------------------------------------------------------
     def add_job(self, job: Job) -> Job:

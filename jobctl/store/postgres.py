@@ -83,11 +83,8 @@ DB_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 #: claims take this transaction-level advisory lock: one claim at a time across the fleet,
 #: so the overlap and mutex checks of `pick` see every run the others have started (two
 #: transactions can never both pass them); claims are short, the lock is held for one
-#: the fleet's claim lock, tried, never waited for: a claim in progress elsewhere (over a slow
-#: link, or frozen) must not hold every other runner's claim (found by the chaos suite)
-CLAIM_LOCK_CALL = (
-    "pg_try_advisory_xact_lock(hashtextextended('jobctl claim ' || current_schema(), 0))"
-)
+#: the fleet's claim lock (see claim: a claim in progress elsewhere holds the others')
+CLAIM_LOCK_CALL = "pg_advisory_xact_lock(hashtextextended('jobctl claim ' || current_schema(), 0))"
 #: a runner's lease is held (the run's epoch, the runner's row, its expiry by the DB clock)
 LEASE_HELD = (
     f"EXISTS (SELECT 1 FROM runner w WHERE w.owner = %(_owner)s AND w.epoch = %(_epoch)s "
@@ -172,7 +169,6 @@ class PostgresStore:
     """The store shared by several machines: their commands and any number of runners."""
 
     shared = True  # several runners at once, under leases (SPEC 8); no runner file lock
-    claim_busy = False  # the last claim found another runner's claim in progress
 
     def __init__(
         self,
@@ -602,28 +598,7 @@ class PostgresStore:
 
     CLAIM_PAGE = 1  # first page of queued runs looked at (one per free worker), doubling
 
-    #: a claim that finds the fleet's claim lock held tries again this often, this many times
-    #: (a claim holds it a few ms): a short wait, never one behind a stuck claim
-    CLAIM_TRIES, CLAIM_RETRY_S = 10, 0.005
-
     def claim(
-        self,
-        owner: str,
-        host: str,
-        now: float,
-        limit: int,
-        pick: Picker,
-        epoch: int | None = None,
-    ) -> list[tuple[Run, Job]]:
-        """See _claim_once; while the claim lock is busy, tried again CLAIM_TRIES times."""
-        for _ in range(self.CLAIM_TRIES - 1):
-            got = self._claim_once(owner, host, now, limit, pick, epoch)
-            if not self.claim_busy:
-                return got
-            time.sleep(self.CLAIM_RETRY_S)
-        return self._claim_once(owner, host, now, limit, pick, epoch)
-
-    def _claim_once(
         self,
         owner: str,
         host: str,
@@ -635,9 +610,9 @@ class PostgresStore:
         """As SQLite's claim, one claim at a time across the fleet (CLAIM_LOCK_CALL), so that the
         overlap and mutex rules hold between machines; the queued runs offered are locked
         (FOR UPDATE SKIP LOCKED). With `epoch` (a runner's), nothing is claimed unless that
-        lease holds, and the runs claimed carry it (see finish_run). While another claim holds
-        the fleet's claim lock, nothing is claimed and `claim_busy` is set (claim() tries
-        again a few times, then its caller does, shortly)."""
+        lease holds, and the runs claimed carry it (see finish_run). A claim waits for one in
+        progress elsewhere (the fleet's claim lock): one runner behind a slow link or frozen
+        mid-claim holds the others' claims meanwhile (docs/chaos.md, finding 3)."""
         now_ms = to_ms(now)
         fence = {"_owner": owner, "_epoch": epoch}
         mine = "not_before <= %(now)s AND (owner IS NULL OR owner = %(owner)s)"
@@ -655,7 +630,7 @@ class PostgresStore:
         # (the server runs them in order: the reads see every claim committed before the lock)
         with self._tx(pipelined=True) as conn:
             held_cur = conn.cursor().execute(
-                f"SELECT {CLAIM_LOCK_CALL} AS got, "
+                f"SELECT {CLAIM_LOCK_CALL}, "
                 + (f"{LEASE_HELD} AS ok" if epoch is not None else "true AS ok"),
                 fence,
             )
@@ -674,9 +649,8 @@ class PostgresStore:
             )
             page_cur = conn.cursor().execute(page_sql(), args)
             held = held_cur.fetchone()
-            self.claim_busy = bool(held and not held["got"])
-            if not held or not held["got"] or not held["ok"]:
-                return []  # busy, or fenced (the runner finds out at its next lease renewal)
+            if not held or not held["ok"]:
+                return []  # fenced: the runner finds out at its next lease renewal
             running = [Run(job=r["job"], scheduled_for=0.0, status="running", id=r["id"])
                        for r in running_cur]  # fmt: skip
             queued = [_run(r) for r in replacing_cur]

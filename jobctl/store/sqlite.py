@@ -117,7 +117,6 @@ class SQLiteStore:
     """The default store: one file in the home folder (mode 0600)."""
 
     shared = False  # one runner at a time (its file lock); runs' owners checked in /proc
-    claim_busy = False  # (a shared store's: claims never wait behind another runner's)
 
     def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
         """`busy_timeout_ms`: how long a write waits for another process's write lock before

@@ -3,9 +3,12 @@ one runner's link to the database had 0.7 s of latency each way, no runner of th
 started anything for 3 s; a runner cut off or frozen in the middle of a claim does the same
 until the server ends its session).
 
-PostgresStore.claim took the fleet-wide claim lock waiting for it (pg_advisory_xact_lock) and
-held it over several round trips; now it only tries it (pg_try_advisory_xact_lock): busy ->
-claim nothing this round (claim_busy), and the runner tries again shortly.
+PostgresStore.claim takes the fleet-wide claim lock waiting for it (pg_advisory_xact_lock) and
+holds it over several round trips; another runner's claim waits for it. Trying the lock instead
+(pg_try_advisory_xact_lock, busy -> claim nothing, try again) was measured in the full chaos
+runs D and D2 (docs/chaos.md): under the fleet's normal contention it lost so much claim
+throughput that the backlog never drained. So this stays expected to fail until a claim can
+wait a bounded time (lock_timeout) or hold the lock over one round trip only.
 """
 
 from __future__ import annotations
@@ -13,11 +16,18 @@ from __future__ import annotations
 import contextlib
 import threading
 
+import pytest
+
 from jobctl.errors import StoreError
 from jobctl.models import Job, Run
 from jobctl.store.postgres import PostgresStore
 
 
+@pytest.mark.xfail(
+    strict=True,
+    reason="a claim waits for the fleet-wide claim lock behind another runner's claim in "
+    "progress (PostgresStore.claim; docs/chaos.md finding 3, not fixed)",
+)
 def test_a_claim_does_not_wait_behind_another_runners_claim(pg_url: str) -> None:
     a, b = PostgresStore(pg_url), PostgresStore(pg_url)
     a.add_job(Job(name="backup", command=["true"], created_at=1.0))
