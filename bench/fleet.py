@@ -564,6 +564,10 @@ class CountingProxy:
             try:
                 client, _ = self.listener.accept()
                 upstream = socket.create_connection(self.target, timeout=5)
+                # no Nagle on either leg: libpq sets TCP_NODELAY on its own socket; a relay
+                # without it held small writes for the peer's delayed ACK (40 ms a claim)
+                for sock in (client, upstream):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 return
             upstream.settimeout(None)

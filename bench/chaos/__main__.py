@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="each runner in its own network namespace (root); cuts may also take its link down",
     )
+    ap.add_argument(
+        "--no-faults", action="store_true", help="the same load with no fault (a baseline)"
+    )
     ap.add_argument("--dir", type=Path, default=None, help="folder for the run's evidence")
     ap.add_argument("--picture", type=Path, default=None, help="also draw the timeline here")
     ap.add_argument(
@@ -68,6 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             workers=args.workers,
             netns=args.netns,
             folder=folder,
+            faults=not args.no_faults,
         )
         print(f"chaos: seed {seed}, evidence in {folder}", flush=True)
         harness.run(settings)

@@ -134,6 +134,7 @@ class Settings:
     workers: int = 24
     netns: bool = False
     folder: Path = field(default_factory=Path)
+    faults: bool = True  # False: the same load with no fault (a baseline)
 
 
 class Log:
@@ -372,7 +373,7 @@ def run(settings: Settings) -> Path:
         meta["jobs"] = [j.__dict__ for j in jobs]
         meta["window_start"] = w0
         log(f"{len(jobs)} jobs applied; checked fires from {_hms(w0)}")
-        faults = make_schedule(rng, s.duration, s.lease_s, HOSTS, netns=s.netns)
+        faults = make_schedule(rng, s.duration, s.lease_s, HOSTS, netns=s.netns) if s.faults else []
         start = time.time()
         meta["t0"] = start
         for f in faults:

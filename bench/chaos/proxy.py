@@ -89,6 +89,10 @@ class FaultProxy:
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
+                # no Nagle on either leg: libpq sets TCP_NODELAY on its own socket; a relay
+                # without it held small writes for the peer's delayed ACK (40 ms a claim)
+                for sock in (client, upstream):
+                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                 upstream.settimeout(None)
             except OSError:
                 client.close()
