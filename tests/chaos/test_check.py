@@ -191,3 +191,17 @@ def test_a_killed_runners_orphan_is_excused_until_its_machine_runs_a_runner_agai
     late = [ex("a", T, killed + 0.5, T + 9), ex("a", T, T + 7.0, T + 30.0, attempt=2, host="h2")]
     rep = check(evidence(late, history, [kill]))
     assert rep.verdicts["overlaps (outside the two documented limits)"] == 1
+
+
+def test_a_mutex_groups_wait_for_its_turn_is_not_lateness() -> None:
+    """The mix's mutex group queues by design (its runs take turns): that wait is reported
+    apart, and lateness is the other jobs' (a fleet behind its fires shows there)."""
+    effects, history = clean()
+    history[2]["started_at"] = T + 0.6  # "m" waited 0.6 s for "s" to release the mutex
+    history[1]["started_at"] = T + 0.2
+    history[0]["started_at"] = T + 0.03
+    rep = check(evidence(effects, history))
+    lateness = rep.figures["lateness (history) outside faults, ms"]
+    turns = rep.figures["mutex group: start after fire outside faults, ms"]
+    assert lateness["n"] == 1 and lateness["max"] == pytest.approx(30, abs=1)
+    assert turns["n"] == 2 and turns["max"] == pytest.approx(600, abs=1)
