@@ -30,7 +30,7 @@ import selectors
 import signal
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +44,7 @@ from jobctl.runner.execution import (
     record_end,
     spec_for,
 )
-from jobctl.store.base import End, RunFilter
+from jobctl.store.base import End, RunFilter, Store
 
 if TYPE_CHECKING:
     from jobctl.runner.loop import Runner
@@ -74,9 +74,18 @@ class Active:
 
 
 class WorkerPool:
-    def __init__(self, runner: Runner, size: int) -> None:
+    def __init__(
+        self, runner: Runner, size: int, open_store: Callable[[], Store] | None = None
+    ) -> None:
+        """`open_store`: on a shared store, opens the bookkeeper's own connection (see
+        `store`); None: the bookkeeper uses the runner's."""
         self.r = runner
         self.size = size
+        self._open_store = open_store
+        self._store: Store | None = None
+        #: the last claim left due runs waiting (a mutex, an overlap, another runner's
+        #: labels) while slots were free: ends elsewhere may let them start (Runner._sleep)
+        self.blocked = False
         self.active: dict[int, Active] = {}
         self.lock = threading.Lock()
         self.claiming = threading.Lock()  # one claim at a time: free slots are never overbooked
@@ -84,6 +93,25 @@ class WorkerPool:
         self.book: queue.SimpleQueue[tuple[str, Active, Any]] = queue.SimpleQueue()
         self._threads_lock = threading.Lock()
         self._started = False
+
+    @property
+    def store(self) -> Store:
+        """The bookkeeper's store. On a shared store a connection of its own, opened on
+        first use (StoreError if it cannot be), so that ends and the claims after them never
+        wait behind the loop's fires and reads on the runner's connection."""
+        if self._open_store is None:
+            return self.r.store
+        if self._store is None:
+            self._store = self._open_store()
+        return self._store
+
+    def free(self) -> int:
+        with self.lock:
+            return self.size - len(self.active)
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
 
     def _start_threads(self) -> None:
         with self._threads_lock:
@@ -93,12 +121,15 @@ class WorkerPool:
                 threading.Thread(target=self._bookkeeper, name="jobctl-book", daemon=True).start()
 
     # ---- claiming and launching -----------------------------------------------------------
-    def start_queued(self, now: float, done: Sequence[Active] = ()) -> None:
+    def start_queued(
+        self, now: float, done: Sequence[Active] = (), store: Store | None = None
+    ) -> None:
         """Claim queued runs for the free slots (one transaction) and launch them. The
         bookkeeper passes the runs whose ends it has just recorded (`done`): their slots are
         given up here, under the claim lock and in the step that registers what is claimed,
         so that neither the loop nor a shutdown ever sees them free or `active` empty
-        meanwhile."""
+        meanwhile; and its own `store` (the runner's by default)."""
+        store = store or self.r.store
         replace_runs: list[Run] = []
         labels = frozenset(self.r.labels)
 
@@ -106,7 +137,9 @@ class WorkerPool:
             queued: list[Run], running: list[Run], jobs: dict[str, Job], limit: int
         ) -> tuple[list[Run], list[Run]]:
             replace_runs[:] = planner.replaced_by_waiting(queued, running, jobs)
-            return planner.pick_startable(queued, running, jobs, limit, labels=labels)
+            start, cancel = planner.pick_startable(queued, running, jobs, limit, labels=labels)
+            self.blocked = len(start) < limit and len(queued) > len(start) + len(cancel)
+            return start, cancel
 
         def give_up_slots() -> None:
             with self.lock:
@@ -117,8 +150,9 @@ class WorkerPool:
             with self.lock:
                 free = max(0, self.size - len(self.active) + len(done))  # 0: replacements
             epoch = self.r.epoch
+            self.blocked = False
             try:
-                claimed = [] if self.r._stopping or not self.r.holding else self.r.store.claim(
+                claimed = [] if self.r._stopping or not self.r.holding else store.claim(
                     self.r.owner, self.r.host, now, free, pick, epoch=self.r.epoch
                 )  # fmt: skip
             except BaseException:
@@ -142,16 +176,16 @@ class WorkerPool:
                 self.r.emit("error", f"{old.job}: run {old.id}: cannot replace it: {exc}")
         if entries:
             self._start_threads()
-            self._launch(entries)
+            self._launch(entries, store)
 
-    def _launch(self, entries: list[Active]) -> None:
+    def _launch(self, entries: list[Active], store: Store) -> None:
         """Make the claims durable, spawn the processes (gated when ahead of their time: the
         pid is recorded before the gate opens), record their pids in one transaction and hand
         them to the process loop. A run already due is spawned directly (one exec, not two)
         and carries JOBCTL_RUN_ID and JOBCTL_OWNER, by which recovery finds it if we die
         before its pid is recorded."""
         try:
-            self.r.store.sync()  # the claims are durable before any process exists
+            store.sync()  # the claims are durable before any process exists
         except StoreError:
             for entry in entries:
                 self.book.put(("requeue", entry, None))
@@ -191,7 +225,7 @@ class WorkerPool:
             # it, recovery finds the processes by their markers, JOBCTL_RUN_ID and
             # JOBCTL_OWNER, in their environment)
             with contextlib.suppress(StoreError):
-                self.r.store.mark_started_all(gated)
+                store.mark_started_all(gated)
         for entry in spawned:  # a direct spawn runs already, findable by its markers: its
             if not entry.gated:  # pid goes with the bookkeeper's next write (or its end's)
                 self.book.put(("spawned", entry, None))
@@ -244,7 +278,7 @@ class WorkerPool:
             if not done:
                 continue
             try:
-                self.start_queued(self.r._horizon(), done)  # gives their slots up
+                self.start_queued(self.r._horizon(), done, self.store)  # gives slots up
             except StoreError as exc:  # the loop claims again, with backoff
                 self.r._store_failed(exc)
                 self.r.wake()
@@ -286,7 +320,7 @@ class WorkerPool:
                     self._abandon_after_error(entry, exc)
         elif started:
             with contextlib.suppress(StoreError):
-                self.r.store.mark_started_all(list(started.values()))
+                self.store.mark_started_all(list(started.values()))
 
     def _take(
         self,
@@ -298,7 +332,7 @@ class WorkerPool:
         done: list[Active],
     ) -> None:
         """One item of a batch (see _keep)."""
-        store = self.r.store
+        store = self.store
         if kind == "output":
             run_id = entry.run.id or 0
             # (failing still once stopping's grace is over: the end below says so)
@@ -329,7 +363,7 @@ class WorkerPool:
         cancelled = False
         if outcome.status != "succeeded":  # did `jobctl cancel` ask for it?
             with contextlib.suppress(StoreError):
-                asked = self.r.persist(lambda: self.r.store.get_run(entry.run.id or 0))
+                asked = self.r.persist(lambda: self.store.get_run(entry.run.id or 0))
                 cancelled = asked.cancel_requested_at is not None
         return final_run(entry.run, outcome, local_shift(self.r.clock), cancelled)
 
@@ -347,7 +381,7 @@ class WorkerPool:
         try:
             try:
                 written = self.r.persist(
-                    lambda: self.r.store.finish_runs(batch, fence=fence, started=started)
+                    lambda: self.store.finish_runs(batch, fence=fence, started=started)
                 )
             except StoreDataError as exc:
                 self.r.emit("error", f"the store refused a batch of {len(batch)} ends ({exc}); "
@@ -378,7 +412,7 @@ class WorkerPool:
         """One end of a batch the store refused: written alone; None if the store refuses
         it too (it stays `running`, and recovery records it abandoned: said in the log)."""
         try:
-            return self.r.persist(lambda: self.r.store.finish_runs([end], fence=fence))[0]
+            return self.r.persist(lambda: self.store.finish_runs([end], fence=fence))[0]
         except StoreDataError as exc:
             run = end[0]
             self.r.emit("error", f"{run.job}: run {run.id}: the store refused its end ({exc}); "
@@ -397,7 +431,7 @@ class WorkerPool:
                       error=f"the runner could not record it: {exc}")  # fmt: skip
         for _ in range(10):
             try:
-                record_end(self.r.store, entry.job, run, self.r.clock, self.r.rng,
+                record_end(self.store, entry.job, run, self.r.clock, self.r.rng,
                            fence=self.r.fence)  # fmt: skip
                 return
             except FencedError:  # no longer ours: whoever took it over records it

@@ -10,7 +10,7 @@ see SQL.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
@@ -115,6 +115,13 @@ def chain_runs(upstream: Run, downstream: Sequence[Job], busy: set[str], now: fl
 
 #: how long a runner's registration lasts without a renewal (the runner renews every third)
 DEFAULT_LEASE_S = 15.0
+
+#: what a change committed elsewhere was about (Store.changed, wait_for_change); a runner
+#: sleeps through the kinds it would do nothing about (a full pool through "queued"):
+#: "jobs": a job added, edited, paused, resumed or removed (not a fire moving it on);
+#: "queued": runs queued (fires, retries, manual runs, runs put back in the queue);
+#: "ended": runs ended (a mutex, an overlap or a slot freed); "cancel": a cancel asked for
+CHANGE_KINDS = ("jobs", "queued", "ended", "cancel")
 
 
 @dataclass
@@ -438,9 +445,12 @@ class Store(Protocol):
         none (its runs are judged by their owner's process)."""
         ...
 
-    def wait_for_change(self, timeout: float, wake_fd: int | None = None) -> None:
-        """Sleep until another process commits a change the store can hear of (PostgreSQL:
-        LISTEN/NOTIFY), `wake_fd` is readable, or `timeout` passes."""
+    def wait_for_change(
+        self, timeout: float, wake_fd: int | None = None, kinds: Collection[str] | None = None
+    ) -> None:
+        """Sleep until another process commits a change of one of `kinds` (CHANGE_KINDS;
+        None: any) that the store can hear of (PostgreSQL: LISTEN/NOTIFY), `wake_fd` is
+        readable, or `timeout` passes."""
         ...
 
     def runners(self) -> list[RunnerInfo]:
@@ -458,8 +468,10 @@ class Store(Protocol):
         each job's keep_runs; returns how many runs went."""
         ...
 
-    def changed(self) -> int:
-        """A number that changes whenever another connection commits (cheap; for polling)."""
+    def changed(self, kinds: Collection[str] | None = None) -> int:
+        """A number that changes whenever another connection commits a change of one of
+        `kinds` (CHANGE_KINDS; None: any) (cheap; for polling). A store that cannot tell
+        kinds apart (SQLite) counts every commit as every kind."""
         ...
 
     def sync(self) -> None:

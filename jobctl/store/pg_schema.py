@@ -6,7 +6,8 @@ epoch (UTC) so that the fire key (job, scheduled_for, attempt) compares exactly,
 are text, flags are boolean. `jobctl_schema` records each migration applied.
 
 Changes (for `changed()`): a statement-level trigger on jobs and runs sends
-`NOTIFY "jobctl.<schema>"` when the statement touched a row; notifications are delivered only
+`NOTIFY "jobctl.<schema>"` when the statement changed something a runner acts on, with the
+kinds of change as its payload (migration 7, CHANGE_LETTERS); notifications are delivered only
 once the transaction commits, and carry the sender's backend pid, so a store counts the commits
 of other connections without a shared counter row that every writer would queue on.
 """
@@ -209,7 +210,87 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             "CREATE INDEX jobs_linked ON jobs (name) WHERE after != '[]'",
         ],
     ),
+    (
+        7,
+        "change_kinds",
+        [
+            # notifications say what changed (CHANGE_LETTERS), and only what a runner acts on:
+            # a claim, a pid or a fire moving a job's next_run_at on wakes nobody (with
+            # every commit notifying, each runner's loop woke for every other runner's
+            # claims and ends and never slept: found by the chaos suite's baseline)
+            """
+            CREATE OR REPLACE FUNCTION jobctl_notify_change() RETURNS trigger
+            LANGUAGE plpgsql AS $$
+            DECLARE
+                kinds text := '';
+            BEGIN
+                IF TG_TABLE_NAME = 'jobs' THEN
+                    IF TG_OP = 'DELETE' THEN
+                        PERFORM 1 FROM old_rows LIMIT 1;
+                    ELSIF TG_OP = 'INSERT' THEN
+                        PERFORM 1 FROM new_rows LIMIT 1;
+                    ELSE  -- an edit, a pause...; a fire only moves next_run_at later
+                        PERFORM 1 FROM new_rows n LEFT JOIN old_rows o ON o.id = n.id
+                        WHERE o.id IS NULL
+                           OR n.next_run_at < o.next_run_at
+                           OR (o.next_run_at IS NULL AND n.next_run_at IS NOT NULL)
+                           OR to_jsonb(n) - 'next_run_at' - 'fired_through'
+                              IS DISTINCT FROM to_jsonb(o) - 'next_run_at' - 'fired_through'
+                        LIMIT 1;
+                    END IF;
+                    IF FOUND THEN
+                        kinds := 'j';
+                    END IF;
+                ELSIF TG_OP = 'INSERT' THEN
+                    PERFORM 1 FROM new_rows WHERE status = 'queued' LIMIT 1;
+                    IF FOUND THEN
+                        kinds := 'q';
+                    END IF;
+                ELSIF TG_OP = 'UPDATE' THEN
+                    PERFORM 1 FROM new_rows n JOIN old_rows o ON o.id = n.id
+                    WHERE n.status = 'queued'
+                      AND (o.status <> 'queued' OR n.not_before < o.not_before)
+                    LIMIT 1;
+                    IF FOUND THEN
+                        kinds := kinds || 'q';
+                    END IF;
+                    PERFORM 1 FROM new_rows n JOIN old_rows o ON o.id = n.id
+                    WHERE o.status IN ('queued', 'running')
+                      AND n.status NOT IN ('queued', 'running')
+                    LIMIT 1;
+                    IF FOUND THEN
+                        kinds := kinds || 'e';
+                    END IF;
+                    PERFORM 1 FROM new_rows n JOIN old_rows o ON o.id = n.id
+                    WHERE n.cancel_requested_at IS NOT NULL AND o.cancel_requested_at IS NULL
+                    LIMIT 1;
+                    IF FOUND THEN
+                        kinds := kinds || 'c';
+                    END IF;
+                END IF;  -- runs deleted (retention, prune): nothing a runner acts on
+                IF kinds <> '' THEN
+                    PERFORM pg_notify('jobctl.' || TG_TABLE_SCHEMA, kinds);
+                END IF;
+                RETURN NULL;
+            END
+            $$
+            """,
+            *[
+                stmt
+                for table in ("jobs", "runs")
+                for stmt in (
+                    f"DROP TRIGGER {table}_update_notify ON {table}",
+                    f"CREATE TRIGGER {table}_update_notify AFTER UPDATE ON {table} "
+                    "REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows "
+                    "FOR EACH STATEMENT EXECUTE FUNCTION jobctl_notify_change()",
+                )
+            ],
+        ],
+    ),
 ]
+
+#: the letters of a notification's payload (migration 7), by change kind (store.base)
+CHANGE_LETTERS = {"jobs": "j", "queued": "q", "ended": "e", "cancel": "c"}
 
 #: the version of a store once every migration above has been applied
 SCHEMA_VERSION = MIGRATIONS[-1][0]

@@ -17,7 +17,7 @@ import re
 import select
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
 from typing import Any
@@ -183,7 +183,8 @@ class PostgresStore:
         self._lock_timeout_ms = max(1, round(lock_timeout_s * 1000))
         self._connect_timeout_s = connect_timeout_s
         self._lock = threading.RLock()  # the runner's threads share this connection
-        self._changes = 0  # commits seen from other connections (see changed())
+        #: commits seen from other connections, by the letter of their kind (see changed())
+        self._changes = dict.fromkeys(pg_schema.CHANGE_LETTERS.values(), 0)
         self.conn: psycopg.Connection[dict[str, Any]] | None = None
         #: LISTENs for other connections' commits (changed(), wait_for_change()): its own
         #: connection, so that queries of the runner's threads never consume notifications
@@ -1002,43 +1003,50 @@ class PostgresStore:
         """The LISTEN connection, (re)opened on demand; commands never open it."""
         listener = self._listener
         if listener is None or listener.closed or listener.broken:
-            if listener is not None:
-                self._changes += 1  # we may have missed some while disconnected
+            if listener is not None:  # we may have missed some while disconnected
+                self._changes = {k: n + 1 for k, n in self._changes.items()}
                 listener.close()
             listener = self._open()
             listener.execute(sql.SQL("LISTEN {}").format(self._channel))
             self._listener = listener
         return listener
 
-    def changed(self) -> int:
-        """How many commits that touched jobs or runs this store has heard of: their
-        triggers NOTIFY this schema's channel, which the store's own LISTEN connection hears
-        from the first call on (so commands, which never call it, queue no notifications).
-        Reads only what that connection's socket holds already: no round trip."""
+    def changed(self, kinds: Collection[str] | None = None) -> int:
+        """How many commits of `kinds` (None: any) that changed jobs or runs this store has
+        heard of: their triggers NOTIFY this schema's channel with the kinds as payload,
+        which the store's own LISTEN connection hears from the first call on (so commands,
+        which never call it, queue no notifications). Reads only what that connection's
+        socket holds already: no round trip."""
+        letters = pg_schema.CHANGE_LETTERS
         with self._lock:
             try:
                 listener = self._listen()
                 for note in listener.notifies(timeout=0):
-                    if note.pid != self._pid:
-                        self._changes += 1
+                    if note.pid != self._pid:  # (no payload: a schema before migration 7)
+                        for letter in note.payload or "".join(letters.values()):
+                            if letter in self._changes:
+                                self._changes[letter] += 1
             except psycopg.Error as exc:
                 if self._listener is not None:
                     self._listener.close()
                 raise self._error(exc) from None
-            return self._changes
+            wanted = letters.values() if kinds is None else [letters[k] for k in kinds]
+            return sum(self._changes[letter] for letter in wanted)
 
-    def wait_for_change(self, timeout: float, wake_fd: int | None = None) -> None:
-        """Sleep until another connection commits a change (a notification arrives), `wake_fd`
-        is readable, or `timeout` passes. Our own commits' notifications do not wake it. The
-        runner's loop also wakes every few seconds (its fallback for notifications lost with
-        a connection)."""
+    def wait_for_change(
+        self, timeout: float, wake_fd: int | None = None, kinds: Collection[str] | None = None
+    ) -> None:
+        """Sleep until another connection commits a change of `kinds` (None: any; a
+        notification arrives), `wake_fd` is readable, or `timeout` passes. Our own commits'
+        notifications do not wake it. The runner's loop also wakes every few seconds (its
+        fallback for notifications lost with a connection)."""
         deadline = time.monotonic() + timeout
         seen = None
         while (left := deadline - time.monotonic()) > 0:
             try:
                 with self._lock:
                     fd: int | None = self._listen().fileno()
-                seen = self.changed() if seen is None else seen
+                seen = self.changed(kinds) if seen is None else seen
             except (psycopg.Error, StoreError):
                 fd = None
             ready, _, _ = select.select([f for f in (fd, wake_fd) if f is not None], [], [],
@@ -1046,7 +1054,7 @@ class PostgresStore:
             if not ready or wake_fd in ready:
                 return
             try:
-                if self.changed() != seen:
+                if self.changed(kinds) != seen:
                     return
             except StoreError:
                 return

@@ -16,7 +16,7 @@ import select
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -730,10 +730,12 @@ class SQLiteStore:
         """Nothing: runs are not leased here; recovery checks their owner in /proc."""
         return []
 
-    def wait_for_change(self, timeout: float, wake_fd: int | None = None) -> None:
+    def wait_for_change(
+        self, timeout: float, wake_fd: int | None = None, kinds: Collection[str] | None = None
+    ) -> None:
         """Sleep until `wake_fd` is readable (a command on this host nudged the runner with
         SIGUSR1, which writes to it) or `timeout` passes; the caller checks changed()
-        (PRAGMA data_version) before it sleeps."""
+        (PRAGMA data_version) before it sleeps. `kinds`: every commit is every kind here."""
         if timeout > 0:
             select.select([wake_fd] if wake_fd is not None else [], [], [], timeout)
 
@@ -767,7 +769,8 @@ class SQLiteStore:
                 gone += self._retain(conn, name, keep)
         return gone
 
-    def changed(self) -> int:
+    def changed(self, kinds: Collection[str] | None = None) -> int:
+        """PRAGMA data_version: any commit of another connection, whatever its kind."""
         try:
             with self._lock:
                 return int(self.conn.execute("PRAGMA data_version").fetchone()[0])

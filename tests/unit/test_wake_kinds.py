@@ -1,0 +1,87 @@
+"""What wakes a sleeping runner (Runner._wake_kinds), and the bookkeeper's own connection on
+a shared store. A runner woken by every change another runner commits (its claims, its pids,
+its ends) never slept under the chaos suite's load; on one connection, the loop's reads held
+up the bookkeeper's ends and claims."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from jobctl.clock import SystemClock
+from jobctl.models import Job, Run
+from jobctl.runner import Runner
+from jobctl.runner.workers import Active
+from jobctl.store.base import RunFilter
+from jobctl.store.sqlite import SQLiteStore
+from tests.unit.test_pool_faults import queue, run_once
+
+
+def _fill(runner: Runner, n: int) -> None:
+    for i in range(n):
+        run = Run(job="x", scheduled_for=0.0, id=10_000 + i)
+        runner.pool.active[run.id or 0] = Active(run=run, job=Job(name="x", command=["true"]))
+
+
+def test_a_runner_wakes_for_queued_runs_only_while_a_slot_is_free(tmp_path: Path) -> None:
+    runner = Runner(SQLiteStore(tmp_path / "jobctl.db"), workers=2, clock=SystemClock())
+    assert runner._wake_kinds() == ("jobs", "queued")
+    _fill(runner, 1)
+    assert runner._wake_kinds() == ("jobs", "queued", "cancel")
+    _fill(runner, 2)  # full: another runner's fires are for the others to claim
+    assert runner._wake_kinds() == ("jobs", "cancel")
+    runner.pool.blocked = True  # an end frees nothing we could use while we are full
+    assert runner._wake_kinds() == ("jobs", "cancel")
+    runner.pool.active.clear()
+    assert runner._wake_kinds() == ("jobs", "queued", "ended")
+
+
+def test_a_claim_that_leaves_due_runs_waiting_wakes_the_runner_for_ends(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    for name in ("a", "b"):  # two runs sharing one mutex: one waits for the other's end
+        queue(store, tmp_path, name, ["sleep", "30"], mutexes=["m"])
+    runner = Runner(store, workers=4, clock=SystemClock(), grace_s=0.0)
+    runner.start_queued(time.time())
+    assert len(runner.active) == 1 and runner.pool.blocked
+    assert "ended" in runner._wake_kinds()
+    runner.stop()
+    runner.pool.shutdown()
+
+
+def test_nothing_waiting_is_not_blocked(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    queue(store, tmp_path, "a", ["true"])
+    runner = Runner(store, workers=4, clock=SystemClock())
+    runner.pool.blocked = True
+    run_once(runner)
+    assert not runner.pool.blocked
+    assert "ended" not in runner._wake_kinds()
+
+
+def test_on_a_shared_store_the_bookkeeper_writes_on_a_connection_of_its_own(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from jobctl.store.postgres import PostgresStore
+
+    main = PostgresStore(pg_url)
+    main.add_job(Job(name="a", command=["true"], tz="UTC", cwd=str(tmp_path)))
+    now = main.now()
+    main.add_run(Run(job="a", scheduled_for=now, not_before=now, trigger="manual"))
+    opened: list[PostgresStore] = []
+
+    def open_store() -> PostgresStore:
+        opened.append(PostgresStore(pg_url))
+        return opened[-1]
+
+    runner = Runner(main, workers=2, clock=SystemClock(), lease_store=open_store)
+
+    def refused(*args, **kw):  # type: ignore[no-untyped-def]
+        raise AssertionError("an end written on the loop's connection")
+
+    main.finish_runs = refused  # type: ignore[method-assign]
+    run_once(runner)
+    (run,) = opened[0].list_runs(RunFilter(jobs=["a"]))
+    assert run.status == "succeeded"
+    assert runner.pool.store is not main
+    assert runner.pool.store in opened
+    main.close()
