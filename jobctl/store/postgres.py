@@ -598,6 +598,7 @@ class PostgresStore:
             return min(values) / 1000 if values else None
 
     CLAIM_PAGE = 1  # first page of queued runs looked at (one per free worker), doubling
+    CLAIM_TRIES = 3  # claims made again when a conflicting run started meanwhile (see claim)
 
     def claim(
         self,
@@ -608,12 +609,34 @@ class PostgresStore:
         pick: Picker,
         epoch: int | None = None,
     ) -> list[tuple[Run, Job]]:
-        """As SQLite's claim, one claim at a time across the fleet (CLAIM_LOCK_CALL), so that the
-        overlap and mutex rules hold between machines; the queued runs offered are locked
-        (FOR UPDATE SKIP LOCKED). With `epoch` (a runner's), nothing is claimed unless that
-        lease holds, and the runs claimed carry it (see finish_run). A claim waits for one in
-        progress elsewhere (the fleet's claim lock): one runner behind a slow link or frozen
-        mid-claim holds the others' claims meanwhile (docs/chaos.md, finding 3)."""
+        """As SQLite's claim, with the overlap and mutex rules held across the fleet. The runs
+        are read and `pick` decides without any fleet-wide lock (the queued runs offered are
+        locked, FOR UPDATE SKIP LOCKED, so two runners never offer the same); then one round
+        trip takes the fleet's claim lock (CLAIM_LOCK_CALL), marks the picked runs running
+        and commits, so the lock is held for what the server does in that round trip only,
+        never across a client's round trips: a runner behind a slow link, frozen or cut off
+        mid-claim holds no other runner's claims (docs/chaos.md, finding 3). That UPDATE
+        checks that no run which would conflict with the picked ones (a running run of a
+        picked job whose overlap is not `allow`, or of a job sharing one of their mutexes)
+        started since they were read; if one did, it claims nothing and the claim is made
+        again (at most CLAIM_TRIES times). With `epoch` (a runner's), nothing is claimed
+        unless that lease holds, and the runs claimed carry it (see finish_run)."""
+        for _ in range(self.CLAIM_TRIES):
+            claimed = self._claim_once(owner, host, now, limit, pick, epoch)
+            if claimed is not None:
+                return claimed
+        return []
+
+    def _claim_once(
+        self,
+        owner: str,
+        host: str,
+        now: float,
+        limit: int,
+        pick: Picker,
+        epoch: int | None,
+    ) -> list[tuple[Run, Job]] | None:
+        """One claim (see claim); None when a conflicting run started meanwhile."""
         now_ms = to_ms(now)
         fence = {"_owner": owner, "_epoch": epoch}
         mine = "not_before <= %(now)s AND (owner IS NULL OR owner = %(owner)s)"
@@ -627,12 +650,10 @@ class PostgresStore:
         def page_sql() -> str:
             return f"{page} LIMIT {int(size)} OFFSET {int(offset)} FOR UPDATE SKIP LOCKED"
 
-        # pipelined: the lock, the lease check and the first reads go out in one round trip
-        # (the server runs them in order: the reads see every claim committed before the lock)
+        # pipelined: the lease check and the first reads go out in one round trip
         with self._tx(pipelined=True) as conn:
             held_cur = conn.cursor().execute(
-                f"SELECT {CLAIM_LOCK_CALL}, "
-                + (f"{LEASE_HELD} AS ok" if epoch is not None else "true AS ok"),
+                "SELECT " + (f"{LEASE_HELD} AS ok" if epoch is not None else "true AS ok"),
                 fence,
             )
             # pick needs only who runs (job, id): no full decode of every running run
@@ -681,28 +702,55 @@ class PostgresStore:
                     break
                 size = min(2 * size, 1024)
                 page_cur = conn.cursor().execute(page_sql(), args)
+            # one round trip from here: the lock, the writes and the COMMIT go out together
+            conn.cursor().execute(f"SELECT {CLAIM_LOCK_CALL}")
             if cancel:
                 conn.cursor().execute(
                     "UPDATE runs SET status = 'cancelled', error = 'job removed', "
                     "finished_at = %s WHERE id = ANY(%s) AND status = 'queued'",
                     [now_ms, [run.id for run in cancel]],
                 )
-            # the claim's result is read after the COMMIT went out with it (no round trip)
-            # the lease is checked again here, as the runs become ours: a claim whose round
-            # trips outlasted the lease (a slow link) commits nothing (found by the chaos suite)
-            held_now = f" AND {LEASE_HELD}" if epoch is not None else ""
+            if not start:
+                return []
+            # the lease is checked again as the runs become ours: a claim whose round trips
+            # outlasted the lease (a slow link) commits nothing (found by the chaos suite)
+            where = " AND " + LEASE_HELD if epoch is not None else ""
+            # read under the lock (a fresh snapshot: every claim committed before it): no
+            # run that conflicts with the picked ones started since they were read
+            overlapping = sorted({r.job for r in start if jobs[r.job].overlap != "allow"})
+            mutexes = sorted({m for r in start for m in jobs[r.job].mutexes})
+            params = {**fence, "host": host, "ids": [run.id for run in start],
+                      "seen": [r.id for r in running], "overlapping": overlapping,
+                      "mutexes": mutexes}  # fmt: skip
+            if overlapping or mutexes:
+                where += (
+                    " AND NOT EXISTS (SELECT 1 FROM runs x JOIN jobs j ON j.name = x.job "
+                    "WHERE x.status = 'running' AND x.id <> ALL(%(seen)s::bigint[]) AND "
+                    "(x.job = ANY(%(overlapping)s::text[]) OR (j.mutexes != '[]' AND "
+                    "j.mutexes::jsonb ?| %(mutexes)s::text[])))"
+                )
             claim_cur = conn.cursor().execute(
                 "UPDATE runs SET status = 'running', owner = %(_owner)s, host = %(host)s, "
-                "lease_epoch = %(_epoch)s WHERE id = ANY(%(ids)s) AND status = 'queued'"
-                f"{held_now} RETURNING id",
-                {**fence, "host": host, "ids": [run.id for run in start]},
-            ) if start else None  # fmt: skip
-        won = {row["id"] for row in claim_cur} if claim_cur is not None else set()
+                f"lease_epoch = %(_epoch)s WHERE id = ANY(%(ids)s) AND status = 'queued'{where} "
+                "RETURNING id",
+                params,
+            )
+        # the claim's result is read after the COMMIT went out with it (no round trip)
+        won = {row["id"] for row in claim_cur}
+        if not won:  # our picks are locked by us, still queued: a conflict or a lost lease
+            return None if epoch is None or self._lease_holds(owner, epoch) else []
         return [
             (replace(run, status="running", owner=owner, host=host), jobs[run.job])
             for run in start
             if run.id in won
         ]
+
+    def _lease_holds(self, owner: str, epoch: int) -> bool:
+        with self._tx(single=True) as conn:
+            row = conn.execute(
+                f"SELECT {LEASE_HELD} AS ok", {"_owner": owner, "_epoch": epoch}
+            ).fetchone()
+        return bool(row and row["ok"])
 
     def finish_run(
         self,
