@@ -465,11 +465,14 @@ class Runner:
         a lease (a foreground `jobctl run`) those of this host whose process is gone."""
         if self.shared:
             self._reap(now)
-        with self.pool.claiming:  # read the store, then our own runs: a worker's claim (which
-            # registers the run in `active` under this lock) cannot fall in between
-            open_runs = self.store.list_runs(RunFilter(statuses=["running", "queued"]))
+        with self.pool.claiming:  # our own runs, then the store: a claim (which registers
+            # its runs in `active` under this lock) cannot fall in between, and a run leaves
+            # `active` only once its end is committed, so one the store still shows running
+            # was in `active` when we looked (read the other way round, an end committed in
+            # between made its run look like one no worker holds)
             with self.pool.lock:
                 mine = set(self.pool.active)
+            open_runs = self.store.list_runs(RunFilter(statuses=["running", "queued"]))
         if self.shared:
             self._kill_local_orphans(open_runs)
             registered = {r.owner for r in self.store.runners()}

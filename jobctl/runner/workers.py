@@ -71,6 +71,7 @@ class Active:
     fds: set[int] = field(default_factory=set)  # registered in the loop's selector
     due: float = 0.0  # monotonic time of the watch's next step
     failed: bool = False  # its supervision failed (a bug): reported once
+    ended: bool = False  # its process is done, its end being written: its slot is free
 
 
 class WorkerPool:
@@ -86,6 +87,11 @@ class WorkerPool:
         #: the last claim left due runs waiting (a mutex, an overlap, another runner's
         #: labels) while slots were free: ends elsewhere may let them start (Runner._sleep)
         self.blocked = False
+        self._ended = 0  # entries of `active` whose process is done (their slots are free)
+        #: shared store: a claimer thread of its own claims for slots freed by ends while
+        #: the bookkeeper writes those ends (each on its own connection)
+        self._claimer: Store | None = None
+        self._claim_wanted = threading.Event()
         self.active: dict[int, Active] = {}
         self.lock = threading.Lock()
         self.claiming = threading.Lock()  # one claim at a time: free slots are never overbooked
@@ -107,11 +113,18 @@ class WorkerPool:
 
     def free(self) -> int:
         with self.lock:
-            return self.size - len(self.active)
+            return self.size - len(self.active) + self._ended
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        for store in (self._store, self._claimer):
+            if store is not None:
+                store.close()
+
+    def _forget_done(self, done: Sequence[Active]) -> None:
+        """Under self.lock: the runs whose ends are recorded leave the pool."""
+        for entry in done:
+            if self.active.pop(entry.run.id or -1, None) is not None and entry.ended:
+                self._ended -= 1
 
     def _start_threads(self) -> None:
         with self._threads_lock:
@@ -119,6 +132,9 @@ class WorkerPool:
                 self._started = True
                 threading.Thread(target=self.loop.run, name="jobctl-loop", daemon=True).start()
                 threading.Thread(target=self._bookkeeper, name="jobctl-book", daemon=True).start()
+                if self._open_store is not None:
+                    threading.Thread(target=self._claim_loop, name="jobctl-claim",
+                                     daemon=True).start()  # fmt: skip
 
     # ---- claiming and launching -----------------------------------------------------------
     def start_queued(
@@ -143,12 +159,12 @@ class WorkerPool:
 
         def give_up_slots() -> None:
             with self.lock:
-                for entry in done:
-                    self.active.pop(entry.run.id or -1, None)
+                self._forget_done(done)
 
         with self.claiming:
             with self.lock:
-                free = max(0, self.size - len(self.active) + len(done))  # 0: replacements
+                busy = len(self.active) - self._ended - sum(not e.ended for e in done)
+                free = max(0, self.size - busy)  # 0: replacements
             epoch = self.r.epoch
             self.blocked = False
             try:
@@ -166,8 +182,7 @@ class WorkerPool:
                             "no longer holds: left to the runner that takes them over")  # fmt: skip
                 entries = []
             with self.lock:
-                for entry in done:
-                    self.active.pop(entry.run.id or -1, None)
+                self._forget_done(done)
                 self.active.update((e.run.id or 0, e) for e in entries)
         for old in replace_runs:
             try:
@@ -269,6 +284,8 @@ class WorkerPool:
                 except queue.Empty:
                     if time.monotonic() >= until:
                         break
+            if self._open_store is not None:  # the claimer claims for the slots freed now,
+                self._free_slots(batch)  # while their ends are written below
             done: list[Active] = []
             try:
                 self._keep(batch, done)
@@ -278,7 +295,11 @@ class WorkerPool:
             if not done:
                 continue
             try:
-                self.start_queued(self.r._horizon(), done, self.store)  # gives slots up
+                if self._open_store is not None:
+                    with self.lock:
+                        self._forget_done(done)
+                else:
+                    self.start_queued(self.r._horizon(), done, self.store)  # gives slots up
             except StoreError as exc:  # the loop claims again, with backoff
                 self.r._store_failed(exc)
                 self.r.wake()
@@ -286,10 +307,44 @@ class WorkerPool:
                 self.r.emit("error", f"claim: {type(exc).__name__}: {exc}")
                 self.r.wake()
             with self.lock:
-                for entry in done:  # (already, unless the claim failed before it)
-                    self.active.pop(entry.run.id or -1, None)
+                self._forget_done(done)  # (already, unless the claim failed before it)
                 idle = not self.active
             if idle or self.r._stopping:  # --once and shutdown wait for the last end
+                self.r.wake()
+
+    def _free_slots(self, batch: list[tuple[str, Active, Any]]) -> None:
+        """The runs of `batch` that end free their slots now, before their ends are written;
+        the claimer claims for them (a shared store: ends and claims on two connections)."""
+        self.free_slots([entry for kind, entry, _ in batch if kind in ENDING])
+
+    def free_slots(self, entries: Sequence[Active]) -> None:
+        """(Shared store) these runs' processes are done: their slots are free for the
+        claimer now (once each; they stay in `active` until their ends are recorded)."""
+        freed = 0
+        with self.lock:
+            for entry in entries:
+                if not entry.ended and (entry.run.id or -1) in self.active:
+                    entry.ended = True
+                    self._ended += 1
+                    freed += 1
+        if freed:
+            self._claim_wanted.set()
+
+    def _claim_loop(self) -> None:
+        """The claimer (shared store): claims for freed slots on a connection of its own."""
+        while True:
+            self._claim_wanted.wait()
+            self._claim_wanted.clear()
+            try:
+                if self._claimer is None:
+                    assert self._open_store is not None
+                    self._claimer = self._open_store()
+                self.start_queued(self.r._horizon(), store=self._claimer)
+            except StoreError as exc:  # the loop claims again, with backoff
+                self.r._store_failed(exc)
+                self.r.wake()
+            except Exception as exc:
+                self.r.emit("error", f"claim: {type(exc).__name__}: {exc}")
                 self.r.wake()
 
     def _keep(self, batch: list[tuple[str, Active, Any]], done: list[Active]) -> None:
@@ -653,6 +708,8 @@ class _ProcessLoop:
             self.pool.book.put(("error", entry, exc))
             return
         self.pool.book.put(("outcome", entry, outcome))
+        if self.pool._open_store is not None:  # the claimer need not wait for the bookkeeper
+            self.pool.free_slots([entry])
 
     def _forget(self, entry: Active) -> None:
         for fd in entry.fds:

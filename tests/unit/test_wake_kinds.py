@@ -15,6 +15,7 @@ from jobctl.runner.workers import Active
 from jobctl.store.base import RunFilter
 from jobctl.store.sqlite import SQLiteStore
 from tests.unit.test_pool_faults import queue, run_once
+from tests.waiting import wait_for
 
 
 def _fill(runner: Runner, n: int) -> None:
@@ -84,4 +85,55 @@ def test_on_a_shared_store_the_bookkeeper_writes_on_a_connection_of_its_own(
     assert run.status == "succeeded"
     assert runner.pool.store is not main
     assert runner.pool.store in opened
+    main.close()
+
+
+def test_on_a_shared_store_a_slot_is_claimed_again_while_its_end_is_written(
+    pg_url: str, tmp_path: Path
+) -> None:
+    """The claimer claims for a slot as soon as its process is done, on its own connection,
+    while the bookkeeper writes the end: here the first run's end is held until the second
+    run has started (with claims made only after ends, it would never start)."""
+    import threading
+
+    from jobctl.store.postgres import PostgresStore
+    from tests.waiting import DEADLINE_S
+
+    main = PostgresStore(pg_url)
+    second = tmp_path / "second"
+    now = main.now()
+    for name, command in (("a", ["true"]), ("b", ["touch", str(second)])):
+        main.add_job(Job(name=name, command=command, tz="UTC", cwd=str(tmp_path)))
+        main.add_run(Run(job=name, scheduled_for=now, not_before=now, trigger="manual"))
+    begun = threading.Event()
+    held: list[bool] = []
+
+    def open_store() -> PostgresStore:
+        store = PostgresStore(pg_url)
+        real = store.finish_runs
+
+        def finish_runs(ends, fence=None, started=()):  # type: ignore[no-untyped-def]
+            if any(end[0].job == "a" for end in ends):
+                held.append(begun.wait(DEADLINE_S))
+            return real(ends, fence=fence, started=started)
+
+        store.finish_runs = finish_runs  # type: ignore[method-assign]
+        return store
+
+    runner = Runner(main, workers=1, clock=SystemClock(), lease_store=open_store)
+    real_claim = main.claim
+    claims: list[int] = []
+
+    def claim(*args, **kw):  # type: ignore[no-untyped-def]
+        claims.append(1)  # the loop's connection claims the first run only
+        return real_claim(*args, **kw) if len(claims) == 1 else []
+
+    main.claim = claim  # type: ignore[method-assign]
+    threading.Thread(target=lambda: wait_for(second.exists) and begun.set(), daemon=True).start()
+    run_once(runner)
+    assert held == [True]  # the second run started while the first one's end was held
+    assert {r.job: r.status for r in main.list_runs(RunFilter())} == {
+        "a": "succeeded",
+        "b": "succeeded",
+    }
     main.close()
