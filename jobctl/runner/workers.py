@@ -208,33 +208,12 @@ class WorkerPool:
         shift = local_shift(self.r.clock)
         now = self.r.clock.now()
         spawned: list[Active] = []
+        deferred: list[Active] = []  # due runs the process loop spawns (shared store)
         for entry in entries:
-            run = entry.run
-            gated = run.not_before > now
-            if not gated and self.r._stopping:  # not started: back to the queue
-                self.book.put(("requeue", entry, None))
-                continue
-            try:
-                proc = executor.start(spec_for(entry.job, run), gated=gated)
-            except executor.SpawnError as exc:
-                t = self.r.clock.now()
-                final = replace(run, status="failed", exit_code=exc.exit_code,
-                                error=str(exc), started_at=t, finished_at=t)  # fmt: skip
-                self.book.put(("final", entry, final))
-                continue
-            except Exception as exc:  # a bug: recorded abandoned, the others go on
-                self.book.put(("error", entry, exc))
-                continue
-            began = proc.started_at + shift
-            # pid and start time: what recovery and `cancel` check before signalling the
-            # group. A gated process waits (its start time is read at once); a direct one is
-            # exec'ing, and reading /proc/PID/stat then is costly: its start time is recorded
-            # once it has run SETTLE_S (shorter jobs end first)
-            planned = max(began, run.not_before) if gated else began
-            start = proc.proc_start if gated else None
-            entry.run = replace(run, pid=proc.pid, proc_start=start, started_at=planned)
-            entry.spawned, entry.gated = proc, gated
-            spawned.append(entry)
+            if entry.run.not_before <= now and self._open_store is not None:
+                deferred.append(entry)  # the claimer goes back to claiming at once
+            elif self.spawn(entry, now, shift):
+                spawned.append(entry)
         gated = [e.run for e in spawned if e.gated]
         if gated:  # recorded before their gates open (not fatal: if the store cannot take
             # it, recovery finds the processes by their markers, JOBCTL_RUN_ID and
@@ -244,7 +223,37 @@ class WorkerPool:
         for entry in spawned:  # a direct spawn runs already, findable by its markers: its
             if not entry.gated:  # pid goes with the bookkeeper's next write (or its end's)
                 self.book.put(("spawned", entry, None))
-        self.loop.add(spawned)
+        self.loop.add(spawned + deferred)
+
+    def spawn(self, entry: Active, now: float, shift: float) -> bool:
+        """Spawn one claimed run's process (gated when ahead of its time); False if it was
+        not (put back in the queue while stopping, or its failure handed to the bookkeeper)."""
+        run = entry.run
+        gated = run.not_before > now
+        if not gated and self.r._stopping:  # not started: back to the queue
+            self.book.put(("requeue", entry, None))
+            return False
+        try:
+            proc = executor.start(spec_for(entry.job, run), gated=gated)
+        except executor.SpawnError as exc:
+            t = self.r.clock.now()
+            final = replace(run, status="failed", exit_code=exc.exit_code,
+                            error=str(exc), started_at=t, finished_at=t)  # fmt: skip
+            self.book.put(("final", entry, final))
+            return False
+        except Exception as exc:  # a bug: recorded abandoned, the others go on
+            self.book.put(("error", entry, exc))
+            return False
+        began = proc.started_at + shift
+        # pid and start time: what recovery and `cancel` check before signalling the
+        # group. A gated process waits (its start time is read at once); a direct one is
+        # exec'ing, and reading /proc/PID/stat then is costly: its start time is recorded
+        # once it has run SETTLE_S (shorter jobs end first)
+        planned = max(began, run.not_before) if gated else began
+        start = proc.proc_start if gated else None
+        entry.run = replace(run, pid=proc.pid, proc_start=start, started_at=planned)
+        entry.spawned, entry.gated = proc, gated
+        return True
 
     # ---- what the process loop reports --------------------------------------------------------
     def started(self, entry: Active, proc: executor.Process) -> None:
@@ -621,7 +630,10 @@ class _ProcessLoop:
         for entry in new:
             if entry.gated:
                 heapq.heappush(self._gated, (entry.run.not_before, next(self._seq), entry))
-            else:
+            elif entry.spawned is not None:
+                touched.add(self._begin(entry))
+            elif self.pool.spawn(entry, clock.now(), local_shift(clock)):  # a due run claimed
+                self.pool.book.put(("spawned", entry, None))  # on a shared store: see _launch
                 touched.add(self._begin(entry))
         if self._gated and self._gated[0][0] <= clock.now():
             touched.update(self._open_gates(clock.now()))
