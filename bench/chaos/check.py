@@ -358,26 +358,18 @@ def check(ev: Evidence) -> Report:
     def waits_turn(job: str) -> bool:
         return bool(specs.get(job, {}).get("mutex"))
 
-    late_hist = [
-        1000 * (r["started_at"] - r["scheduled_for"])
-        for r in runs
-        if r["attempt"] == 1
-        and r["trigger"] == "schedule"
-        and r["started_at"]
-        and quiet(r["scheduled_for"])
-        and (w0 is None or w0 <= r["scheduled_for"] <= (w1 or math.inf))
-        and not waits_turn(r["job"])
-    ]
-    turns = [
-        1000 * (r["started_at"] - r["scheduled_for"])
-        for r in runs
-        if r["attempt"] == 1
-        and r["trigger"] == "schedule"
-        and r["started_at"]
-        and quiet(r["scheduled_for"])
-        and (w0 is None or w0 <= r["scheduled_for"] <= (w1 or math.inf))
-        and waits_turn(r["job"])
-    ]
+    late_hist: list[float] = []
+    turns: list[float] = []
+    for r in runs:
+        if (
+            r["attempt"] == 1
+            and r["trigger"] == "schedule"
+            and r["started_at"]
+            and quiet(r["scheduled_for"])
+            and (w0 is None or w0 <= r["scheduled_for"] <= (w1 or math.inf))
+        ):
+            late = 1000 * (r["started_at"] - r["scheduled_for"])
+            (turns if waits_turn(r["job"]) else late_hist).append(late)
     late_fx = [
         1000 * (e.start - e.scheduled)
         for e in effects

@@ -303,18 +303,11 @@ class WorkerPool:
                 done.extend(e for k, e, _ in batch if k in ENDING and e not in done)
             if not done:
                 continue
-            try:
-                if self._open_store is not None:
-                    with self.lock:
-                        self._forget_done(done)
-                else:
-                    self.start_queued(self.r._horizon(), done, self.store)  # gives slots up
-            except StoreError as exc:  # the loop claims again, with backoff
-                self.r._store_failed(exc)
-                self.r.wake()
-            except Exception as exc:
-                self.r.emit("error", f"claim: {type(exc).__name__}: {exc}")
-                self.r.wake()
+            if self._open_store is not None:
+                with self.lock:
+                    self._forget_done(done)
+            else:  # gives their slots up
+                self._claim_safely(self.start_queued, self.r._horizon(), done, self.store)
             with self.lock:
                 self._forget_done(done)  # (already, unless the claim failed before it)
                 idle = not self.active
@@ -344,17 +337,25 @@ class WorkerPool:
         while True:
             self._claim_wanted.wait()
             self._claim_wanted.clear()
-            try:
-                if self._claimer is None:
-                    assert self._open_store is not None
-                    self._claimer = self._open_store()
-                self.start_queued(self.r._horizon(), store=self._claimer)
-            except StoreError as exc:  # the loop claims again, with backoff
-                self.r._store_failed(exc)
-                self.r.wake()
-            except Exception as exc:
-                self.r.emit("error", f"claim: {type(exc).__name__}: {exc}")
-                self.r.wake()
+            self._claim_safely(self._claim_for_freed)
+
+    def _claim_for_freed(self) -> None:
+        if self._claimer is None:
+            assert self._open_store is not None
+            self._claimer = self._open_store()
+        self.start_queued(self.r._horizon(), store=self._claimer)
+
+    def _claim_safely(self, claim: Callable[..., None], *args: Any) -> None:
+        """A claim from the bookkeeper or the claimer: a store error is reported and left to
+        the loop, which claims again with backoff; a bug is said, never raised."""
+        try:
+            claim(*args)
+        except StoreError as exc:
+            self.r._store_failed(exc)
+            self.r.wake()
+        except Exception as exc:
+            self.r.emit("error", f"claim: {type(exc).__name__}: {exc}")
+            self.r.wake()
 
     def _keep(self, batch: list[tuple[str, Active, Any]], done: list[Active]) -> None:
         """Write one batch from the loop, in order of kind: output, pids and start times
