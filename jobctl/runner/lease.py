@@ -141,9 +141,17 @@ class LeaseKeeper:
         r = self.r
         try:
             seen: list[float] = []
+            renewed: list[bool] = []
+            # a store that renews and reads its clock in one round trip (PostgreSQL)
+            renew_lease = getattr(self.store, "renew_lease", None)
 
             def read() -> float:
-                seen.append(self.store.now())
+                if renew_lease is not None:
+                    held, t = renew_lease(r.owner, r.lease_s, r.epoch)
+                    renewed.append(held)
+                    seen.append(t)
+                else:
+                    seen.append(self.store.now())
                 return seen[-1]
 
             if isinstance(r.clock, OffsetClock):  # the store's clock, seen from here (a
@@ -151,7 +159,8 @@ class LeaseKeeper:
             else:
                 read()
             db_now = seen[-1]  # one reading serves the clock and the registration below
-            held = self.store.heartbeat(r.owner, db_now, r.lease_s, r.epoch)
+            held = (renewed[-1] if renewed
+                    else self.store.heartbeat(r.owner, db_now, r.lease_s, r.epoch))  # fmt: skip
         except StoreError as exc:
             if not self.fenced:
                 r._store_failed(exc)

@@ -231,15 +231,19 @@ class PostgresStore:
     def _connect(self) -> psycopg.Connection[dict[str, Any]]:
         conn = self._open()
         try:
-            conn.execute(f"SET lock_timeout = {self._lock_timeout_ms}")
-            # a session of ours cut off inside a transaction (a partition, a frozen runner)
-            # must not hold its locks (the fleet's claim lock) until the server's TCP gives
-            # up: the server ends it after DEAD_LINK_S idle in the transaction
-            conn.execute(f"SET idle_in_transaction_session_timeout = {DEAD_LINK_S * 1000}")
-            conn.execute(f"SET tcp_keepalives_idle = {DEAD_LINK_S}")
-            conn.execute("SET tcp_keepalives_interval = 1")
-            conn.execute(f"SET tcp_keepalives_count = {DEAD_LINK_S}")
-            schema = conn.execute("SELECT current_schema() AS s").fetchone()
+            # one round trip (a simple query of several statements: no parameters), not six:
+            # a runner reconnecting over a slow link must be back within its lease
+            schema = conn.execute(  # (the SELECT first: its result is the one fetched)
+                "SELECT current_schema() AS s; "
+                f"SET lock_timeout = {self._lock_timeout_ms}; "
+                # a session of ours cut off inside a transaction (a partition, a frozen
+                # runner) must not hold its locks until the server's TCP gives up: the
+                # server ends it after DEAD_LINK_S idle in the transaction
+                f"SET idle_in_transaction_session_timeout = {DEAD_LINK_S * 1000}; "
+                f"SET tcp_keepalives_idle = {DEAD_LINK_S}; "
+                "SET tcp_keepalives_interval = 1; "
+                f"SET tcp_keepalives_count = {DEAD_LINK_S}"
+            ).fetchone()
             if schema is None or schema["s"] is None:
                 raise StoreError(f"store {self.where} has no schema to use (check search_path)")
             self._migrate(conn)
@@ -999,6 +1003,24 @@ class PostgresStore:
                 {"_owner": owner, "_epoch": epoch, "_lease": to_ms(lease_s)},
             ).fetchone()
             return row is not None
+
+    def renew_lease(
+        self, owner: str, lease_s: float, epoch: int | None = None
+    ) -> tuple[bool, float]:
+        """heartbeat() and now() in one round trip: whether the lease held (and is renewed),
+        and the database's clock when it was (LeaseKeeper.renew: a renewal over a slow link
+        must not take two round trips)."""
+        with self._tx(single=True) as conn:
+            row = conn.execute(
+                f"WITH t AS (SELECT {DB_NOW_MS} AS t), u AS (UPDATE runner SET heartbeat_at = "
+                "t.t, lease_expires_at = t.t + %(_lease)s FROM t WHERE owner = %(_owner)s "
+                "AND (%(_epoch)s::bigint IS NULL OR epoch = %(_epoch)s) "
+                "AND lease_expires_at > t.t RETURNING 1) "
+                "SELECT t.t, EXISTS (SELECT 1 FROM u) AS held FROM t",
+                {"_owner": owner, "_epoch": epoch, "_lease": to_ms(lease_s)},
+            ).fetchone()
+        assert row is not None
+        return bool(row["held"]), int(row["t"]) / 1000
 
     def reap_expired(
         self, decide: Callable[[Run, Job | None], tuple[Run, Run | None]]

@@ -141,3 +141,32 @@ def test_a_renewal_broken_by_a_database_restart_is_retried_at_once() -> None:
     finally:
         k.r._stopped.set()  # type: ignore[attr-defined]
         k.stop()
+
+
+class OneTripStore(FakeStore):
+    """A store that renews and reads its clock in one round trip (PostgreSQL's renew_lease):
+    the keeper must not also call now() and heartbeat() (two more round trips, which over a
+    slow link outlasted half the lease: the chaos suite's self-fencings during latency)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def now(self) -> float:
+        self.calls.append("now")
+        return super().now()
+
+    def heartbeat(self, owner: str, now: float, lease_s: float, epoch: int | None) -> bool:
+        self.calls.append("heartbeat")
+        return super().heartbeat(owner, now, lease_s, epoch)
+
+    def renew_lease(self, owner: str, lease_s: float, epoch: int | None) -> tuple[bool, float]:
+        self.calls.append("renew_lease")
+        return True, time.time()
+
+
+def test_a_renewal_is_one_round_trip_where_the_store_can() -> None:
+    store = OneTripStore()
+    keeper = LeaseKeeper(FakeRunner(lease_s=9.0), store)  # type: ignore[arg-type]
+    assert keeper.renew()
+    assert store.calls == ["renew_lease"]
