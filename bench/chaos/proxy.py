@@ -47,6 +47,7 @@ class FaultProxy:
         self.cut_since = 0.0
         self._closed = threading.Event()
         self._socks: list[socket.socket] = []
+        self._unanswered: list[socket.socket] = []  # accepted during a blackhole cut
         self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True, name="proxy-accept").start()
 
@@ -58,6 +59,13 @@ class FaultProxy:
 
     def restore(self) -> None:
         self.cut = None
+        with self._lock:  # connections made into the cut were never answered: their clients
+            for sock in self._unanswered:  # gave up long ago (connect timeout)
+                with contextlib.suppress(OSError):
+                    sock.close()
+                with contextlib.suppress(ValueError):
+                    self._socks.remove(sock)
+            self._unanswered.clear()
 
     def set_latency(self, seconds: float) -> None:
         self.latency = seconds
@@ -83,9 +91,10 @@ class FaultProxy:
                     client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     client.close()
                 continue
-            if self.cut == "blackhole":  # never answered, never closed
+            if self.cut == "blackhole":  # never answered (closed once the cut ends)
                 with self._lock:
                     self._socks.append(client)
+                    self._unanswered.append(client)
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
@@ -99,21 +108,28 @@ class FaultProxy:
                 continue
             with self._lock:
                 self._socks += [client, upstream]
+            pumps = [2]  # both sockets are closed when both directions have ended
             # upstream -> client: the client's kernel is the one that gives up on it, and so on
             for a, b, side in ((client, upstream, False), (upstream, client, True)):
-                threading.Thread(target=self._pump, args=(a, b, side), daemon=True).start()
+                threading.Thread(target=self._pump, args=(a, b, side, pumps),
+                                 daemon=True).start()  # fmt: skip
 
-    def _pump(self, src: socket.socket, dst: socket.socket, client_side: bool) -> None:
+    def _pump(
+        self, src: socket.socket, dst: socket.socket, client_side: bool, pumps: list[int]
+    ) -> None:
         """Copy src to dst. During a cut nothing is delivered: bytes wait, as TCP retransmits
         them, and flow again if the cut ends in time; a cut that lasts ends the connection as
         the kernels on both ends would: the client's side is reset after CLIENT_GIVES_UP_S (its
         tcp_user_timeout), the server's closed after SERVER_GIVES_UP_S (its keepalives)."""
         held: deque[tuple[float, bytes]] = deque()  # (when due, data)
         give_up = CLIENT_GIVES_UP_S if client_side else SERVER_GIVES_UP_S
+        # poll, not select: a long run's descriptors pass 1024, which select() refuses
+        poller = select.poll()
+        poller.register(src, select.POLLIN)
         while not self._closed.is_set():
             try:
                 busy = held or self.cut is not None
-                ready, _, _ = select.select([src], [], [], 0.02 if busy else 1.0)
+                ready = poller.poll(20 if busy else 1000)
                 if ready:
                     data = src.recv(65536)
                     if not data:
@@ -126,7 +142,7 @@ class FaultProxy:
                     continue
                 while held and held[0][0] <= time.monotonic():
                     dst.sendall(held.popleft()[1])
-            except OSError:
+            except (OSError, ValueError):  # (ValueError: the other direction closed it)
                 break
         # the other end went away during a cut: this end learns of it only when its own
         # kernel gives up (or the cut ends)
@@ -135,6 +151,14 @@ class FaultProxy:
         for s in (src, dst):
             with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+        with self._lock:  # the last direction to end closes the pair (descriptors were leaked)
+            pumps[0] -= 1
+            if pumps[0] == 0:
+                for s in (src, dst):
+                    with contextlib.suppress(OSError):
+                        s.close()
+                    with contextlib.suppress(ValueError):
+                        self._socks.remove(s)
 
 
 def _reset(sock: socket.socket) -> None:

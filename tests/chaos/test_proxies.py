@@ -10,7 +10,7 @@ import socket
 from bench.chaos.proxy import FaultProxy
 from bench.fleet import CountingProxy
 from tests.proxy import Proxy
-from tests.waiting import wait_for
+from tests.waiting import DEADLINE_S, wait_for
 
 
 def _relayed(make) -> None:  # type: ignore[no-untyped-def]
@@ -41,3 +41,40 @@ def test_the_tests_partition_proxy_relays_without_nagle() -> None:
 
 def test_the_benchmarks_counting_proxy_relays_without_nagle() -> None:
     _relayed(lambda port: CountingProxy(("127.0.0.1", port)))
+
+
+def test_the_fault_proxy_closes_what_it_relayed_and_outlives_1024_descriptors() -> None:
+    """A relayed connection's two sockets are closed once both directions end (they were
+    leaked: a 10-minute run passed 1,024 descriptors, and select() then refused them, which
+    killed relays mid-run); connections accepted into a blackhole cut are closed when it ends."""
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    server = socket.create_server(("127.0.0.1", 0))
+    proxy = FaultProxy(("127.0.0.1", server.getsockname()[1]))
+    hog = []  # descriptors above 1024 for the proxy's own sockets
+    try:
+        if soft < 1200:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+        hog = [open("/dev/null") for _ in range(1100)]  # noqa: SIM115
+        for _ in range(3):
+            client = socket.create_connection(("127.0.0.1", proxy.port))
+            accepted, _ = server.accept()
+            accepted.settimeout(DEADLINE_S)  # a dead relay fails the test, never hangs it
+            client.sendall(b"ping")
+            assert accepted.recv(4) == b"ping"  # relayed, with descriptors past 1024
+            client.close()
+            accepted.close()
+        wait_for(lambda: not proxy._socks)  # both directions ended: the pair was closed
+        proxy.partition("blackhole")
+        stuck = socket.create_connection(("127.0.0.1", proxy.port))
+        wait_for(lambda: proxy._unanswered)
+        proxy.restore()
+        assert not proxy._unanswered and not proxy._socks
+        stuck.close()
+    finally:
+        for f in hog:
+            f.close()
+        proxy.close()
+        server.close()
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
