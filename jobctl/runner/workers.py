@@ -1,6 +1,6 @@
 """The worker pool: at most N claimed runs executing at once, in one event loop.
 
-Three parts, on two threads of their own besides the caller's:
+Its parts, on threads of their own besides the caller's:
 - claiming and launching (`start_queued`, on the caller's thread: the runner loop after a
   round of fires, the bookkeeper after a batch of ends): one transaction claims runs for
   every free slot, one flush makes the claims durable (SPEC 7: a started run comes back
@@ -12,7 +12,11 @@ Three parts, on two threads of their own besides the caller's:
   a cancel or a start;
 - the bookkeeper (one thread): takes what the loop reports (output, start times, ends) in
   batches, writes them (every end and its retry in one transaction, retried through a store
-  outage), then claims runs for the slots it freed.
+  outage), then claims runs for the slots it freed (SQLite);
+- on a shared store (PostgreSQL), where every write is a round trip: the bookkeeper writes
+  on a connection of its own, and a claimer thread (a third connection) claims for a slot
+  as soon as its process is done, while the bookkeeper writes the end; the process loop
+  spawns the due runs it claims. A run stays in `active` until its end is recorded.
 
 It reads the runner's store, clock and flags through `self.r`; it knows nothing of firing or
 recovery. The foreground `jobctl run` does not come here: it uses execution.execute().
