@@ -42,6 +42,14 @@ def retry_delay(failures: int, interval_s: float) -> float:
     return min(interval_s, 1.0, RETRY_FIRST_S * 2 ** (failures - 1))
 
 
+def renewal_delay(ok: bool, failures: int, took_s: float, interval_s: float) -> float:
+    """How long to wait after a renewal that took `took_s`: renewals start every interval
+    (not an interval after the last one ended: over a link with a 2.6 s round trip that put
+    successes 5.9 s apart with a 10 s lease, past the watchdog's lease/2, and the runner fenced
+    itself though every renewal succeeded); after a failure, retry_delay."""
+    return max(0.0, interval_s - took_s) if ok else retry_delay(failures, interval_s)
+
+
 def overslept_s(lease_s: float) -> float:
     """A watchdog waking later than this past its time was frozen (SIGSTOP, a VM paused)
     or starved of CPU, and so was the renewal thread. Small: a grace given to a watchdog
@@ -84,9 +92,10 @@ class LeaseKeeper:
     def _renew_loop(self) -> None:
         failures = 0
         while not self._done():
+            began = time.monotonic()
             ok = self.renew()
             failures = 0 if ok else failures + 1
-            delay = self.interval_s if ok else retry_delay(failures, self.interval_s)
+            delay = renewal_delay(ok, failures, time.monotonic() - began, self.interval_s)
             with self._cond:
                 self._cond.wait(delay)
 

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from jobctl.errors import StoreError
-from jobctl.runner.lease import LeaseKeeper, overslept_s, retry_delay
+from jobctl.runner.lease import LeaseKeeper, overslept_s, renewal_delay, retry_delay
 from tests.waiting import wait_for
 
 
@@ -136,7 +136,9 @@ def test_a_renewal_broken_by_a_database_restart_is_retried_at_once() -> None:
         with cond:
             cond.notify_all()  # the renewal comes now, and fails
         wait_for(lambda: store.failures == 0 and store.beats >= 2, timeout=2.5)
-        assert cond.renewal_waits[:3] == [2.0, 0.1, 2.0]  # interval, retry, interval
+        # interval (less the renewal's own time), retry, interval
+        first, retry, then = cond.renewal_waits[:3]
+        assert retry == 0.1 and 1.0 < first <= 2.0 and 1.0 < then <= 2.0
         assert not k.fenced and k.r.pool.fenced == []  # type: ignore[attr-defined]
     finally:
         k.r._stopped.set()  # type: ignore[attr-defined]
@@ -170,3 +172,18 @@ def test_a_renewal_is_one_round_trip_where_the_store_can() -> None:
     keeper = LeaseKeeper(FakeRunner(lease_s=9.0), store)  # type: ignore[arg-type]
     assert keeper.renew()
     assert store.calls == ["renew_lease"]
+
+
+@pytest.mark.parametrize(
+    ("ok", "failures", "took", "delay"),
+    [
+        (True, 0, 0.0, 3.0),
+        (True, 0, 2.6, 0.4),  # a slow link: the next renewal starts an interval after this one
+        (True, 0, 4.0, 0.0),  # longer than the interval: the next one at once
+        (False, 1, 2.0, 0.1),  # a failure: retry_delay, whatever it took
+        (False, 3, 0.0, 0.4),
+    ],
+)
+def test_renewals_start_an_interval_apart(ok: bool, failures: int, took: float,
+                                          delay: float) -> None:  # fmt: skip
+    assert renewal_delay(ok, failures, took, 3.0) == pytest.approx(delay)
