@@ -125,8 +125,12 @@ class FaultProxy:
         give_up = CLIENT_GIVES_UP_S if client_side else SERVER_GIVES_UP_S
         # poll, not select: a long run's descriptors pass 1024, which select() refuses
         poller = select.poll()
-        poller.register(src, select.POLLIN)
-        while not self._closed.is_set():
+        try:
+            poller.register(src, select.POLLIN)
+            alive = True
+        except (OSError, ValueError):  # closed before this thread began (the proxy closed)
+            alive = False
+        while alive and not self._closed.is_set():
             try:
                 busy = held or self.cut is not None
                 ready = poller.poll(20 if busy else 1000)
