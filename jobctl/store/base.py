@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple, Protocol
 
 from jobctl.errors import ConflictError
-from jobctl.models import Job, Run
+from jobctl.models import FINAL_STATUSES, Job, Run
 
 
 @dataclass
@@ -190,6 +190,19 @@ LATENESS_TRIGGERS = ("schedule", "catchup")
 #: runs of the jobs that exist, each since its job was created (a removed job's runs under a
 #: reused name are not the new job's)
 CURRENT_RUNS = "runs r JOIN jobs j ON j.name = r.job AND r.created_at >= j.created_at"
+
+
+def outcome_query(job: str | None, since: float | None, mark: str) -> tuple[str, list[Any]]:
+    """Store.run_outcomes' statement and its parameters (`mark`: the driver's placeholder)."""
+    params: list[Any] = []
+    where = "r.status IN (" + ", ".join(f"'{st}'" for st in sorted(FINAL_STATUSES)) + ")"
+    if job is not None:
+        where += f" AND r.job = {mark}"
+        params.append(job)
+    if since is not None:
+        where += f" AND r.created_at >= {mark}"
+        params.append(round(since * 1000))  # rows.to_ms
+    return f"SELECT {OUTCOME_COLUMNS} FROM {CURRENT_RUNS} WHERE {where} ORDER BY r.id", params
 
 
 def tally_query(

@@ -35,12 +35,10 @@ from jobctl.errors import (
     StoreDataError,
     StoreError,
 )
-from jobctl.models import FINAL_STATUSES, Job, Run
+from jobctl.models import Job, Run
 from jobctl.store import pg_schema, rows
 from jobctl.store.base import (
-    CURRENT_RUNS,
     DEFAULT_LEASE_S,
-    OUTCOME_COLUMNS,
     Delivery,
     End,
     Fire,
@@ -54,6 +52,7 @@ from jobctl.store.base import (
     fired_mark,
     fresh_fires,
     keep_scheduling_state,
+    outcome_query,
     tally_from_row,
     tally_query,
 )
@@ -1161,15 +1160,7 @@ class PostgresStore:
 
     # ---- read-only views for stats and metrics (Store.run_outcomes, run_tallies) ----------
     def run_outcomes(self, job: str | None = None, since: float | None = None) -> list[RunOutcome]:
-        params: list[Any] = []
-        where = "r.status IN (" + ", ".join(f"'{st}'" for st in sorted(FINAL_STATUSES)) + ")"
-        if job is not None:
-            where += " AND r.job = %s"
-            params.append(job)
-        if since is not None:
-            where += " AND r.created_at >= %s"
-            params.append(to_ms(since))
-        sql = f"SELECT {OUTCOME_COLUMNS} FROM {CURRENT_RUNS} WHERE {where} ORDER BY r.id"
+        sql, params = outcome_query(job, since, mark="%s")
         with self._tx(single=True) as conn:
             cur = conn.cursor(row_factory=tuple_row)
             return list(map(RunOutcome._make, cur.execute(sql, params)))

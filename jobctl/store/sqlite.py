@@ -22,11 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from jobctl.errors import ConflictError, NotFoundError, StoreDataError, StoreError
-from jobctl.models import FINAL_STATUSES, Job, Run
+from jobctl.models import Job, Run
 from jobctl.store.base import (
-    CURRENT_RUNS,
     DEFAULT_LEASE_S,
-    OUTCOME_COLUMNS,
     Delivery,
     End,
     Fire,
@@ -40,6 +38,7 @@ from jobctl.store.base import (
     fired_mark,
     fresh_fires,
     keep_scheduling_state,
+    outcome_query,
     tally_from_row,
     tally_query,
 )
@@ -779,15 +778,7 @@ class SQLiteStore:
 
     # ---- read-only views for stats and metrics (Store.run_outcomes, run_tallies) ----------
     def run_outcomes(self, job: str | None = None, since: float | None = None) -> list[RunOutcome]:
-        params: list[Any] = []
-        where = "r.status IN (" + ", ".join(f"'{st}'" for st in sorted(FINAL_STATUSES)) + ")"
-        if job is not None:
-            where += " AND r.job = ?"
-            params.append(job)
-        if since is not None:
-            where += " AND r.created_at >= ?"
-            params.append(to_ms(since))
-        sql = f"SELECT {OUTCOME_COLUMNS} FROM {CURRENT_RUNS} WHERE {where} ORDER BY r.id"
+        sql, params = outcome_query(job, since, mark="?")
         with self._tx(write=False) as conn:
             cur = conn.cursor()
             cur.row_factory = None  # plain tuples: 100,000 rows convert in C
