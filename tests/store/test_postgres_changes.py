@@ -12,7 +12,7 @@ from dataclasses import replace
 from jobctl.models import Job, Run
 from jobctl.store.base import CHANGE_KINDS, Fire
 from jobctl.store.postgres import PostgresStore
-from tests.waiting import wait_for
+from tests.waiting import DEADLINE_S, wait_for
 
 
 def job(name: str, **kw) -> Job:  # type: ignore[no-untyped-def]
@@ -20,21 +20,41 @@ def job(name: str, **kw) -> Job:  # type: ignore[no-untyped-def]
     return Job(name=name, command=["true"], created_at=1.0, updated_at=1.0, **kw)
 
 
-def counts(store: PostgresStore) -> dict[str, int]:
-    return {kind: store.changed((kind,)) for kind in CHANGE_KINDS}
-
-
 def after(listener: PostgresStore, other: PostgresStore, action) -> dict[str, int]:  # type: ignore[no-untyped-def]
-    """The kinds `action` (on `other`) notified: a job edit follows it as a marker, whose
-    notification arrives after the action's (one sender, commit order)."""
-    before = counts(listener)
+    """The kinds `action` (on `other`) notified, read as payloads on a LISTEN connection of
+    the test's own: a job edit from a third connection follows the action as a marker, and
+    notifications are delivered in commit order, so once the marker's has arrived, the
+    action's have. (`listener`: the store whose changed() counts must agree.)"""
+    import psycopg
+
+    from jobctl.store.pg_schema import CHANGE_LETTERS
+
+    kind_of = {letter: kind for kind, letter in CHANGE_LETTERS.items()}
+    assert other.conn is not None and other.url
+    raw = psycopg.connect(other.url, autocommit=True)
+    raw.execute(psycopg.sql.SQL("LISTEN {}").format(other._channel))
+    marker = PostgresStore(other.url)
+    assert marker.conn is not None
+    before = {kind: listener.changed((kind,)) for kind in CHANGE_KINDS}
     action()
-    other.update_jobs(["marker"], lambda j: replace(j, description=f"{time.monotonic()}"))
-    wait_for(lambda: listener.changed(("jobs",)) > before["jobs"])
-    seen = counts(listener)
-    diff = {k: seen[k] - before[k] for k in CHANGE_KINDS}
-    diff["jobs"] -= 1  # the marker
-    return {k: n for k, n in diff.items() if n}
+    marker.update_jobs(["marker"], lambda j: replace(j, description=f"{time.monotonic()}"))
+    heard: dict[str, int] = {}
+    sender, marked = other.conn.info.backend_pid, marker.conn.info.backend_pid
+    done = False
+    while not done:
+        for note in raw.notifies(timeout=DEADLINE_S, stop_after=1):
+            if note.pid == marked:
+                done = True
+            elif note.pid == sender:
+                for letter in note.payload:
+                    heard[kind_of[letter]] = heard.get(kind_of[letter], 0) + 1
+    raw.close()
+    marker.close()
+    # the store's own counts, per kind, moved by what was heard (and the marker's "jobs")
+    wait_for(lambda: listener.changed(("jobs",)) > before["jobs"] + heard.get("jobs", 0))
+    for kind in CHANGE_KINDS:
+        assert listener.changed((kind,)) - before[kind] == heard.get(kind, 0) + (kind == "jobs")
+    return heard
 
 
 def pick_all(queued, running, jobs, limit):  # type: ignore[no-untyped-def]
