@@ -25,7 +25,7 @@ def _someone_waits_for_a_lock(url: str, me: int) -> bool:
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-            "AND pid != %s AND query LIKE 'UPDATE jobs%%'",
+            "AND pid != %s AND query LIKE '%%UPDATE jobs%%'",  # (a script: after its BEGIN)
             [me],
         ).fetchone()
     return bool(row and row[0])
