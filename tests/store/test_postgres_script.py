@@ -9,8 +9,10 @@ import psycopg
 import pytest
 
 from jobctl.errors import StoreError
-from jobctl.models import Job
+from jobctl.models import Job, Run
+from jobctl.store.base import Fire
 from jobctl.store.postgres import PostgresStore, _script
+from tests.waiting import wait_for
 
 
 def _xact_locks(url: str, store: PostgresStore) -> int:
@@ -71,4 +73,32 @@ def test_a_scripted_transaction_left_open_is_rolled_back(pg_url: str) -> None:
     other.update_jobs(["a"], lambda j: j.copy_with(state="paused"))
     assert store.get_job("a").state == "paused"
     other.close()
+    store.close()
+
+
+def _analyzed(url: str) -> bool:
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_user_tables WHERE schemaname = current_schema() "
+            "AND relname IN ('jobs', 'runs') AND last_analyze IS NOT NULL"
+        ).fetchone()
+    return bool(row and row[0] == 2)
+
+
+@pytest.mark.parametrize("jobs", [PostgresStore.ANALYZE_AFTER - 1, PostgresStore.ANALYZE_AFTER])
+def test_a_burst_of_fires_refreshes_the_statistics(pg_url: str, jobs: int) -> None:
+    """Thousands of jobs fired at once: the planner's statistics are refreshed at once (stale
+    ones made each claim join the whole queue, and each end read every job)."""
+    store = PostgresStore(pg_url)
+    many = [Job(name=f"j{i:04d}", command=["true"], next_run_at=1000.0, created_at=1.0)
+            for i in range(jobs)]  # fmt: skip
+    for job in many:
+        store.add_job(job)
+    fires = [Fire(j, [Run(job=j.name, scheduled_for=1000.0, not_before=1000.0)], None, {})
+             for j in store.list_jobs(last_runs=False)]  # fmt: skip
+    assert sum(map(len, store.fire_all(fires))) == jobs
+    if jobs >= PostgresStore.ANALYZE_AFTER:
+        wait_for(lambda: _analyzed(pg_url), timeout=10)
+    else:
+        assert not _analyzed(pg_url)
     store.close()
