@@ -123,11 +123,12 @@ _JOB_WITH_RUN = ", ".join(f'j.{c} AS "j_{c}"' for c in ["id", *JOB_COLUMNS])
 def _run_and_job(row: dict[str, Any]) -> tuple[Run, Job | None]:
     """A row of runs LEFT JOIN jobs selected with _JOB_WITH_RUN: the run and its job (None:
     the job is gone)."""
-    run = _run(row)
-    if row["j_id"] is None:
-        return run, None
-    job = Job(id=row["j_id"], **{c: rows.decode(k, row[f"j_{c}"]) for c, k in JOB_COLUMNS.items()})
-    return run, job
+    return _run(row), None if row["j_id"] is None else _job_of(row)
+
+
+def _job_of(row: dict[str, Any]) -> Job:
+    """The job of a row selected with _JOB_WITH_RUN (its "j_" columns)."""
+    return Job(id=row["j_id"], **{c: rows.decode(k, row[f"j_{c}"]) for c, k in JOB_COLUMNS.items()})
 
 
 def _run(row: dict[str, Any]) -> Run:
@@ -740,32 +741,35 @@ class PostgresStore:
 
         # the lease check and the first reads go out in one round trip (a script)
         with self._tx(scripted=True) as conn:
-            _, (held_rows, _), (running_rows, _), (held_jobs, _), (replacing, _), (page_rows, _) = (
-                _script(conn, [
-                    ("BEGIN", None),
-                    ("SELECT " + (f"{LEASE_HELD} AS ok" if epoch is not None else "true AS ok"),
-                     fence),
-                    # pick needs only who runs (job, id): no full decode of every running run
-                    ("SELECT id, job FROM runs WHERE status = 'running'", None),
-                    # of the running runs' jobs, pick needs those with a mutex
-                    ("SELECT * FROM jobs WHERE mutexes != '[]' AND name = ANY(ARRAY("
-                     "SELECT job FROM runs WHERE status = 'running'))", None),
-                    # due runs waiting to replace a running run of their job (overlap=replace)
-                    # are always offered, wherever they stand in the queue (see
-                    # SQLiteStore.claim). (= ANY(ARRAY(...)): the few running runs of replace
-                    # jobs are found first, then their queued runs by index; never a walk
-                    # over the whole queue)
-                    (f"{queued_with_jobs} AND r.job = ANY(ARRAY(SELECT x.job FROM runs x JOIN "
-                     "jobs y ON y.name = x.job WHERE x.status = 'running' AND y.overlap = "
-                     "'replace')) ORDER BY r.not_before, r.id FOR UPDATE OF r SKIP LOCKED", args),
-                    (page_sql(), args),
-                ])
-            )  # fmt: skip
+            _, (held_rows, _), (running_rows, _), (page_rows, _) = _script(conn, [
+                ("BEGIN", None),
+                ("SELECT " + (f"{LEASE_HELD} AS ok" if epoch is not None else "true AS ok"),
+                 fence),
+                # pick needs who runs (job, id), with the jobs of those that hold a mutex;
+                # and whether a job of theirs is replaced by a waiting run (overlap=replace)
+                (f"SELECT r.id AS r_id, r.job AS r_job, y.overlap = 'replace' AS r_replace, "
+                 f"{_JOB_WITH_RUN} FROM runs r LEFT JOIN jobs y ON y.name = r.job "
+                 "LEFT JOIN jobs j ON j.name = r.job AND j.mutexes != '[]' "
+                 "WHERE r.status = 'running'", None),
+                (page_sql(), args),
+            ])  # fmt: skip
             if not held_rows or not held_rows[0]["ok"]:
                 return []  # fenced: the runner finds out at its next lease renewal
-            running = [Run(job=r["job"], scheduled_for=0.0, status="running", id=r["id"])
+            running = [Run(job=r["r_job"], scheduled_for=0.0, status="running", id=r["r_id"])
                        for r in running_rows]  # fmt: skip
-            jobs: dict[str, Job] = {j.name: j for j in map(_job, held_jobs)}
+            jobs: dict[str, Job] = {row["j_name"]: _job_of(row) for row in running_rows
+                                    if row["j_id"] is not None}  # fmt: skip
+            replacing: list[dict[str, Any]] = []
+            if any(row["r_replace"] for row in running_rows):
+                # due runs waiting to replace a running run of their job are always offered,
+                # wherever they stand in the queue (see SQLiteStore.claim): a round trip of
+                # their own, only while a job with overlap=replace runs
+                [(replacing, _)] = _script(conn, [(
+                    f"{queued_with_jobs} AND r.job = ANY(%(replaced)s::text[]) "
+                    "ORDER BY r.not_before, r.id FOR UPDATE OF r SKIP LOCKED",
+                    {**args, "replaced": sorted({row["r_job"] for row in running_rows
+                                                 if row["r_replace"]})},
+                )])  # fmt: skip
             looked_up: set[str] = set()  # jobs read and not found (gone)
 
             def offered(rows: list[dict[str, Any]]) -> list[Run]:
