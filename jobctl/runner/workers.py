@@ -57,6 +57,9 @@ if TYPE_CHECKING:
 #: how long the bookkeeper holds pids to record when nothing else is to be written: the
 #: ends that come meanwhile carry them (recovery finds a process by its markers until then)
 PIDS_WAIT_S = 0.05
+#: (shared store) how long an end waits for the ends of other running processes, to be
+#: written in one transaction with them
+ENDS_WAIT_S = 0.01
 #: what may wait that long: pids, start times and start lines (never an end or output)
 CAN_WAIT = frozenset({"spawned", "settled", "started"})
 #: what ends a run's stay in the pool
@@ -299,6 +302,7 @@ class WorkerPool:
                         break
             if self._open_store is not None:  # the claimer claims for the slots freed now,
                 self._free_slots(batch)  # while their ends are written below
+                self._gather_ends(batch)
             done: list[Active] = []
             try:
                 self._keep(batch, done)
@@ -317,6 +321,23 @@ class WorkerPool:
                 idle = not self.active
             if idle or self.r._stopping:  # --once and shutdown wait for the last end
                 self.r.wake()
+
+    def _gather_ends(self, batch: list[tuple[str, Active, Any]]) -> None:
+        """(Shared store) while other processes run, wait up to ENDS_WAIT_S for their ends
+        to join this batch: one transaction for several ends (the claimer does not wait for
+        them: their slots are freed as they come)."""
+        until = time.monotonic() + ENDS_WAIT_S
+        while len(batch) < 1000:
+            with self.lock:
+                running = len(self.active) - self._ended
+            if running <= 0 or (left := until - time.monotonic()) <= 0:
+                return
+            try:
+                item = self.book.get(timeout=left)
+            except queue.Empty:
+                return
+            batch.append(item)
+            self._free_slots([item])
 
     def _free_slots(self, batch: list[tuple[str, Active, Any]]) -> None:
         """The runs of `batch` that end free their slots now, before their ends are written;

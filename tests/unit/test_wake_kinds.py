@@ -137,3 +137,32 @@ def test_on_a_shared_store_a_slot_is_claimed_again_while_its_end_is_written(
         "b": "succeeded",
     }
     main.close()
+
+
+def test_on_a_shared_store_an_end_waits_briefly_for_the_ends_of_other_running_runs(
+    tmp_path: Path,
+) -> None:
+    """The bookkeeper gathers the ends that come within ENDS_WAIT_S while other processes
+    run (one transaction for them; their slots are freed as they come), and waits for
+    nothing once nothing else runs."""
+    from jobctl.runner import workers
+
+    runner = Runner(SQLiteStore(tmp_path / "jobctl.db"), workers=4, clock=SystemClock())
+    pool = workers.WorkerPool(runner, 4, open_store=lambda: runner.store)
+    job = Job(name="x", command=["true"])
+    first, second, late = (Active(run=Run(job="x", scheduled_for=0.0, id=i), job=job)
+                           for i in (1, 2, 3))  # fmt: skip
+    for entry in (first, second, late):
+        pool.active[entry.run.id or 0] = entry
+    pool.free_slots([first])
+    pool.book.put(("outcome", second, None))  # came while `first` was taken
+    batch: list = [("outcome", first, None)]
+    pool._gather_ends(batch)  # `late` still runs: its end is waited for, and never comes
+    assert [e for _, e, _ in batch] == [first, second]
+    assert second.ended and not late.ended  # the slot of the one that came is free at once
+    pool.free_slots([late])  # now nothing runs: an item queued is left for the next batch
+    pool.book.put(("output", late, b"x"))
+    alone: list = [("outcome", late, None)]
+    pool._gather_ends(alone)
+    assert alone == [("outcome", late, None)]
+    assert pool.book.get_nowait() == ("output", late, b"x")
