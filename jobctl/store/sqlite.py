@@ -606,6 +606,7 @@ class SQLiteStore:
     ) -> list[bool]:
         """See Store.finish_runs; `fence` is not used (see finish_run)."""
         keep: dict[str, int] = {}
+        linked: list[Job] | None = None  # the jobs that run after others: read once a batch
         with self._tx(durable=False) as conn:
             if started:
                 self._mark_started(conn, started)
@@ -617,7 +618,10 @@ class SQLiteStore:
                 if followup is not None:
                     self._insert_run(conn, followup, "INSERT OR IGNORE")
                 if chains_from(run, followup):
-                    self._chain(conn, run)
+                    if linked is None:
+                        found = conn.execute("SELECT * FROM jobs WHERE after != '[]'")
+                        linked = [_job(r) for r in found]
+                    self._chain(conn, run, linked)
                 if keep_runs is not None:
                     keep[run.job] = keep_runs
             for job, n in keep.items():
@@ -634,12 +638,17 @@ class SQLiteStore:
             [[r.pid, r.proc_start, to_ms(r.started_at), r.id] for r in runs],
         )
 
-    def _chain(self, conn: sqlite3.Connection, run: Run) -> None:
+    def _chain(
+        self, conn: sqlite3.Connection, run: Run, linked: Sequence[Job] | None = None
+    ) -> None:
         """Queue the runs of the jobs that run after `run`'s job (chain_runs), in the
-        transaction that records its end: a chained run is never lost nor queued twice."""
-        found = conn.execute("SELECT * FROM jobs WHERE after != '[]' AND after LIKE ?",
-                             [f"%{json.dumps(run.job)}%"])  # fmt: skip
-        jobs = [_job(r) for r in found]
+        transaction that records its end: a chained run is never lost nor queued twice.
+        `linked`: the jobs that run after others, read already (a batch of ends)."""
+        if linked is None:
+            found = conn.execute("SELECT * FROM jobs WHERE after != '[]' AND after LIKE ?",
+                                 [f"%{json.dumps(run.job)}%"])  # fmt: skip
+            linked = [_job(r) for r in found]
+        jobs = [j for j in linked if any(name == run.job for name, _ in j.after)]
         if not jobs:
             return
         marks = ", ".join("?" for _ in jobs)
