@@ -472,7 +472,9 @@ class Runner:
             # between made its run look like one no worker holds)
             with self.pool.lock:
                 mine = set(self.pool.active)
-            open_runs = self.store.list_runs(RunFilter(statuses=["running", "queued"]))
+            # (a run with no owner is nobody's to recover: a fire waiting to be claimed)
+            open_runs = self.store.list_runs(RunFilter(statuses=["running", "queued"],
+                                                       owned=True))  # fmt: skip
         if self.shared:
             self._kill_local_orphans(open_runs)
             registered = {r.owner for r in self.store.runners()}

@@ -27,6 +27,7 @@ class RunFilter:
     since: float | None = None
     dead: bool | None = None
     owner: str | None = None
+    owned: bool | None = None  # True: only runs that have an owner (claimed, or a `jobctl run`)
     limit: int | None = None
     jobs: Sequence[str] | None = None  # any of these job names
 

@@ -442,6 +442,8 @@ class SQLiteStore:
         if where.owner is not None:
             clauses.append("owner = ?")
             params.append(where.owner)
+        if where.owned is not None:
+            clauses.append("owner IS NOT NULL" if where.owned else "owner IS NULL")
         return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
     def list_runs(self, where: RunFilter) -> list[Run]:

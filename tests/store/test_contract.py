@@ -481,6 +481,20 @@ def test_runs_filter_by_several_jobs(store) -> None:
     assert sorted(r.job for r in got) == ["a", "c"]
 
 
+def test_runs_filter_by_having_an_owner(store) -> None:
+    """What recovery reads: open runs that someone holds, never the fires waiting for a claim
+    (thousands of them in a backlog, decoded at every recovery otherwise)."""
+    store.add_job(job("a"))
+    store.add_run(Run(job="a", scheduled_for=1.0))
+    held = store.add_run(Run(job="a", scheduled_for=2.0, status="running", owner="r1"))
+    waiting = store.add_run(Run(job="a", scheduled_for=3.0, owner="cli:1"))
+    open_ = ["running", "queued"]
+    assert [r.id for r in store.list_runs(RunFilter(statuses=open_, owned=True))] == [
+        waiting.id, held.id]  # fmt: skip
+    assert [r.scheduled_for for r in store.list_runs(RunFilter(owned=False))] == [1.0]
+    assert store.count_runs(RunFilter(owned=True)) == 2
+
+
 def test_claim_still_sees_the_mutex_of_a_running_run(store) -> None:
     from jobctl import planner
 
