@@ -1109,42 +1109,48 @@ class PostgresStore:
         says (abandoned, and its retry), once across the fleet (the runs are locked FOR
         UPDATE SKIP LOCKED, and written only while still `running` under that epoch)."""
         out: list[tuple[Run, Run | None]] = []
-        with self._tx() as conn:
-            found = conn.execute(
-                "SELECT r.* FROM runs r WHERE r.status = 'running' AND r.lease_epoch IS NOT NULL "
+        conflict = " ON CONFLICT (job, scheduled_for, attempt) DO NOTHING"
+        insert = _insert_sql("runs", list(RUN_COLUMNS), conflict, returning=False)
+        # two round trips (scripts) however many runs: the expired runs locked and read with
+        # their jobs; then every write and the COMMIT. The rows stay locked (and skipped by
+        # the other reapers) for as long as the transaction lasts, so it must not take a
+        # round trip a run: a reaper behind a slow link held a dead runner's runs for 13 s
+        # that way, and nobody else could take them over (docs/chaos.md, run I)
+        with self._tx(scripted=True) as conn:
+            _, (found, _) = _script(conn, [("BEGIN", None), (
+                f"SELECT r.*, {_JOB_WITH_RUN} FROM runs r LEFT JOIN jobs j ON j.name = r.job "
+                "WHERE r.status = 'running' AND r.lease_epoch IS NOT NULL "
                 "AND NOT EXISTS (SELECT 1 FROM runner w WHERE w.owner = r.owner "
                 f"AND w.epoch = r.lease_epoch AND w.lease_expires_at > {DB_NOW_MS}) "
-                "ORDER BY r.id FOR UPDATE OF r SKIP LOCKED"
-            ).fetchall()
+                "ORDER BY r.id FOR UPDATE OF r SKIP LOCKED", None)])  # fmt: skip
             if not found:
                 return out
-            names = sorted({r["job"] for r in found})
-            jobs = {
-                j.name: j
-                for j in map(_job, conn.execute("SELECT * FROM jobs WHERE name = ANY(%s)", [names]))
-            }
+            writes: list[Statement] = []
+            keep: dict[str, int] = {}
             for row in found:
-                run = _run(row)
-                final, retry = decide(run, jobs.get(run.job))
+                run, job = _run_and_job(row)
+                final, retry = decide(run, job)
                 fields = _row(RUN_COLUMNS, final)
                 sets = ", ".join(f"{c} = %({c})s" for c in fields)
-                conn.execute(f"UPDATE runs SET {sets} WHERE id = %(_id)s",
-                             {**fields, "_id": run.id})  # fmt: skip
+                writes.append((f"UPDATE runs SET {sets} WHERE id = %(_id)s",
+                               {**fields, "_id": run.id}))  # fmt: skip
                 if retry is not None:
-                    self._insert_run(conn, retry, " ON CONFLICT (job, scheduled_for, attempt) "
-                                     "DO NOTHING")  # fmt: skip
-                if chains_from(final, retry):
+                    writes.append((insert, _row(RUN_COLUMNS, retry)))
+                if chains_from(final, retry):  # (rare: reads of its own, in the transaction)
+                    _script(conn, writes)
+                    writes = []
                     self._chain(conn, final)
-                job = jobs.get(run.job)
                 if job is not None:
-                    self._retain(conn, {run.job: job.keep_runs})
+                    keep[run.job] = job.keep_runs
                 out.append((final, retry))
+            if keep:
+                writes.append(self._retain_sql(keep))
             # rows of runners whose lease expired long ago and that hold nothing any more
-            conn.execute(
+            writes.append((
                 f"DELETE FROM runner w WHERE w.lease_expires_at < {DB_NOW_MS} - 86400000 "
                 "AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.owner = w.owner "
-                "AND r.status = 'running')"
-            )
+                "AND r.status = 'running')", None))  # fmt: skip
+            _script(conn, [*writes, ("COMMIT", None)])
         return out
 
     def runners(self) -> list[RunnerInfo]:

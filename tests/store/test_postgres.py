@@ -275,6 +275,46 @@ def test_reap_expired_takes_over_once_across_the_fleet(pg_url: str) -> None:
     s2.close()
 
 
+def test_reaping_takes_two_round_trips_however_many_runs(pg_url: str, monkeypatch) -> None:
+    """The reaped runs stay locked (skipped by the other reapers) while the transaction lasts:
+    a round trip a run, behind a slow link, held a dead runner's runs for 13 s (chaos run I)."""
+    from dataclasses import replace
+
+    from jobctl.models import Run
+    from jobctl.store import postgres
+
+    s = PostgresStore(pg_url)
+    for name in ("a", "b"):
+        s.add_job(job(name))
+    for i in range(12):
+        s.add_run(Run(job="ab"[i % 2], scheduled_for=float(i), not_before=1.0))
+    dead = _leased(s, "dead", 15)
+    claimed = s.claim("dead", "dead", s.now() + 1, 12, lambda q, r, j, n: (q[:n], []),
+                      epoch=dead)  # fmt: skip
+    assert len(claimed) == 12
+    _expire(pg_url, "dead")
+    trips: list[int] = []
+    real = postgres._script
+    monkeypatch.setattr(
+        postgres, "_script", lambda conn, st: trips.append(len(st)) or real(conn, st)
+    )
+    assert s.conn is not None
+    monkeypatch.setattr(s.conn, "execute", None)  # no statement outside the two scripts
+
+    def decide(run, job_):
+        final = replace(run, status="abandoned", finished_at=9.0, error="lease expired")
+        return final, Run(job=run.job, scheduled_for=run.scheduled_for, attempt=2)
+
+    got = s.reap_expired(decide)
+    monkeypatch.undo()
+    assert len(got) == 12 and len(trips) == 2
+    assert trips[1] == 12 * 2 + 3  # an UPDATE and a retry each, retention, runners, COMMIT
+    assert {r.status for r in s.list_runs(RunFilter(statuses=["abandoned"]))} == {"abandoned"}
+    assert s.count_runs(RunFilter(statuses=["abandoned"])) == 12
+    assert s.count_runs(RunFilter(statuses=["queued"])) == 12  # the retries
+    s.close()
+
+
 def test_wait_for_change_wakes_on_another_connections_commit(pg_url: str) -> None:
     import time
 
