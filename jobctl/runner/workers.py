@@ -325,7 +325,9 @@ class WorkerPool:
     def _gather_ends(self, batch: list[tuple[str, Active, Any]]) -> None:
         """(Shared store) while other processes run, wait up to ENDS_WAIT_S for their ends
         to join this batch: one transaction for several ends (the claimer does not wait for
-        them: their slots are freed as they come)."""
+        them: their slots are freed as they come). A batch without an end waits for none."""
+        if not any(kind in ENDING for kind, _, _ in batch):
+            return
         until = time.monotonic() + ENDS_WAIT_S
         while len(batch) < 1000:
             with self.lock:

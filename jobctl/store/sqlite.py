@@ -640,16 +640,10 @@ class SQLiteStore:
             [[r.pid, r.proc_start, to_ms(r.started_at), r.id] for r in runs],
         )
 
-    def _chain(
-        self, conn: sqlite3.Connection, run: Run, linked: Sequence[Job] | None = None
-    ) -> None:
+    def _chain(self, conn: sqlite3.Connection, run: Run, linked: Sequence[Job]) -> None:
         """Queue the runs of the jobs that run after `run`'s job (chain_runs), in the
         transaction that records its end: a chained run is never lost nor queued twice.
-        `linked`: the jobs that run after others, read already (a batch of ends)."""
-        if linked is None:
-            found = conn.execute("SELECT * FROM jobs WHERE after != '[]' AND after LIKE ?",
-                                 [f"%{json.dumps(run.job)}%"])  # fmt: skip
-            linked = [_job(r) for r in found]
+        `linked`: the jobs that run after others, read once for a batch of ends."""
         jobs = [j for j in linked if any(name == run.job for name, _ in j.after)]
         if not jobs:
             return
