@@ -16,7 +16,9 @@ Its parts, on threads of their own besides the caller's:
 - on a shared store (PostgreSQL), where every write is a round trip: the bookkeeper writes
   on a connection of its own, and a claimer thread (a third connection) claims for a slot
   as soon as its process is done, while the bookkeeper writes the end; the process loop
-  spawns the due runs it claims. A run stays in `active` until its end is recorded.
+  spawns the due runs it claims. Due runs are claimed ahead of the free slots (AHEAD_MAX)
+  and wait in the loop, which starts one the moment a slot frees; one that waits HOLD_S goes
+  back to the queue. A run stays in `active` until its end is recorded.
 
 It reads the runner's store, clock and flags through `self.r`; it knows nothing of firing or
 recovery. The foreground `jobctl run` does not come here: it uses execution.execute().
@@ -64,6 +66,15 @@ ENDS_WAIT_S = 0.01
 CAN_WAIT = frozenset({"spawned", "settled", "started"})
 #: what ends a run's stay in the pool
 ENDING = frozenset({"outcome", "final", "error", "requeue"})
+#: (shared store) how many due runs a runner claims beyond its free slots, at most: its
+#: process loop starts one the moment a slot frees, with no claim round trip in between
+#: (the claimer refills them meanwhile). min(2 x workers, AHEAD_MAX)
+AHEAD_MAX = 8
+#: how long a run claimed ahead may wait for a slot: then it goes back to the queue (for
+#: another runner, or this one once a slot is free) and claiming ahead pauses AHEAD_PAUSE_S,
+#: so that slots busy with long jobs never hold runs another runner could start
+HOLD_S = 0.5
+AHEAD_PAUSE_S = 30.0
 
 
 @dataclass(eq=False)
@@ -77,6 +88,7 @@ class Active:
     watch: executor.Watch | None = None
     fds: set[int] = field(default_factory=set)  # registered in the loop's selector
     due: float = 0.0  # monotonic time of the watch's next step
+    held: float = 0.0  # claimed ahead: monotonic time it began to wait for a slot
     failed: bool = False  # its supervision failed (a bug): reported once
     ended: bool = False  # its process is done, its end being written: its slot is free
 
@@ -106,6 +118,9 @@ class WorkerPool:
         self.book: queue.SimpleQueue[tuple[str, Active, Any]] = queue.SimpleQueue()
         self._threads_lock = threading.Lock()
         self._started = False
+        #: (shared store) due runs claimed beyond the free slots (see AHEAD_MAX)
+        self.ahead = min(2 * size, AHEAD_MAX) if open_store is not None else 0
+        self.ahead_paused_until = 0.0  # (monotonic) a run claimed ahead waited too long
 
     @property
     def store(self) -> Store:
@@ -145,13 +160,21 @@ class WorkerPool:
 
     # ---- claiming and launching -----------------------------------------------------------
     def start_queued(
-        self, now: float, done: Sequence[Active] = (), store: Store | None = None
+        self,
+        now: float,
+        done: Sequence[Active] = (),
+        store: Store | None = None,
+        freed: bool = False,
     ) -> None:
         """Claim queued runs for the free slots (one transaction) and launch them. The
         bookkeeper passes the runs whose ends it has just recorded (`done`): their slots are
         given up here, under the claim lock and in the step that registers what is claimed,
         so that neither the loop nor a shutdown ever sees them free or `active` empty
-        meanwhile; and its own `store` (the runner's by default)."""
+        meanwhile; and its own `store` (the runner's by default).
+
+        On a shared store, due runs are also claimed ahead (up to `ahead` beyond the free
+        slots), when a slot is free or the claim is for slots that processes just freed
+        (`freed`): never while every slot is busy and nothing ends."""
         store = store or self.r.store
         replace_runs: list[Run] = []
         labels = frozenset(self.r.labels)
@@ -162,6 +185,9 @@ class WorkerPool:
             replace_runs[:] = planner.replaced_by_waiting(queued, running, jobs)
             start, cancel = planner.pick_startable(queued, running, jobs, limit, labels=labels)
             self.blocked = len(start) < limit and len(queued) > len(start) + len(cancel)
+            if len(start) > free:  # beyond the free slots: only runs due now wait for one
+                due_by = self.r.clock.now()
+                start = start[:free] + [r for r in start[free:] if r.not_before <= due_by]
             return start, cancel
 
         def give_up_slots() -> None:
@@ -171,12 +197,15 @@ class WorkerPool:
         with self.claiming:
             with self.lock:
                 busy = len(self.active) - self._ended - sum(not e.ended for e in done)
-                free = max(0, self.size - busy)  # 0: replacements
+            free = max(0, self.size - busy)  # 0: replacements
+            limit = free
+            if self.ahead and (free or freed) and time.monotonic() >= self.ahead_paused_until:
+                limit = max(0, self.size + self.ahead - busy)
             epoch = self.r.epoch
             self.blocked = False
             try:
                 claimed = [] if self.r._stopping or not self.r.holding else store.claim(
-                    self.r.owner, self.r.host, now, free, pick, epoch=self.r.epoch
+                    self.r.owner, self.r.host, now, limit, pick, epoch=self.r.epoch
                 )  # fmt: skip
             except BaseException:
                 give_up_slots()
@@ -370,7 +399,7 @@ class WorkerPool:
         if self._claimer is None:
             assert self._open_store is not None
             self._claimer = self._open_store()
-        self.start_queued(self.r._horizon(), store=self._claimer)
+        self.start_queued(self.r._horizon(), store=self._claimer, freed=True)
 
     def _claim_safely(self, claim: Callable[..., None], *args: Any) -> None:
         """A claim from the bookkeeper or the claimer: a store error is reported and left to
@@ -390,15 +419,20 @@ class WorkerPool:
         one item has that run recorded abandoned; the others go on."""
         ends: list[tuple[Active, Run]] = []
         started: dict[Active, Run] = {}  # pids and start times to record (spawned, settled)
+        released: list[int] = []  # runs that never started, back to the queue
         for kind, entry, value in batch:
             try:
-                self._take(kind, entry, value, ends, started, done)
+                self._take(kind, entry, value, ends, started, done, released)
             except Exception as exc:
                 started.pop(entry, None)
                 ends[:] = [(e, f) for e, f in ends if e is not entry]
                 if entry not in done:
                     done.append(entry)
                     self._abandon_after_error(entry, exc)
+        if released:  # (failing still once stopping's grace is over: the next runner's
+            with contextlib.suppress(StoreError):  # recovery finds them without a process)
+                fence = self.r.fence
+                self.r.persist(lambda: self.store.release_runs(released, fence=fence))
         for entry, _ in ends:  # an end records the pid with everything else
             started.pop(entry, None)
         for entry in done:
@@ -422,6 +456,7 @@ class WorkerPool:
         ends: list[tuple[Active, Run]],
         started: dict[Active, Run],
         done: list[Active],
+        released: list[int],
     ) -> None:
         """One item of a batch (see _keep)."""
         store = self.store
@@ -436,13 +471,9 @@ class WorkerPool:
             entry.run = started[entry] = replace(entry.run, proc_start=value)
         elif kind == "started":
             self._tell_started(entry, value)
-        elif kind == "requeue":
+        elif kind == "requeue":  # never started: back to the queue (see _keep)
             done.append(entry)
-            run_id = entry.run.id or 0
-            with contextlib.suppress(StoreError):
-                self.r.persist(lambda: store.update_run(
-                    run_id, status="queued", owner=None, host=None, pid=None, proc_start=None,
-                    started_at=None))  # fmt: skip
+            released.append(entry.run.id or 0)
         elif kind == "outcome":
             ends.append((entry, self._final(entry, value)))
         elif kind == "final":
@@ -537,10 +568,13 @@ class WorkerPool:
             entry = self.active.get(run.id or -1)
             if entry is None:
                 return
-            if entry.proc is None:
+            if entry.proc is None:  # stopped as it starts (or without starting: the loop)
                 entry.stop = entry.stop or (status, reason)
-                return
-        entry.proc.terminate(status, reason)
+                proc = None
+            else:
+                proc = entry.proc
+        if proc is not None:
+            proc.terminate(status, reason)
         self.loop.poke()  # its kill deadline is a timer of the loop
 
     def fence(self, reason: str, grace_s: float) -> int:
@@ -567,6 +601,7 @@ class WorkerPool:
     def shutdown(self) -> None:
         """Let running jobs finish for the grace period, then terminate them."""
         deadline = self.r._give_up_at = time.monotonic() + self.r.grace_s
+        self.loop.poke()  # runs claimed ahead go back to the queue (see _start_ready)
         if self.active:
             self.r.emit(
                 "stop", f"stopping: waiting up to {self.r.grace_s:g}s for {len(self.active)} runs"
@@ -607,6 +642,7 @@ class _ProcessLoop:
         self._timers: list[tuple[float, int, Active]] = []  # (monotonic due, seq, entry)
         self._seq = itertools.count()
         self._watching: set[Active] = set()
+        self._ready: list[Active] = []  # claimed due runs waiting for a slot (FIFO)
 
     def add(self, entries: list[Active]) -> None:
         if entries:
@@ -634,6 +670,8 @@ class _ProcessLoop:
             waits.append(self._timers[0][0] - time.monotonic())
         if self._gated:
             waits.append(self._gated[0][0] - clock.now())
+        if self._ready:
+            waits.append(self._ready[0].held + HOLD_S - time.monotonic())
         timeout = max(0.0, min(waits)) if waits else None
         touched: set[Active] = set()
         for key, _ in self.sel.select(timeout):
@@ -660,9 +698,11 @@ class _ProcessLoop:
                 heapq.heappush(self._gated, (entry.run.not_before, next(self._seq), entry))
             elif entry.spawned is not None:
                 touched.add(self._begin(entry))
-            elif self.pool.spawn(entry, clock.now(), local_shift(clock)):  # a due run claimed
-                self.pool.book.put(("spawned", entry, None))  # on a shared store: see _launch
-                touched.add(self._begin(entry))
+            else:  # a due run claimed on a shared store (see _launch): started below, at
+                entry.held = time.monotonic()  # once or when a slot frees
+                self._ready.append(entry)
+        if self._ready:
+            touched.update(self._start_ready(clock))
         if self._gated and self._gated[0][0] <= clock.now():
             touched.update(self._open_gates(clock.now()))
         mono = time.monotonic()
@@ -673,6 +713,41 @@ class _ProcessLoop:
         for entry in touched:
             if entry in self._watching:
                 self._step(entry, mono)
+        if self._ready:  # slots freed by the processes that ended just now
+            for entry in self._start_ready(clock):
+                if entry in self._watching:
+                    self._step(entry, time.monotonic())
+
+    def _start_ready(self, clock: Any) -> list[Active]:
+        """Spawn the claimed due runs, oldest first, while slots are free; those stopped
+        meanwhile (cancelled, fenced) end without a process, and those that waited HOLD_S
+        go back to the queue (all of them when stopping: spawn puts them back)."""
+        pool = self.pool
+        begun = []
+        mono = time.monotonic()
+        for entry in list(self._ready):
+            with pool.lock:
+                stop = entry.stop
+            if stop is not None:  # never ran
+                self._ready.remove(entry)
+                t = pool.r.clock.now()
+                final = replace(entry.run, status=stop[0], error=stop[1], started_at=None,
+                                finished_at=t)  # fmt: skip
+                pool.book.put(("final", entry, final))
+        while self._ready:
+            entry = self._ready[0]
+            if len(self._watching) + len(self._gated) < pool.size or pool.r._stopping:
+                self._ready.pop(0)
+                if pool.spawn(entry, clock.now(), local_shift(clock)):
+                    pool.book.put(("spawned", entry, None))
+                    begun.append(self._begin(entry))
+            elif entry.held + HOLD_S <= mono:  # every slot stayed busy: handed back
+                self._ready.pop(0)
+                pool.ahead_paused_until = mono + AHEAD_PAUSE_S
+                pool.book.put(("requeue", entry, None))
+            else:
+                break
+        return begun
 
     def _open_gates(self, now: float) -> list[Active]:
         """Release every gated process that is due, in a row (a burst due at one instant

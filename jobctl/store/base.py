@@ -414,6 +414,14 @@ class Store(Protocol):
         """`mark_started` for several runs in one transaction (a batch of spawns)."""
         ...
 
+    def release_runs(self, run_ids: Sequence[int], fence: tuple[str, int] | None = None) -> int:
+        """Put claimed runs whose processes never started back in the queue (a runner
+        stopping, or handing back runs it claimed ahead of its free slots), in one
+        transaction: `queued`, with no owner, host, pid or start. Only runs still `running`
+        are touched; with `fence` (owner, epoch), on a shared store, only those still held
+        under that runner's lease. Returns how many went back."""
+        ...
+
     def append_output(self, run_id: int, data: bytes, wait_s: float | None = None) -> None:
         """Append a chunk of a run's output (`wait_s` as for mark_started)."""
         ...

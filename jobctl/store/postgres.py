@@ -933,6 +933,23 @@ class PostgresStore:
         with self._tx(single=True) as conn:
             self._mark_started(conn, runs)
 
+    def release_runs(self, run_ids: Sequence[int], fence: tuple[str, int] | None = None) -> int:
+        """One statement (autocommit); with `fence`, the runs go back only while they are
+        that runner's under a lease that still holds (a runner whose lease expired may have
+        had them reaped and retried by another: they are not queued again)."""
+        params: dict[str, Any] = {"_ids": [i for i in run_ids if -(2**63) <= i < 2**63]}
+        where = ""
+        if fence is not None:
+            where = " AND owner = %(_owner)s AND lease_epoch = %(_epoch)s AND " + LEASE_HELD
+            params.update(_owner=fence[0], _epoch=fence[1])
+        with self._tx(single=True) as conn:
+            return conn.execute(
+                "UPDATE runs SET status = 'queued', owner = NULL, host = NULL, pid = NULL, "
+                "proc_start = NULL, started_at = NULL, lease_epoch = NULL "
+                f"WHERE id = ANY(%(_ids)s::bigint[]) AND status = 'running'{where}",
+                params,
+            ).rowcount
+
     def _mark_started(self, conn: psycopg.Connection[Any], runs: Sequence[Run]) -> None:
         conn.cursor().execute(*self._started_sql(runs))
 

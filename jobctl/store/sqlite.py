@@ -634,6 +634,16 @@ class SQLiteStore:
         with self._tx(durable=False) as conn:
             self._mark_started(conn, runs)
 
+    def release_runs(self, run_ids: Sequence[int], fence: tuple[str, int] | None = None) -> int:
+        """See Store.release_runs; `fence` is not used (one runner: see finish_run)."""
+        ids = [i for i in run_ids if -(2**63) <= i < 2**63]
+        with self._tx() as conn:
+            return conn.executemany(
+                "UPDATE runs SET status = 'queued', owner = NULL, host = NULL, pid = NULL, "
+                "proc_start = NULL, started_at = NULL WHERE id = ? AND status = 'running'",
+                [[i] for i in ids],
+            ).rowcount
+
     def _mark_started(self, conn: sqlite3.Connection, runs: Sequence[Run]) -> None:
         conn.executemany(
             "UPDATE runs SET pid = ?, proc_start = ?, started_at = ? WHERE id = ?",

@@ -495,6 +495,28 @@ def test_runs_filter_by_having_an_owner(store) -> None:
     assert store.count_runs(RunFilter(owned=True)) == 2
 
 
+def test_release_runs_puts_claimed_runs_that_never_started_back_in_the_queue(store) -> None:
+    """What a runner does with runs it claimed and never started (stopping, or runs claimed
+    ahead of its free slots that waited too long): queued again, for anyone; only runs that
+    are still running are touched."""
+    store.add_job(job("a"))
+    for at in (1.0, 2.0, 3.0):
+        store.add_run(Run(job="a", scheduled_for=at, not_before=at))
+
+    def pick(queued, running, jobs, limit):
+        return queued[:limit], []
+
+    held, other, _ = (r for r, _ in store.claim("runner", "host", 10.0, 3, pick))
+    store.update_run(other.id, status="succeeded", finished_at=5.0)  # it ended meanwhile
+    assert store.release_runs([held.id, other.id, 10**6]) == 1
+    back = store.get_run(held.id)
+    assert (back.status, back.owner, back.host, back.pid, back.started_at) == (
+        "queued", None, None, None, None)  # fmt: skip
+    assert store.get_run(other.id).status == "succeeded"
+    again = [r.id for r, _ in store.claim("other-runner", "host2", 10.0, 5, pick)]
+    assert held.id in again
+
+
 def test_claim_still_sees_the_mutex_of_a_running_run(store) -> None:
     from jobctl import planner
 

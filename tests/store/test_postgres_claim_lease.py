@@ -59,3 +59,33 @@ def test_a_claim_commits_nothing_once_its_lease_has_expired(pg_url: str) -> None
         assert run.status == "queued"
     finally:
         store.close()
+
+
+def test_runs_go_back_to_the_queue_only_under_the_lease_that_claimed_them(pg_url: str) -> None:
+    """A runner whose lease went may have had its runs reaped and retried by another: its
+    late release must not queue them again (a second execution of the same fire)."""
+    store = PostgresStore(pg_url)
+    owner = f"h1:{os.getpid()}:2"
+    now = store.now()
+    epoch = store.register_runner(RunnerInfo(owner=owner, pid=os.getpid(), host="h1",
+                                             since=now, heartbeat_at=now,
+                                             lease_expires_at=now + 60.0))  # fmt: skip
+    store.add_job(Job(name="sync", command=["true"], created_at=1.0))
+    for at in (1.0, 2.0):
+        store.add_run(Run(job="sync", scheduled_for=at, trigger="manual", created_at=1.0,
+                          not_before=1.0))  # fmt: skip
+
+    def pick(queued: list[Run], running: list[Run], jobs: dict[str, Job],
+             limit: int) -> tuple[list[Run], list[Run]]:  # fmt: skip
+        return queued[:limit], []
+
+    first, second = (r for r, _ in store.claim(owner, "h1", time.time(), 2, pick, epoch=epoch))
+    try:
+        assert store.release_runs([first.id or 0], fence=(owner, epoch + 1)) == 0
+        assert store.release_runs([first.id or 0], fence=(owner, epoch)) == 1
+        assert store.get_run(first.id or 0).status == "queued"
+        store.unregister_runner(owner)  # its lease is gone (reaped, taken over)
+        assert store.release_runs([second.id or 0], fence=(owner, epoch)) == 0
+        assert store.get_run(second.id or 0).status == "running"
+    finally:
+        store.close()
