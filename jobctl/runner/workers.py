@@ -120,6 +120,10 @@ class WorkerPool:
         self._started = False
         #: (shared store) due runs claimed beyond the free slots (see AHEAD_MAX)
         self.ahead = min(2 * size, AHEAD_MAX) if open_store is not None else 0
+        #: with every slot busy, a claim ahead waits until it can take this many: fewer,
+        #: larger claims (each costs two round trips and ~1.3 ms of server CPU, planning
+        #: included, however few runs it takes; 758 against 685 runs/s in interleaved drains)
+        self.ahead_batch = max(1, 3 * self.ahead // 4)
         self.ahead_paused_until = 0.0  # (monotonic) a run claimed ahead waited too long
 
     @property
@@ -174,7 +178,8 @@ class WorkerPool:
 
         On a shared store, due runs are also claimed ahead (up to `ahead` beyond the free
         slots), when a slot is free or the claim is for slots that processes just freed
-        (`freed`): never while every slot is busy and nothing ends."""
+        (`freed`): never while every slot is busy and nothing ends, and then only once
+        `ahead_batch` runs can be taken."""
         store = store or self.r.store
         replace_runs: list[Run] = []
         labels = frozenset(self.r.labels)
@@ -201,6 +206,8 @@ class WorkerPool:
             limit = free
             if self.ahead and (free or freed) and time.monotonic() >= self.ahead_paused_until:
                 limit = max(0, self.size + self.ahead - busy)
+                if not free and not done and limit < self.ahead_batch:
+                    return  # enough wait for a slot: claim once more have started
             epoch = self.r.epoch
             self.blocked = False
             try:

@@ -91,6 +91,14 @@ def test_with_every_slot_busy_runs_are_claimed_ahead_only_for_slots_being_freed(
     pool.ahead_paused_until = time.monotonic() + 60  # a held run waited too long lately
     pool.start_queued(now, store=offer, freed=True)  # type: ignore[arg-type]
     assert offer.limits == [0, 4, 0]
+    pool.ahead_paused_until = 0.0
+    _busy(pool, 4)  # 2 running, 2 claimed ahead and waiting: too few to claim for (3 of 4)
+    assert pool.ahead_batch == 3
+    pool.start_queued(now, store=offer, freed=True)  # type: ignore[arg-type]
+    assert offer.limits == [0, 4, 0]
+    del pool.active[1003]  # one more started and ended
+    pool.start_queued(now, store=offer, freed=True)  # type: ignore[arg-type]
+    assert offer.limits == [0, 4, 0, 3]
 
 
 def test_the_sqlite_runner_never_claims_ahead(tmp_path: Path) -> None:
