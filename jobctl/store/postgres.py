@@ -896,23 +896,25 @@ class PostgresStore:
         ]
         if started:
             first.append(self._started_sql(started))
-        updates = len(first)
-        for run, _, _ in ends:
-            assert run.id is not None
-            fields = _row(RUN_COLUMNS, run)
-            sets = ", ".join(f"{c} = %({c})s" for c in fields)
-            where = "id = %(_id)s"
-            params: dict[str, Any] = {**fields, "_id": run.id}
-            if fence is not None:
-                where += " AND status = 'running' AND owner = %(_owner)s "
-                where += "AND lease_epoch = %(_epoch)s AND " + LEASE_HELD
-                params.update(_owner=fence[0], _epoch=fence[1])
-            first.append((f"UPDATE runs SET {sets} WHERE {where}", params))
+        # every end in one UPDATE (one plan, one firing of the notify trigger), its rows
+        # typed by the table itself (jsonb_populate_recordset); fenced as a whole
+        where = "runs.id = v.id"
+        params: dict[str, Any] = {
+            "_ends": json.dumps([{**_row(RUN_COLUMNS, run), "id": run.id} for run, _, _ in ends])
+        }
+        if fence is not None:
+            where += " AND runs.status = 'running' AND runs.owner = %(_owner)s "
+            where += "AND runs.lease_epoch = %(_epoch)s AND " + LEASE_HELD
+            params.update(_owner=fence[0], _epoch=fence[1])
+        sets = ", ".join(f"{c} = v.{c}" for c in RUN_COLUMNS)
+        first.append((f"UPDATE runs SET {sets} FROM jsonb_populate_recordset(NULL::runs, "
+                      f"%(_ends)s::jsonb) v WHERE {where} RETURNING runs.id", params))  # fmt: skip
         with self._tx(scripted=True) as conn:
             results = _script(conn, first)
+            updated = {row["id"] for row in results[-1][0]}
             then: list[Statement] = []
-            for (_, count), (run, followup, keep_runs) in zip(results[updates:], ends, strict=True):
-                ok = count > 0 or fence is None
+            for run, followup, keep_runs in ends:
+                ok = fence is None or run.id in updated
                 written.append(ok)
                 if not ok:
                     continue

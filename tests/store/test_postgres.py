@@ -237,6 +237,41 @@ def test_a_batch_of_ends_skips_only_the_fenced_one(pg_url: str) -> None:
     s.close()
 
 
+def test_a_batch_of_ends_is_one_update(pg_url: str, monkeypatch) -> None:
+    """Every end of a batch in one UPDATE (typed by the table: jsonb_populate_recordset): one
+    plan and one firing of the notify trigger, not one of each per end (server CPU per run
+    0.72 -> 0.61 ms in interleaved drains)."""
+    from dataclasses import replace
+
+    from jobctl.models import Run
+    from jobctl.store import postgres
+
+    s = PostgresStore(pg_url)
+    s.add_job(job("a"))
+    for i in range(5):
+        s.add_run(Run(job="a", scheduled_for=float(i), not_before=1.0))
+    epoch = _leased(s, "r1", 15)
+    claimed = s.claim("r1", "h", s.now() + 1, 5, lambda q, r, j, n: (q[:n], []), epoch=epoch)
+    sent: list[str] = []
+    real = postgres._script
+
+    def spy(conn, st):  # type: ignore[no-untyped-def]
+        sent.extend(sql for sql, _ in st)
+        return real(conn, st)
+
+    monkeypatch.setattr(postgres, "_script", spy)
+    ends = [(replace(r, status="failed", exit_code=i, error=f"e'{i}", finished_at=5.0 + i),
+             None, None) for i, (r, _) in enumerate(claimed)]  # fmt: skip
+    assert s.finish_runs(ends, fence=("r1", epoch)) == [True] * 5
+    assert len([sql for sql in sent if sql.startswith("UPDATE runs SET")]) == 1
+    got = {r.id: r for r in s.list_runs(RunFilter(job="a"))}
+    for i, (r, _) in enumerate(claimed):
+        end = got[r.id]
+        assert (end.status, end.exit_code, end.error, end.finished_at, end.owner) == (
+            "failed", i, f"e'{i}", 5.0 + i, "r1")  # fmt: skip
+    s.close()
+
+
 def test_reap_expired_takes_over_once_across_the_fleet(pg_url: str) -> None:
     """A dead runner's runs are recorded once, by whichever runner reaps first, by the
     database's clock; a live runner's runs and runs claimed without a lease are left."""
