@@ -11,7 +11,7 @@ import pytest
 from jobctl.errors import StoreError
 from jobctl.models import Job, Run
 from jobctl.store.base import Fire
-from jobctl.store.postgres import PostgresStore, _script
+from jobctl.store.postgres import PostgresStore, Prepared, _script
 from tests.waiting import wait_for
 
 
@@ -101,4 +101,52 @@ def test_a_burst_of_fires_refreshes_the_statistics(pg_url: str, jobs: int) -> No
         wait_for(lambda: _analyzed(pg_url), timeout=10)
     else:
         assert not _analyzed(pg_url)
+    store.close()
+
+
+def test_prepared_statements_number_their_placeholders_in_order_of_first_use() -> None:
+    named = Prepared("SELECT %(b)s, %(a)s, %(b)s::int, 100%%")
+    assert (named.text, named.order) == ("SELECT $1, $2, $1::int, 100%", ("b", "a"))
+    positional = Prepared("SELECT %s, %s")
+    assert (positional.text, positional.order) == ("SELECT $1, $2", (0, 1))
+    assert Prepared("SELECT 1").name == Prepared("SELECT 1").name != Prepared("SELECT 2").name
+
+
+def _prepared_here(conn: psycopg.Connection) -> set[str]:  # type: ignore[type-arg]
+    rows = conn.execute("SELECT name FROM pg_prepared_statements").fetchall()
+    return {row["name"] for row in rows}
+
+
+def test_a_prepared_statement_is_prepared_once_per_connection(pg_url: str) -> None:
+    """Planned once per session (EXECUTE), not at every claim; its PREPARE goes out in the
+    script that first uses it and gives no result of its own."""
+    store = PostgresStore(pg_url)
+    query = Prepared("SELECT x * %(k)s AS y FROM generate_series(1, %(n)s) AS x")
+    already: list[bool] = []
+    for k in (2, 3):
+        with store._tx(scripted=True) as conn:
+            already.append(query.name in _prepared_here(conn))
+            results = _script(conn, [("SELECT 1 AS one", None), (query, {"n": 2, "k": k})])
+            assert query.name in _prepared_here(conn)
+        assert results == [([{"one": 1}], 1), ([{"y": k}, {"y": 2 * k}], 2)]
+    assert already == [False, True]
+    store.close()
+
+
+def test_after_an_error_the_prepared_statements_are_made_again(pg_url: str) -> None:
+    """A cached plan can fail for good (here: its table changed under `SELECT *`); after any
+    error in a script, the next one drops this connection's prepared statements and prepares
+    them again, instead of failing the same way forever."""
+    store = PostgresStore(pg_url)
+    assert store.conn is not None
+    store.conn.execute("CREATE TABLE t (a int)")
+    store.conn.execute("INSERT INTO t VALUES (1)")
+    query = Prepared("SELECT * FROM t")
+    with store._tx(scripted=True) as conn:
+        assert _script(conn, [(query, None)]) == [([{"a": 1}], 1)]
+    store.conn.execute("ALTER TABLE t ADD COLUMN b int")
+    with pytest.raises(StoreError, match="cached plan"), store._tx(scripted=True) as conn:
+        _script(conn, [(query, None)])
+    with store._tx(scripted=True) as conn:
+        assert _script(conn, [(query, None)]) == [([{"a": 1, "b": None}], 1)]
     store.close()
