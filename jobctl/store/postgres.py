@@ -329,6 +329,11 @@ class PostgresStore:
             self.url,
             autocommit=True,
             row_factory=dict_row,
+            # no statement prepared by psycopg itself: a rollback of its (a transaction left
+            # by an exception) then sends DEALLOCATE ALL, which took the scripts' prepared
+            # statements (Prepared) with it, and the next claim failed; the hot statements
+            # are prepared by _script, the others are planned each time
+            prepare_threshold=None,
             connect_timeout=self._connect_timeout_s,
             keepalives=1,
             keepalives_idle=DEAD_LINK_S,

@@ -150,3 +150,27 @@ def test_after_an_error_the_prepared_statements_are_made_again(pg_url: str) -> N
     with store._tx(scripted=True) as conn:
         assert _script(conn, [(query, None)]) == [([{"a": 1, "b": None}], 1)]
     store.close()
+
+
+def test_a_transaction_rolled_back_by_an_error_keeps_the_prepared_statements(pg_url) -> None:
+    """psycopg answers the rollback of a transaction left by an exception with DEALLOCATE ALL
+    when it had prepared statements of its own (after 5 runs of one): the claim's prepared
+    statements went with them and the runner's next claim failed (found by `run --detach`
+    through the relay, whose `no job named` error is raised inside a transaction)."""
+    from jobctl.errors import NotFoundError
+
+    store = PostgresStore(pg_url)
+    store.add_job(Job(name="a", command=["true"], created_at=1.0))
+
+    def pick(queued, running, jobs, limit):  # type: ignore[no-untyped-def]
+        return queued[:limit], []
+
+    for at in (1.0, 2.0):
+        store.add_run(Run(job="a", scheduled_for=at, not_before=1.0))
+    assert len(store.claim("r", "h", 10.0, 1, pick)) == 1  # its statements prepared
+    for _ in range(6):  # what psycopg would prepare by itself
+        store.get_job("a")
+    with pytest.raises(NotFoundError):
+        store.get_job("nosuch")  # raised inside a transaction: rolled back
+    assert len(store.claim("r", "h", 10.0, 1, pick, epoch=None)) == 1
+    store.close()
