@@ -439,12 +439,17 @@ def pg_lateness(
 def detach_latency(pg: Pg, samples: int, hosts: Sequence[str]) -> dict[str, Any]:
     """`jobctl run dj --detach` with idle runners on `hosts`: from the command's start to the
     job's process start (`date +%s.%N` appended to a file), `samples` times, 0.5-1.5 s apart
-    (the runners back in their idle sleep); each run has ended before the next command."""
+    (the runners back in their idle sleep); each run has ended before the next command.
+    The commands alternate between the runners' home folder (a machine with a runner: the
+    command goes through its relay, jobctl/relay.py) and a home folder of their own (a
+    machine without one: the command imports psycopg and connects); "direct" holds those."""
     rng = random.Random(7)
     total: list[float] = []
     command: list[float] = []
     queued: list[float] = []  # the run's created_at (the command's insert) -> process start
     after_exit: list[float] = []
+    direct: list[float] = []  # total, from a home folder without a runner
+    direct_command: list[float] = []
     by_host: Counter[str] = Counter()
     with common.temp_home() as home, pg.schema() as schema:
         url = pg.url_for(schema)
@@ -452,13 +457,16 @@ def detach_latency(pg: Pg, samples: int, hosts: Sequence[str]) -> dict[str, Any]
         env["JOBCTL_STORE"] = url
         out = home.parent / "detach.txt"
         common.run(env, "add", "dj", "--every", "1d", "--shell", "--", f"date +%s.%N >> {out}")
+        elsewhere = {**env, "JOBCTL_HOME": str(home.parent / "elsewhere")}
         with fleet(env, url, hosts, home.parent), pg.connect(url) as conn:
             time.sleep(1.0)
-            for i in range(samples):
+            for i in range(2 * samples):
                 time.sleep(rng.uniform(0.5, 1.5))
+                relayed = i % 2 == 0
                 t0 = time.time()
                 argv = [common.jobctl_bin(), "run", "dj", "--detach", "--json"]
-                done = subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+                done = subprocess.run(argv, env=env if relayed else elsewhere,
+                                      capture_output=True, text=True, check=False)  # fmt: skip
                 t_exit = time.time()
                 if done.returncode != 0:
                     raise RuntimeError(f"jobctl run --detach -> {done.returncode}: {done.stderr}")
@@ -474,6 +482,10 @@ def detach_latency(pg: Pg, samples: int, hosts: Sequence[str]) -> dict[str, Any]
                 if status != "succeeded" or len(lines) != i + 1:
                     raise RuntimeError(f"run {run_id}: {status}, {len(lines)} starts seen")
                 started = float(lines[-1])
+                if not relayed:
+                    direct.append((started - t0) * 1000)
+                    direct_command.append((t_exit - t0) * 1000)
+                    continue
                 total.append((started - t0) * 1000)
                 command.append((t_exit - t0) * 1000)
                 queued.append(started * 1000 - created_ms)
@@ -493,6 +505,8 @@ def detach_latency(pg: Pg, samples: int, hosts: Sequence[str]) -> dict[str, Any]
         "command": command,
         "queued": queued,
         "after_exit": after_exit,
+        "direct": direct,
+        "direct_command": direct_command,
         "by_host": dict(sorted(by_host.items())),
         "python_ms": wall([sys.executable, "-c", "pass"]),
         "psycopg_ms": wall([sys.executable, "-c", "import psycopg"]),
@@ -776,13 +790,22 @@ def measure(quick: bool, peers: set[str], n: int | None = None) -> common.Result
 
     # 3. run --detach
     d = detach_latency(pg, samples, HOSTS)
-    b = common.Budget("PostgreSQL `run --detach` -> process start p99, 3 idle runners",
-                      common.pct(d["total"], 99), DETACH_MS, "ms")  # fmt: skip
+    b = common.Budget("PostgreSQL `run --detach` -> process start p99, 3 idle runners, "
+                      "command on a runner's machine (relay)", common.pct(d["total"], 99),
+                      DETACH_MS, "ms")  # fmt: skip
     budgets.append(b)
+    bd = common.Budget("PostgreSQL `run --detach` -> process start p99, 3 idle runners, "
+                       "command on a machine without a runner", common.pct(d["direct"], 99),
+                       DETACH_MS, "ms")  # fmt: skip
+    budgets.append(bd)
     setup = f"PostgreSQL, 3 idle runners, {samples} runs"
     rows += [
-        ["detach", setup, "command start -> job process start: p50 / p99 / max ms",
-         _dist(d["total"]), _verdict(b)],
+        ["detach", setup, "command start -> job process start, on a runner's machine "
+         "(relay): p50 / p99 / max ms", _dist(d["total"]), _verdict(b)],
+        ["detach", setup, "command start -> job process start, on a machine without a "
+         "runner: p50 / p99 / max ms", _dist(d["direct"]), _verdict(bd)],
+        ["detach", setup, "command start -> command exit, on a machine without a runner: "
+         "p50 / p99 / max ms", _dist(d["direct_command"]), ""],
         ["detach", setup, "command start -> command exit (its own time): p50 / p99 / max ms",
          _dist(d["command"]), ""],
         ["detach", setup, "run inserted (created_at) -> process start: p50 / p99 / max ms",
@@ -848,10 +871,13 @@ def measure(quick: bool, peers: set[str], n: int | None = None) -> common.Result
         f"discarded, the next {late_s} s measured. The budgets are on the history's "
         "`started_at - scheduled_for` (the runner's record, whole ms), for both patterns; the "
         "job's own printed time is shown beside it. "
-        f"**Detach**: three idle runners (h1-h3); {samples} times, 0.5-1.5 s apart (so the "
-        "runners are back in their idle sleep), `jobctl run dj --detach --json` is started; "
-        "the job (`--shell`) appends `date +%s.%N` to a file; figure = that time - the "
-        "command's start (so the command's own start-up, imports and connection are inside). "
+        f"**Detach**: three idle runners (h1-h3); {2 * samples} times, 0.5-1.5 s apart (so the "
+        "runners are back in their idle sleep), `jobctl run dj --detach --json` is started, "
+        "alternately in the runners' home folder (a machine with a runner: the command hands "
+        "the request to it over its Unix socket, jobctl/relay.py) and in a home folder of its "
+        "own (a machine without a runner: the command imports psycopg and connects); the job "
+        "(`--shell`) appends `date +%s.%N` to a file; figure = that time - the command's start "
+        "(so the command's own start-up, imports and connection are inside). "
         f"**Idle**: one runner, {IDLE_JOBS} jobs with cron `0 0 1 1 *`, started, left "
         f"{SETTLE_S:.0f} s, then measured for {idle_s:.0f} s: CPU from /proc/PID/stat (ticks) "
         "and schedstat, as % of one core; what it sends is counted on the wire: all its "

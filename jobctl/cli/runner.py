@@ -234,7 +234,15 @@ def _fleet_runner(
     r = Runner(s, workers=workers, clock=clock, emit=_printer, grace_s=grace_s, labels=labels,
                lease_s=lease_s, lease_store=lease_store, notifier=notifier)  # fmt: skip
     r.install_signals()
-    r.run(once=once)
+    from jobctl.relay import Relay
+
+    # this machine's `run --detach` comes to us instead of importing psycopg (jobctl/relay.py)
+    relay = Relay(state().settings, s, r.wake, lambda line: _printer("error", line))
+    relay.start()
+    try:
+        r.run(once=once)
+    finally:
+        relay.close()
 
 
 def status(

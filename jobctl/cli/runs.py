@@ -12,7 +12,7 @@ import typer
 
 from jobctl import render
 from jobctl.cli import completers
-from jobctl.cli.common import JsonOpt, complete_job_name, now, store
+from jobctl.cli.common import JsonOpt, complete_job_name, now, state, store
 from jobctl.errors import JobctlError, UsageError
 from jobctl.render import plural
 
@@ -84,7 +84,21 @@ def _detached(
     again: bool = False,
 ) -> None:
     from jobctl import runs
+    from jobctl.config import is_postgres
 
+    settings = state().settings
+    if is_postgres(settings.store_url):  # this machine's runner may record it for us
+        from jobctl import relay
+
+        request = {"job": job_name, "now": now(), "force": force, "replay_of": replay_of,
+                   "chain": chain, "again": again}  # fmt: skip
+        found = relay.trigger(settings, request)
+        if found is not None:
+            if json:
+                render.print_json(found)
+            else:
+                typer.echo(found["id"])
+            return
     s = store()
     _, run = runs.trigger(s, job_name, now(), None, force, replay_of, chain, again)
     runs.nudge_runner(s)

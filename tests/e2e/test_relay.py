@@ -1,0 +1,109 @@
+"""The local relay (jobctl/relay.py): on a PostgreSQL store, `run --detach` and `retry
+--detach` on a machine whose runner is up go to that runner over a Unix socket, without
+importing psycopg (most of such a command's start-up); elsewhere the command opens the store
+itself. The answer is the same either way: the run, or the same error line and exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from jobctl import relay
+from jobctl.config import Settings
+from jobctl.errors import ConflictError, NotFoundError
+from tests.e2e.conftest import Env
+from tests.waiting import wait_for
+
+
+@pytest.fixture
+def pg_env(tmp_path: Path, pg_url: str) -> Iterator[Env]:
+    e = Env(tmp_path / "home")
+    e.env["JOBCTL_STORE"] = pg_url
+    yield e
+    e.stop_all()
+
+
+def _no_psycopg(e: Env, tmp_path: Path) -> None:
+    """Commands of `e` fail to import psycopg from now on: only the relay can serve them."""
+    blocked = tmp_path / "blocked"
+    (blocked / "psycopg").mkdir(parents=True)
+    (blocked / "psycopg" / "__init__.py").write_text(
+        "raise ImportError('blocked', name='psycopg')\n"
+    )
+    e.env["PYTHONPATH"] = os.pathsep.join([str(blocked), e.env.get("PYTHONPATH", "")])
+
+
+def test_run_detach_goes_to_this_machines_runner(pg_env: Env, tmp_path: Path) -> None:
+    out = tmp_path / "ran"
+    pg_env.run("add", "job", "--every", "1d", "--shell", "--", f"echo $JOBCTL_TRIGGER >> {out}",
+               check=True)  # fmt: skip
+    pg_env.start_runner()
+    settings = Settings(home=pg_env.home, store_url=pg_env.env["JOBCTL_STORE"])
+    assert wait_for(lambda: relay.socket_path(settings).exists())
+    _no_psycopg(pg_env, tmp_path)
+    got = pg_env.run("run", "job", "--detach", "--json", check=True)
+    run = json.loads(got.stdout)
+    assert (run["job"], run["trigger"], run["status"]) == ("job", "manual", "queued")
+    assert wait_for(lambda: out.exists() and out.read_text() == "manual\n")
+    plain = pg_env.run("run", "job", "--detach", "--force", check=True)
+    assert int(plain.stdout) == run["id"] + 1
+    missing = pg_env.run("run", "nosuch", "--detach")
+    assert (missing.returncode, missing.stderr) == (4, "jobctl: no job named 'nosuch'\n")
+    # the runner goes on (a NotFoundError inside its transaction broke its next claim once)
+    again = pg_env.run("run", "job", "--detach", "--force", "--json", check=True)
+    ran = json.loads(again.stdout)["id"]
+    assert wait_for(lambda: any(r["id"] == ran and r["status"] == "succeeded"
+                                for r in pg_env.runs("job")))  # fmt: skip
+    assert "error" not in pg_env.log()
+
+
+def test_without_a_runner_here_the_command_opens_the_store(pg_env: Env, tmp_path: Path) -> None:
+    pg_env.run("add", "job", "--every", "1d", "--", "true", check=True)
+    settings = Settings(home=pg_env.home, store_url=pg_env.env["JOBCTL_STORE"])
+    stale = relay.socket_path(settings)  # a runner killed -9 leaves its socket behind
+    stale.parent.mkdir(parents=True, exist_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(str(stale))
+    sock.close()
+    got = pg_env.run("run", "job", "--detach", check=True)
+    assert [r["id"] for r in pg_env.runs("job")] == [int(got.stdout)]
+    assert "no runner is active" in got.stderr
+
+
+def test_the_relay_answers_with_the_runs_and_errors_of_runs_trigger(
+    pg_url: str, tmp_path: Path
+) -> None:
+    from jobctl.models import Job
+    from jobctl.store.postgres import PostgresStore
+
+    store = PostgresStore(pg_url)
+    store.add_job(Job(name="one", command=["true"], overlap="skip", created_at=1.0))
+    settings = Settings(home=tmp_path / "home", store_url=pg_url)
+    woken: list[bool] = []
+    said: list[str] = []
+    server = relay.Relay(settings, store, lambda: woken.append(True), said.append)
+    assert server.start()
+    try:
+        assert not relay.Relay(settings, store, lambda: None, said.append).start()
+        assert "served by another runner" in said[-1]  # a live relay is never taken over
+        request = {"job": "one", "now": 1000.0, "force": False, "replay_of": None,
+                   "chain": True, "again": False}  # fmt: skip
+        run = relay.trigger(settings, request)
+        assert run is not None and (run["job"], run["status"]) == ("one", "queued")
+        assert store.get_run(run["id"]).status == "queued" and woken == [True]
+        with pytest.raises(ConflictError, match="overlap"):  # one queued already
+            relay.trigger(settings, request)
+        with pytest.raises(NotFoundError, match="no job named 'two'"):
+            relay.trigger(settings, {**request, "job": "two"})
+        assert (relay.socket_path(settings).stat().st_mode & 0o777) == 0o600
+    finally:
+        server.close()
+        store.close()
+    assert not relay.socket_path(settings).exists()
+    assert relay.trigger(settings, {"job": "one"}) is None  # nobody listens: no relay
