@@ -156,21 +156,24 @@ class Relay:
             self.report(f"relay: cannot listen on {self.path}: {exc}")
             return False
         self.sock = sock
-        threading.Thread(target=self._serve, name="jobctl-relay", daemon=True).start()
+        threading.Thread(target=self._serve, args=(sock,), name="jobctl-relay",
+                         daemon=True).start()  # fmt: skip
         return True
 
     def close(self) -> None:
-        if self.sock is not None:
+        sock, self.sock = self.sock, None
+        if sock is not None:
             with contextlib.suppress(OSError):
-                if self.path.stat().st_ino == self._inode:
+                if self.path.stat().st_ino == self._inode:  # (not another runner's since)
                     self.path.unlink()
-            self.sock.close()
-            self.sock = None
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)  # wakes the accept() below
+            sock.close()
 
-    def _serve(self) -> None:
-        while self.sock is not None:
+    def _serve(self, sock: socket.socket) -> None:
+        while True:
             try:
-                conn, _ = self.sock.accept()
+                conn, _ = sock.accept()
             except OSError:
                 return  # closed
             with conn:
