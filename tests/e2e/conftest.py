@@ -181,6 +181,15 @@ def any_env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Env]:
     e.stop_all()
 
 
+@pytest.fixture
+def fleet(tmp_path: Path, pg_url: str) -> Iterator[Env]:
+    """An Env on a fresh PostgreSQL schema (JOBCTL_STORE), for runners of a fleet."""
+    e = Env(tmp_path / "home")
+    e.env["JOBCTL_STORE"] = pg_url
+    yield e
+    e.stop_all()
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)

@@ -15,7 +15,6 @@ import os
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -24,14 +23,6 @@ import pytest
 
 from tests.e2e.conftest import Env, pid_alive
 from tests.waiting import wait_for
-
-
-@pytest.fixture
-def fleet(tmp_path: Path, pg_url: str) -> Iterator[Env]:
-    e = Env(tmp_path / "home")
-    e.env["JOBCTL_STORE"] = pg_url
-    yield e
-    e.stop_all()
 
 
 def member(e: Env, host: str, *args: str, url: str | None = None) -> object:

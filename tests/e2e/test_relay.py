@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -19,14 +18,6 @@ from jobctl.config import Settings
 from jobctl.errors import ConflictError, NotFoundError
 from tests.e2e.conftest import Env
 from tests.waiting import wait_for
-
-
-@pytest.fixture
-def pg_env(tmp_path: Path, pg_url: str) -> Iterator[Env]:
-    e = Env(tmp_path / "home")
-    e.env["JOBCTL_STORE"] = pg_url
-    yield e
-    e.stop_all()
 
 
 def _no_psycopg(e: Env, tmp_path: Path) -> None:
@@ -39,40 +30,40 @@ def _no_psycopg(e: Env, tmp_path: Path) -> None:
     e.env["PYTHONPATH"] = os.pathsep.join([str(blocked), e.env.get("PYTHONPATH", "")])
 
 
-def test_run_detach_goes_to_this_machines_runner(pg_env: Env, tmp_path: Path) -> None:
+def test_run_detach_goes_to_this_machines_runner(fleet: Env, tmp_path: Path) -> None:
     out = tmp_path / "ran"
-    pg_env.run("add", "job", "--every", "1d", "--shell", "--", f"echo $JOBCTL_TRIGGER >> {out}",
+    fleet.run("add", "job", "--every", "1d", "--shell", "--", f"echo $JOBCTL_TRIGGER >> {out}",
                check=True)  # fmt: skip
-    pg_env.start_runner()
-    settings = Settings(home=pg_env.home, store_url=pg_env.env["JOBCTL_STORE"])
+    fleet.start_runner()
+    settings = Settings(home=fleet.home, store_url=fleet.env["JOBCTL_STORE"])
     assert wait_for(lambda: relay.socket_path(settings).exists())
-    _no_psycopg(pg_env, tmp_path)
-    got = pg_env.run("run", "job", "--detach", "--json", check=True)
+    _no_psycopg(fleet, tmp_path)
+    got = fleet.run("run", "job", "--detach", "--json", check=True)
     run = json.loads(got.stdout)
     assert (run["job"], run["trigger"], run["status"]) == ("job", "manual", "queued")
     assert wait_for(lambda: out.exists() and out.read_text() == "manual\n")
-    plain = pg_env.run("run", "job", "--detach", "--force", check=True)
+    plain = fleet.run("run", "job", "--detach", "--force", check=True)
     assert int(plain.stdout) == run["id"] + 1
-    missing = pg_env.run("run", "nosuch", "--detach")
+    missing = fleet.run("run", "nosuch", "--detach")
     assert (missing.returncode, missing.stderr) == (4, "jobctl: no job named 'nosuch'\n")
     # the runner goes on (a NotFoundError inside its transaction broke its next claim once)
-    again = pg_env.run("run", "job", "--detach", "--force", "--json", check=True)
+    again = fleet.run("run", "job", "--detach", "--force", "--json", check=True)
     ran = json.loads(again.stdout)["id"]
     assert wait_for(lambda: any(r["id"] == ran and r["status"] == "succeeded"
-                                for r in pg_env.runs("job")))  # fmt: skip
-    assert "error" not in pg_env.log()
+                                for r in fleet.runs("job")))  # fmt: skip
+    assert "error" not in fleet.log()
 
 
-def test_without_a_runner_here_the_command_opens_the_store(pg_env: Env, tmp_path: Path) -> None:
-    pg_env.run("add", "job", "--every", "1d", "--", "true", check=True)
-    settings = Settings(home=pg_env.home, store_url=pg_env.env["JOBCTL_STORE"])
+def test_without_a_runner_here_the_command_opens_the_store(fleet: Env, tmp_path: Path) -> None:
+    fleet.run("add", "job", "--every", "1d", "--", "true", check=True)
+    settings = Settings(home=fleet.home, store_url=fleet.env["JOBCTL_STORE"])
     stale = relay.socket_path(settings)  # a runner killed -9 leaves its socket behind
     stale.parent.mkdir(parents=True, exist_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.bind(str(stale))
     sock.close()
-    got = pg_env.run("run", "job", "--detach", check=True)
-    assert [r["id"] for r in pg_env.runs("job")] == [int(got.stdout)]
+    got = fleet.run("run", "job", "--detach", check=True)
+    assert [r["id"] for r in fleet.runs("job")] == [int(got.stdout)]
     assert "no runner is active" in got.stderr
 
 

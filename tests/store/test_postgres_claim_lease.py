@@ -35,13 +35,18 @@ def _lease_expired(url: str, owner: str) -> bool:
     return bool(row and row[0])
 
 
+def _register(store: PostgresStore, owner: str, lease_s: float) -> int:
+    """Register runner `owner` (host h1) with a lease of `lease_s`; its epoch."""
+    now = store.now()
+    return store.register_runner(RunnerInfo(owner=owner, pid=os.getpid(), host="h1",
+                                            since=now, heartbeat_at=now,
+                                            lease_expires_at=now + lease_s))  # fmt: skip
+
+
 def test_a_claim_commits_nothing_once_its_lease_has_expired(pg_url: str) -> None:
     store = PostgresStore(pg_url)
     owner = f"h1:{os.getpid()}:1"
-    now = store.now()
-    epoch = store.register_runner(RunnerInfo(owner=owner, pid=os.getpid(), host="h1",
-                                             since=now, heartbeat_at=now,
-                                             lease_expires_at=now + 1.0))  # fmt: skip
+    epoch = _register(store, owner, 1.0)
     store.add_job(Job(name="backup", command=["true"], created_at=1.0))
     queued = store.add_run(Run(job="backup", scheduled_for=1000.0, trigger="manual",
                                created_at=1.0, not_before=1.0))  # fmt: skip
@@ -66,10 +71,7 @@ def test_runs_go_back_to_the_queue_only_under_the_lease_that_claimed_them(pg_url
     late release must not queue them again (a second execution of the same fire)."""
     store = PostgresStore(pg_url)
     owner = f"h1:{os.getpid()}:2"
-    now = store.now()
-    epoch = store.register_runner(RunnerInfo(owner=owner, pid=os.getpid(), host="h1",
-                                             since=now, heartbeat_at=now,
-                                             lease_expires_at=now + 60.0))  # fmt: skip
+    epoch = _register(store, owner, 60.0)
     store.add_job(Job(name="sync", command=["true"], created_at=1.0))
     for at in (1.0, 2.0):
         store.add_run(Run(job="sync", scheduled_for=at, trigger="manual", created_at=1.0,

@@ -122,10 +122,9 @@ def _runner(pg_url: str, size: int) -> tuple[Any, Runner, list[int]]:
     """A runner on `pg_url` with `size` workers; the list gets the size of each claim."""
     from jobctl.store.postgres import PostgresStore
 
-    main = PostgresStore(pg_url)
     sizes: list[int] = []
 
-    def open_store() -> PostgresStore:
+    def counted() -> PostgresStore:
         store = PostgresStore(pg_url)
         real = store.claim
 
@@ -137,15 +136,8 @@ def _runner(pg_url: str, size: int) -> tuple[Any, Runner, list[int]]:
         store.claim = claim  # type: ignore[method-assign]
         return store
 
-    real_main = main.claim
-
-    def claim_main(*args: Any, **kw: Any) -> list[tuple[Run, Job]]:
-        got = real_main(*args, **kw)
-        sizes.append(len(got))
-        return got
-
-    main.claim = claim_main  # type: ignore[method-assign]
-    return main, Runner(main, workers=size, clock=SystemClock(), lease_store=open_store), sizes
+    main = counted()
+    return main, Runner(main, workers=size, clock=SystemClock(), lease_store=counted), sizes
 
 
 def test_runs_claimed_ahead_start_as_slots_free_never_beyond_the_workers(
