@@ -72,7 +72,7 @@ ENDING = frozenset({"outcome", "final", "error", "requeue"})
 AHEAD_MAX = 8
 #: how long a run claimed ahead may wait for a slot: then it goes back to the queue (for
 #: another runner, or this one once a slot is free) and claiming ahead pauses AHEAD_PAUSE_S,
-#: so that slots busy with long jobs never hold runs another runner could start
+#: so that slots busy with long jobs hold runs another runner could start for no longer
 HOLD_S = 0.5
 AHEAD_PAUSE_S = 30.0
 
@@ -125,6 +125,10 @@ class WorkerPool:
         #: included, however few runs it takes; 758 against 685 runs/s in interleaved drains)
         self.ahead_batch = max(1, 3 * self.ahead // 4)
         self.ahead_paused_until = 0.0  # (monotonic) a run claimed ahead waited too long
+        #: claimed runs being launched (not yet handed to the process loop): the loop counts
+        #: them as taking slots, so that a run claimed ahead never starts in the slot of a
+        #: gated run still being spawned (more processes than workers)
+        self.launching = 0
 
     @property
     def store(self) -> Store:
@@ -211,8 +215,10 @@ class WorkerPool:
             epoch = self.r.epoch
             self.blocked = False
             try:
+                # (beyond the free slots only runs due now: no page past them is read)
+                ahead = {"due_by": self.r.clock.now()} if limit > free else {}
                 claimed = [] if self.r._stopping or not self.r.holding else store.claim(
-                    self.r.owner, self.r.host, now, limit, pick, epoch=self.r.epoch
+                    self.r.owner, self.r.host, now, limit, pick, epoch=self.r.epoch, **ahead
                 )  # fmt: skip
             except BaseException:
                 give_up_slots()
@@ -227,6 +233,7 @@ class WorkerPool:
             with self.lock:
                 self._forget_done(done)
                 self.active.update((e.run.id or 0, e) for e in entries)
+                self.launching += len(entries)
         for old in replace_runs:
             try:
                 self.terminate(old, "cancelled", "replaced by a newer run (overlap=replace)")
@@ -234,7 +241,12 @@ class WorkerPool:
                 self.r.emit("error", f"{old.job}: run {old.id}: cannot replace it: {exc}")
         if entries:
             self._start_threads()
-            self._launch(entries, store)
+            try:
+                self._launch(entries, store)
+            finally:
+                with self.lock:
+                    self.launching -= len(entries)
+                self.loop.poke()
 
     def _launch(self, entries: list[Active], store: Store) -> None:
         """Make the claims durable, spawn the processes (gated when ahead of their time: the
@@ -437,9 +449,13 @@ class WorkerPool:
                     done.append(entry)
                     self._abandon_after_error(entry, exc)
         if released:  # (failing still once stopping's grace is over: the next runner's
-            with contextlib.suppress(StoreError):  # recovery finds them without a process)
-                fence = self.r.fence
+            fence = self.r.fence  # recovery finds them without a process)
+            try:
                 self.r.persist(lambda: self.store.release_runs(released, fence=fence))
+            except StoreError:
+                pass
+            except Exception as exc:  # a bug: said; the ends of the batch are still written
+                self.r.emit("error", f"release: {type(exc).__name__}: {exc}")
         for entry, _ in ends:  # an end records the pid with everything else
             started.pop(entry, None)
         for entry in done:
@@ -743,15 +759,23 @@ class _ProcessLoop:
                 pool.book.put(("final", entry, final))
         while self._ready:
             entry = self._ready[0]
-            if len(self._watching) + len(self._gated) < pool.size or pool.r._stopping:
+            with pool.lock:
+                stop = entry.stop
+            if entry.held + HOLD_S <= mono or not pool.r.holding or stop is not None:
+                # waited too long (every slot stayed busy, or this process was frozen: its
+                # lease may be gone and the run another's by now), fenced, or stopped just
+                # now: never started here; back to the queue (release_runs: fenced; a run
+                # whose cancel was asked ends cancelled)
+                self._ready.pop(0)
+                if entry.held + HOLD_S <= mono:
+                    pool.ahead_paused_until = mono + AHEAD_PAUSE_S
+                pool.book.put(("requeue", entry, None))
+            elif (len(self._watching) + len(self._gated) + pool.launching < pool.size
+                  or pool.r._stopping):  # fmt: skip
                 self._ready.pop(0)
                 if pool.spawn(entry, clock.now(), local_shift(clock)):
                     pool.book.put(("spawned", entry, None))
                     begun.append(self._begin(entry))
-            elif entry.held + HOLD_S <= mono:  # every slot stayed busy: handed back
-                self._ready.pop(0)
-                pool.ahead_paused_until = mono + AHEAD_PAUSE_S
-                pool.book.put(("requeue", entry, None))
             else:
                 break
         return begun

@@ -367,6 +367,7 @@ class Store(Protocol):
         limit: int,
         pick: Picker,
         epoch: int | None = None,
+        due_by: float | None = None,
     ) -> list[tuple[Run, Job]]:
         """Atomically move the due queued runs that `pick` chooses to `running`, owned by `owner`.
 
@@ -380,7 +381,9 @@ class Store(Protocol):
         free workers) and returns (runs to start, runs to cancel because their job is gone);
         `jobs` holds the queued runs' jobs, and of the running runs' jobs those with a mutex;
         `running` runs carry only their id, job and status.
-        The due queue is offered a page at a time (earliest first) until `pick` has enough.
+        The due queue is offered a page at a time (earliest first) until `pick` has enough;
+        with `due_by` (a runner claiming ahead of its free slots: beyond them it takes only
+        runs due by then), no further page is read once one ends past that time.
         """
         ...
 
@@ -417,9 +420,10 @@ class Store(Protocol):
     def release_runs(self, run_ids: Sequence[int], fence: tuple[str, int] | None = None) -> int:
         """Put claimed runs whose processes never started back in the queue (a runner
         stopping, or handing back runs it claimed ahead of its free slots), in one
-        transaction: `queued`, with no owner, host, pid or start. Only runs still `running`
-        are touched; with `fence` (owner, epoch), on a shared store, only those still held
-        under that runner's lease. Returns how many went back."""
+        transaction: `queued`, with no owner, host, pid or start; one whose cancel was asked
+        meanwhile ends `cancelled` instead (it never ran). Only runs still `running` are
+        touched; with `fence` (owner, epoch), on a shared store, only those still held under
+        that runner's lease. Returns how many were touched."""
         ...
 
     def append_output(self, run_id: int, data: bytes, wait_s: float | None = None) -> None:

@@ -774,6 +774,7 @@ class PostgresStore:
         limit: int,
         pick: Picker,
         epoch: int | None = None,
+        due_by: float | None = None,
     ) -> list[tuple[Run, Job]]:
         """As SQLite's claim, with the overlap and mutex rules held across the fleet. The runs
         are read and `pick` decides without any fleet-wide lock (the queued runs offered are
@@ -788,7 +789,7 @@ class PostgresStore:
         again (at most CLAIM_TRIES times). With `epoch` (a runner's), nothing is claimed
         unless that lease holds, and the runs claimed carry it (see finish_run)."""
         for _ in range(self.CLAIM_TRIES):
-            claimed = self._claim_once(owner, host, now, limit, pick, epoch)
+            claimed = self._claim_once(owner, host, now, limit, pick, epoch, due_by)
             if claimed is not None:
                 return claimed
         return []
@@ -801,6 +802,7 @@ class PostgresStore:
         limit: int,
         pick: Picker,
         epoch: int | None,
+        due_by: float | None = None,
     ) -> list[tuple[Run, Job]] | None:
         """One claim (see claim); None when a conflicting run started meanwhile."""
         now_ms = to_ms(now)
@@ -887,6 +889,8 @@ class PostgresStore:
                 start, cancel = pick(queued, running, jobs, limit)
                 if len(start) >= limit or len(got) < size:
                     break
+                if due_by is not None and got[-1].not_before > due_by:
+                    break  # the rest is not due by then: nothing more to claim ahead
                 size = min(2 * size, 1024)
                 [(page_rows, _)] = _script(conn, [(page_sql(), args)])
             # one round trip from here: the lock, the writes and the COMMIT go out together
@@ -980,7 +984,7 @@ class PostgresStore:
         if started:
             first.append(self._started_sql(started))
         # every end in one UPDATE (one plan, one firing of the notify trigger), its rows
-        # typed by the table itself (jsonb_populate_recordset); fenced as a whole
+        # typed by the table itself (jsonb_populate_recordset); fenced row by row
         where = "runs.id = v.id"
         params: dict[str, Any] = {
             "_ends": json.dumps([{**_row(RUN_COLUMNS, run), "id": run.id} for run, _, _ in ends])
@@ -1030,7 +1034,10 @@ class PostgresStore:
             params.update(_owner=fence[0], _epoch=fence[1])
         with self._tx(single=True) as conn:
             return conn.execute(
-                "UPDATE runs SET status = 'queued', owner = NULL, host = NULL, pid = NULL, "
+                "UPDATE runs SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' "
+                "ELSE 'cancelled' END, error = CASE WHEN cancel_requested_at IS NULL THEN "
+                f"error ELSE 'cancelled' END, finished_at = CASE WHEN cancel_requested_at IS "
+                f"NULL THEN NULL ELSE {DB_NOW_MS} END, owner = NULL, host = NULL, pid = NULL, "
                 "proc_start = NULL, started_at = NULL, lease_epoch = NULL "
                 f"WHERE id = ANY(%(_ids)s::bigint[]) AND status = 'running'{where}",
                 params,

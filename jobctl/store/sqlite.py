@@ -497,8 +497,10 @@ class SQLiteStore:
         limit: int,
         pick: Picker,
         epoch: int | None = None,
+        due_by: float | None = None,
     ) -> list[tuple[Run, Job]]:
-        """See Store.claim; `epoch` is not used (one runner, no leases to fence)."""
+        """See Store.claim; `epoch` and `due_by` are not used (one runner, no leases to
+        fence, no claims ahead of its free slots)."""
         # not durable by itself: the runner calls sync() before it starts the process (after a
         # power loss a started run must come back `running`, never `queued` to run again)
         with self._tx(durable=False) as conn:
@@ -637,11 +639,15 @@ class SQLiteStore:
     def release_runs(self, run_ids: Sequence[int], fence: tuple[str, int] | None = None) -> int:
         """See Store.release_runs; `fence` is not used (one runner: see finish_run)."""
         ids = [i for i in run_ids if -(2**63) <= i < 2**63]
+        now = to_ms(time.time())
         with self._tx() as conn:
             return conn.executemany(
-                "UPDATE runs SET status = 'queued', owner = NULL, host = NULL, pid = NULL, "
+                "UPDATE runs SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' "
+                "ELSE 'cancelled' END, error = CASE WHEN cancel_requested_at IS NULL THEN "
+                "error ELSE 'cancelled' END, finished_at = CASE WHEN cancel_requested_at IS "
+                "NULL THEN NULL ELSE ? END, owner = NULL, host = NULL, pid = NULL, "
                 "proc_start = NULL, started_at = NULL WHERE id = ? AND status = 'running'",
-                [[i] for i in ids],
+                [[now, i] for i in ids],
             ).rowcount
 
     def _mark_started(self, conn: sqlite3.Connection, runs: Sequence[Run]) -> None:

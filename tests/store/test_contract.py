@@ -515,6 +515,13 @@ def test_release_runs_puts_claimed_runs_that_never_started_back_in_the_queue(sto
     assert store.get_run(other.id).status == "succeeded"
     again = [r.id for r, _ in store.claim("other-runner", "host2", 10.0, 5, pick)]
     assert held.id in again
+    # a held run whose cancel was asked meanwhile (`jobctl cancel` saw it running) never
+    # goes back to the queue: it ends cancelled, without having run
+    store.update_run(held.id, cancel_requested_at=11.0)
+    assert store.release_runs([held.id]) == 1
+    done = store.get_run(held.id)
+    assert (done.status, done.error, done.started_at) == ("cancelled", "cancelled", None)
+    assert done.finished_at is not None
 
 
 def test_claim_still_sees_the_mutex_of_a_running_run(store) -> None:

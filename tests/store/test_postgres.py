@@ -417,3 +417,34 @@ def test_a_nul_in_a_runs_text_is_written_not_refused(pg_url: str) -> None:
     assert s.finish_runs([(bad, None, None)]) == [True]
     assert s.get_run(run.id).error == "command not found: /x\ufffdy"
     s.close()
+
+
+def test_a_claim_ahead_reads_no_page_past_the_runs_due(pg_url: str, monkeypatch) -> None:
+    """A runner claiming ahead of its free slots takes only runs due now beyond them: with
+    `due_by`, the claim stops paging once a page ends past that time, instead of reading (and
+    locking) every run of the lead window, page after doubling page."""
+    from jobctl.models import Run
+    from jobctl.store import postgres
+
+    s = PostgresStore(pg_url)
+    s.add_job(job("a"))
+    for i in range(300):
+        s.add_run(Run(job="a", scheduled_for=float(i), not_before=50.0 + i / 1000))
+
+    def none_due(queued, running, jobs, limit):  # type: ignore[no-untyped-def]
+        return [r for r in queued if r.not_before <= 10.0][:limit], []
+
+    pages: list[int] = []
+    real = postgres._script
+
+    def spy(conn, st):  # type: ignore[no-untyped-def]
+        pages.append(sum("FOR UPDATE SKIP LOCKED" in sql for sql, _ in st))
+        return real(conn, st)
+
+    monkeypatch.setattr(postgres, "_script", spy)
+    assert s.claim("r", "h", 60.0, 9, none_due, due_by=10.0) == []
+    assert sum(pages) == 1
+    pages.clear()
+    assert s.claim("r", "h", 60.0, 9, none_due) == []
+    assert sum(pages) > 3  # without it: every page of the window
+    s.close()

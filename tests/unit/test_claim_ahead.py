@@ -37,7 +37,8 @@ class _Offer:
         self.picked: list[list[int]] = []
 
     def claim(self, owner: str, host: str, now: float, limit: int, pick: Any,
-              epoch: int | None = None) -> list[tuple[Run, Job]]:  # fmt: skip
+              epoch: int | None = None, due_by: float | None = None,
+              ) -> list[tuple[Run, Job]]:  # fmt: skip
         jobs = {r.job: Job(name=r.job, command=["true"]) for r in self.queued}
         start, _ = pick(list(self.queued), [], jobs, limit)
         self.limits.append(limit)
@@ -209,3 +210,46 @@ def test_a_held_run_that_is_cancelled_ends_without_starting(
     assert (done.status, done.started_at, done.pid) == ("cancelled", None, None)
     assert not ran.exists()
     main.close()
+
+
+def _held(pool: workers.WorkerPool, waited_s: float = 0.0) -> Active:
+    """A due run claimed ahead, waiting in the process loop for `waited_s` already."""
+    entry = Active(run=Run(job="x", scheduled_for=0.0, not_before=time.time() - 1, id=7),
+                   job=Job(name="x", command=["true"]))  # fmt: skip
+    entry.held = time.monotonic() - waited_s
+    pool.active[7] = entry
+    pool.loop._ready.append(entry)
+    return entry
+
+
+def test_a_run_being_launched_takes_its_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A gated run of an earlier claim, still being spawned (not yet the loop's), holds its
+    slot: a run claimed ahead must not start in it (two processes with one worker)."""
+    pool = _pool(tmp_path, 1)
+    spawned: list[Active] = []
+    monkeypatch.setattr(pool, "spawn", lambda entry, now, shift: spawned.append(entry) and False)
+    entry = _held(pool)
+    pool.launching = 1
+    assert pool.loop._start_ready(pool.r.clock) == [] and spawned == []
+    pool.launching = 0
+    pool.loop._start_ready(pool.r.clock)
+    assert spawned == [entry]
+
+
+def test_a_held_run_that_waited_too_long_never_starts_even_in_a_free_slot(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After a freeze longer than HOLD_S (the lease may be gone and the run another runner's
+    by now), or once fenced, a held run goes back to the queue instead of starting."""
+    pool = _pool(tmp_path, 1)
+    monkeypatch.setattr(pool, "spawn", lambda *a: pytest.fail("spawned"))
+    late = _held(pool, waited_s=workers.HOLD_S + 1)
+    pool.loop._start_ready(pool.r.clock)
+    assert pool.book.get_nowait() == ("requeue", late, None)
+    assert pool.ahead_paused_until > time.monotonic()
+    fenced = _held(pool)
+    pool.r.holding = False
+    pool.loop._start_ready(pool.r.clock)
+    assert pool.book.get_nowait() == ("requeue", fenced, None)
