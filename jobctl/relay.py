@@ -1,11 +1,12 @@
-"""The local relay: `run --detach` and `retry --detach` handed to this machine's runner.
+"""The local relay: `run --detach` (and `retry --detach`) handed to this machine's runner.
 
 On a shared (PostgreSQL) store a command's start-up is mostly importing psycopg (141 ms of a
 190 ms `run --detach` here, against 10 ms for `python -c pass`). A runner on that store
 listens on a Unix socket in its home folder (named after the store's URL); a command on the
 same machine, same home and same store URL sends it the request and prints the answer,
-never importing psycopg, as pueue's client talks to its daemon. Without such a runner (no
-socket, a stale one, another user's) the command opens the store itself, as before.
+as pueue's client talks to its daemon: `run --detach` never imports psycopg (`retry
+--detach` reads the run it replays first, so it opens the store all the same). Without
+such a runner (no socket, a stale one, another user's) the command opens the store itself.
 
 The request is one JSON line, the answer too: the run recorded (the same `runs.trigger` the
 command would call, on the runner's own connection), or the error with its class, so that
@@ -35,8 +36,10 @@ if TYPE_CHECKING:
     from jobctl.config import Settings
     from jobctl.store import Store
 
-#: how long a command waits for the runner's answer (a trigger is a few statements)
-ANSWER_S = 10.0
+#: how long a command waits for the runner's answer: a trigger is a few statements, but
+#: they may wait for the store (its lock timeout is a minute) and a command that gave up
+#: early would say "no answer" for a run the runner then records
+ANSWER_S = 120.0
 #: how long the runner waits for a command's request once it has connected
 REQUEST_S = 2.0
 #: the most a request or an answer may be
@@ -186,11 +189,19 @@ class Relay:
         conn.settimeout(REQUEST_S)  # (one client at a time: a silent one is not waited on long)
         if _peer_uid(conn) != os.getuid():
             return
-        request = json.loads(_read_line(conn))
+        first = conn.recv(65536)
+        if not first:  # a probe (another runner starting here): nothing to say
+            return
+        rest = b"" if first.endswith(b"\n") else _read_line(conn)
         try:
-            answer = self.handle(request)
+            answer = self.handle(json.loads(first + rest))
         except errors.JobctlError as exc:
             answer = {"error": [type(exc).__name__, str(exc)]}
+        except Exception as exc:  # a bug, or a request of another version: said to both
+            self.report(f"relay: {type(exc).__name__}: {exc}")
+            what = f"{type(exc).__name__}: {exc}"
+            answer = {"error": ["JobctlError", f"this machine's runner failed on the request "
+                                f"({what}); see `jobctl history`"]}  # fmt: skip
         conn.sendall(json.dumps(answer).encode() + b"\n")
 
     def handle(self, request: dict[str, Any]) -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""The local relay (jobctl/relay.py): on a PostgreSQL store, `run --detach` and `retry
---detach` on a machine whose runner is up go to that runner over a Unix socket, without
-importing psycopg (most of such a command's start-up); elsewhere the command opens the store
-itself. The answer is the same either way: the run, or the same error line and exit code.
+"""The local relay (jobctl/relay.py): on a PostgreSQL store, `run --detach` on a machine
+whose runner is up goes to that runner over a Unix socket, without importing psycopg (most of
+such a command's start-up); elsewhere the command opens the store itself. The answer is the
+same either way: the run, or the same error line and exit code.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from jobctl import relay
 from jobctl.config import Settings
-from jobctl.errors import ConflictError, NotFoundError
+from jobctl.errors import ConflictError, JobctlError, NotFoundError
 from tests.e2e.conftest import Env
 from tests.waiting import wait_for
 
@@ -82,7 +82,8 @@ def test_the_relay_answers_with_the_runs_and_errors_of_runs_trigger(
     assert server.start()
     try:
         assert not relay.Relay(settings, store, lambda: None, said.append).start()
-        assert "served by another runner" in said[-1]  # a live relay is never taken over
+        # a live relay is never taken over, and its probe is no error of the live one
+        assert any("served by another runner" in line for line in said)
         request = {"job": "one", "now": 1000.0, "force": False, "replay_of": None,
                    "chain": True, "again": False}  # fmt: skip
         run = relay.trigger(settings, request)
@@ -93,8 +94,11 @@ def test_the_relay_answers_with_the_runs_and_errors_of_runs_trigger(
         with pytest.raises(NotFoundError, match="no job named 'two'"):
             relay.trigger(settings, {**request, "job": "two"})
         assert (relay.socket_path(settings).stat().st_mode & 0o777) == 0o600
+        with pytest.raises(JobctlError, match="failed on the request"):  # no "now"
+            relay.trigger(settings, {"job": "one"})
     finally:
         server.close()
         store.close()
+    assert [line for line in said if "served by" not in line] == ["relay: KeyError: 'now'"]
     assert not relay.socket_path(settings).exists()
     assert relay.trigger(settings, {"job": "one"}) is None  # nobody listens: no relay
