@@ -234,16 +234,17 @@ class WorkerPool:
                 self._forget_done(done)
                 self.active.update((e.run.id or 0, e) for e in entries)
                 self.launching += len(entries)
-        for old in replace_runs:
-            try:
-                self.terminate(old, "cancelled", "replaced by a newer run (overlap=replace)")
-            except OSError as exc:  # e.g. EPERM on a group led by a setuid program
-                self.r.emit("error", f"{old.job}: run {old.id}: cannot replace it: {exc}")
-        if entries:
-            self._start_threads()
-            try:
+        try:
+            for old in replace_runs:
+                try:
+                    self.terminate(old, "cancelled", "replaced by a newer run (overlap=replace)")
+                except OSError as exc:  # e.g. EPERM on a group led by a setuid program
+                    self.r.emit("error", f"{old.job}: run {old.id}: cannot replace it: {exc}")
+            if entries:
+                self._start_threads()
                 self._launch(entries, store)
-            finally:
+        finally:
+            if entries:  # handed to the loop (or failed): their slots are the loop's to count
                 with self.lock:
                     self.launching -= len(entries)
                 self.loop.poke()
