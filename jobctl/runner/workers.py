@@ -195,7 +195,6 @@ class WorkerPool:
             start, cancel = planner.pick_startable(queued, running, jobs, limit, labels=labels)
             self.blocked = len(start) < limit and len(queued) > len(start) + len(cancel)
             if len(start) > free:  # beyond the free slots: only runs due now wait for one
-                due_by = self.r.clock.now()
                 start = start[:free] + [r for r in start[free:] if r.not_before <= due_by]
             return start, cancel
 
@@ -216,7 +215,8 @@ class WorkerPool:
             self.blocked = False
             try:
                 # (beyond the free slots only runs due now: no page past them is read)
-                ahead = {"due_by": self.r.clock.now()} if limit > free else {}
+                due_by = self.r.clock.now()
+                ahead = {"due_by": due_by} if limit > free else {}
                 claimed = [] if self.r._stopping or not self.r.holding else store.claim(
                     self.r.owner, self.r.host, now, limit, pick, epoch=self.r.epoch, **ahead
                 )  # fmt: skip
@@ -752,21 +752,21 @@ class _ProcessLoop:
         for entry in list(self._ready):
             with pool.lock:
                 stop = entry.stop
-            if stop is not None:  # never ran
+            if stop is not None:
                 self._ready.remove(entry)
-                t = pool.r.clock.now()
-                final = replace(entry.run, status=stop[0], error=stop[1], started_at=None,
-                                finished_at=t)  # fmt: skip
-                pool.book.put(("final", entry, final))
+                self._never_ran(entry, stop)
         while self._ready:
             entry = self._ready[0]
             with pool.lock:
                 stop = entry.stop
-            if entry.held + HOLD_S <= mono or not pool.r.holding or stop is not None:
+            if stop is not None:  # stopped just now
+                self._ready.pop(0)
+                self._never_ran(entry, stop)
+            elif entry.held + HOLD_S <= mono or not pool.r.holding:
                 # waited too long (every slot stayed busy, or this process was frozen: its
-                # lease may be gone and the run another's by now), fenced, or stopped just
-                # now: never started here; back to the queue (release_runs: fenced; a run
-                # whose cancel was asked ends cancelled)
+                # lease may be gone and the run another's by now), or fenced: never started
+                # here; back to the queue (release_runs: fenced; a run whose cancel was asked
+                # ends cancelled)
                 self._ready.pop(0)
                 if entry.held + HOLD_S <= mono:
                     pool.ahead_paused_until = mono + AHEAD_PAUSE_S
@@ -780,6 +780,13 @@ class _ProcessLoop:
             else:
                 break
         return begun
+
+    def _never_ran(self, entry: Active, stop: tuple[str, str]) -> None:
+        """A run stopped (cancelled, replaced, fenced) before its command began: its end,
+        with the status and reason asked for and no start."""
+        final = replace(entry.run, status=stop[0], error=stop[1], started_at=None,
+                        finished_at=self.pool.r.clock.now())  # fmt: skip
+        self.pool.book.put(("final", entry, final))
 
     def _open_gates(self, now: float) -> list[Active]:
         """Release every gated process that is due, in a row (a burst due at one instant
@@ -799,10 +806,7 @@ class _ProcessLoop:
                     self.pool.book.put(("requeue", entry, None))
                 elif stop is not None:  # cancelled, replaced or fenced before its time
                     proc.abort()  # it never ran
-                    t = self.pool.r.clock.now()
-                    final = replace(entry.run, status=stop[0], error=stop[1],
-                                    started_at=None, finished_at=t)  # fmt: skip
-                    self.pool.book.put(("final", entry, final))
+                    self._never_ran(entry, stop)
                 else:
                     proc.release()
                     released.append(entry)

@@ -230,6 +230,14 @@ def _prep(sql: str) -> Prepared:
 _PREPARED: weakref.WeakKeyDictionary[Any, set[str] | None] = weakref.WeakKeyDictionary()
 
 
+#: records the pids and start times of a batch of runs (PostgresStore._started_sql)
+_STARTED = Prepared(
+    "UPDATE runs SET pid = v.pid, proc_start = v.proc_start, started_at = v.started_at "
+    "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
+    "AS v(id, pid, proc_start, started_at) WHERE runs.id = v.id"
+)
+
+
 def _script(
     conn: psycopg.Connection[dict[str, Any]], statements: Sequence[Statement]
 ) -> list[Result]:
@@ -1047,7 +1055,7 @@ class PostgresStore:
         conn.cursor().execute(*self._started_sql(runs))
 
     @staticmethod
-    def _started_sql(runs: Sequence[Run]) -> Statement:  # (_STARTED: below the class)
+    def _started_sql(runs: Sequence[Run]) -> Statement:
         """The statement that records the pids and start times of `runs`."""
         return (
             _STARTED,
@@ -1403,11 +1411,3 @@ class PostgresStore:
                         [name],
                     )
         return out
-
-
-#: records the pids and start times of a batch of runs (PostgresStore._started_sql)
-_STARTED = Prepared(
-    "UPDATE runs SET pid = v.pid, proc_start = v.proc_start, started_at = v.started_at "
-    "FROM unnest(%s::bigint[], %s::bigint[], %s::bigint[], %s::bigint[]) "
-    "AS v(id, pid, proc_start, started_at) WHERE runs.id = v.id"
-)
