@@ -27,6 +27,8 @@ def test_stat_survives_a_program_name_with_spaces_and_parentheses(tmp_path: Path
     prog.symlink_to(sys.executable)
     with subprocess.Popen([str(prog), "-c", "import time; time.sleep(30)"]) as child:
         try:
+            # (while it is exec'ing it can be in D, uninterruptible sleep, for a moment)
+            wait_for(lambda: (s := procfs.stat(child.pid)) is not None and s.state != b"D")
             st = procfs.stat(child.pid)
             assert st is not None and st.ppid == os.getpid() and st.state in (b"R", b"S")
         finally:
