@@ -229,6 +229,7 @@ def start(spec: Spec, gated: bool = False) -> Process:
             env=spec.env,
             stdin=gate_r if gate_r is not None else subprocess.DEVNULL,
             stdout=subprocess.PIPE,
+            bufsize=0,  # the pipes are read by fd (Watch): no buffered reader to build
             stderr=subprocess.PIPE if spec.split_stderr else subprocess.STDOUT,
             close_fds=True,
             start_new_session=True,

@@ -93,6 +93,9 @@ def _reader(cls: type, columns: dict[str, str]) -> Callable[[sqlite3.Row], Any]:
 
 
 _read_job, _read_run = _reader(Job, JOB_COLUMNS), _reader(Run, RUN_COLUMNS)
+_UPDATE_RUN = (
+    "UPDATE runs SET " + ", ".join(f"{c} = :{c}" for c in RUN_COLUMNS) + " WHERE id = :_id"
+)
 
 
 def _job(row: sqlite3.Row) -> Job:
@@ -105,11 +108,17 @@ def _run(row: sqlite3.Row) -> Run:
     return run
 
 
+_INSERTS: dict[tuple[str, str], str] = {}
+
+
 def _insert_sql(table: str, columns: Iterable[str], verb: str = "INSERT") -> str:
-    cols = list(columns)
-    names = ", ".join(cols)
-    marks = ", ".join(f":{c}" for c in cols)
-    return f"{verb} INTO {table} ({names}) VALUES ({marks})"
+    """The INSERT of a whole row of `table` (its columns never change: written once)."""
+    sql = _INSERTS.get((table, verb))
+    if sql is None:
+        cols = list(columns)
+        marks = ", ".join(f":{c}" for c in cols)
+        sql = _INSERTS[table, verb] = f"{verb} INTO {table} ({', '.join(cols)}) VALUES ({marks})"
+    return sql
 
 
 class SQLiteStore:
@@ -617,8 +626,8 @@ class SQLiteStore:
             for run, followup, keep_runs in ends:
                 assert run.id is not None
                 fields = _row(RUN_COLUMNS, run)
-                sets = ", ".join(f"{c} = :{c}" for c in fields)
-                conn.execute(f"UPDATE runs SET {sets} WHERE id = :_id", {**fields, "_id": run.id})
+                fields["_id"] = run.id
+                conn.execute(_UPDATE_RUN, fields)
                 if followup is not None:
                     self._insert_run(conn, followup, "INSERT OR IGNORE")
                 if chains_from(run, followup):
@@ -672,12 +681,18 @@ class SQLiteStore:
 
     _OLD_RUNS = (
         "SELECT id FROM runs WHERE job = :job AND status NOT IN ('queued', 'running') "
-        "AND dead = 0 AND id < coalesce((SELECT id FROM runs WHERE job = :job "
-        "ORDER BY id DESC LIMIT 1 OFFSET :keep), -1) + 1"
+        "AND dead = 0 AND id <= :last"
     )
 
     def _retain(self, conn: sqlite3.Connection, job: str, keep: int) -> int:
-        params = {"job": job, "keep": keep}
+        """Delete `job`'s finished runs (not dead ones) older than its newest `keep` runs.
+        One look first: a job with no more than `keep` runs (most ends) costs no DELETE."""
+        last = conn.execute(
+            "SELECT id FROM runs WHERE job = ? ORDER BY id DESC LIMIT 1 OFFSET ?", [job, keep]
+        ).fetchone()
+        if last is None:
+            return 0
+        params = {"job": job, "last": last[0]}
         conn.execute(f"DELETE FROM output WHERE run_id IN ({self._OLD_RUNS})", params)
         conn.execute(f"DELETE FROM notifications WHERE run_id IN ({self._OLD_RUNS})", params)
         return conn.execute(f"DELETE FROM runs WHERE id IN ({self._OLD_RUNS})", params).rowcount
