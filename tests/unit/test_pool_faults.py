@@ -168,3 +168,34 @@ def test_runs_claimed_under_a_lease_lost_meanwhile_are_never_started(tmp_path: P
     assert not runner.active
     time.sleep(0.3)  # had it been spawned, `true` would have touched the file by now
     assert not ran.exists()
+
+
+def test_due_runs_are_spawned_by_the_process_loop_after_their_claim_is_durable(
+    tmp_path: Path, monkeypatch
+) -> None:
+    """The thread that claims and writes (the bookkeeper, or the runner's loop) hands due
+    runs to the process loop, which spawns them: it goes back to recording ends meanwhile.
+    Each spawn still comes after the flush that makes its claim durable (SPEC 7)."""
+    from jobctl import executor
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    for i in range(6):
+        queue(store, tmp_path, f"j{i}", ["true"])
+    events: list[tuple[str, str]] = []
+    real_start, real_sync = executor.start, store.sync
+
+    def start(spec, gated=False):  # type: ignore[no-untyped-def]
+        events.append(("spawn", threading.current_thread().name))
+        return real_start(spec, gated=gated)
+
+    def sync() -> None:
+        real_sync()
+        events.append(("sync", threading.current_thread().name))
+
+    monkeypatch.setattr(executor, "start", start)
+    store.sync = sync  # type: ignore[method-assign]
+    run_once(Runner(store, workers=2, clock=SystemClock()))
+    assert set(statuses(store).values()) == {"succeeded"}
+    spawns = [thread for kind, thread in events if kind == "spawn"]
+    assert spawns == ["jobctl-loop"] * 6
+    assert events[0][0] == "sync"  # nothing was spawned before a claim was flushed
