@@ -124,6 +124,17 @@ def _resolve(argv: list[str], spec: Spec) -> str:
 _children_lock = threading.Lock()  # guards the two below, and every reaping by reap_orphans()
 _own: set[int] = set()  # pids of the unreaped processes start() spawned (their watch reaps them)
 _spawning = 0  # start() calls between fork and registering the child in _own
+_devnull: list[int] = []  # /dev/null opened once for every job's stdin (not per spawn)
+
+
+def _stdin_null() -> int:
+    if not _devnull:
+        with _children_lock:
+            if not _devnull:
+                _devnull.append(os.open(os.devnull, os.O_RDONLY))
+    return _devnull[0]
+
+
 _subreaper = False  # become_subreaper() succeeded: reap_orphans() is on
 
 
@@ -227,7 +238,7 @@ def start(spec: Spec, gated: bool = False) -> Process:
             executable=program,
             cwd=spec.cwd,
             env=spec.env,
-            stdin=gate_r if gate_r is not None else subprocess.DEVNULL,
+            stdin=gate_r if gate_r is not None else _stdin_null(),
             stdout=subprocess.PIPE,
             bufsize=0,  # the pipes are read by fd (Watch): no buffered reader to build
             stderr=subprocess.PIPE if spec.split_stderr else subprocess.STDOUT,

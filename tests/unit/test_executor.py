@@ -473,3 +473,13 @@ def test_one_loop_supervises_several_processes_without_a_thread_each() -> None:
     for p in jobs.values():
         with pytest.raises(ChildProcessError):  # reaped: no zombie left behind
             os.waitpid(p.pid, os.WNOHANG)
+
+
+def test_every_job_reads_dev_null_on_stdin_and_cannot_write_it() -> None:
+    """stdin is /dev/null, opened once for all jobs: each job reads EOF at once, and a job
+    cannot write to it (read-only), whatever the jobs before it did."""
+    for _ in range(3):
+        outcome, out, _ = run(spec("cat; readlink /proc/self/fd/0; echo x >&0 || echo refused"))
+        lines = out.decode().splitlines()
+        assert outcome.exit_code == 0
+        assert lines[0] == "/dev/null" and lines[-1] == "refused", lines
