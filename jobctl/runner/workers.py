@@ -17,9 +17,10 @@ Its parts, on threads of their own besides the caller's:
 - on a shared store (PostgreSQL), where every write is a round trip: the bookkeeper writes
   on a connection of its own, and a claimer thread (a third connection) claims for a slot
   as soon as its process is done, while the bookkeeper writes the end. Due runs are
-  claimed ahead of the free slots (AHEAD_MAX)
-  and wait in the loop, which starts one the moment a slot frees; one that waits HOLD_S goes
-  back to the queue. A run stays in `active` until its end is recorded.
+  claimed ahead of the free slots (AHEAD_MAX) and wait in the loop, which starts one the
+  moment a slot frees; one that waits HOLD_S goes back to the queue.
+
+A run stays in `active` until its end is recorded.
 
 It reads the runner's store, clock and flags through `self.r`; it knows nothing of firing or
 recovery. The foreground `jobctl run` does not come here: it uses execution.execute().
@@ -89,7 +90,7 @@ class Active:
     watch: executor.Watch | None = None
     fds: set[int] = field(default_factory=set)  # registered in the loop's selector
     due: float = 0.0  # monotonic time of the watch's next step
-    held: float = 0.0  # claimed ahead: monotonic time it began to wait for a slot
+    held: float = 0.0  # a due run: monotonic time it began to wait in the loop for a slot
     failed: bool = False  # its supervision failed (a bug): reported once
     ended: bool = False  # its process is done, its end being written: its slot is free
 
@@ -281,11 +282,13 @@ class WorkerPool:
                 store.mark_started_all(gated)
         self.loop.add(spawned + deferred)
 
-    def spawn(self, entry: Active, now: float, shift: float) -> bool:
-        """Spawn one claimed run's process (gated when ahead of its time); False if it was
-        not (put back in the queue while stopping, or its failure handed to the bookkeeper)."""
+    def spawn(self, entry: Active, now: float, shift: float, due: bool = False) -> bool:
+        """Spawn one claimed run's process (gated when ahead of its time, unless `due`: a
+        run judged due once stays due, though the wall clock step back before its spawn);
+        False if it was not (put back in the queue while stopping, or its failure handed to
+        the bookkeeper)."""
         run = entry.run
-        gated = run.not_before > now
+        gated = run.not_before > now and not due
         if not gated and self.r._stopping:  # not started: back to the queue
             self.book.put(("requeue", entry, None))
             return False
@@ -762,11 +765,12 @@ class _ProcessLoop:
             if stop is not None:  # stopped just now
                 self._ready.pop(0)
                 self._never_ran(entry, stop)
-            elif entry.held + HOLD_S <= mono or not pool.r.holding:
-                # waited too long (every slot stayed busy, or this process was frozen: its
-                # lease may be gone and the run another's by now), or fenced: never started
-                # here; back to the queue (release_runs: fenced; a run whose cancel was asked
-                # ends cancelled)
+            elif (pool.ahead and entry.held + HOLD_S <= mono) or not pool.r.holding:
+                # claimed ahead and waited too long (every slot stayed busy, or this process
+                # was frozen: its lease may be gone and the run another's by now), or fenced:
+                # never started here; back to the queue (release_runs: fenced; a run whose
+                # cancel was asked ends cancelled). Without claiming ahead (SQLite) a run was
+                # claimed for a free slot: it waits for nothing but the launch to finish
                 self._ready.pop(0)
                 if entry.held + HOLD_S <= mono:
                     pool.ahead_paused_until = mono + AHEAD_PAUSE_S
@@ -774,7 +778,7 @@ class _ProcessLoop:
             elif (len(self._watching) + len(self._gated) + pool.launching < pool.size
                   or pool.r._stopping):  # fmt: skip
                 self._ready.pop(0)
-                if pool.spawn(entry, clock.now(), local_shift(clock)):
+                if pool.spawn(entry, clock.now(), local_shift(clock), due=True):
                     pool.book.put(("spawned", entry, None))
                     begun.append(self._begin(entry))
             else:

@@ -108,16 +108,16 @@ def _run(row: sqlite3.Row) -> Run:
     return run
 
 
-_INSERTS: dict[tuple[str, str], str] = {}
+_INSERTS: dict[tuple[str, str, tuple[str, ...]], str] = {}
 
 
 def _insert_sql(table: str, columns: Iterable[str], verb: str = "INSERT") -> str:
-    """The INSERT of a whole row of `table` (its columns never change: written once)."""
-    sql = _INSERTS.get((table, verb))
+    """The INSERT of `columns` into `table`, written once for each such set."""
+    key = (table, verb, tuple(columns))
+    sql = _INSERTS.get(key)
     if sql is None:
-        cols = list(columns)
-        marks = ", ".join(f":{c}" for c in cols)
-        sql = _INSERTS[table, verb] = f"{verb} INTO {table} ({', '.join(cols)}) VALUES ({marks})"
+        marks = ", ".join(f":{c}" for c in key[2])
+        sql = _INSERTS[key] = f"{verb} INTO {table} ({', '.join(key[2])}) VALUES ({marks})"
     return sql
 
 

@@ -229,7 +229,9 @@ def test_a_run_being_launched_takes_its_slot(
     slot: a run claimed ahead must not start in it (two processes with one worker)."""
     pool = _pool(tmp_path, 1)
     spawned: list[Active] = []
-    monkeypatch.setattr(pool, "spawn", lambda entry, now, shift: spawned.append(entry) and False)
+    monkeypatch.setattr(
+        pool, "spawn", lambda entry, now, shift, due=False: spawned.append(entry) and False
+    )
     entry = _held(pool)
     pool.launching = 1
     assert pool.loop._start_ready(pool.r.clock) == [] and spawned == []
@@ -244,7 +246,7 @@ def test_a_held_run_that_waited_too_long_never_starts_even_in_a_free_slot(
     """After a freeze longer than HOLD_S (the lease may be gone and the run another runner's
     by now), or once fenced, a held run goes back to the queue instead of starting."""
     pool = _pool(tmp_path, 1)
-    monkeypatch.setattr(pool, "spawn", lambda *a: pytest.fail("spawned"))
+    monkeypatch.setattr(pool, "spawn", lambda *a, **kw: pytest.fail("spawned"))
     late = _held(pool, waited_s=workers.HOLD_S + 1)
     pool.loop._start_ready(pool.r.clock)
     assert pool.book.get_nowait() == ("requeue", late, None)

@@ -175,27 +175,66 @@ def test_due_runs_are_spawned_by_the_process_loop_after_their_claim_is_durable(
 ) -> None:
     """The thread that claims and writes (the bookkeeper, or the runner's loop) hands due
     runs to the process loop, which spawns them: it goes back to recording ends meanwhile.
-    Each spawn still comes after the flush that makes its claim durable (SPEC 7)."""
+    Each spawn still comes after the flush that made its own claim durable (SPEC 7)."""
     from jobctl import executor
 
     store = SQLiteStore(tmp_path / "jobctl.db")
     for i in range(6):
         queue(store, tmp_path, f"j{i}", ["true"])
-    events: list[tuple[str, str]] = []
-    real_start, real_sync = executor.start, store.sync
+    events: list[tuple[str, object, str]] = []
+    real_start, real_sync, real_claim = executor.start, store.sync, store.claim
+
+    def claim(*args, **kw):  # type: ignore[no-untyped-def]
+        got = real_claim(*args, **kw)
+        events.append(("claim", {run.id for run, _ in got}, threading.current_thread().name))
+        return got
 
     def start(spec, gated=False):  # type: ignore[no-untyped-def]
-        events.append(("spawn", threading.current_thread().name))
+        run_id = int(spec.env[b"JOBCTL_RUN_ID"])
+        events.append(("spawn", run_id, threading.current_thread().name))
         return real_start(spec, gated=gated)
 
     def sync() -> None:
         real_sync()
-        events.append(("sync", threading.current_thread().name))
+        events.append(("sync", None, threading.current_thread().name))
 
     monkeypatch.setattr(executor, "start", start)
     store.sync = sync  # type: ignore[method-assign]
+    store.claim = claim  # type: ignore[method-assign]
     run_once(Runner(store, workers=2, clock=SystemClock()))
     assert set(statuses(store).values()) == {"succeeded"}
-    spawns = [thread for kind, thread in events if kind == "spawn"]
-    assert spawns == ["jobctl-loop"] * 6
-    assert events[0][0] == "sync"  # nothing was spawned before a claim was flushed
+    spawns = [(at, run_id, thread) for at, (kind, run_id, thread) in enumerate(events)
+              if kind == "spawn"]  # fmt: skip
+    assert [thread for _, _, thread in spawns] == ["jobctl-loop"] * 6
+    for at, run_id, _ in spawns:
+        claimed = next(i for i, (kind, ids, _) in enumerate(events)
+                       if kind == "claim" and run_id in ids)  # type: ignore[operator]  # fmt: skip
+        assert any(kind == "sync" for kind, _, _ in events[claimed:at]), (run_id, events)
+
+
+class _StepsBack:
+    """The wall clock, stepped back 1 s (an NTP step) at the process loop's first reading."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> float:
+        if threading.current_thread().name == "jobctl-loop" and not self.offset:
+            self.offset = -1.0
+        return time.time() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        time.sleep(max(0.0, seconds))
+
+
+def test_a_run_judged_due_starts_though_the_clock_steps_back_before_its_spawn(
+    tmp_path: Path,
+) -> None:
+    """A due run handed to the process loop is spawned as due: were it spawned behind a
+    gate (it looks 0.5 s early on the stepped clock), no gate would ever open for it."""
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    store.add_job(Job(name="j", command=["true"], tz="UTC", cwd=str(tmp_path)))
+    due = time.time() - 0.5
+    store.add_run(Run(job="j", scheduled_for=due, not_before=due, trigger="manual"))
+    run_once(Runner(store, workers=2, clock=_StepsBack()))
+    assert statuses(store) == {"j": "succeeded"}
