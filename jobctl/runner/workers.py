@@ -153,10 +153,14 @@ class WorkerPool:
                 store.close()
 
     def _forget_done(self, done: Sequence[Active]) -> None:
-        """Under self.lock: the runs whose ends are recorded leave the pool."""
+        """Under self.lock: the runs whose ends are recorded leave the pool (each entry
+        itself: never another entry of the same run, see start_queued's pick)."""
         for entry in done:
-            if self.active.pop(entry.run.id or -1, None) is not None and entry.ended:
-                self._ended -= 1
+            key = entry.run.id or -1
+            if self.active.get(key) is entry:
+                del self.active[key]
+                if entry.ended:
+                    self._ended -= 1
 
     def _start_threads(self) -> None:
         with self._threads_lock:
@@ -193,6 +197,11 @@ class WorkerPool:
         def pick(
             queued: list[Run], running: list[Run], jobs: dict[str, Job], limit: int
         ) -> tuple[list[Run], list[Run]]:
+            # a run still in `active` is on its way out of this pool: one handed back to the
+            # queue (released) whose entry the bookkeeper has not dropped yet. Claimed again
+            # now, that drop would take the new claim's entry with it (same run id): the run
+            # would stay `running` with nobody watching it. It is claimable once dropped.
+            queued = [r for r in queued if r.id not in leaving]
             replace_runs[:] = planner.replaced_by_waiting(queued, running, jobs)
             start, cancel = planner.pick_startable(queued, running, jobs, limit, labels=labels)
             self.blocked = len(start) < limit and len(queued) > len(start) + len(cancel)
@@ -207,6 +216,7 @@ class WorkerPool:
         with self.claiming:
             with self.lock:
                 busy = len(self.active) - self._ended - sum(not e.ended for e in done)
+                leaving = set(self.active)
             free = max(0, self.size - busy)  # 0: replacements
             limit = free
             if self.ahead and (free or freed) and time.monotonic() >= self.ahead_paused_until:

@@ -119,8 +119,9 @@ def _queue(store: Any, tmp_path: Path, name: str, command: list[str]) -> Run:
     return store.add_run(Run(job=name, scheduled_for=now, not_before=now, trigger="manual"))
 
 
-def _runner(pg_url: str, size: int) -> tuple[Any, Runner, list[int]]:
-    """A runner on `pg_url` with `size` workers; the list gets the size of each claim."""
+def _runner(pg_url: str, size: int, said: list[str] | None = None) -> tuple[Any, Runner, list[int]]:
+    """A runner on `pg_url` with `size` workers; the list gets the size of each claim;
+    `said` the runner's log lines."""
     from jobctl.store.postgres import PostgresStore
 
     sizes: list[int] = []
@@ -138,7 +139,9 @@ def _runner(pg_url: str, size: int) -> tuple[Any, Runner, list[int]]:
         return store
 
     main = counted()
-    return main, Runner(main, workers=size, clock=SystemClock(), lease_store=counted), sizes
+    emit = (lambda event, text: said.append(f"{event} {text}")) if said is not None else None
+    more = {"emit": emit} if emit is not None else {}
+    return main, Runner(main, workers=size, clock=SystemClock(), lease_store=counted, **more), sizes
 
 
 def test_runs_claimed_ahead_start_as_slots_free_never_beyond_the_workers(
@@ -161,12 +164,14 @@ def test_a_run_held_too_long_goes_back_to_the_queue_and_claiming_ahead_pauses(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(workers, "HOLD_S", 0.2)
-    main, runner, _ = _runner(pg_url, 1)
+    said: list[str] = []
+    main, runner, _ = _runner(pg_url, 1, said)
     flag = tmp_path / "go"
     wait = f"while [ ! -e {flag} ]; do sleep 0.05; done"
     long = _queue(main, tmp_path, "long", ["sh", "-c", wait])
     short = [_queue(main, tmp_path, f"s{i}", ["true"]) for i in (1, 2)]
-    t = threading.Thread(target=runner.run, kwargs={"once": True}, daemon=True)
+    returned: list[int] = []
+    t = threading.Thread(target=lambda: returned.append(runner.run(once=True)), daemon=True)
     t.start()
 
     def handed_back() -> bool:
@@ -183,7 +188,7 @@ def test_a_run_held_too_long_goes_back_to_the_queue_and_claiming_ahead_pauses(
     t.join(DEADLINE_S)
     assert not t.is_alive()
     assert {r.job: r.status for r in main.list_runs(RunFilter())} == {
-        "long": "succeeded", "s1": "succeeded", "s2": "succeeded"}  # fmt: skip
+        "long": "succeeded", "s1": "succeeded", "s2": "succeeded"}, (returned, said)  # fmt: skip
     main.close()
 
 
@@ -255,3 +260,36 @@ def test_a_held_run_that_waited_too_long_never_starts_even_in_a_free_slot(
     pool.r.holding = False
     pool.loop._start_ready(pool.r.clock)
     assert pool.book.get_nowait() == ("requeue", fenced, None)
+
+
+def test_a_run_handed_back_is_not_claimed_again_before_its_entry_leaves_the_pool(
+    tmp_path: Path,
+) -> None:
+    """A held run handed back to the queue is `queued` in the store as soon as the release
+    commits, but its entry leaves `active` a moment later (the bookkeeper). A claim in
+    between must not take it: dropping the old entry would drop the new claim's with it
+    (same run id), and the run would stay `running` with nobody watching it (seen as a
+    `--once` runner returning with a run left `running`)."""
+    now = time.time()
+    pool = _pool(tmp_path, 2)
+    leaving = _held(pool)  # run 7, released already, its entry not dropped yet
+    pool.loop._ready.clear()
+    offer = _Offer([leaving.run, *_runs(now - 1)])
+    pool.start_queued(now, store=offer)  # type: ignore[arg-type]
+    assert offer.picked == [[1]]
+    with pool.lock:
+        pool._forget_done([leaving])
+    assert 7 not in pool.active
+    offer = _Offer([leaving.run])
+    pool.start_queued(now, store=offer)  # type: ignore[arg-type]
+    assert offer.picked == [[7]]
+
+
+def test_dropping_an_entry_never_drops_another_entry_of_the_same_run(tmp_path: Path) -> None:
+    pool = _pool(tmp_path, 2)
+    old = _held(pool)
+    new = Active(run=old.run, job=old.job)
+    pool.active[7] = new
+    with pool.lock:
+        pool._forget_done([old])
+    assert pool.active[7] is new
