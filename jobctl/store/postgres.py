@@ -67,6 +67,7 @@ from jobctl.store.rows import (
     notification_insert,
     notification_row,
     notifications_by_run,
+    released,
     to_ms,
 )
 
@@ -1042,11 +1043,7 @@ class PostgresStore:
             params.update(_owner=fence[0], _epoch=fence[1])
         with self._tx(single=True) as conn:
             return conn.execute(
-                "UPDATE runs SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' "
-                "ELSE 'cancelled' END, error = CASE WHEN cancel_requested_at IS NULL THEN "
-                f"error ELSE 'cancelled' END, finished_at = CASE WHEN cancel_requested_at IS "
-                f"NULL THEN NULL ELSE {DB_NOW_MS} END, owner = NULL, host = NULL, pid = NULL, "
-                "proc_start = NULL, started_at = NULL, lease_epoch = NULL "
+                f"UPDATE runs SET {released(DB_NOW_MS)}, lease_epoch = NULL "
                 f"WHERE id = ANY(%(_ids)s::bigint[]) AND status = 'running'{where}",
                 params,
             ).rowcount

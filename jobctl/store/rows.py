@@ -125,3 +125,15 @@ def notifications_by_run(found: Sequence[Sequence[Any]]) -> dict[int, list[Deliv
         out.setdefault(run_id, []).append(Delivery(event, target, status, attempts, error,
                                                    at / 1000))  # fmt: skip
     return out
+
+
+def released(now: str) -> str:
+    """The SET clause of release_runs (both stores): a claimed run whose process never
+    started goes back to the queue, or ends `cancelled` at `now` (the dialect's expression
+    or placeholder) if its cancel was asked meanwhile; either way with no owner or start."""
+    return (
+        "status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' ELSE 'cancelled' END, "
+        "error = CASE WHEN cancel_requested_at IS NULL THEN error ELSE 'cancelled' END, "
+        f"finished_at = CASE WHEN cancel_requested_at IS NULL THEN NULL ELSE {now} END, "
+        "owner = NULL, host = NULL, pid = NULL, proc_start = NULL, started_at = NULL"
+    )

@@ -50,6 +50,7 @@ from jobctl.store.rows import (
     notification_insert,
     notification_row,
     notifications_by_run,
+    released,
     runner_info,
     runner_row,
     status_clause,
@@ -651,11 +652,7 @@ class SQLiteStore:
         now = to_ms(time.time())
         with self._tx() as conn:
             return conn.executemany(
-                "UPDATE runs SET status = CASE WHEN cancel_requested_at IS NULL THEN 'queued' "
-                "ELSE 'cancelled' END, error = CASE WHEN cancel_requested_at IS NULL THEN "
-                "error ELSE 'cancelled' END, finished_at = CASE WHEN cancel_requested_at IS "
-                "NULL THEN NULL ELSE ? END, owner = NULL, host = NULL, pid = NULL, "
-                "proc_start = NULL, started_at = NULL WHERE id = ? AND status = 'running'",
+                f"UPDATE runs SET {released('?')} WHERE id = ? AND status = 'running'",
                 [[now, i] for i in ids],
             ).rowcount
 
