@@ -121,7 +121,7 @@ def _resolve(argv: list[str], spec: Spec) -> str:
 
 # ---- children: ours, and the orphans a subreaper adopts --------------------------------------
 
-_children_lock = threading.Lock()  # guards the two below, and every reaping by reap_orphans()
+_children_lock = threading.Lock()  # guards the three below, and every reaping by reap_orphans()
 _own: set[int] = set()  # pids of the unreaped processes start() spawned (their watch reaps them)
 _spawning = 0  # start() calls between fork and registering the child in _own
 _devnull: list[int] = []  # /dev/null opened once for every job's stdin (not per spawn)

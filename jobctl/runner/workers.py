@@ -277,20 +277,19 @@ class WorkerPool:
             return
         shift = local_shift(self.r.clock)
         now = self.r.clock.now()
-        spawned: list[Active] = []
+        gated: list[Active] = []  # ahead of their time: spawned here, behind their gates
         deferred: list[Active] = []  # due runs: the process loop spawns them
         for entry in entries:
             if entry.run.not_before <= now:
                 deferred.append(entry)
             elif self.spawn(entry, now, shift):
-                spawned.append(entry)
-        gated = [e.run for e in spawned if e.gated]
+                gated.append(entry)
         if gated:  # recorded before their gates open (not fatal: if the store cannot take
             # it, recovery finds the processes by their markers, JOBCTL_RUN_ID and
             # JOBCTL_OWNER, in their environment)
             with contextlib.suppress(StoreError):
-                store.mark_started_all(gated)
-        self.loop.add(spawned + deferred)
+                store.mark_started_all([e.run for e in gated])
+        self.loop.add(gated + deferred)
 
     def spawn(self, entry: Active, now: float, shift: float, due: bool = False) -> bool:
         """Spawn one claimed run's process (gated when ahead of its time, unless `due`: a
