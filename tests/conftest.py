@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,6 +50,16 @@ def cli(capsys: pytest.CaptureFixture[str]):
 
 # PostgreSQL: one server per session (throwaway cluster or JOBCTL_TEST_PG), a schema per test
 from tests.pg import pg_server, pg_url  # noqa: E402, F401
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Ctrl-C back to Python's default when the suite was started with SIGINT ignored (as a
+    shell does for `cmd &` without job control): an ignored SIGINT is inherited by every
+    `jobctl` the tests start, and the tests that end `status --watch` or `logs --follow` with
+    a SIGINT would wait on a command that, as Unix asks, ignores it. Each xdist worker runs
+    this too."""
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
