@@ -290,6 +290,10 @@ class Store(Protocol):
         with `pinned`, only those pinned to runner labels (--on)."""
         ...
 
+    def job_names(self) -> list[str]:
+        """Every job's name, in list_jobs' order; nothing else is read (shell completion)."""
+        ...
+
     def update_jobs(self, names: Sequence[str], change: Callable[[Job], Job]) -> list[Job]:
         """Read-modify-write jobs (edit, pause, resume) in one write transaction, so that
         concurrent edits never lose each other's changes. All or nothing: NotFoundError if a

@@ -541,6 +541,12 @@ class PostgresStore:
             jobs = [_job(r) for r in conn.execute(sql + ' ORDER BY name COLLATE "C"', params)]
             return self._with_last_runs(conn, jobs) if last_runs else jobs
 
+    def job_names(self) -> list[str]:
+        with self._tx() as conn:
+            return [
+                r["name"] for r in conn.execute('SELECT name FROM jobs ORDER BY name COLLATE "C"')
+            ]
+
     def update_jobs(self, names: Sequence[str], change: Callable[[Job], Job]) -> list[Job]:
         sets = ", ".join(f"{c} = %({c})s" for c in JOB_COLUMNS if c != "name")
         out: list[Job] = []

@@ -323,6 +323,10 @@ class SQLiteStore:
             jobs = [_job(r) for r in conn.execute(sql + " ORDER BY name", params)]
             return self._with_last_runs(conn, jobs) if last_runs else jobs
 
+    def job_names(self) -> list[str]:
+        with self._tx(write=False) as conn:
+            return [r[0] for r in conn.execute("SELECT name FROM jobs ORDER BY name")]
+
     def update_jobs(self, names: Sequence[str], change: Callable[[Job], Job]) -> list[Job]:
         sets = ", ".join(f"{c} = :{c}" for c in JOB_COLUMNS if c != "name")
         out: list[Job] = []

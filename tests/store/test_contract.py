@@ -568,6 +568,15 @@ def test_list_jobs_filters(store) -> None:
     assert [j.name for j in store.list_jobs(pinned=True, last_runs=False)] == ["c"]
 
 
+def test_job_names_are_list_jobs_names_in_its_order(store) -> None:
+    assert store.job_names() == []
+    for name in ("b-2", "B1", "a", "a.b", "_x", "a-b"):
+        store.add_job(job(name))
+    store.remove_job("a.b")
+    names = [j.name for j in store.list_jobs(last_runs=False)]
+    assert store.job_names() == names == ["B1", "_x", "a", "a-b", "b-2"]
+
+
 def test_open_and_recent_run_queries_use_indexes(tmp_path) -> None:
     """The runner's and `status`'s run queries must not scan a million-run table."""
     from jobctl.store.sqlite import SQLiteStore
