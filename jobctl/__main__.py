@@ -1,7 +1,8 @@
 """Entry point (`jobctl` and `python -m jobctl`).
 
 `--version` is answered here before anything is imported, so that it costs no more than
-starting Python; everything else goes to jobctl.cli.
+starting Python, and so are the Tabs jobctl/completing.py answers without typer (a verb, the
+first argument of a verb); everything else goes to jobctl.cli.
 
 A short command started from the shell (`main()` without arguments: the console script,
 `python -m jobctl`) runs with the cyclic garbage collector off while it imports and works
@@ -13,6 +14,7 @@ work (issue 13's start-up budget). Called with a list (the tests, in-process), i
 
 from __future__ import annotations
 
+import os
 import sys
 
 
@@ -27,6 +29,14 @@ def main(argv: list[str] | None = None) -> int:
 
         sys.stdout.write(f"jobctl {__version__}\n")
         return 0
+    if argv is None and "_JOBCTL_COMPLETE" in os.environ:  # a Tab: the common ones first
+        from jobctl.completing import answer
+
+        text = answer()
+        if text is not None:
+            sys.stdout.write(text + "\n")
+            fast_exit(0)
+            return 0
     from jobctl.cli import run
 
     code = run(args)

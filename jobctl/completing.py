@@ -3,10 +3,12 @@ people press most, given before typer is imported.
 
 A Tab starts a whole `jobctl` (bash, zsh and fish alike). Importing typer and building the
 command costs more than a person should wait for a Tab (issue 14: at most 100 ms), so
-`jobctl/__main__.py` asks `answer` first. It answers the two common cases, a verb (`jobctl
-sh<Tab>`) and the first argument of a verb that names a job or a run (`jobctl show b<Tab>`,
-`jobctl retry <Tab>`), and returns None for everything else (options, their values,
-quoted words, a second argument, PowerShell): jobctl.cli answers those through typer.
+`jobctl/__main__.py` asks `answer` first. It answers the common cases: a verb (`jobctl
+sh<Tab>`), the first argument of a verb that names a job, a run or a shell (`jobctl show
+b<Tab>`, `jobctl retry <Tab>`), and the value of an option that takes one of a known list
+(`--tz`, `--overlap`, `--misfire`, `--backoff`, `--status`). For everything else (options'
+names, a second argument, quoted words, PowerShell) it returns None, and jobctl.cli answers
+through typer.
 Both paths use the candidates and the formats below, and tests/cli/test_completion.py
 checks that the two give the same answer for every verb.
 
@@ -21,7 +23,7 @@ Nothing here imports typer or rich, and the store is opened only to list names a
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -71,12 +73,84 @@ FIRST_ARGUMENT = {
     "retry": "replayable",
     "cancel": "open",
     "logs": "jobs+any",
+    "completion": "shells",
 }
 
 Item = tuple[str, str]  # (value, help or "")
 
 
 # ---- candidates ----------------------------------------------------------------------------
+
+
+def _starting(values: tuple[str, ...], incomplete: str) -> list[str]:
+    return [v for v in values if v.startswith(incomplete)]
+
+
+def overlaps(incomplete: str) -> list[str]:
+    from jobctl.models import OVERLAPS
+
+    return _starting(OVERLAPS, incomplete)
+
+
+def misfires(incomplete: str) -> list[str]:
+    from jobctl.models import MISFIRES
+
+    return _starting(MISFIRES, incomplete)
+
+
+def backoffs(incomplete: str) -> list[str]:
+    from jobctl.models import BACKOFFS
+
+    return _starting(BACKOFFS, incomplete)
+
+
+def statuses(incomplete: str) -> list[str]:
+    from jobctl.models import RUN_STATUSES
+
+    return _starting(RUN_STATUSES, incomplete)
+
+
+def shells(incomplete: str) -> list[str]:
+    return _starting(("bash", "zsh", "fish"), incomplete)
+
+
+def zone_names() -> list[str]:
+    """The IANA zone names of the system's tz database (a walk of its folder, no file read),
+    else those of the tzdata package; sorted."""
+    import zoneinfo
+
+    for base in zoneinfo.TZPATH:
+        if not os.path.isdir(os.path.join(base, "Europe")):
+            continue
+        names = []
+        for folder, dirs, files in os.walk(base):
+            rel = os.path.relpath(folder, base)
+            dirs[:] = [d for d in dirs if d[0].isupper()]  # not posix/, right/
+            prefix = "" if rel == "." else rel + "/"
+            names += [prefix + f for f in files if f[0].isupper() and "." not in f]
+        if names:
+            return sorted(names)
+    try:
+        from importlib.resources import files as resource_files
+
+        text = resource_files("tzdata").joinpath("zones").read_text()
+    except Exception:
+        return []
+    return sorted(line.strip() for line in text.splitlines() if line.strip())
+
+
+def zones(incomplete: str) -> list[str]:
+    return [z for z in zone_names() if z.startswith(incomplete)]
+
+
+#: option -> (the values it takes, the verbs that take it)
+OPTION_VALUES: dict[str, tuple[Callable[[str], list[str]], tuple[str, ...]]] = {
+    "--tz": (zones, ("add", "edit", "next")),
+    "--overlap": (overlaps, ("add", "edit")),
+    "--misfire": (misfires, ("add", "edit")),
+    "--backoff": (backoffs, ("add", "edit")),
+    "--status": (statuses, ("history",)),
+}
 
 
 def job_names(settings: Settings, incomplete: str) -> list[str]:
@@ -93,8 +167,8 @@ def job_names(settings: Settings, incomplete: str) -> list[str]:
 
 def run_ids(settings: Settings, incomplete: str, which: str) -> list[Item]:
     """Run ids with a line of help (job, status, when), newest first: `open` the queued and
-    running ones (cancel), `replayable` the dead list then other finished runs (retry),
-    `any` the latest runs (logs)."""
+    running ones (cancel), `replayable` the dead list then the finished among the latest 120
+    runs (retry), `any` the latest runs (logs)."""
     try:
         import time
 
@@ -109,8 +183,11 @@ def run_ids(settings: Settings, incomplete: str, which: str) -> list[Item]:
             from jobctl.runs import dead_runs
 
             found = dead_runs(s)
-            finished = ["succeeded", "failed", "timed_out", "cancelled", "abandoned"]
-            found += s.list_runs(RunFilter(statuses=finished, limit=MAX_RUN_IDS))
+            # the finished among the newest runs: a filter on status would make SQLite sort
+            # every finished run by id (its status index), 20 ms with 100,000 runs
+            latest = s.list_runs(RunFilter(limit=4 * MAX_RUN_IDS))
+            finished = ("succeeded", "failed", "timed_out", "cancelled", "abandoned")
+            found += [r for r in latest if r.status in finished]
         else:
             found = s.list_runs(RunFilter(limit=MAX_RUN_IDS))
     except Exception:
@@ -131,6 +208,8 @@ def run_ids(settings: Settings, incomplete: str, which: str) -> list[Item]:
 def first_argument(settings: Settings, verb: str, incomplete: str) -> list[Item]:
     """The candidates for the first argument of `verb` (FIRST_ARGUMENT names what it takes)."""
     kind = FIRST_ARGUMENT[verb]
+    if kind == "shells":
+        return [(v, "") for v in shells(incomplete)]
     items: list[Item] = []
     if kind.startswith("jobs"):
         items += [(n, "job" if "+" in kind else "") for n in job_names(settings, incomplete)]
@@ -226,9 +305,14 @@ def answer(environ: Mapping[str, str] | None = None) -> str | None:
             return None  # --home=DIR, --version, a value still being typed...
     if i == len(args):
         return output(shell, [(v, h) for v, h in VERB_HELP.items() if v.startswith(incomplete)])
-    if i == len(args) - 1 and args[i] in FIRST_ARGUMENT:
+    verb, rest = args[i], args[i + 1 :]
+    if not rest and verb in FIRST_ARGUMENT:
         from jobctl.config import resolve_settings
 
         settings = resolve_settings(flags.get("--home"), flags.get("--store"), dict(env))
-        return output(shell, first_argument(settings, args[i], incomplete))
+        return output(shell, first_argument(settings, verb, incomplete))
+    option = OPTION_VALUES.get(rest[-1]) if rest and "--" not in rest else None
+    if option is not None and verb in option[1]:
+        values, _ = option
+        return output(shell, [(v, "") for v in values(incomplete)])
     return None

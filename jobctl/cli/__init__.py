@@ -106,6 +106,27 @@ def _completion_words() -> list[str]:
     return words if line.endswith(" ") else words[:-1]
 
 
+def _one_line_help() -> None:
+    """zsh and fish get each candidate's help on one line, as jobctl/completing.py writes it
+    when it answers first: typer renders the help through rich (an import of rich per Tab)
+    wrapped at 80 columns, and fish took each wrapped piece for a candidate of its own."""
+    from typer._click.shell_completion import CompletionItem, add_completion_class
+    from typer._completion_classes import FishComplete, ZshComplete
+
+    from jobctl import completing
+
+    class Zsh(ZshComplete):
+        def format_completion(self, item: CompletionItem) -> str:
+            return completing.zsh_item(item.value, item.help or "")
+
+    class Fish(FishComplete):
+        def format_completion(self, item: CompletionItem) -> str:
+            return completing.fish_item(item.value, item.help or "")
+
+    add_completion_class(Zsh, "zsh")
+    add_completion_class(Fish, "fish")
+
+
 def _verb_index(args: list[str]) -> int:
     """Where the verb is: after the global flags (and the values of --home/--store)."""
     i = 0
@@ -123,6 +144,7 @@ def run(args: list[str]) -> int:
         from typer.completion import completion_init
 
         completion_init()
+        _one_line_help()
         typed = _completion_words()  # the words before the one being completed
         j = _verb_index(typed)
         register({VERBS[typed[j]]} if j < len(typed) and typed[j] in VERBS else None)

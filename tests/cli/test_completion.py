@@ -131,19 +131,21 @@ def test_run_ids_carry_a_line_of_help_for_zsh_and_fish(cli, home: Path) -> None:
 
 
 def test_a_tab_after_a_verb_loads_its_module_alone(home: Path) -> None:
-    """A Tab starts a whole jobctl: after `add` only jobctl.cli.jobs is imported."""
+    """A Tab starts a whole jobctl: after `add` only jobctl.cli.jobs is imported (an option's
+    name is typer's to complete)."""
     code = ("import atexit, sys\n"
             "atexit.register(lambda: print('MODULES', sorted(m for m in sys.modules "
             "if m.startswith('jobctl.cli.'))))\n"
             "from jobctl.__main__ import main\nmain()\n")  # fmt: skip
     env = {**os.environ, "JOBCTL_HOME": str(home), "_JOBCTL_COMPLETE": "complete_bash",
-           "COMP_WORDS": "jobctl --home x add j --overlap ", "COMP_CWORD": "6"}  # fmt: skip
+           "COMP_WORDS": "jobctl --home x add j --overl", "COMP_CWORD": "5"}  # fmt: skip
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
                          text=True, timeout=30)  # fmt: skip
     lines = out.stdout.split("\n")
-    assert lines[:4] == ["skip", "queue", "allow", "replace"], out.stdout
-    modules = next(line for line in lines if line.startswith("MODULES "))
-    assert modules == "MODULES ['jobctl.cli.common', 'jobctl.cli.completers', 'jobctl.cli.jobs']"
+    assert lines[:2] == [
+        "--overlap",
+        "MODULES ['jobctl.cli.common', 'jobctl.cli.completers', 'jobctl.cli.jobs']",
+    ], out.stdout
 
 
 def _shell(name: str) -> str:
@@ -208,3 +210,161 @@ def test_fish_completes_through_the_committed_script_once_per_tab(cli, home: Pat
                          capture_output=True, text=True, timeout=60)  # fmt: skip
     assert out.stdout.split("\n")[:2] == ["replace", f"{home}/calls"], (out.stdout, out.stderr)
     assert (home / "calls").read_text().count("x") == 2  # one call per Tab
+
+
+# ---- the early answer (jobctl/completing.py) and typer's, side by side ----------------------
+
+SHELLS = ("bash", "zsh", "fish")
+
+
+def _tab_env(shell: str, line: str) -> dict[str, str]:
+    """The environment `shell`'s completion function gives `jobctl` for the last word."""
+    if shell == "bash":
+        words = line.split()
+        cword = len(words) if line.endswith(" ") else len(words) - 1
+        return {"_JOBCTL_COMPLETE": "complete_bash", "COMP_WORDS": line, "COMP_CWORD": str(cword)}
+    return {"_JOBCTL_COMPLETE": f"complete_{shell}", "_TYPER_COMPLETE_ARGS": line,
+            "_TYPER_COMPLETE_FISH_ACTION": "get-args"}  # fmt: skip
+
+
+def _typers_answer(monkeypatch, capsys, shell: str, line: str) -> str:
+    """What jobctl.cli (typer) prints for the Tab, in this process."""
+    from jobctl.cli import run
+
+    with monkeypatch.context() as m:
+        for k, v in _tab_env(shell, line).items():
+            m.setenv(k, v)
+        capsys.readouterr()
+        with pytest.raises(SystemExit) as done:  # click leaves with exit after completing
+            run([])
+    assert done.value.code == 0
+    return capsys.readouterr().out
+
+
+def _same_second(text: str) -> str:
+    """Run ids' help ends with how long ago: the two answers may straddle a second."""
+    import re
+
+    return re.sub(r"(?:(?:\d+[smhd])+ ago|now)(?=\"|$)", "<when>", text, flags=re.M)
+
+
+def _typers_verbs(shell: str) -> str:
+    """typer's answer to `jobctl <Tab>` from a fresh process (in this one, the order of the
+    verbs is the order earlier tests registered their modules in)."""
+    code = "import sys\nfrom jobctl.cli import run\nsys.exit(run([]))\n"
+    env = {**os.environ, **_tab_env(shell, "jobctl ")}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         timeout=30)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
+@pytest.fixture
+def tab_store(cli) -> None:
+    for name in ("backup", "build", "other"):
+        assert cli("add", name, "--every", "1h", "--", "true").code == 0
+    assert cli("add", "bad", "--", "false").code == 0
+    assert cli("run", "backup").code == 0
+    assert cli("run", "bad").code == 1  # dead
+    assert cli("run", "backup", "--detach").code == 0  # queued
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_early_answer_is_typers_for_verbs_and_first_arguments(
+    monkeypatch, capsys, tab_store, home: Path, shell: str
+) -> None:
+    """For the verbs and every verb's first argument, the Tab answered before typer loads
+    says what typer says (candidates, order, help); the verbs whose first argument completes
+    in typer are exactly those the early answer serves (FIRST_ARGUMENT)."""
+    from jobctl.completing import FIRST_ARGUMENT, VERB_HELP, answer
+
+    assert answer(_tab_env(shell, "jobctl ")) + "\n" == _typers_verbs(shell)
+    lines = ["jobctl s", "jobctl --debug re", f"jobctl --home {home} show b", "jobctl logs b",
+             "jobctl retry 2", "jobctl zzz"]  # fmt: skip
+    lines += [f"jobctl {verb} " for verb in VERB_HELP]
+    for line in lines:
+        early = answer({**os.environ, **_tab_env(shell, line)})
+        verb = line.split()[-1] if line.endswith(" ") else None
+        if verb in VERB_HELP and verb not in FIRST_ARGUMENT:
+            assert early is None, line  # typer answers (nothing, or a subcommand)
+            typers = _typers_answer(monkeypatch, capsys, "bash", line)
+            if verb not in ("service", "config"):  # their subcommands
+                assert typers.strip() == "", f"{line!r}: typer completes {typers!r}"
+            continue
+        assert early is not None, line
+        typers = _typers_answer(monkeypatch, capsys, shell, line)
+        if line.startswith("jobctl s") or line.startswith("jobctl --debug"):
+            # verbs: as a set here (this process registered them in its own order)
+            assert sorted(early.split("\n")) == sorted(typers.strip("\n").split("\n")), line
+        else:
+            assert _same_second(early + "\n") == _same_second(typers), line
+
+
+@pytest.mark.parametrize("shell", SHELLS)
+def test_the_early_answer_is_typers_for_the_values_of_options(
+    monkeypatch, capsys, home: Path, shell: str
+) -> None:
+    """Every option OPTION_VALUES knows, after every verb: where the verb takes it, the early
+    answer is typer's; where it does not, the early answer is None and typer offers none of
+    the option's values either (checked once, in bash; `service` and `config` offer their
+    subcommands)."""
+    from jobctl.completing import OPTION_VALUES, VERB_HELP, answer
+
+    for option, (values, verbs) in OPTION_VALUES.items():
+        for verb in VERB_HELP:
+            for line in (f"jobctl {verb} x {option} ", f"jobctl {verb} {option} E"):
+                early = answer({**os.environ, **_tab_env(shell, line)})
+                if verb in verbs:
+                    assert early is not None, line
+                    assert early + "\n" == _typers_answer(monkeypatch, capsys, shell, line), line
+                else:
+                    assert early is None, line
+                    if shell == "bash" and line.endswith(" ") and verb not in ("service", "config"):
+                        offered = _typers_answer(monkeypatch, capsys, "bash", line).split()
+                        assert not set(offered) & set(values("")), (line, offered)
+    assert answer({**os.environ, **_tab_env(shell, "jobctl add x --tz Europe/Pari")}) == (
+        _typers_answer(monkeypatch, capsys, shell, "jobctl add x --tz Europe/Pari").rstrip("\n")
+    )
+
+
+def test_the_early_answer_leaves_options_values_and_quotes_to_typer(home: Path) -> None:
+    from jobctl.completing import answer
+
+    lines = ("jobctl -", "jobctl show --json b", "jobctl show b c", "jobctl add x -- c --tz E",
+             "jobctl list --tz ", "jobctl add x --tz=E",
+             "jobctl --home ", "jobctl --home=x show ", "jobctl show 'b",
+             "jobctl show a\\ b")  # fmt: skip
+    for line in lines:
+        assert answer(_tab_env("bash", line)) is None, line
+    fish_is_args = {**_tab_env("fish", "jobctl "), "_TYPER_COMPLETE_FISH_ACTION": "is-args"}
+    assert answer(fish_is_args) is None
+    assert answer({"_JOBCTL_COMPLETE": "complete_powershell"}) is None
+
+
+def test_a_tab_on_a_verb_or_a_job_name_imports_neither_typer_nor_rich(cli, home: Path) -> None:
+    assert cli("add", "backup", "--every", "1h", "--", "true").code == 0
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: print('LOADED', sorted(m for m in ('typer', 'rich', "
+            "'jobctl.cli') if m in sys.modules)))\n"
+            "from jobctl.__main__ import main\nmain()\n")  # fmt: skip
+    tabs = [("bash", "jobctl sh", "show"), ("zsh", "jobctl show b", "_arguments"),
+            ("fish", "jobctl st", "status\tWhether")]  # fmt: skip
+    for shell, line, first in tabs:
+        env = {**os.environ, "JOBCTL_HOME": str(home), **_tab_env(shell, line)}
+        out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                             text=True, timeout=30)  # fmt: skip
+        assert out.stdout.startswith(first), (line, out.stdout, out.stderr)
+        assert "LOADED []" in out.stdout, (line, out.stdout)
+
+
+@pytest.mark.parametrize("shell", ["zsh", "fish"])
+def test_typer_writes_each_help_on_one_line_too(monkeypatch, capsys, cli, shell: str) -> None:
+    """typer wrapped a help longer than 80 columns (through rich), and fish took the wrapped
+    piece for a candidate of its own; `retry --detach <Tab>` is typer's to answer."""
+    name = "a-job-whose-name-is-as-long-as-a-name-may-be-64-characters-long-"
+    assert len(name) == 64  # its help, "NAME failed (dead) 3s ago", is wider than 80
+    assert cli("add", name, "--", "false").code == 0
+    assert cli("run", name).code == 1
+    out = _typers_answer(monkeypatch, capsys, shell, "jobctl retry --detach ")
+    assert out.count("\n") == 1, out
+    assert f"{name} failed (dead) " in out
