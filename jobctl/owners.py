@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 from functools import cache
 
 from jobctl import procfs
@@ -25,7 +24,9 @@ NUDGE = signal.SIGUSR1
 def host() -> str:
     """This machine's name, or JOBCTL_HOST (a container whose name is not the host's, or
     several runners on one machine playing a fleet in tests)."""
-    return os.environ.get("JOBCTL_HOST") or socket.gethostname()
+    # uname's node name is what gethostname() returns, without importing socket (every
+    # command that reads runners asks)
+    return os.environ.get("JOBCTL_HOST") or os.uname().nodename
 
 
 def me() -> str:

@@ -10,7 +10,6 @@ The executor and the planner are imported by the functions that need them (`stat
 
 from __future__ import annotations
 
-import random
 import signal
 import threading
 import time
@@ -284,6 +283,8 @@ def run_foreground(
         started()
 
     def work() -> None:
+        import random  # for retries' jitter: only a foreground run needs it
+
         result.append(execute(store, run, job, clock, random.Random(), tee=tee,
                               on_start=on_start, persist=_persist, tee_err=tee_err))  # fmt: skip
 
