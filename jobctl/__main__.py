@@ -32,7 +32,10 @@ def main(argv: list[str] | None = None) -> int:
     if argv is None and "_JOBCTL_COMPLETE" in os.environ:  # a Tab: the common ones first
         from jobctl.completing import answer
 
-        text = answer()
+        try:
+            text = answer()
+        except Exception:  # never a traceback on Tab: typer answers, or says what is wrong
+            text = None
         if text is not None:
             sys.stdout.write(text + "\n")
             fast_exit(0)

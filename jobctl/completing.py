@@ -23,6 +23,7 @@ Nothing here imports typer or rich, and the store is opened only to list names a
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING
 
@@ -153,29 +154,28 @@ OPTION_VALUES: dict[str, tuple[Callable[[str], list[str]], tuple[str, ...]]] = {
 }
 
 
-def job_names(settings: Settings, incomplete: str) -> list[str]:
-    """Job names from the store `settings` name, those that start with `incomplete`; none
-    when the store cannot be read (a Tab never fails)."""
+def job_names(settings: Callable[[], Settings], incomplete: str) -> list[str]:
+    """Job names from the store `settings()` names, those that start with `incomplete`; none
+    when the settings are wrong (a --home that cannot be expanded) or the store cannot be
+    read: a Tab never fails."""
     from jobctl.store import open_store
 
     try:
-        names = open_store(settings).job_names()
+        names = open_store(settings()).job_names()
     except Exception:
         return []
     return [n for n in names if n.startswith(incomplete)]
 
 
-def run_ids(settings: Settings, incomplete: str, which: str) -> list[Item]:
+def run_ids(settings: Callable[[], Settings], incomplete: str, which: str) -> list[Item]:
     """Run ids with a line of help (job, status, when), newest first: `open` the queued and
     running ones (cancel), `replayable` the dead list then the finished among the latest 120
     runs (retry), `any` the latest runs (logs)."""
     try:
-        import time
-
         from jobctl import render
         from jobctl.store import RunFilter, open_store
 
-        s = open_store(settings)
+        s = open_store(settings())
         if which == "open":
             found = s.list_runs(RunFilter(statuses=["queued", "running"]))
             found.sort(key=lambda r: -(r.id or 0))
@@ -205,7 +205,7 @@ def run_ids(settings: Settings, incomplete: str, which: str) -> list[Item]:
     return out
 
 
-def first_argument(settings: Settings, verb: str, incomplete: str) -> list[Item]:
+def first_argument(settings: Callable[[], Settings], verb: str, incomplete: str) -> list[Item]:
     """The candidates for the first argument of `verb` (FIRST_ARGUMENT names what it takes)."""
     kind = FIRST_ARGUMENT[verb]
     if kind == "shells":
@@ -266,8 +266,8 @@ def request(environ: Mapping[str, str]) -> tuple[str, list[str], str] | None:
                          "get-args"):  # fmt: skip
         return None
     line = environ.get("COMP_WORDS" if shell == "bash" else "_TYPER_COMPLETE_ARGS", "")
-    if any(c in line for c in "\"'\\"):
-        return None
+    if any(c in "\"'\\" or (c.isspace() and c not in " \t\r\n") for c in line):
+        return None  # shlex's words differ from str.split's
     words = line.split()
     if shell == "bash":
         try:
@@ -275,7 +275,10 @@ def request(environ: Mapping[str, str]) -> tuple[str, list[str], str] | None:
         except ValueError:
             return None
         args = words[1:cword]
-        incomplete = words[cword] if cword < len(words) else ""
+        try:
+            incomplete = words[cword]
+        except IndexError:  # as typer reads it (a negative one counts from the end)
+            incomplete = ""
     else:
         args = words[1:]
         incomplete = ""
@@ -307,9 +310,12 @@ def answer(environ: Mapping[str, str] | None = None) -> str | None:
         return output(shell, [(v, h) for v, h in VERB_HELP.items() if v.startswith(incomplete)])
     verb, rest = args[i], args[i + 1 :]
     if not rest and verb in FIRST_ARGUMENT:
-        from jobctl.config import resolve_settings
 
-        settings = resolve_settings(flags.get("--home"), flags.get("--store"), dict(env))
+        def settings() -> Settings:
+            from jobctl.config import resolve_settings
+
+            return resolve_settings(flags.get("--home"), flags.get("--store"), dict(env))
+
         return output(shell, first_argument(settings, verb, incomplete))
     option = OPTION_VALUES.get(rest[-1]) if rest and "--" not in rest else None
     if option is not None and verb in option[1]:

@@ -17,19 +17,22 @@ from jobctl.completing import (  # noqa: F401 (the options' autocompletion= name
     overlaps,
     shells,
     statuses,
-    zone_names,
     zones,
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from jobctl.config import Settings
 
 
-def _settings(ctx: typer.Context) -> Settings:
+def _settings(ctx: typer.Context) -> Callable[[], Settings]:
+    """The settings the command line names (--home, --store), resolved when the store is
+    opened (a bad --home then completes nothing, as an unreadable store does)."""
     from jobctl.config import resolve_settings
 
     flags = ctx.find_root().params
-    return resolve_settings(flags.get("home"), flags.get("store"))
+    return lambda: resolve_settings(flags.get("home"), flags.get("store"))
 
 
 def job_names(ctx: typer.Context, incomplete: str) -> list[str]:

@@ -542,7 +542,7 @@ class PostgresStore:
             return self._with_last_runs(conn, jobs) if last_runs else jobs
 
     def job_names(self) -> list[str]:
-        with self._tx() as conn:
+        with self._tx(single=True) as conn:
             return [
                 r["name"] for r in conn.execute('SELECT name FROM jobs ORDER BY name COLLATE "C"')
             ]

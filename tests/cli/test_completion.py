@@ -96,7 +96,7 @@ def test_option_values_complete(home: Path, line: str, expected: list[str]) -> N
 def test_zone_names_are_the_tz_databases() -> None:
     import zoneinfo
 
-    from jobctl.cli.completers import zone_names
+    from jobctl.completing import zone_names
 
     names = zone_names()
     assert "Europe/Paris" in names and "UTC" in names and names == sorted(names)
@@ -368,3 +368,65 @@ def test_typer_writes_each_help_on_one_line_too(monkeypatch, capsys, cli, shell:
     out = _typers_answer(monkeypatch, capsys, shell, "jobctl retry --detach ")
     assert out.count("\n") == 1, out
     assert f"{name} failed (dead) " in out
+
+
+def test_a_tab_with_a_home_that_cannot_be_read_completes_nothing(monkeypatch, capsys) -> None:
+    """`--home ~nosuchuser` cannot be expanded: both answers are empty, neither a traceback."""
+    from jobctl.completing import answer
+
+    for shell, empty in (("bash", ""), ("zsh", "_files"), ("fish", "")):
+        line = "jobctl --home ~no-such-user-here show "
+        assert answer({**os.environ, **_tab_env(shell, line)}) == empty
+        assert _typers_answer(monkeypatch, capsys, shell, line) == empty + "\n"
+        line = "jobctl --home ~no-such-user-here retry "
+        assert answer({**os.environ, **_tab_env(shell, line)}) == empty
+
+
+def test_odd_lines_are_read_as_typer_reads_them_or_left_to_it(monkeypatch, capsys) -> None:
+    from jobctl.completing import answer
+
+    for words, cword in (("", "-1"), ("jobctl show", "-5"), ("jobctl", "7"), ("", "0")):
+        env = {**os.environ, "_JOBCTL_COMPLETE": "complete_bash", "COMP_WORDS": words,
+               "COMP_CWORD": cword}  # fmt: skip
+        early = answer(env)
+        with monkeypatch.context() as m:
+            for k in ("COMP_WORDS", "COMP_CWORD", "_JOBCTL_COMPLETE"):
+                m.setenv(k, env[k])
+            from jobctl.cli import run
+
+            capsys.readouterr()
+            with pytest.raises(SystemExit):
+                run([])
+        typers = capsys.readouterr().out  # the verbs, in this process's order of them
+        assert early is not None, (words, cword)
+        assert sorted(early.split("\n")) == sorted(typers[:-1].split("\n")), (words, cword)
+    for line in ("jobctl sh\xa0", "jobctl show b\x0b", "jobctl\u2003sh"):  # not shlex's spaces
+        assert answer({**os.environ, **_tab_env("bash", line)}) is None, repr(line)
+
+
+def test_the_store_on_the_command_line_is_the_one_read(cli, tmp_path: Path) -> None:
+    other = tmp_path / "elsewhere.db"
+    assert cli("--store", str(other), "add", "there", "--every", "1h", "--", "true").code == 0
+    assert cli("add", "here", "--every", "1h", "--", "true").code == 0
+    from jobctl.completing import answer
+
+    line = f"jobctl --store {other} show "
+    assert answer({**os.environ, **_tab_env("bash", line)}) == "there"
+    assert answer({**os.environ, **_tab_env("bash", "jobctl show ")}) == "here"
+
+
+def test_zsh_and_fish_items_are_typers_but_on_one_line() -> None:
+    """The formats are typer's own (its escaping for zsh's _arguments), help on one line."""
+    from typer._click.shell_completion import CompletionItem
+    from typer._completion_classes import FishComplete, ZshComplete
+
+    from jobctl.completing import fish_item, zsh_item
+
+    zsh = ZshComplete(None, {}, "jobctl", "_JOBCTL_COMPLETE")  # type: ignore[arg-type]
+    fish = FishComplete(None, {}, "jobctl", "_JOBCTL_COMPLETE")  # type: ignore[arg-type]
+    for value, help_ in (("a:b", 'say "hi" $HOME `x`'), ("it's", ""), ("p", "a: b's c")):
+        item = CompletionItem(value, help=help_ or None)
+        assert zsh_item(value, help_) == zsh.format_completion(item)
+        assert fish_item(value, help_) == fish.format_completion(item)
+    assert fish_item("v", "two\n  lines") == "v\ttwo lines"
+    assert zsh_item("v", "two\n  lines") == '"v":"two lines"'
