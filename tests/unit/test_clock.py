@@ -14,8 +14,8 @@ def test_offset_puts_a_skewed_clock_on_the_remote_clock() -> None:
 
 
 def test_a_reading_with_a_slow_round_trip_is_dropped() -> None:
-    """The reply that ends a network stall: its midpoint is off by half the stall, so the
-    previous offset stays (jobs would otherwise start early by that much)."""
+    """The reply that ends a network stall: the reading may be off by the whole stall, so
+    the previous offset stays (jobs would otherwise start late by that much)."""
     clock = OffsetClock(SkewedClock(0.0))
     assert clock.sample(time.time)
     before = clock.offset
@@ -29,3 +29,18 @@ def test_a_reading_with_a_slow_round_trip_is_dropped() -> None:
     assert clock.offset == before
     assert clock.sample(stalled, force=True)  # the initial sync's last resort
     assert clock.offset < before - 0.1
+
+
+def test_the_estimate_is_never_ahead_of_the_remote_clock() -> None:
+    """The remote clock is this machine's; the request took 20 ms to arrive and the answer
+    came back at once, so the reading was taken at the end of the round trip. Read at its
+    midpoint, the estimate ran 10 ms ahead and a gated fire started 10 ms early."""
+    clock = OffsetClock(SkewedClock(0.0))
+
+    def late_read() -> float:
+        time.sleep(0.02)
+        return time.time()
+
+    for _ in range(5):
+        assert clock.sample(late_read)
+        assert clock.now() <= time.time()
