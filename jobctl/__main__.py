@@ -2,7 +2,8 @@
 
 `--version` is answered here before anything is imported, so that it costs no more than
 starting Python, and so are the Tabs jobctl/completing.py answers without typer (a verb, the
-first argument of a verb); everything else goes to jobctl.cli.
+first argument of a verb, the value of an option with a known list); everything else goes to
+jobctl.cli.
 
 A short command started from the shell (`main()` without arguments: the console script,
 `python -m jobctl`) runs with the cyclic garbage collector off while it imports and works
