@@ -156,12 +156,12 @@ OPTION_VALUES: dict[str, tuple[Callable[[str], list[str]], tuple[str, ...]]] = {
 
 def job_names(settings: Callable[[], Settings], incomplete: str) -> list[str]:
     """Job names from the store `settings()` names, those that start with `incomplete`; none
-    when the settings are wrong (a --home that cannot be expanded) or the store cannot be
-    read: a Tab never fails."""
+    when the settings are wrong (a --home that cannot be expanded), the store does not exist
+    (a Tab creates none) or cannot be read: a Tab never fails."""
     from jobctl.store import open_store
 
     try:
-        names = open_store(settings()).job_names()
+        names = open_store(settings(), glance=True).job_names()
     except Exception:
         return []
     return [n for n in names if n.startswith(incomplete)]
@@ -175,7 +175,7 @@ def run_ids(settings: Callable[[], Settings], incomplete: str, which: str) -> li
         from jobctl import render
         from jobctl.store import RunFilter, open_store
 
-        s = open_store(settings())
+        s = open_store(settings(), glance=True)
         if which == "open":
             found = s.list_runs(RunFilter(statuses=["queued", "running"]))
             found.sort(key=lambda r: -(r.id or 0))

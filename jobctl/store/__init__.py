@@ -9,11 +9,20 @@ from jobctl.store.base import RunFilter, Store
 __all__ = ["RunFilter", "Store", "open_store"]
 
 
-def open_store(settings: Settings, busy_timeout_s: float | None = None) -> Store:
+#: seconds a Tab waits for a PostgreSQL server (libpq's connect_timeout counts whole seconds,
+#: and reads less than 2 as 2)
+GLANCE_CONNECT_S = 2
+
+
+def open_store(
+    settings: Settings, busy_timeout_s: float | None = None, glance: bool = False
+) -> Store:
     """Create the home folder if needed and open (and migrate) the store it names.
     `busy_timeout_s`: how long a write waits for another writer (default: a minute).
     A PostgreSQL URL opens store/postgres.py (imported only then: psycopg stays out of the
-    SQLite path), which writes nothing in the home folder."""
+    SQLite path), which writes nothing in the home folder. `glance` (shell completion):
+    create nothing (StoreError when there is no SQLite store there: a mistyped --home) and
+    give a PostgreSQL server GLANCE_CONNECT_S to answer, not a command's 5 s."""
     if is_postgres(settings.store_url):
         try:
             from jobctl.store.postgres import PostgresStore
@@ -23,10 +32,14 @@ def open_store(settings: Settings, busy_timeout_s: float | None = None) -> Store
             raise StoreError(
                 "the PostgreSQL store needs psycopg: pip install 'jobctl[postgres]'"
             ) from None
+        if glance:
+            return PostgresStore(settings.store_url, connect_timeout_s=GLANCE_CONNECT_S)
         if busy_timeout_s is None:
             return PostgresStore(settings.store_url)
         return PostgresStore(settings.store_url, lock_timeout_s=busy_timeout_s)
     path = sqlite_path(settings.store_url)
+    if glance and not path.exists():
+        raise StoreError(f"no store at {str(path)!r}")
     ensure_home(settings.home)
     from jobctl.store.sqlite import SQLiteStore
 

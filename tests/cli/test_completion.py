@@ -430,3 +430,37 @@ def test_zsh_and_fish_items_are_typers_but_on_one_line() -> None:
         assert fish_item(value, help_) == fish.format_completion(item)
     assert fish_item("v", "two\n  lines") == "v\ttwo lines"
     assert zsh_item("v", "two\n  lines") == '"v":"two lines"'
+
+
+def test_a_tab_creates_no_store_and_waits_little_for_a_server(
+    monkeypatch, capsys, tmp_path: Path
+) -> None:
+    """A mistyped --home completes nothing and is not created (nor its database); a
+    PostgreSQL store is given GLANCE_CONNECT_S to answer, not a command's 5 s."""
+    from jobctl import completing
+    from jobctl.config import Settings
+    from jobctl.errors import StoreError
+    from jobctl.store import GLANCE_CONNECT_S
+
+    nowhere = tmp_path / "nowhere"
+    for shell, empty in (("bash", ""), ("zsh", "_files")):
+        for verb in ("show", "retry", "logs"):
+            line = f"jobctl --home {nowhere} {verb} "
+            assert completing.answer({**os.environ, **_tab_env(shell, line)}) == empty
+            assert _typers_answer(monkeypatch, capsys, shell, line) == empty + "\n"
+    assert not nowhere.exists()
+
+    pytest.importorskip("psycopg")
+    import jobctl.store.postgres
+
+    asked: list[dict[str, object]] = []
+
+    def refused(url: str, **kwargs: object) -> None:
+        asked.append(kwargs)
+        raise StoreError("cannot reach the server")
+
+    monkeypatch.setattr(jobctl.store.postgres, "PostgresStore", refused)
+    settings = Settings(home=tmp_path, store_url="postgresql://nobody@127.0.0.1:1/none")
+    assert completing.job_names(lambda: settings, "") == []
+    assert completing.run_ids(lambda: settings, "", "any") == []
+    assert asked == [{"connect_timeout_s": GLANCE_CONNECT_S}] * 2
