@@ -255,6 +255,31 @@ def output(shell: str, items: list[Item]) -> str:
 # ---- the early answer ----------------------------------------------------------------------
 
 
+def typed(environ: Mapping[str, str]) -> tuple[list[str], str] | None:
+    """(the words before the one being completed, without the program's name; that word),
+    split on whitespace as the shell gives them (bash: COMP_WORDS and COMP_CWORD; zsh, fish
+    and PowerShell: _TYPER_COMPLETE_ARGS, whose last word is the one being completed unless
+    the line ends with a space); None when COMP_CWORD is not a number. jobctl.cli reads the
+    verb from them too, to load the module of that verb alone."""
+    if environ.get("_JOBCTL_COMPLETE") == "complete_bash":
+        words = environ.get("COMP_WORDS", "").split()
+        try:
+            cword = int(environ.get("COMP_CWORD", ""))
+        except ValueError:
+            return None
+        try:
+            incomplete = words[cword]
+        except IndexError:  # as typer reads it (a negative one counts from the end)
+            incomplete = ""
+        return words[1:cword], incomplete
+    line = environ.get("_TYPER_COMPLETE_ARGS", "")
+    args = line.split()[1:]
+    incomplete = ""
+    if args and not line.endswith(" "):
+        incomplete = args.pop()
+    return args, incomplete
+
+
 def request(environ: Mapping[str, str]) -> tuple[str, list[str], str] | None:
     """(shell, words before the one completed without the program's name, that word) from
     the environment a shell gives `jobctl` on Tab; None when it is not one this module reads
@@ -268,23 +293,8 @@ def request(environ: Mapping[str, str]) -> tuple[str, list[str], str] | None:
     line = environ.get("COMP_WORDS" if shell == "bash" else "_TYPER_COMPLETE_ARGS", "")
     if any(c in "\"'\\" or (c.isspace() and c not in " \t\r\n") for c in line):
         return None  # shlex's words differ from str.split's
-    words = line.split()
-    if shell == "bash":
-        try:
-            cword = int(environ.get("COMP_CWORD", ""))
-        except ValueError:
-            return None
-        args = words[1:cword]
-        try:
-            incomplete = words[cword]
-        except IndexError:  # as typer reads it (a negative one counts from the end)
-            incomplete = ""
-    else:
-        args = words[1:]
-        incomplete = ""
-        if args and not line.endswith(" "):
-            incomplete = args.pop()
-    return shell, args, incomplete
+    got = typed(environ)
+    return None if got is None else (shell, got[0], got[1])
 
 
 def answer(environ: Mapping[str, str] | None = None) -> str | None:

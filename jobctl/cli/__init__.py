@@ -91,19 +91,13 @@ def register(modules: set[str] | None = None) -> typer.Typer:
 
 
 def _completion_words() -> list[str]:
-    """The words a shell asking for completions has before the one being completed (bash:
-    COMP_WORDS up to COMP_CWORD; zsh and fish: _TYPER_COMPLETE_ARGS but its last word, unless
-    it ends with a space), without the program's name: a Tab after a verb loads its module
-    alone."""
-    if "COMP_WORDS" in os.environ:
-        words = os.environ["COMP_WORDS"].split()
-        try:
-            return words[1 : int(os.environ.get("COMP_CWORD", ""))]
-        except ValueError:
-            return []
-    line = os.environ.get("_TYPER_COMPLETE_ARGS", "")
-    words = line.split()[1:]
-    return words if line.endswith(" ") else words[:-1]
+    """The words a shell asking for completions has before the one being completed, without
+    the program's name (jobctl/completing.py reads them): a Tab after a verb loads its
+    module alone."""
+    from jobctl.completing import typed
+
+    got = typed(os.environ)
+    return got[0] if got is not None else []
 
 
 def _one_line_help() -> None:
