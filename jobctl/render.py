@@ -11,8 +11,8 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import datetime, tzinfo
-from functools import cache
+from datetime import date, datetime, tzinfo
+from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
 from jobctl.models import Job, Run
@@ -160,18 +160,20 @@ def print_json(data: Any) -> None:
 
 
 def _span(seconds: float) -> str:
-    """A span in its two largest units, as kubectl writes ages: 45s, 5m30s, 7h12m, 3d4h."""
+    """A span in its two largest units, as kubectl writes ages: 45s, 5m30s, 7h12m, 3d4h (a
+    second unit of 0 is left out: 2h, not 2h0m). Written out, not looped: `list` calls it
+    twice a row."""
     s = int(abs(seconds))
-    if s < 1:
-        return "now"
-    parts = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if s >= size or parts:
-            parts.append(f"{s // size}{unit}")
-            s %= size
-        if len(parts) == 2:
-            break
-    return "".join(p for p in parts if not p.startswith("0") or p == parts[0])
+    if s < 60:
+        return f"{s}s" if s else "now"
+    if s < 3600:
+        m, rest = divmod(s, 60)
+        return f"{m}m{rest}s" if rest else f"{m}m"
+    if s < 86400:
+        h, rest = divmod(s, 3600)
+        return f"{h}h{rest // 60}m" if rest >= 60 else f"{h}h"
+    d, rest = divmod(s, 86400)
+    return f"{d}d{rest // 3600}h" if rest >= 3600 else f"{d}d"
 
 
 def relative(t: float | None, now: float) -> str:
@@ -205,11 +207,17 @@ def when(t: float | None, now: float, tz: tzinfo | None = None, full: bool = Fal
         return "-"
     dt = _local_dt(t, tz)
     text = f"{dt.hour:02d}:{dt.minute:02d}:{dt.second:02d}"  # strftime costs 10x (list)
-    if full or _local_dt(now, tz).date() != dt.date():
+    if full or _today(now, tz) != dt.date():
         text = f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d} {text}"
     if full:
         text += f" {dt.tzname()}"
     return f"{text} ({relative(t, now)})"
+
+
+@lru_cache(maxsize=4)
+def _today(now: float, tz: tzinfo | None) -> date:
+    """The date of `now` in `tz` (the local zone if None); `list` asks it once a row."""
+    return _local_dt(now, tz).date()
 
 
 def plural(n: int, noun: str) -> str:

@@ -41,3 +41,28 @@ def test_relative_one_style(delta: float, text: str) -> None:
 )
 def test_when_dates_times_beyond_today(at: datetime, text: str) -> None:
     assert render.when(at.timestamp(), NOW, UTC) == text
+
+
+def _span_reference(seconds: float) -> str:
+    """The two largest units, the plain way (render._span is written out for speed)."""
+    s = int(abs(seconds))
+    if s < 1:
+        return "now"
+    parts: list[str] = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= size or parts:
+            parts.append(f"{s // size}{unit}")
+            s %= size
+        if len(parts) == 2:
+            break
+    return "".join(p for p in parts if not p.startswith("0") or p == parts[0])
+
+
+def test_span_agrees_with_the_plain_way_everywhere() -> None:
+    import random
+
+    rng = random.Random(13)
+    values = [*range(0, 90_000, 7), 59.9, 60, 3599.9, 3600, 86399.5, 86400, -0.4]
+    values += [rng.uniform(-1e8, 1e8) for _ in range(20_000)]
+    for v in values:
+        assert render._span(v) == _span_reference(v), v
