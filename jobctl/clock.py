@@ -31,9 +31,9 @@ class SystemClock:
 
 
 #: a clock reading of the store whose round trip took longer than this (or than twice the
-#: fastest seen, on a slow link) is not used: the reading may have been taken anywhere in a
-#: slow round trip (a network stall, a partition that just healed), and jobs would start late
-#: by up to that much
+#: fastest seen, on a slow link) is not used unless it is all there is: the reading may have
+#: been taken anywhere in a slow round trip (a network stall, a partition that just healed),
+#: and jobs would start late by up to the whole trip
 MAX_SAMPLE_RTT_S = 0.25
 
 
@@ -56,14 +56,17 @@ class OffsetClock:
         busy machine), and is late by at most the round trip. A reading with a slow round
         trip (see MAX_SAMPLE_RTT_S) is dropped unless `force`, and the previous offset
         stays. True if it was used."""
-        t0 = time.time()
+        t0 = time.monotonic()
         remote = read_remote()
-        t1 = time.time()
-        rtt = t1 - t0
+        # our clock read once, after the remote one: two readings of ours (the clock, then
+        # the wall clock to compare) could straddle a pause of this thread, and the offset
+        # would be ahead by its length
+        local = self.base.now()
+        rtt = time.monotonic() - t0
         self.best_rtt = min(self.best_rtt, rtt)
         if not force and rtt > max(MAX_SAMPLE_RTT_S, 2 * self.best_rtt):
             return False
-        self.offset = remote - t1 - (self.base.now() - time.time())
+        self.offset = remote - local
         self.synced = True
         return True
 

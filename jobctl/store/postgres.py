@@ -83,7 +83,9 @@ LOCK_TIMEOUT_S = 60.0  # how long a write waits for a row another transaction ho
 DEAD_LINK_S = 5
 #: the database clock in epoch milliseconds (every time that decides correctness on a shared
 #: store is read here: due checks through the runner's clock offset, leases, heartbeats)
-DB_NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+#: (floored: a cast rounds, and a reading half a millisecond ahead would undo OffsetClock's
+#: promise that the runner's idea of this clock is never ahead of it)
+DB_NOW_MS = "floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
 #: claims take this transaction-level advisory lock: one claim at a time across the fleet,
 #: so the overlap and mutex checks of `pick` see every run the others have started (two
 #: transactions can never both pass them); claims are short, the lock is held for one

@@ -42,5 +42,5 @@ def test_the_estimate_is_never_ahead_of_the_remote_clock() -> None:
         return time.time()
 
     for _ in range(5):
-        assert clock.sample(late_read)
+        assert clock.sample(late_read, force=True)  # (however slow a loaded machine makes it)
         assert clock.now() <= time.time()
