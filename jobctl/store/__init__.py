@@ -10,7 +10,7 @@ __all__ = ["RunFilter", "Store", "open_store"]
 
 
 #: seconds a Tab waits for a PostgreSQL server (libpq's connect_timeout counts whole seconds,
-#: and reads less than 2 as 2)
+#: and reads less than 2 as 2) or for a SQLite writer
 GLANCE_CONNECT_S = 2
 
 
@@ -21,8 +21,10 @@ def open_store(
     `busy_timeout_s`: how long a write waits for another writer (default: a minute).
     A PostgreSQL URL opens store/postgres.py (imported only then: psycopg stays out of the
     SQLite path), which writes nothing in the home folder. `glance` (shell completion):
-    create nothing (StoreError when there is no SQLite store there: a mistyped --home) and
-    give a PostgreSQL server GLANCE_CONNECT_S to answer, not a command's 5 s."""
+    create and migrate nothing (StoreError when there is no SQLite store there, a mistyped
+    --home, or one at another schema), and give a server or a writer GLANCE_CONNECT_S, not
+    a command's 5 s and a minute. (A PostgreSQL store behind this jobctl's schema is still
+    migrated, as by any command.)"""
     if is_postgres(settings.store_url):
         try:
             from jobctl.store.postgres import PostgresStore
@@ -33,16 +35,17 @@ def open_store(
                 "the PostgreSQL store needs psycopg: pip install 'jobctl[postgres]'"
             ) from None
         if glance:
-            return PostgresStore(settings.store_url, connect_timeout_s=GLANCE_CONNECT_S)
+            return PostgresStore(settings.store_url, lock_timeout_s=GLANCE_CONNECT_S,
+                                 connect_timeout_s=GLANCE_CONNECT_S)  # fmt: skip
         if busy_timeout_s is None:
             return PostgresStore(settings.store_url)
         return PostgresStore(settings.store_url, lock_timeout_s=busy_timeout_s)
     path = sqlite_path(settings.store_url)
-    if glance and not path.exists():
-        raise StoreError(f"no store at {str(path)!r}")
-    ensure_home(settings.home)
     from jobctl.store.sqlite import SQLiteStore
 
+    if glance:
+        return SQLiteStore(path, busy_timeout_ms=GLANCE_CONNECT_S * 1000, migrate=False)
+    ensure_home(settings.home)
     if busy_timeout_s is None:
         return SQLiteStore(path)
     return SQLiteStore(path, busy_timeout_ms=round(busy_timeout_s * 1000))

@@ -127,12 +127,18 @@ class SQLiteStore:
 
     shared = False  # one runner at a time (its file lock); runs' owners checked in /proc
 
-    def __init__(self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> None:
+    def __init__(
+        self, path: Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS, migrate: bool = True
+    ) -> None:
         """`busy_timeout_ms`: how long a write waits for another process's write lock before
-        it fails with StoreError (the runner waits less than a command, and retries)."""
+        it fails with StoreError (the runner waits less than a command, and retries).
+        `migrate=False` (shell completion): a store at another schema, or none, is a
+        StoreError, never created nor migrated."""
         self.path = path
         try:
             if not path.exists():
+                if not migrate:
+                    raise StoreError(f"no store at {str(path)!r}")
                 os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
             self.conn = sqlite3.connect(
                 path, timeout=busy_timeout_ms / 1000, isolation_level=None, check_same_thread=False
@@ -146,6 +152,8 @@ class SQLiteStore:
             self._busy_ms = int(busy_timeout_ms)
             self.conn.execute(f"PRAGMA busy_timeout = {self._busy_ms}")
             version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION and not migrate:
+                raise StoreError(f"store {str(path)!r} has schema {version}, not {SCHEMA_VERSION}")
             if version < SCHEMA_VERSION:
                 self._migrate()
             elif version > SCHEMA_VERSION:

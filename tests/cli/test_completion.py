@@ -435,8 +435,9 @@ def test_zsh_and_fish_items_are_typers_but_on_one_line() -> None:
 def test_a_tab_creates_no_store_and_waits_little_for_a_server(
     monkeypatch, capsys, tmp_path: Path
 ) -> None:
-    """A mistyped --home completes nothing and is not created (nor its database); a
-    PostgreSQL store is given GLANCE_CONNECT_S to answer, not a command's 5 s."""
+    """A mistyped --home completes nothing and is not created (nor its database), a file
+    that is not a store of this schema is neither migrated nor written; a PostgreSQL store
+    is given GLANCE_CONNECT_S to answer, not a command's 5 s."""
     from jobctl import completing
     from jobctl.config import Settings
     from jobctl.errors import StoreError
@@ -449,6 +450,13 @@ def test_a_tab_creates_no_store_and_waits_little_for_a_server(
             assert completing.answer({**os.environ, **_tab_env(shell, line)}) == empty
             assert _typers_answer(monkeypatch, capsys, shell, line) == empty + "\n"
     assert not nowhere.exists()
+    empty = tmp_path / "empty.db"  # a file that is no store of this jobctl's schema
+    empty.write_bytes(b"")
+    for verb in ("show", "retry"):
+        line = f"jobctl --home {nowhere} --store {empty} {verb} "
+        assert completing.answer({**os.environ, **_tab_env("bash", line)}) == ""
+    assert empty.read_bytes() == b"" and not nowhere.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["empty.db"]  # no -wal, no lock file
 
     pytest.importorskip("psycopg")
     import jobctl.store.postgres
@@ -463,4 +471,5 @@ def test_a_tab_creates_no_store_and_waits_little_for_a_server(
     settings = Settings(home=tmp_path, store_url="postgresql://nobody@127.0.0.1:1/none")
     assert completing.job_names(lambda: settings, "") == []
     assert completing.run_ids(lambda: settings, "", "any") == []
-    assert asked == [{"connect_timeout_s": GLANCE_CONNECT_S}] * 2
+    glance = {"lock_timeout_s": GLANCE_CONNECT_S, "connect_timeout_s": GLANCE_CONNECT_S}
+    assert asked == [glance] * 2
