@@ -216,6 +216,15 @@ def test_runners_carry_on_through_a_database_restart(fleet: Env, pg_server, mode
     member(fleet, "h1", "--lease", "15s")
     member(fleet, "h2", "--lease", "15s")
     wait_for(lambda: len([r for r in fleet.runs("tick") if r["status"] == "succeeded"]) >= 2)
+    wait_for(lambda: "runners: 2 active" in fleet.run("status", check=True).stdout)
+    # the throwaway cluster commits asynchronously (synchronous_commit off, for speed): a
+    # crash would lose the last commits, a runner's registration among them on a loaded
+    # machine, and that runner would rightly fence itself; a server that keeps what it
+    # committed is what this test is about, so the WAL is written out first
+    import psycopg
+
+    with psycopg.connect(pg_server.url, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")
     pg_server.cluster.restart(mode)
     back = time.time()
     wait_for(lambda: len([r for r in fleet.runs("tick") if r["status"] == "succeeded"
