@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from jobctl.config import Settings
+    from jobctl.store import Store
 
 #: the most run ids offered: a Tab lists what a person can read, the newest first
 MAX_RUN_IDS = 30
@@ -154,28 +155,46 @@ OPTION_VALUES: dict[str, tuple[Callable[[str], list[str]], tuple[str, ...]]] = {
 }
 
 
-def job_names(settings: Callable[[], Settings], incomplete: str) -> list[str]:
-    """Job names from the store `settings()` names, those that start with `incomplete`; none
-    when the settings are wrong (a --home that cannot be expanded), the store does not exist
-    (a Tab creates none) or cannot be read: a Tab never fails."""
-    from jobctl.store import open_store
+def glance(settings: Callable[[], Settings]) -> Callable[[], Store]:
+    """The store `settings()` names, opened at a glance (open_store(glance=True): nothing
+    created, 2 s for a server) when first asked, then kept, and so is a failure to open it:
+    the job names and run ids of one Tab (`logs`) come from one opening."""
+    opened: list[Store | Exception] = []
 
+    def store() -> Store:
+        if not opened:
+            from jobctl.store import open_store
+
+            try:
+                opened.append(open_store(settings(), glance=True))
+            except Exception as exc:  # a --home that cannot be expanded, no store, no server
+                opened.append(exc)
+        if isinstance(opened[0], Exception):
+            raise opened[0]
+        return opened[0]
+
+    return store
+
+
+def job_names(store: Callable[[], Store], incomplete: str) -> list[str]:
+    """Job names from `store()`, those that start with `incomplete`; none when the store
+    cannot be had or read: a Tab never fails."""
     try:
-        names = open_store(settings(), glance=True).job_names()
+        names = store().job_names()
     except Exception:
         return []
     return [n for n in names if n.startswith(incomplete)]
 
 
-def run_ids(settings: Callable[[], Settings], incomplete: str, which: str) -> list[Item]:
+def run_ids(store: Callable[[], Store], incomplete: str, which: str) -> list[Item]:
     """Run ids with a line of help (job, status, when), newest first: `open` the queued and
     running ones (cancel), `replayable` the dead list then the finished among the latest 120
     runs (retry), `any` the latest runs (logs)."""
     try:
         from jobctl import render
-        from jobctl.store import RunFilter, open_store
+        from jobctl.store import RunFilter
 
-        s = open_store(settings(), glance=True)
+        s = store()
         if which == "open":
             found = s.list_runs(RunFilter(statuses=["queued", "running"]))
             found.sort(key=lambda r: -(r.id or 0))
@@ -210,11 +229,12 @@ def first_argument(settings: Callable[[], Settings], verb: str, incomplete: str)
     kind = FIRST_ARGUMENT[verb]
     if kind == "shells":
         return [(v, "") for v in shells(incomplete)]
+    store = glance(settings)
     items: list[Item] = []
     if kind.startswith("jobs"):
-        items += [(n, "job" if "+" in kind else "") for n in job_names(settings, incomplete)]
+        items += [(n, "job" if "+" in kind else "") for n in job_names(store, incomplete)]
     if kind != "jobs":
-        items += run_ids(settings, incomplete, kind.rpartition("+")[2])
+        items += run_ids(store, incomplete, kind.rpartition("+")[2])
     return items
 
 

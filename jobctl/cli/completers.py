@@ -37,11 +37,11 @@ def _settings(ctx: typer.Context) -> Callable[[], Settings]:
 
 def job_names(ctx: typer.Context, incomplete: str) -> list[str]:
     """Job names from the store the command line names (--home, --store)."""
-    return completing.job_names(_settings(ctx), incomplete)
+    return completing.job_names(completing.glance(_settings(ctx)), incomplete)
 
 
 def _run_ids(ctx: typer.Context, incomplete: str, which: str) -> list[tuple[str, str]]:
-    return completing.run_ids(_settings(ctx), incomplete, which)
+    return completing.run_ids(completing.glance(_settings(ctx)), incomplete, which)
 
 
 def open_run_ids(ctx: typer.Context, incomplete: str) -> list[tuple[str, str]]:

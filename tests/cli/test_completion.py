@@ -469,7 +469,10 @@ def test_a_tab_creates_no_store_and_waits_little_for_a_server(
 
     monkeypatch.setattr(jobctl.store.postgres, "PostgresStore", refused)
     settings = Settings(home=tmp_path, store_url="postgresql://nobody@127.0.0.1:1/none")
-    assert completing.job_names(lambda: settings, "") == []
-    assert completing.run_ids(lambda: settings, "", "any") == []
+    assert completing.job_names(completing.glance(lambda: settings), "") == []
+    assert completing.run_ids(completing.glance(lambda: settings), "", "any") == []
     glance = {"lock_timeout_s": GLANCE_CONNECT_S, "connect_timeout_s": GLANCE_CONNECT_S}
     assert asked == [glance] * 2
+    asked.clear()  # `logs <Tab>`: job names and run ids from one opening (one wait), not two
+    assert completing.first_argument(lambda: settings, "logs", "") == []
+    assert asked == [glance]
