@@ -15,9 +15,8 @@ from datetime import date, datetime, tzinfo
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
-from jobctl.models import Job, Run
-
 if TYPE_CHECKING:
+    from jobctl.models import Job, Run
     from jobctl.store.base import Delivery
 
 STATUS_STYLE = {

@@ -83,11 +83,11 @@ def _detached(
     chain: bool = True,
     again: bool = False,
 ) -> None:
-    from jobctl import runs
     from jobctl.config import is_postgres
 
     settings = state().settings
     if is_postgres(settings.store_url):  # this machine's runner may record it for us
+        # (before jobctl.runs and the store are imported: a relayed run needs neither)
         from jobctl import relay
 
         request = {"job": job_name, "now": now(), "force": force, "replay_of": replay_of,
@@ -99,6 +99,8 @@ def _detached(
             else:
                 typer.echo(found["id"])
             return
+    from jobctl import runs
+
     s = store()
     _, run = runs.trigger(s, job_name, now(), None, force, replay_of, chain, again)
     runs.nudge_runner(s)

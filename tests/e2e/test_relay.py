@@ -38,7 +38,13 @@ def test_run_detach_goes_to_this_machines_runner(fleet: Env, tmp_path: Path) -> 
     settings = Settings(home=fleet.home, store_url=fleet.env["JOBCTL_STORE"])
     assert wait_for(lambda: relay.socket_path(settings).exists())
     _no_psycopg(fleet, tmp_path)
+    fleet.env["PYTHONPROFILEIMPORTTIME"] = "1"  # each import on stderr, as `-X importtime`
     got = fleet.run("run", "job", "--detach", "--json", check=True)
+    del fleet.env["PYTHONPROFILEIMPORTTIME"]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in got.stderr.splitlines()}
+    assert "jobctl.relay" in imported
+    # a relayed run needs neither the store's code nor OpenSSL (`import hashlib`)
+    assert not {"jobctl.runs", "jobctl.store", "hashlib"} & imported
     run = json.loads(got.stdout)
     assert (run["job"], run["trigger"], run["status"]) == ("job", "manual", "queued")
     assert wait_for(lambda: out.exists() and out.read_text() == "manual\n")
