@@ -255,9 +255,14 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
         c["description"] = opts.description
     if opts.tag is not None:
         c["tags"] = sorted({check_name(t, "tag") for t in opts.tag if t})
+    rescheduled = opts.cron is not None or opts.every is not None or opts.at is not None
     if opts.paused is not None:
+        if job.state == "done" and not (rescheduled or opts.manual):  # as `resume` says
+            raise ConflictError(f"job {job.name!r} is done (its --at time has passed); give it "
+                                "a new schedule (--cron, --every or --at) to make it "
+                                f"{'paused' if opts.paused else 'active'} again")  # fmt: skip
         c["state"] = "paused" if opts.paused else "active"
-    elif job.state == "done" and (opts.cron or opts.every or opts.at):
+    elif job.state == "done" and rescheduled:
         c["state"] = "active"  # a new schedule revives a finished one-shot
     updated = job.copy_with(**c)
     timing = ("schedule", "schedule_kind", "anchor_at", "tz", "state")

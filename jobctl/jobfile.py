@@ -323,7 +323,10 @@ def build(
     elif existing is not None and not {"cron", "every"} & parts.keys():
         parts["manual"] = {"manual": True}  # no schedule in the file: none
     paused = parts.pop("paused")["paused"]
-    if done_at is None:
+    # a finished one-shot kept as it is stays done, paused or not (edit refuses to revive it)
+    kept_done = (existing is not None and existing.state == "done"
+                 and not {"at", "cron", "every"} & parts.keys())  # fmt: skip
+    if done_at is None and not kept_done:
         if paused:
             parts["paused"] = {"paused": True}
         elif existing is not None and existing.state == "paused":

@@ -30,8 +30,7 @@ def remove_jobs(store: Store, names: list[str], purge: bool, force: bool, now: f
     from jobctl.runs import request_cancel
 
     names = list(dict.fromkeys(names))
-    for name in names:
-        store.get_job(name)  # NotFoundError names the first missing one
+    created = {name: store.get_job(name).created_at for name in names}  # NotFoundError: the first
     running = store.list_runs(RunFilter(jobs=names, statuses=["running"]))
     if running and not force:
         r = running[-1]
@@ -47,7 +46,7 @@ def remove_jobs(store: Store, names: list[str], purge: bool, force: bool, now: f
     cancelled = [request_cancel(store, run, now) for run in running]
     if purge and running:
         for name in {r.job for r in running}:
-            store.purge_runs(name)
+            store.purge_runs(name, since=created[name])
     return Removal(names, cancelled, linked)
 
 

@@ -106,6 +106,9 @@ def trigger(
     """
     job = store.get_job(job_name)
     original = store.get_run(replay_of) if replay_of is not None else None
+    if original is not None and original.created_at < job.created_at:
+        raise NotFoundError(f"run {original.id} was a run of an earlier job named "
+                            f"{job.name!r}, since removed: it cannot be replayed")  # fmt: skip
     fire = fire_runs(store, original) if original is not None else []
     if original is not None and not again:
         busy = [r for r in fire if r.status in ("queued", "running")]

@@ -390,7 +390,7 @@ def show(name: Name, json: JsonOpt = False) -> None:
     job = store().get_job(name)
     t = now()
     upcoming = planner.fire_times(job, t, 5) if job.state == "active" else []
-    recent = store().list_runs(RunFilter(job=name, limit=20))
+    recent = store().list_runs(RunFilter(job=name, since=job.created_at, limit=20))  # its own
     if json:
         data = render.job_json(job)
         data["upcoming"] = [render.iso_time(d) for d in upcoming]

@@ -139,20 +139,26 @@ def retry(
         typer.Option("--chain", help="Its end triggers the jobs that run after it (--after)."),
     ] = False,
     force: Annotated[
-        bool, typer.Option("--force", help="Replay it even while that fire is being replayed.")
+        bool,
+        typer.Option(
+            "--force",
+            help="Replay it even while the job runs (its overlap policy) or that fire is being "
+            "replayed.",
+        ),
     ] = False,
     json: JsonOpt = False,
 ) -> None:
-    """Run that fire again now (trigger replay); resolves it if it was dead."""
+    """Run that fire again now (trigger replay); resolves it if it was dead. The job's overlap
+    policy applies, as to `run`; --force overrides it."""
     from jobctl.models import parse_run_id
 
     rid = parse_run_id(run_id)
     original = store().get_run(rid)
     store().get_job(original.job)
     if detach:
-        _detached(original.job, True, rid, json, chain, again=force)
+        _detached(original.job, force, rid, json, chain, again=force)
         return
-    raise typer.Exit(_foreground(original.job, True, rid, json, chain, again=force))
+    raise typer.Exit(_foreground(original.job, force, rid, json, chain, again=force))
 
 
 def cancel(

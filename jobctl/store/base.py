@@ -301,11 +301,13 @@ class Store(Protocol):
         ...
 
     def remove_job(self, name: str, purge: bool = False) -> None:
-        """Delete a job and cancel its queued runs; with purge also its finished runs."""
+        """Delete a job and cancel its queued runs; with purge also its finished runs (its
+        own: those created since it was, not an earlier job's of that name)."""
         ...
 
-    def purge_runs(self, job: str) -> int:
-        """Delete a job name's runs that are not running, and their output."""
+    def purge_runs(self, job: str, since: float) -> int:
+        """Delete the runs of the job named `job` created since `since` (that job's creation:
+        an earlier job's of that name stay) that are not running, and their output."""
         ...
 
     # ---- runs -------------------------------------------------------------

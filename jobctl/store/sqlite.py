@@ -350,8 +350,10 @@ class SQLiteStore:
 
     def remove_job(self, name: str, purge: bool = False) -> None:
         with self._tx() as conn:
-            if conn.execute("DELETE FROM jobs WHERE name = ?", [name]).rowcount == 0:
+            row = conn.execute("SELECT created_at FROM jobs WHERE name = ?", [name]).fetchone()
+            if row is None:
                 raise NotFoundError(f"no job named {name!r}")
+            conn.execute("DELETE FROM jobs WHERE name = ?", [name])
             # its waiting runs and pending retries must not run under a later job of that name
             conn.execute(
                 "UPDATE runs SET status = 'cancelled', error = 'job removed' "
@@ -359,17 +361,20 @@ class SQLiteStore:
                 [name],
             )
             if purge:
-                self._purge(conn, name)
+                self._purge(conn, name, row["created_at"])
 
-    def purge_runs(self, job: str) -> int:
+    def purge_runs(self, job: str, since: float) -> int:
         with self._tx() as conn:
-            return self._purge(conn, job)
+            return self._purge(conn, job, to_ms(since))
 
-    def _purge(self, conn: sqlite3.Connection, job: str) -> int:
-        finished = "SELECT id FROM runs WHERE job = ? AND status != 'running'"
-        conn.execute(f"DELETE FROM output WHERE run_id IN ({finished})", [job])
-        conn.execute(f"DELETE FROM notifications WHERE run_id IN ({finished})", [job])
-        return conn.execute(f"DELETE FROM runs WHERE id IN ({finished})", [job]).rowcount
+    def _purge(self, conn: sqlite3.Connection, job: str, since_ms: int | None) -> int:
+        """Delete the finished runs of the job named `job` created since `since_ms` (its
+        creation): the runs of an earlier job of that name are that job's kept history."""
+        finished = "SELECT id FROM runs WHERE job = ? AND created_at >= ? AND status != 'running'"
+        args = [job, since_ms]
+        conn.execute(f"DELETE FROM output WHERE run_id IN ({finished})", args)
+        conn.execute(f"DELETE FROM notifications WHERE run_id IN ({finished})", args)
+        return conn.execute(f"DELETE FROM runs WHERE id IN ({finished})", args).rowcount
 
     # ---- runs -------------------------------------------------------------
     def _insert_run(self, conn: sqlite3.Connection, run: Run, verb: str = "INSERT") -> Run | None:

@@ -141,3 +141,66 @@ def test_rm_takes_several_names_all_or_none(cli) -> None:
     r = cli("rm", "a", "b")
     assert r.code == 0 and "removed jobs 'a', 'b'" in r.err
     assert [j["name"] for j in cli("list", "--json").json()] == ["c"]
+
+
+@pytest.mark.usefixtures("any_store")
+def test_a_removed_jobs_runs_stay_its_own(cli) -> None:
+    """`show` counts only the job's own runs, `rm --purge` deletes only those, and a run of
+    the removed job cannot be replayed by the new job of that name (QA pass, items 1, 2, 4)."""
+    assert cli("add", "g", "--", "false").code == 0
+    assert cli("run", "g").code == 1
+    (old,) = _run_ids(cli, "dead")
+    assert cli("rm", "g").code == 0
+    assert cli("add", "g", "--", "true").code == 0
+    assert cli("run", "g").code == 0
+    shown = cli("show", "g", "--json").json()
+    assert [r["id"] for r in shown["recent_runs"]] == [old + 1]
+    assert shown["stats"]["runs"] == 1 and shown["stats"]["success_rate"] == 1.0
+    table = cli("show", "g").out.split("recent runs")[-1].splitlines()
+    header = next(i for i, line in enumerate(table) if line.startswith("ID"))
+    assert [line.split()[0] for line in table[header + 1 :] if line.strip()] == [str(old + 1)]
+    r = cli("retry", str(old))
+    assert r.code == 4 and r.err == (f"jobctl: run {old} was a run of an earlier job named "
+                                     "'g', since removed: it cannot be replayed\n")  # fmt: skip
+    assert _run_ids(cli, "dead") == [old]  # still the old job's, untouched
+    assert cli("rm", "g", "--purge").code == 0
+    assert _run_ids(cli, "history", "g", "--all") == [old]  # the earlier job's history stays
+    assert cli("logs", str(old)).code == 0
+
+
+@pytest.mark.usefixtures("any_store")
+def test_retry_keeps_the_overlap_policy_unless_forced(cli, home) -> None:
+    from jobctl.config import resolve_settings
+    from jobctl.models import Run
+    from jobctl.store import open_store
+
+    assert cli("add", "ov", "--", "false").code == 0  # --overlap skip, the default
+    assert cli("run", "ov").code == 1
+    (dead,) = _run_ids(cli, "dead")
+    store = open_store(resolve_settings())
+    t = store.get_job("ov").created_at + 1
+    busy = store.add_run(Run(job="ov", scheduled_for=t, created_at=t, started_at=t,
+                             status="running", owner="x:1:1"))  # fmt: skip
+    for args in ([], ["--detach"]):
+        r = cli("retry", str(dead), *args)
+        assert r.code == 3 and f"run {busy.id} is running" in r.err and "--force" in r.err
+    assert len(_run_ids(cli, "history", "ov")) == 2  # nothing recorded
+    assert cli("retry", str(dead), "--detach", "--force").code == 0
+    assert len(_run_ids(cli, "history", "ov")) == 3
+
+
+def test_edit_does_not_revive_a_finished_one_shot_without_a_schedule(cli, home) -> None:
+    from jobctl.config import resolve_settings
+    from jobctl.store import open_store
+
+    assert cli("add", "once", "--at", "+1h", "--", "true").code == 0
+    store = open_store(resolve_settings())
+    store.update_jobs(["once"], lambda j: j.copy_with(state="done", next_run_at=None))
+    for flag, word in (("--active", "active"), ("--paused", "paused")):
+        r = cli("edit", "once", flag)
+        assert r.code == 3, r.err
+        said = "jobctl: job 'once' is done (its --at time has passed); give it a new schedule"
+        assert r.err == f"{said} (--cron, --every or --at) to make it {word} again\n"
+        assert store.get_job("once").state == "done"
+    assert cli("edit", "once", "--paused", "--at", "+2h").code == 0
+    assert store.get_job("once").state == "paused"

@@ -200,13 +200,30 @@ def test_list_runs_filters_newest_first(store) -> None:
 def test_remove_keeps_history_unless_purged(store) -> None:
     store.add_job(job("a"))
     store.add_job(job("b"))
-    store.add_run(Run(job="a", scheduled_for=1.0))
-    store.add_run(Run(job="b", scheduled_for=1.0))
+    store.add_run(Run(job="a", scheduled_for=1.0, created_at=2.0))
+    store.add_run(Run(job="b", scheduled_for=1.0, created_at=2.0))
     store.remove_job("a")
     store.remove_job("b", purge=True)
     assert [r.job for r in store.list_runs(RunFilter())] == ["a"]
     with pytest.raises(NotFoundError):
         store.remove_job("a")
+
+
+def test_purge_spares_the_history_of_an_earlier_job_of_that_name(store) -> None:
+    store.add_job(job("a"))
+    old = store.add_run(Run(job="a", scheduled_for=1.0, status="failed", created_at=2.0))
+    store.append_output(old.id, b"old output")
+    store.remove_job("a")  # its history stays
+    store.add_job(Job(name="a", command=["true"], created_at=5.0, updated_at=5.0))
+    store.add_run(Run(job="a", scheduled_for=6.0, status="succeeded", created_at=6.0))
+    store.add_run(Run(job="a", scheduled_for=7.0, status="succeeded", created_at=7.0))
+    store.remove_job("a", purge=True)
+    assert [r.id for r in store.list_runs(RunFilter(job="a"))] == [old.id]
+    assert b"".join(d for _, d in store.read_output(old.id)) == b"old output"
+    store.add_job(Job(name="a", command=["true"], created_at=8.0, updated_at=8.0))
+    store.add_run(Run(job="a", scheduled_for=9.0, status="succeeded", created_at=9.0))
+    assert store.purge_runs("a", since=8.0) == 1
+    assert [r.id for r in store.list_runs(RunFilter(job="a"))] == [old.id]
 
 
 def test_times_keep_millisecond_precision(store) -> None:
