@@ -343,12 +343,15 @@ def _parse_env(pairs: list[str]) -> dict[str, str]:
     return env
 
 
-def dst_warning(job: Job, now: float) -> str | None:
-    """SPEC 5's one-line warning for fixed times in a DST-ambiguous hour, else None."""
-    if job.schedule_kind != "cron" or job.schedule is None:
-        return None
+def dst_warning(job: Job, now: float, at: str | None = None) -> str | None:
+    """SPEC 5's one-line warning for fixed times in a DST-ambiguous hour, else None: a cron
+    job's, or the --at time `at` as typed (the job keeps only the instant it named)."""
     from jobctl import planner
 
+    if job.schedule_kind == "at" and at is not None:
+        return schedule.at_dst_warning(at, planner.zone(job.tz))
+    if job.schedule_kind != "cron" or job.schedule is None:
+        return None
     tz = planner.zone(job.tz)
     return schedule.dst_warning(
         schedule.parse_cron(job.schedule), tz, datetime.fromtimestamp(now, tz)

@@ -585,6 +585,26 @@ def _dst_note(tz: ZoneInfo, trans: datetime, times: list[datetime]) -> str:
     return f"{label} {verb} {where} ({why}); the job fires {fire}"
 
 
+def at_dst_warning(text: str, tz: ZoneInfo) -> str | None:
+    """SPEC 5's one line for an --at time given as a naive wall time (parse_at) that falls in
+    a DST gap of `tz` (it fires when the gap ends) or in a repeated hour (at its first
+    occurrence), else None. A time with an offset, or '+DURATION', names one instant."""
+    s = text.strip()
+    if s.startswith("+"):
+        return None
+    try:
+        t = datetime.fromisoformat(s)
+    except ValueError:
+        return None
+    if t.tzinfo is not None:
+        return None
+    candidates = sorted({t.replace(tzinfo=tz, fold=f).astimezone(UTC) for f in (0, 1)})
+    if len(candidates) < 2:  # one instant shows that wall time: an ordinary time
+        return None
+    trans = _transition(tz, candidates[0], candidates[1])
+    return None if trans is None else "warning: " + _dst_note(tz, trans, [t])
+
+
 def dst_warning(cron: Cron, tz: ZoneInfo, now: datetime) -> str | None:
     """One line when a fixed-time job's fires in the next 366 days hit a DST gap or overlap."""
     if cron.reboot or not cron.fixed_time:

@@ -196,7 +196,7 @@ def add(
     job = jobdef.new_job(name, opts, t, default_tz=local_zone_name(), default_cwd=os.getcwd())
     if job.after:  # the upstream jobs exist and no cycle forms (exit 2, nothing written)
         jobdef.check_chain(job, store().list_jobs(last_runs=False))
-    warning = jobdef.dst_warning(job, t)
+    warning = jobdef.dst_warning(job, t, at=opts.at)
     job = store().add_job(job)
     _nudge()
     if warning:
@@ -278,7 +278,7 @@ def edit(
     # the clock is read again inside the write transaction: a runner may fire while we wait
     # for the lock, and the next fire must be computed from after that
     (job,) = store().update_jobs([name], lambda old: jobdef.apply_options(old, opts, now()))
-    warning = jobdef.dst_warning(job, t)
+    warning = jobdef.dst_warning(job, t, at=opts.at)
     _nudge()
     if warning:
         render.note(warning)

@@ -255,6 +255,16 @@ def test_dst_warning_on_add(cli) -> None:
     assert "warning:" in r.err and "01:30" in r.err
 
 
+def test_dst_warning_for_an_at_time_on_add_and_edit(cli) -> None:
+    r = cli("add", "x", "--at", "2099-03-08T02:30", "--tz", "America/New_York", "--", "true")
+    assert r.code == 0
+    assert ("warning: 02:30 does not exist on 2099-03-08 in America/New_York (DST starts); "
+            "the job fires at 03:00 EDT\n") in r.err  # fmt: skip
+    r = cli("edit", "x", "--at", "2099-11-01T01:30")
+    assert r.code == 0 and "01:30 happens twice on 2099-11-01" in r.err
+    assert "happens twice" not in cli("edit", "x", "--at", "2099-11-01T01:30-05:00").err
+
+
 def test_next_spec_examples(cli) -> None:
     r = cli(
         "next",

@@ -13,6 +13,7 @@ import pytest
 from jobctl.schedule import (
     Cron,
     ScheduleError,
+    at_dst_warning,
     cron_fires,
     describe_cron,
     dst_warning,
@@ -648,3 +649,28 @@ def test_dst_warning_looks_only_366_days_ahead() -> None:
     nov5 = parse_cron("30 1 5 11 *")  # New York falls back on 2028-11-05, not in 2026 or 2027
     assert dst_warning(nov5, NY, datetime(2026, 11, 2, tzinfo=UTC)) is None
     assert "on 2028-11-05" in (dst_warning(nov5, NY, datetime(2027, 11, 10, tzinfo=UTC)) or "")
+
+
+AT_WARNINGS = [
+    pytest.param("2027-03-14T02:30", "America/New_York",
+                 "warning: 02:30 does not exist on 2027-03-14 in America/New_York (DST starts); "
+                 "the job fires at 03:00 EDT", id="gap"),
+    pytest.param("2027-11-07T01:30", "America/New_York",
+                 "warning: 01:30 happens twice on 2027-11-07 in America/New_York (DST ends); "
+                 "the job fires once, at 01:30 EDT", id="repeated_hour"),
+    pytest.param("2027-11-07T01:30:15", "America/New_York",
+                 "warning: 01:30:15 happens twice on 2027-11-07 in America/New_York (DST ends); "
+                 "the job fires once, at 01:30:15 EDT", id="seconds"),
+    pytest.param("2027-11-07T01:30-05:00", "America/New_York", None, id="offset_names_one"),
+    pytest.param("2027-11-07T01:30Z", "America/New_York", None, id="utc_names_one"),
+    pytest.param("2027-11-08T01:30", "America/New_York", None, id="ordinary_day"),
+    pytest.param("2027-03-14T03:00", "America/New_York", None, id="gap_end_exists"),
+    pytest.param("2027-03-14T01:59", "America/New_York", None, id="before_gap"),
+    pytest.param("+1h", "America/New_York", None, id="relative"),
+    pytest.param("2027-11-07T01:30", "UTC", None, id="utc_zone"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("text", "zone", "expected"), AT_WARNINGS)
+def test_at_dst_warning(text: str, zone: str, expected: str | None) -> None:
+    assert at_dst_warning(text, ZoneInfo(zone)) == expected
