@@ -112,6 +112,9 @@ def trigger(
     fire = fire_runs(store, original) if original is not None else []
     if original is not None and not again:
         busy = [r for r in fire if r.status in ("queued", "running")]
+        if [r.id for r in busy] == [original.id]:  # the run itself is not over
+            raise ConflictError(f"run {original.id} is still {original.status}; use --force "
+                                "to replay its fire now all the same")  # fmt: skip
         if busy:
             raise ConflictError(f"the fire of run {original.id} is already being replayed "
                                 f"(run {busy[0].id} is {busy[0].status}); use --force to "

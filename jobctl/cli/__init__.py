@@ -178,6 +178,14 @@ def run(args: list[str]) -> int:
         return 130
     except BrokenPipeError:
         return 0
+    except OSError as exc:  # the system's, not ours (e.g. stdout on a full disk): said plainly
+        if debug:
+            import traceback
+
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        _error(f"{exc.strerror or exc}{where}")
+        return EXIT_FAILED
     except Exception as exc:
         if debug:
             import traceback

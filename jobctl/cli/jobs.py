@@ -529,6 +529,7 @@ def pause(names: Names) -> None:
     from jobctl import jobdef
 
     s = store()
+    names = list(dict.fromkeys(names))  # a name given twice is one job
     jobs = s.update_jobs(names, lambda job: jobdef.paused(job, now()))
     done = [j.name for j in jobs if j.state == "done"]
     paused_names = [j.name for j in jobs if j.state == "paused"]
@@ -543,6 +544,7 @@ def resume(names: Names) -> None:
     from jobctl import jobdef
 
     s = store()  # the clock is read in the write transaction (see edit)
+    names = list(dict.fromkeys(names))  # a name given twice is one job
     s.update_jobs(names, lambda job: jobdef.resumed(job, now()))
     _nudge()
     render.note(f"resumed {', '.join(names)}")

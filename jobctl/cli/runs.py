@@ -198,7 +198,7 @@ def _run_rows(rows: list, t: float) -> list[list[str]]:
             "-"
             if r.exit_code is None and not r.signal
             else (f"sig {r.signal}" if r.signal else str(r.exit_code)),
-            (r.error or "")[:60],
+            r.error or "",
         ]
         for r in rows
     ]

@@ -113,3 +113,52 @@ def test_add_warns_when_the_program_is_not_found(cli, tmp_path: Path, monkeypatc
     assert "program" not in cli("add", "f", "--env", f"PATH={bin_dir}", "--", "mine").err
     assert "not on PATH" in cli("add", "g", "--", "mine").err
     assert os.environ["PATH"]
+
+
+def test_qa_pass_messages(cli, home, monkeypatch) -> None:
+    """A long error is shown whole where the table has room (cut with … only to fit), a
+    replay of a run that is still going says so, a name given twice is one job, and a full
+    disk under stdout is said plainly (QA pass, items 9 and 15)."""
+    from jobctl.config import resolve_settings
+    from jobctl.models import Run
+    from jobctl.store import open_store
+
+    assert cli("add", "p", "--", "true").code == 0
+    store = open_store(resolve_settings())
+    t = store.get_job("p").created_at + 1
+    error = "its runner died (vm:8631:63227); its process group 8791 was terminated, and more"
+    store.add_run(Run(job="p", scheduled_for=t, created_at=t, finished_at=t + 1,
+                      status="abandoned", error=error))  # fmt: skip
+    monkeypatch.setenv("COLUMNS", "300")
+    assert error in cli("history", "p").out  # room for it: nothing is cut
+    monkeypatch.setenv("COLUMNS", "70")
+    (row,) = cli("history", "p").out.splitlines()[1:]
+    assert len(row) == 70 and row.endswith("…") and error[:20] in row
+    running = store.add_run(Run(job="p", scheduled_for=t + 5, created_at=t + 5, started_at=t + 5,
+                                status="running", owner="x:1:1"))  # fmt: skip
+    r = cli("retry", str(running.id), "--detach")
+    assert r.code == 3
+    assert r.err == (f"jobctl: run {running.id} is still running; use --force to replay its "
+                     "fire now all the same\n")  # fmt: skip
+    r = cli("pause", "p", "p")
+    assert r.code == 0 and r.err == "paused p\n"
+    assert cli("resume", "p", "p").err == "resumed p\n"
+
+
+def test_a_full_disk_under_stdout_is_said_plainly(tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    if not os.path.exists("/dev/full"):
+        import pytest
+
+        pytest.skip("no /dev/full here")
+    env = dict(os.environ, JOBCTL_HOME=str(tmp_path / "home"))
+    for i in range(40):  # more than the stream's buffer holds
+        subprocess.run([sys.executable, "-m", "jobctl", "add", f"job{i}", "--every", "1h",
+                        "--", "true"], env=env, capture_output=True, check=True)  # fmt: skip
+    with open("/dev/full", "w") as full:
+        done = subprocess.run([sys.executable, "-m", "jobctl", "list"], env=env, stdout=full,
+                              stderr=subprocess.PIPE, text=True)  # fmt: skip
+    assert (done.returncode, done.stderr) == (1, "jobctl: No space left on device\n")
