@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -239,6 +239,10 @@ def manual_refusal(job: Job, open_runs: Sequence[Run]) -> str | None:
 # ---- which queued runs may start -------------------------------------------------------
 
 
+#: why a run of a `replace` job ends unfinished: a newer run of the job took its place
+REPLACED = "replaced by a newer run (overlap=replace)"
+
+
 def pick_startable(
     queued: list[Run],
     running: list[Run],
@@ -250,15 +254,25 @@ def pick_startable(
     """Queued runs to start now, at most `limit`: a job whose overlap is not `allow` waits for
     its running run (unless `force`), runs sharing a mutex never run together, and with
     `labels` (the runner's) a job pinned with `--on` runs only where all its labels are.
-    Also returns the queued runs whose job is gone."""
+    Also returns the queued runs to cancel without starting them: those whose job is gone
+    (error None: the store says "job removed"), and those of a `replace` job that a newer run
+    of it waiting beside them replaces (never started only to be stopped at once)."""
     busy_jobs = {r.job for r in running}
     held = {m for r in running if r.job in jobs for m in jobs[r.job].mutexes}
     start: list[Run] = []
     gone: list[Run] = []
-    for run in queued:
+    newest: dict[str, int] = {}  # replace job -> its newest waiting run (queued is in order)
+    for i, run in enumerate(queued):
+        job = jobs.get(run.job)
+        if job is not None and job.overlap == "replace" and not run.forced:
+            newest[run.job] = i
+    for i, run in enumerate(queued):
         job = jobs.get(run.job)
         if job is None:
             gone.append(run)
+            continue
+        if newest.get(run.job, i) > i and not run.forced:
+            gone.append(replace(run, error=REPLACED))
             continue
         if len(start) >= limit:
             continue

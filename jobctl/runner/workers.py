@@ -249,7 +249,7 @@ class WorkerPool:
         try:
             for old in replace_runs:
                 try:
-                    self.terminate(old, "cancelled", "replaced by a newer run (overlap=replace)")
+                    self.terminate(old, "cancelled", planner.REPLACED)
                 except OSError as exc:  # e.g. EPERM on a group led by a setuid program
                     self.r.emit("error", f"{old.job}: run {old.id}: cannot replace it: {exc}")
             if entries:

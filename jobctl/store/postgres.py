@@ -917,11 +917,14 @@ class PostgresStore:
                 [(page_rows, _)] = _script(conn, [(page_sql(), args)])
             # one round trip from here: the lock, the writes and the COMMIT go out together
             last: list[Statement] = [(f"SELECT {CLAIM_LOCK_CALL}", None)]
-            if cancel:
+            reasons: dict[str, list[int | None]] = {}  # (pick gives it; none: job gone)
+            for run in cancel:
+                reasons.setdefault(run.error or "job removed", []).append(run.id)
+            for reason, ids in reasons.items():
                 last.append((
-                    "UPDATE runs SET status = 'cancelled', error = 'job removed', "
+                    "UPDATE runs SET status = 'cancelled', error = %s, "
                     "finished_at = %s WHERE id = ANY(%s) AND status = 'queued'",
-                    [now_ms, [run.id for run in cancel]],
+                    [reason, now_ms, ids],
                 ))  # fmt: skip
             if not start:
                 _script(conn, [*last, ("COMMIT", None)])

@@ -598,11 +598,11 @@ class SQLiteStore:
                 if len(start) >= limit or len(page) < size:
                     break
                 size = min(2 * size, 1024)
-            for run in cancel:
+            for run in cancel:  # (pick gives the reason; none: the job is gone)
                 conn.execute(
-                    "UPDATE runs SET status = 'cancelled', error = 'job removed', finished_at = ? "
+                    "UPDATE runs SET status = 'cancelled', error = ?, finished_at = ? "
                     "WHERE id = ? AND status = 'queued'",
-                    [to_ms(now), run.id],
+                    [run.error or "job removed", to_ms(now), run.id],
                 )
             claimed: list[tuple[Run, Job]] = []
             for run in start:

@@ -188,6 +188,19 @@ def test_overlap_queue_allow_replace(any_env: Env, tmp_path: Path) -> None:
     assert "replaced" in cancelled["error"]
 
 
+def test_replace_cancels_an_older_waiting_run_without_starting_it(any_env: Env) -> None:
+    any_env.run("add", "rp", "--every", "1h", "--overlap", "replace", "--", "sleep", "30",
+                check=True)  # fmt: skip
+    older = int(any_env.run("run", "rp", "--detach", check=True).stdout)  # no runner: queued
+    newer = int(any_env.run("run", "rp", "--detach", check=True).stdout)
+    any_env.start_runner()
+    wait_for(lambda: done(any_env, "rp", 1, ("running",)))
+    runs = {r["id"]: r for r in any_env.runs("rp")}
+    assert runs[newer]["status"] == "running"
+    assert runs[older]["status"] == "cancelled" and runs[older]["started_at"] is None
+    assert runs[older]["error"] == "replaced by a newer run (overlap=replace)"
+
+
 def _age_job(env: Env, job: str, seconds: float) -> None:
     """Pretend the machine slept: move the job's next fire into the past."""
     conn = sqlite3.connect(env.home / "jobctl.db")

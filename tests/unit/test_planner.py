@@ -4,6 +4,7 @@ start (workers, overlap, mutexes), and retry delays. `now` is always an argument
 from __future__ import annotations
 
 import random
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
@@ -157,6 +158,19 @@ def test_jitter_delays_start_but_not_the_fire_key() -> None:
         assert 0 <= r.not_before - r.scheduled_for <= 30
         starts.add(r.not_before)
     assert len(starts) > 10
+
+
+def test_pick_cancels_the_older_waiting_runs_of_a_replace_job_without_starting_them() -> None:
+    jobs = {"r": Job(name="r", command=["x"], overlap="replace"), "c": Job(name="c", command=["x"])}
+    q = [queued("r", 10), queued("c", 11), queued("r", 12), queued("r", 13)]
+    start, cancel = planner.pick_startable(q, [], jobs, limit=4)
+    assert [r.id for r in start] == [11, 13]  # the newest of r only
+    assert [(r.id, r.error) for r in cancel] == [(10, planner.REPLACED), (12, planner.REPLACED)]
+    forced = replace(queued("r", 9), forced=True)  # run --force: exempt from the policy
+    start, cancel = planner.pick_startable([forced, *q], [], jobs, limit=4)
+    assert [r.id for r in start] == [9, 11] and [r.id for r in cancel] == [10, 12]
+    start, cancel = planner.pick_startable([queued("gone", 5)], [], jobs, limit=4)
+    assert start == [] and [(r.id, r.error) for r in cancel] == [(5, None)]  # store: job removed
 
 
 def test_pick_respects_workers_overlap_and_mutex() -> None:
