@@ -21,7 +21,7 @@ from jobctl.inputs import option_duration, parse_int, schedule_input
 __all__ = ["option_duration", "parse_int"]  # their home is jobctl.inputs; kept here for callers
 from jobctl.models import BACKOFFS, MISFIRES, OVERLAPS, Job, check_name
 
-_SIZE_RE = re.compile(r"([0-9]+)(?:\.([0-9]+))? *([kmg]?i?b?)", re.IGNORECASE)
+_SIZE_RE = re.compile(r"([0-9]+)(?:\.([0-9]+))? *([kmgt]?i?b?)", re.IGNORECASE)
 _SIZE_UNITS = {
     "": 1,
     "b": 1,
@@ -34,9 +34,13 @@ _SIZE_UNITS = {
     "g": 10**9,
     "gb": 10**9,
     "gib": 1024**3,
+    "t": 10**12,
+    "tb": 10**12,
+    "tib": 1024**4,
     "ki": 1024,
     "mi": 1024**2,
     "gi": 1024**3,
+    "ti": 1024**4,
 }
 
 

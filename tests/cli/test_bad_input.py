@@ -138,7 +138,7 @@ def test_edit_refuses_an_empty_command_too(cli, home) -> None:
     assert db_dump(home) == before
 
 
-@pytest.mark.parametrize("size", ["0.5", "1.5", "0.0001KiB", "0", "0KiB", "2TiB"])
+@pytest.mark.parametrize("size", ["0.5", "1.5", "0.0001KiB", "0", "0KiB", "2TiB", "1.1TB", "1PB"])
 def test_sizes_must_be_whole_bytes_from_one(cli, home, size: str) -> None:
     one_line_error(cli("add", "m", "--max-output", size, "--", "true"), 2, repr(size))
     assert db_dump(home) == []
@@ -146,7 +146,16 @@ def test_sizes_must_be_whole_bytes_from_one(cli, home, size: str) -> None:
 
 @pytest.mark.parametrize(
     ("size", "stored"),
-    [("0.5KiB", 512), ("0.1MB", 100_000), ("1.5k", 1500), ("4096", 4096), ("1 MiB", 1 << 20)],
+    [
+        ("0.5KiB", 512),
+        ("0.1MB", 100_000),
+        ("1.5k", 1500),
+        ("4096", 4096),
+        ("1 MiB", 1 << 20),
+        ("1TB", 10**12),
+        ("1TiB", 1 << 40),
+        ("0.5ti", 1 << 39),
+    ],
 )
 def test_fractional_sizes_of_whole_bytes_are_exact(cli, size: str, stored: int) -> None:
     assert cli("add", "m", "--max-output", size, "--", "true").code == 0
