@@ -61,6 +61,9 @@ class Spec:
     #: stderr on a pipe of its own (the foreground `jobctl run` keeps the job's two streams
     #: apart on the terminal); the captured output still has both in arrival order
     split_stderr: bool = False
+    #: (gated) the file the gate creates when its starter died before releasing it, so that
+    #: the starter's successor knows the command never ran (runner/recovery.py)
+    gate_mark: str | None = None
 
 
 @dataclass
@@ -84,8 +87,9 @@ class SpawnError(Exception):
 
 
 #: a gated job reads its stdin (the gate pipe) before exec'ing its command with stdin=/dev/null;
-#: EOF (its starter died before releasing it) means "never run"
-_GATE = 'read _ || exit 125; exec </dev/null; exec "$@"'
+#: EOF (its starter died before releasing it) means "never run": it leaves the file named by
+#: its first argument (Spec.gate_mark; none if empty), for the next runner to find, and exits
+_GATE = 'm=$1; shift; read _ || { [ -z "$m" ] || : >"$m"; exit 125; }; exec </dev/null; exec "$@"'
 
 
 _FOUND: dict[tuple[str, str, str], tuple[str, float]] = {}  # (cmd, PATH, cwd) -> (path, when)
@@ -227,7 +231,7 @@ def start(spec: Spec, gated: bool = False) -> Process:
     program = _resolve(argv, spec)
     if gated:
         gate_r, gate_w = os.pipe()
-        argv = ["/bin/sh", "-c", _GATE, "jobctl-gate", *argv]
+        argv = ["/bin/sh", "-c", _GATE, "jobctl-gate", spec.gate_mark or "", *argv]
         program = "/bin/sh"
     with _children_lock:
         _spawning += 1  # reap_orphans() holds off until the new child is known as ours

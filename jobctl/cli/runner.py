@@ -169,7 +169,8 @@ def runner(
     if SUBREAPER:
         executor.become_subreaper()  # escaped descendants of our jobs come back to us (Linux)
     r = Runner(s, workers=n, emit=_printer, grace_s=grace_s, guard=guard, labels=labels,
-               lease_s=lease_s, clock=clock, notifier=_notifier(s, defaults))  # fmt: skip
+               lease_s=lease_s, clock=clock, notifier=_notifier(s, defaults),
+               gates=state().settings.home / "gates")  # fmt: skip
     r.install_signals()
     try:
         r.run(once=once)
@@ -232,7 +233,8 @@ def _fleet_runner(
     if SUBREAPER:
         executor.become_subreaper()
     r = Runner(s, workers=workers, clock=clock, emit=_printer, grace_s=grace_s, labels=labels,
-               lease_s=lease_s, lease_store=lease_store, notifier=notifier)  # fmt: skip
+               lease_s=lease_s, lease_store=lease_store, notifier=notifier,
+               gates=state().settings.home / "gates")  # fmt: skip
     r.install_signals()
     from jobctl.relay import Relay
 

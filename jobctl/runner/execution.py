@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import datetime
+from pathlib import Path
 from typing import BinaryIO, TypeVar
 
 from jobctl import executor, planner
@@ -110,6 +111,16 @@ def run_markers(run: Run) -> frozenset[bytes]:
     if not run.owner or run.id is None:
         return frozenset()
     return frozenset({f"JOBCTL_RUN_ID={run.id}".encode(), f"{OWNER_VAR}={run.owner}".encode()})
+
+
+def gate_mark(gates: Path | None, run: Run) -> Path | None:
+    """The file a gated process of `run` leaves in the folder `gates` when its runner dies
+    before opening the gate: the command never ran, and recovery puts the run back in the
+    queue instead of recording it abandoned (SPEC 7: nothing lost). Named by the run's id and
+    creation time: a stale mark never matches a later run that reuses the id."""
+    if gates is None or run.id is None:
+        return None
+    return gates / f"{run.id}-{round(run.created_at * 1000)}"
 
 
 def spec_for(job: Job, run: Run, split_stderr: bool = False) -> executor.Spec:

@@ -31,6 +31,8 @@ from jobctl.runner.workers import Active, WorkerPool
 from jobctl.store.base import CHANGE_KINDS, Fire, RunFilter, RunnerInfo, Store
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from jobctl.notify import Notifier
 
 Emit = Callable[[str, str], None]
@@ -75,13 +77,20 @@ class Runner:
         lease_s: float = LEASE_S,
         lease_store: Callable[[], Store] | None = None,
         notifier: Notifier | None = None,
+        gates: Path | None = None,
     ) -> None:
         """`guard()` names a reason to stop serving this store (its file was deleted or
         replaced, the runner lock lost), else None; it is asked before each round of fires.
         On a shared store (`store.shared`), `lease_store()` opens the second connection the
         lease is renewed on, and the runner's clock becomes the store's (OffsetClock over
-        `clock`)."""
+        `clock`). `gates`: a folder of this host where a gated process whose runner died
+        before its time leaves its mark (execution.gate_mark), created if missing."""
         self.store = store
+        self.gates = gates
+        if gates is not None:
+            with contextlib.suppress(OSError):  # without it, such a run is recorded abandoned
+                gates.mkdir(mode=0o700, parents=True, exist_ok=True)
+            recovery.sweep_gate_marks(gates)
         self.notifier = notifier  # tells of failures, deaths, recoveries... (notify.py)
         self.shared = bool(getattr(store, "shared", False))
         self.lease_s = lease_s
@@ -483,7 +492,8 @@ class Runner:
             open_runs = [r for r in open_runs if r.owner == self.owner
                          or (r.host == self.host and r.owner not in registered)]  # fmt: skip
         stale = recovery.stale_runs(open_runs, self.owner, mine)
-        recovery.recover_runs(self.store, stale, now, self.clock, self.rng, self.emit)
+        recovery.recover_runs(self.store, stale, now, self.clock, self.rng, self.emit,
+                              self.gates)  # fmt: skip
 
     def _reap(self, now: float) -> None:
         def decide(run: Run, job: Job | None) -> tuple[Run, Run | None]:

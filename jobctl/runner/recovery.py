@@ -16,11 +16,12 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from pathlib import Path
 
 from jobctl import executor, owners
 from jobctl.clock import Clock
 from jobctl.models import Job, Run
-from jobctl.runner.execution import describe_end, record_end, run_markers
+from jobctl.runner.execution import describe_end, gate_mark, record_end, run_markers
 from jobctl.store.base import Store
 
 
@@ -41,11 +42,28 @@ def recover_runs(
     clock: Clock,
     rng: random.Random,
     emit: Callable[[str, str], None],
+    gates: Path | None = None,
 ) -> None:
     """Record `stale` runs: a queued one (a foreground `jobctl run` that went away) is
-    cancelled; a running one is abandoned (its processes killed first) and retried."""
+    cancelled; a running one is abandoned (its processes killed first) and retried, unless
+    its gated process left its mark in `gates` (its runner died before its time: the command
+    never ran), which puts it back in the queue."""
     if not stale:
         return
+    never = {r.id: mark for r in stale if r.status == "running"
+             and (mark := gate_mark(gates, r)) is not None and mark.exists()}  # fmt: skip
+    if never:
+        store.release_runs([i for i in never if i is not None])
+        for r in stale:
+            if r.id in never:
+                emit("recover", f"{r.job}: run {r.id} never started (its runner died before "
+                     "its time): queued again")  # fmt: skip
+        for mark in never.values():
+            with contextlib.suppress(OSError):
+                mark.unlink()
+        stale = [r for r in stale if r.id not in never]
+        if not stale:
+            return
     names = sorted({r.job for r in stale})
     jobs = {j.name: j for j in store.list_jobs(names=names, last_runs=False)}
     for run in stale:
@@ -61,6 +79,21 @@ def recover_runs(
                         error=f"its runner died ({run.owner}){note}")  # fmt: skip
         final, retry = record_end(store, jobs.get(run.job), final, clock, rng)
         emit("recover", describe_end(final, retry, now))
+
+
+#: a gate's mark older than this is left over (its run recovered elsewhere: a fleet member's
+#: lease expired and another runner took it over): removed when a runner starts
+GATE_MARK_TTL_S = 86400.0
+
+
+def sweep_gate_marks(gates: Path, ttl_s: float = GATE_MARK_TTL_S) -> None:
+    """Remove the marks in `gates` older than `ttl_s`."""
+    cutoff = time.time() - ttl_s
+    with contextlib.suppress(OSError):
+        for mark in gates.iterdir():
+            with contextlib.suppress(OSError):
+                if mark.stat().st_mtime < cutoff:
+                    mark.unlink()
 
 
 def kill_orphans(runs: list[Run], jobs: dict[str, Job]) -> dict[int, set[int]]:

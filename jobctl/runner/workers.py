@@ -48,6 +48,7 @@ from jobctl.models import Job, Run
 from jobctl.runner.execution import (
     describe_end,
     final_run,
+    gate_mark,
     local_shift,
     record_end,
     spec_for,
@@ -302,7 +303,11 @@ class WorkerPool:
             self.book.put(("requeue", entry, None))
             return False
         try:
-            proc = executor.start(spec_for(entry.job, run), gated=gated)
+            spec = spec_for(entry.job, run)
+            if gated:  # what tells our successor it never ran, should we die before its time
+                mark = gate_mark(self.r.gates, run)
+                spec.gate_mark = str(mark) if mark is not None else None
+            proc = executor.start(spec, gated=gated)
         except executor.SpawnError as exc:
             t = self.r.clock.now()
             final = replace(run, status="failed", exit_code=exc.exit_code,

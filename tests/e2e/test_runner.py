@@ -295,6 +295,50 @@ def test_kill_9_mid_run_abandons_kills_orphan_and_retries(env: Env, tmp_path: Pa
     assert runs[0]["trigger"] == "retry"
 
 
+def test_a_gated_run_whose_runner_died_before_its_time_is_queued_again(
+    env: Env, tmp_path: Path
+) -> None:
+    """A runner killed -9 in the instant between spawning a fire's process behind its gate
+    and opening the gate (the fire's time): the command never ran, and the gate left its
+    mark. The next runner queues the run again and runs it once: not abandoned, no retry
+    spent, nothing lost (QA pass). The dying runner is played here, step by step."""
+    from dataclasses import replace
+
+    from jobctl import executor
+    from jobctl.models import Run
+    from jobctl.runner.execution import gate_mark, spec_for
+
+    out = tmp_path / "ran"
+    env.run("add", "g", "--every", "1h", "--shell", "--", f"echo $JOBCTL_RUN_ID >> {out}",
+            check=True)  # fmt: skip
+    with env._store() as store:
+        job = store.get_job("g")
+        t = time.time()
+        dead_owner = f"{os.uname().nodename}:999999:1"  # no such process: a dead runner
+        run = store.add_run(Run(job="g", scheduled_for=t + 0.5, not_before=t + 0.5,
+                                created_at=t, status="running", owner=dead_owner,
+                                trigger="manual"))  # fmt: skip
+        mark = gate_mark(env.home / "gates", run)
+        assert mark is not None
+        mark.parent.mkdir(parents=True, exist_ok=True)
+        spec = spec_for(job, run)
+        spec.gate_mark = str(mark)
+        proc = executor.start(spec, gated=True)
+        store.mark_started_all([replace(run, pid=proc.pid, proc_start=proc.proc_start,
+                                        started_at=t + 0.5)])  # fmt: skip
+        assert proc._gate is not None
+        os.close(proc._gate)  # the runner dies: its end of the gate closes
+        proc._gate = None
+        assert proc.watch(lambda _: None).exit_code == 125 and mark.exists()
+    env.start_runner()
+    wait_for(lambda: done(env, "g", 1))
+    runs = env.runs("g")
+    assert [(r["id"], r["attempt"], r["status"]) for r in runs] == [(run.id, 1, "succeeded")]
+    assert out.read_text().split() == [str(run.id)]  # it ran, once
+    assert not mark.exists()
+    assert "never started (its runner died before its time): queued again" in env.log()
+
+
 def test_sigterm_lets_running_job_finish(any_env: Env) -> None:
     any_env.run(
         "add", "finish", "--every", "1h", "--", "sh", "-c", "sleep 1; echo finished", check=True

@@ -18,6 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -377,14 +378,27 @@ def test_gated_job_runs_nothing_until_released(tmp_path: Path) -> None:
     assert int(mark.read_text()) == proc.pid  # same process: pid and start time stay valid
 
 
-def test_gated_job_whose_starter_vanished_never_runs(tmp_path: Path) -> None:
-    mark = tmp_path / "ran"
-    proc = executor.start(spec(f"touch {mark}"), gated=True)
+@pytest.mark.parametrize("gate_mark", [True, False])
+def test_gated_job_whose_starter_vanished_never_runs(tmp_path: Path, gate_mark: bool) -> None:
+    mark, left = tmp_path / "ran", tmp_path / "never-ran"
+    job = replace(spec(f"touch {mark}"), gate_mark=str(left) if gate_mark else None)
+    proc = executor.start(job, gated=True)
     assert proc._gate is not None
     os.close(proc._gate)  # what a kill -9 of the runner does to the gate's write end
     proc._gate = None
     outcome = proc.watch(lambda _: None)
     assert outcome.exit_code == 125 and not mark.exists()
+    assert left.exists() == gate_mark  # what tells the next runner it never ran
+
+
+def test_a_released_gate_leaves_no_mark(tmp_path: Path) -> None:
+    left = tmp_path / "never-ran"
+    proc = executor.start(replace(spec("echo $# $1"), gate_mark=str(left)), gated=True)
+    proc.release()
+    chunks: list[bytes] = []
+    outcome = proc.watch(chunks.append)
+    assert (outcome.status, b"".join(chunks)) == ("succeeded", b"0\n")  # no argument leaks in
+    assert not left.exists()
 
 
 def test_gated_job_abort_kills_it_unrun(tmp_path: Path) -> None:
@@ -483,3 +497,15 @@ def test_every_job_reads_dev_null_on_stdin_and_cannot_write_it() -> None:
         lines = out.decode().splitlines()
         assert outcome.exit_code == 0
         assert lines[0] == "/dev/null" and lines[-1] == "refused", lines
+
+
+def test_old_gate_marks_are_swept(tmp_path: Path) -> None:
+    from jobctl.runner.recovery import sweep_gate_marks
+
+    old, new = tmp_path / "1-1000", tmp_path / "2-2000"
+    old.touch()
+    new.touch()
+    os.utime(old, (1.0, 1.0))
+    sweep_gate_marks(tmp_path, ttl_s=3600)
+    assert not old.exists() and new.exists()
+    sweep_gate_marks(tmp_path / "none")  # no folder: nothing to do
