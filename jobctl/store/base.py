@@ -186,6 +186,20 @@ class RunTally:
     lateness_sum: float
 
 
+#: after the end of a run that is dead or a replay: of its fire's runs only the newest keeps
+#: the dead mark (the one `jobctl dead` lists: runs.dead_runs), so that a run's `dead` and the
+#: list agree, and `--keep-runs`/`prune` may delete the superseded ones (two replays of one
+#: fire that both failed left both marked). `{m}`: the driver's placeholder; job, fire, twice.
+SUPERSEDED_DEAD = ("UPDATE runs SET dead = {no} WHERE job = {m} AND scheduled_for = {m} "
+                   "AND dead = {yes} AND id < (SELECT max(id) FROM runs WHERE job = {m} "
+                   "AND scheduled_for = {m})")  # fmt: skip
+
+
+def supersedes_dead(run: Run) -> bool:
+    """Whether the end of `run` may leave an older run of its fire marked dead for nothing."""
+    return run.dead or run.trigger == "replay"
+
+
 #: triggers whose start delay counts as lateness: a schedule's fires, not retries or manual runs
 LATENESS_TRIGGERS = ("schedule", "catchup")
 #: runs of the jobs that exist, each since its job was created (a removed job's runs under a

@@ -43,6 +43,7 @@ from jobctl.models import Job, Run
 from jobctl.store import pg_schema, rows
 from jobctl.store.base import (
     DEFAULT_LEASE_S,
+    SUPERSEDED_DEAD,
     Delivery,
     End,
     Fire,
@@ -57,6 +58,7 @@ from jobctl.store.base import (
     fresh_fires,
     keep_scheduling_state,
     outcome_query,
+    supersedes_dead,
     tally_from_row,
     tally_query,
 )
@@ -1031,6 +1033,9 @@ class PostgresStore:
                 written.append(ok)
                 if not ok:
                     continue
+                if supersedes_dead(run):
+                    fire = [run.job, to_ms(run.scheduled_for)] * 2
+                    then.append((SUPERSEDED_DEAD.format(m="%s", no="false", yes="true"), fire))
                 if followup is not None:
                     then.append((insert, _row(RUN_COLUMNS, followup)))
                 if chains_from(run, followup):  # (rare: reads of its own, in the transaction)

@@ -25,6 +25,7 @@ from jobctl.errors import ConflictError, NotFoundError, StoreDataError, StoreErr
 from jobctl.models import Job, Run
 from jobctl.store.base import (
     DEFAULT_LEASE_S,
+    SUPERSEDED_DEAD,
     Delivery,
     End,
     Fire,
@@ -39,6 +40,7 @@ from jobctl.store.base import (
     fresh_fires,
     keep_scheduling_state,
     outcome_query,
+    supersedes_dead,
     tally_from_row,
     tally_query,
 )
@@ -646,6 +648,9 @@ class SQLiteStore:
                 fields = _row(RUN_COLUMNS, run)
                 fields["_id"] = run.id
                 conn.execute(_UPDATE_RUN, fields)
+                if supersedes_dead(run):
+                    fire = [run.job, fields["scheduled_for"]] * 2
+                    conn.execute(SUPERSEDED_DEAD.format(m="?", no=0, yes=1), fire)
                 if followup is not None:
                     self._insert_run(conn, followup, "INSERT OR IGNORE")
                 if chains_from(run, followup):

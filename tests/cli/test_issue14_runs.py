@@ -204,3 +204,34 @@ def test_edit_does_not_revive_a_finished_one_shot_without_a_schedule(cli, home) 
         assert store.get_job("once").state == "done"
     assert cli("edit", "once", "--paused", "--at", "+2h").code == 0
     assert store.get_job("once").state == "paused"
+
+
+@pytest.mark.usefixtures("any_store")
+@pytest.mark.parametrize("order", ["older_ends_first", "newer_ends_first"])
+def test_two_failed_replays_of_a_fire_leave_one_dead_mark(cli, home, order: str) -> None:
+    """Of a fire's runs only the newest is marked dead, whichever replay ends last: the runs'
+    `dead` and the dead list agree (QA pass: both stayed marked, and dismissing the older
+    one took the listed one off)."""
+    from dataclasses import replace
+
+    from jobctl.config import resolve_settings
+    from jobctl.store import open_store
+
+    assert cli("add", "sf", "--shell", "--", "exit 5").code == 0
+    assert cli("run", "sf").code == 5
+    (first,) = _run_ids(cli, "dead")
+    a = int(cli("retry", str(first), "--detach").out)
+    b = int(cli("retry", str(first), "--detach", "--force").out)
+    store = open_store(resolve_settings())
+    ends = [store.get_run(a), store.get_run(b)]
+    if order == "newer_ends_first":
+        ends.reverse()
+    for run in ends:  # each ends failed with no retry left: dead, as the runner records it
+        t = run.created_at + 1
+        store.finish_runs([(replace(run, status="failed", exit_code=5, started_at=t,
+                                    finished_at=t, dead=True), None, None)])  # fmt: skip
+    history = {r["id"]: r["dead"] for r in cli("history", "sf", "--json").json()}
+    assert history == {first: False, a: False, b: True}
+    assert _run_ids(cli, "dead") == [b]
+    r = cli("dead", "--dismiss", str(a))
+    assert r.code == 4 and f"run {a} is not in the dead list" in r.err
