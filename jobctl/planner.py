@@ -152,9 +152,12 @@ def plan_fire(
     open_runs: Sequence[Run],
     rng: random.Random,
     missed_why: str = MISSED_RUNNER_DOWN,
+    missed_through: float | None = None,
 ) -> FirePlan:
     """Decide what the job's due fire(s) become at `now` (SPEC 4 overlap/misfire/jitter).
-    `missed_why` ends "missed while ..." in the record of fires skipped as missed."""
+    `missed_why` ends "missed while ..." in the record of fires skipped as missed. Fires due
+    at or before `missed_through` were missed outright, however little late (no runner was
+    up, or the machine slept): the misfire policy decides them, with no grace."""
     times, passed = _due_times(job, now)
     if job.fired_through is not None:  # fired already: never again (SPEC 6)
         times = [t for t in times if round(t * 1000) > round(job.fired_through * 1000)]
@@ -162,8 +165,10 @@ def plan_fire(
     state = "done" if job.schedule_kind == "at" else None
     window = job.catchup_window_s
     # a fire found at most MISFIRE_GRACE_S late (the runner was up but held up: a busy store,
-    # a slow machine) still runs, late; older ones were missed and follow the misfire policy
-    on_time = [t for t in times if now - t <= MISFIRE_GRACE_S]
+    # a slow machine) still runs, late; older ones were missed and follow the misfire policy,
+    # and so do those due while no runner was up (missed_through), however recent (SPEC 4)
+    on_time = [t for t in times if now - t <= MISFIRE_GRACE_S
+               and (missed_through is None or t > missed_through)]  # fmt: skip
     missed = times[: len(times) - len(on_time)]
     too_old = [t for t in missed if window is not None and now - t > window]
     missed = [t for t in missed if t not in too_old]

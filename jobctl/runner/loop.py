@@ -105,6 +105,9 @@ class Runner:
         #: why the runner stopped by itself (the store went away): `run()` then returns 1
         self.failure: str | None = None
         self.since = 0.0  # when this runner started: fires due before it were missed "down"
+        #: fires due at or before this were missed outright, with no grace for lateness
+        #: (planner.plan_fire): one runner's store, before its start; after a sleep
+        self._missed_through: float | None = None
         #: why fires due while this runner was up were missed (see fire_due)
         self._missed_why = HELD_UP
         self._outage: float | None = None  # monotonic start of the current store outage
@@ -190,6 +193,8 @@ class Runner:
         if isinstance(self.clock, OffsetClock):  # before any time is read: the store's clock
             self.persist(self._sync_clock)
         now = self.since = self.clock.now()
+        if not self.shared:  # one runner: none was up before this one (a fleet's others were)
+            self._missed_through = now
         self.emit("start", f"runner {self.owner} started with {self.workers} workers")
         try:
             if once:  # from an external timer: a store error ends it (exit 1), to try again
@@ -273,6 +278,8 @@ class Runner:
                     self.emit("clock", f"wall clock jumped by {jump:+.1f}s; applying misfire "
                               "policies")  # fmt: skip
                     self._missed_why = "the machine was asleep or its clock jumped"
+                    if not self.shared:  # (a fleet's other runners were up meanwhile)
+                        self._missed_through = now
                 elif jump < -2.0:
                     self.rewind(now, jump)
                 # shared store: reap expired leases at the pace of renewals (a takeover
@@ -383,7 +390,7 @@ class Runner:
                     why = planner.MISSED_RUNNER_DOWN
                 try:
                     plan = planner.plan_fire(job, now, open_runs.get(job.name, []), self.rng,
-                                             why)  # fmt: skip
+                                             why, self._missed_through)  # fmt: skip
                 except Exception as exc:  # e.g. its zone vanished from the system's tz database
                     self._pause_broken(job, exc)
                     continue

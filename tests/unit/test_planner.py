@@ -77,6 +77,35 @@ def test_misfire_policies(policy: str, now: str, expected: list) -> None:
     assert plan.next_run_at == planner.next_fire(j, ts(f"2026-01-01T{now}"))
 
 
+@pytest.mark.parametrize(
+    ("policy", "missed_through", "expected"),
+    [  # a job every 2 s, 10:00:00 to 10:00:24 due at 10:00:25
+        pytest.param("once", None, [("00", "schedule", "queued")] * 13, id="held_up_all_run"),
+        pytest.param("once", "10:00:25", [("24", "catchup", "queued")], id="down_once"),
+        pytest.param("skip", "10:00:25", [("00", "catchup", "skipped")] * 13, id="down_skip"),
+        pytest.param("all", "10:00:25", [("00", "catchup", "queued")] * 13, id="down_all"),
+        pytest.param("skip", "10:00:19",  # down until 10:00:19: what was due after it runs
+                     [("00", "catchup", "skipped")] * 10 + [("00", "schedule", "queued")] * 3,
+                     id="down_then_up"),
+    ],
+)  # fmt: skip
+def test_fires_due_while_no_runner_was_up_get_no_grace(
+    policy: str, missed_through: str | None, expected: list
+) -> None:
+    """SPEC 4: fires missed while no runner was up follow the misfire policy however little
+    late; the 30 s grace is for a runner that was up but held up (QA pass: a 25 s outage ran
+    every missed fire of a 2 s job, whatever its policy)."""
+    j = job(schedule="2s", schedule_kind="every", anchor_at=ts("2026-01-01T10:00:00"),
+            misfire=policy, overlap="allow")  # fmt: skip
+    through = ts(f"2026-01-01T{missed_through}") if missed_through else None
+    plan = planner.plan_fire(j, ts("2026-01-01T10:00:25"), [], random.Random(1),
+                             missed_through=through)  # fmt: skip
+    got = [(r.trigger, r.status) for r in plan.runs]
+    assert got == [(trigger, status) for _, trigger, status in expected]
+    if policy == "once" and missed_through:
+        assert plan.runs[0].scheduled_for == ts("2026-01-01T10:00:24")  # the latest stands
+
+
 def test_misfire_all_caps_at_100_and_skips_older() -> None:
     j = job(schedule="* * * * *", misfire="all", next_run_at=ts("2026-01-01T00:00:00"))
     plan = planner.plan_fire(j, ts("2026-01-01T05:00:45"), [], random.Random(1))
