@@ -193,7 +193,9 @@ class Runner:
         if isinstance(self.clock, OffsetClock):  # before any time is read: the store's clock
             self.persist(self._sync_clock)
         now = self.since = self.clock.now()
-        if not self.shared:  # one runner: none was up before this one (a fleet's others were)
+        # one runner: none was up before this one (a fleet's others were), unless it is the
+        # pass of an external timer (--once), which starts what came due since the last one
+        if not self.shared and not once:
             self._missed_through = now
         self.emit("start", f"runner {self.owner} started with {self.workers} workers")
         try:

@@ -250,6 +250,35 @@ def test_misfire_policies_after_downtime(env: Env) -> None:
         assert t(env.json("show", name)["next_run_at"]) > time.time()
 
 
+def test_fires_missed_in_a_short_downtime_follow_the_policy(env: Env) -> None:
+    """SPEC 4: fires due while no runner was up follow the misfire policy however little
+    late (QA pass: a 25 s outage ran all 12 missed fires of a 2 s job)."""
+    start_at = datetime.fromtimestamp(int(time.time()) - 100).astimezone().isoformat()
+    for policy in ("once", "skip"):  # its next fire aged by 24 s: 12 fires missed
+        env.run("add", f"s-{policy}", "--every", "2s", "--start-at", start_at, "--misfire",
+                policy, "--overlap", "allow", "--", "true", check=True)  # fmt: skip
+        _age_job(env, f"s-{policy}", 24)
+    env.start_runner()
+    wait_for(lambda: done(env, "s-once", 1) and done(env, "s-skip", 12, ("skipped",)))
+    missed = [r for r in env.runs("s-once") if r["trigger"] == "catchup"]
+    assert [r["status"] for r in missed] == ["succeeded"]  # one run stands for them all
+    skipped = [r for r in env.runs("s-skip") if r["status"] == "skipped"]
+    assert len(skipped) == 12 and {r["trigger"] for r in skipped} == {"catchup"}
+    assert not [r for r in env.runs("s-skip") if r["trigger"] == "catchup"
+                and r["status"] != "skipped"]  # fmt: skip
+
+
+def test_once_a_timers_pass_runs_what_came_due_since_the_last(env: Env) -> None:
+    """`runner --once` is the pass of an external timer: what came due since the previous
+    pass is due, not missed (the 30 s grace holds for it)."""
+    start_at = datetime.fromtimestamp(int(time.time()) - 3590).astimezone().isoformat()
+    env.run("add", "t", "--every", "1h", "--start-at", start_at, "--misfire", "skip", "--",
+            "true", check=True)  # fmt: skip
+    _age_job(env, "t", 15)  # its next fire, in 10 s, was 5 s ago
+    assert env.run("runner", "--once", timeout=60).returncode == 0
+    assert [(r["trigger"], r["status"]) for r in env.runs("t")] == [("schedule", "succeeded")]
+
+
 def test_mutex_keeps_jobs_apart(any_env: Env) -> None:
     for name in ("a", "b"):
         any_env.run("add", name, "--every", "1h", "--mutex", "db", "--", "sleep", "0.7", check=True)
