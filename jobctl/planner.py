@@ -237,8 +237,12 @@ def manual_refusal(job: Job, open_runs: Sequence[Run]) -> str | None:
         return None
     if job.overlap == "queue" and not waiting:
         return None
-    what = f"run {(running or waiting)[0].id} is {'running' if running else 'queued'}"
-    return f"job {job.name!r}: {what} and its overlap is {job.overlap}; use --force to run anyway"
+    if job.overlap == "queue":  # one run may wait: the one that waits already is the reason
+        what, why = f"run {waiting[0].id} is queued", " (one run waits at most)"
+    else:
+        what, why = f"run {(running or waiting)[0].id} is {'running' if running else 'queued'}", ""
+    return (f"job {job.name!r}: {what} and its overlap is {job.overlap}{why}; use --force to run "
+            "anyway")  # fmt: skip
 
 
 # ---- which queued runs may start -------------------------------------------------------

@@ -300,19 +300,22 @@ def logs(
     by_name = run is None or (run.job == target and not _is_run_id(s, target, run))
     out = sys.stdout.buffer
     try:
-        if run is not None:
-            _write_output(s, run, out, n, follow)
+        open_line = run is not None and _write_output(s, run, out, n, follow)
         if not (follow and by_name):
             return
         last_id = run.id or 0 if run is not None else 0
-        render.note(f"waiting for the next run of {target!r} (Ctrl-C to stop)")
+        # (the notes go to stderr; a run whose output ended mid-line gets its line ended
+        # there first, so that on a terminal a note never starts on the job's last line)
+        render.note(f"{chr(10) * open_line}waiting for the next run of {target!r} (Ctrl-C to stop)")
         while True:
             nxt = runs.next_run_started(s, target, last_id)
             if nxt is None:
                 time.sleep(FOLLOW_POLL_S)
                 continue
             render.note(f"--- run {nxt.id} (attempt {nxt.attempt}, {nxt.trigger})")
-            _write_output(s, nxt, out, None, True)
+            open_line = _write_output(s, nxt, out, None, True)
+            if open_line:
+                render.note("")
             last_id = nxt.id or last_id
     except KeyboardInterrupt:  # the way to end a follow: not an error
         return
@@ -325,8 +328,9 @@ def _is_run_id(s: "Store", target: str, run: "Run") -> bool:
     return str(run.id) == target and run.job != target
 
 
-def _write_output(s: "Store", run: "Run", out: "BinaryIO", tail: int | None, follow: bool) -> None:
-    """Write a run's output (its last `tail` lines); with `follow`, stream it until it ends."""
+def _write_output(s: "Store", run: "Run", out: "BinaryIO", tail: int | None, follow: bool) -> bool:
+    """Write a run's output (its last `tail` lines); with `follow`, stream it until it ends.
+    Returns whether it left a line unfinished (output not ending with a line break)."""
     from jobctl.models import FINAL_STATUSES
 
     assert run.id is not None
@@ -336,16 +340,19 @@ def _write_output(s: "Store", run: "Run", out: "BinaryIO", tail: int | None, fol
         data = b"".join(data.splitlines(keepends=True)[-tail:]) if tail else b""
     out.write(data)
     out.flush()
+    last = data[-1:]
     seq = chunks[-1][0] if chunks else -1
     while follow:
         ended = run.status in FINAL_STATUSES
         for seq, chunk in s.read_output(run.id, seq):  # noqa: B007,B020 - seq is the cursor
             out.write(chunk)
+            last = chunk[-1:] or last
         out.flush()
         if ended:
-            return
+            break
         time.sleep(FOLLOW_POLL_S)
         run = s.get_run(run.id)
+    return last not in (b"", b"\n")
 
 
 def dead(

@@ -416,3 +416,35 @@ def test_logs_follow_by_name_waits_for_each_next_run(home) -> None:
         follow.send_signal(signal.SIGINT)
         follow.wait(timeout=30)
     assert follow.returncode == 0, follow.stderr.read() if follow.stderr else ""
+
+
+def test_logs_follow_ends_an_unfinished_line_before_its_notes(home) -> None:
+    """A run whose output does not end with a line break: the note that follows it (stderr,
+    shown on the same terminal) starts on a line of its own (QA pass: `nonl--- run 4`)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.waiting import wait_for
+
+    def jobctl(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "jobctl", *args], capture_output=True,
+                              text=True, timeout=60, env=os.environ)  # fmt: skip
+
+    assert jobctl("add", "w", "--shell", "--", "printf nonl").returncode == 0
+    assert jobctl("run", "w").returncode == 0
+    argv = [sys.executable, "-m", "jobctl", "logs", "w", "--follow"]
+    log = home.parent / "follow.txt"
+    with open(log, "wb") as sink:  # stdout and stderr together, as a terminal shows them
+        follow = subprocess.Popen(argv, stdout=sink, stderr=subprocess.STDOUT)
+        try:
+            wait_for(lambda: b"waiting" in log.read_bytes())
+            assert jobctl("run", "w").returncode == 0
+            wait_for(lambda: log.read_bytes().count(b"nonl") == 2)
+        finally:
+            follow.send_signal(signal.SIGINT)
+            follow.wait(timeout=30)
+    text = log.read_text()
+    assert text.startswith("nonl\nwaiting for the next run of 'w'"), text
+    assert "\n--- run 2 (attempt 1, manual)\nnonl" in text, text

@@ -168,7 +168,11 @@ def test_overlap_queue_allow_replace(any_env: Env, tmp_path: Path) -> None:
         assert any_env.run("run", policy, "--detach").returncode == 0
     # queue: one runs, one waits; a third is refused by the policy
     refused = any_env.run("run", "queue", "--detach")
-    assert refused.returncode == 3 and "overlap is queue" in refused.stderr
+    waiting = next(r["id"] for r in any_env.runs("queue") if r["status"] == "queued")
+    assert refused.returncode == 3
+    assert f"run {waiting} is queued and its overlap is queue (one run waits at most)" in (
+        refused.stderr
+    )
     # allow: both run at once; replace: the old run is cancelled, the new one runs
     wait_for(lambda: done(any_env, "allow", 2, ("running",)))
     wait_for(lambda: done(any_env, "replace", 1, ("cancelled",)))
