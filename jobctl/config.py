@@ -44,6 +44,9 @@ def resolve_settings(
     home: str | None = None, store: str | None = None, environ: dict[str, str] | None = None
 ) -> Settings:
     env = os.environ if environ is None else environ
+    for flag, value, what in (("--home", home, "a path"), ("--store", store, "a path or URL")):
+        if value is not None and not value.strip():  # given, but empty: not "the default"
+            raise UsageError(f"invalid {flag} {value!r}: give {what} (or leave the flag out)")
     home_path = resolve_home(home, env)
     url = store or env.get("JOBCTL_STORE") or f"sqlite:///{home_path / 'jobctl.db'}"
     return Settings(home=home_path, store_url=url)

@@ -206,17 +206,22 @@ def add(
     _done(job, "added", json, t)
 
 
-def _warn_unrunnable(job: "Job") -> None:
-    """Warnings (stderr; the job is added, exit 0): a program not found on PATH, and no
-    runner active to fire a scheduled job."""
+def _warn_missing_program(job: "Job") -> None:
     from jobctl import jobdef
-    from jobctl.status import runners_alive
 
     program = jobdef.missing_program(job)
     if program is not None:
         where = "not an executable file" if "/" in program else "not on PATH"
         render.note(f"warning: program {program!r} is {where}: runs will fail (exit 127) "
                     "unless it is there when they run")  # fmt: skip
+
+
+def _warn_unrunnable(job: "Job") -> None:
+    """Warnings (stderr; the job is added, exit 0): a program not found on PATH, and no
+    runner active to fire a scheduled job."""
+    from jobctl.status import runners_alive
+
+    _warn_missing_program(job)
     if job.state == "active" and job.schedule_kind != "manual":
         _, alive, _ = runners_alive(store())
         if not any(alive.values()):
@@ -283,6 +288,8 @@ def edit(
     if warning:
         render.note(warning)
     warn_unmatched([job])  # a job pinned (--on) where no runner fits: not an error
+    if any(v is not None for v in (opts.command, opts.shell, opts.cwd, opts.env)):
+        _warn_missing_program(job)  # as `add` does
     _done(job, "updated", json, t)
 
 

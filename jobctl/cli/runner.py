@@ -272,9 +272,11 @@ def status(
     from jobctl import status as status_
 
     s, t = store(), now()
-    if check:
-        _check(*status_.runners_alive(s))
-        return
+    if check:  # with --json: the status as JSON on stdout, and the check's exit code
+        code = _check(*status_.runners_alive(s), quiet=json)
+        if json:
+            render.print_json(_status_json(status_.gather(s, t)))
+        raise typer.Exit(code)
     st = status_.gather(s, t)
     # pinned where no runner fits
     warn_unmatched(s.list_jobs(last_runs=False, pinned=True), st.runners, one_job=False)
@@ -354,19 +356,23 @@ def _status_json(st: "Status") -> dict[str, Any]:
     }
 
 
-def _check(registered: "list[RunnerInfo]", alive: dict[str, bool], t: float) -> None:
-    """`status --check` (for monitoring, like `systemctl is-active`): exit 0 when a runner is
-    alive and its lease, renewed by its heartbeat, has not expired; else exit 1, one line."""
+def _check(
+    registered: "list[RunnerInfo]", alive: dict[str, bool], t: float, quiet: bool = False
+) -> int:
+    """`status --check` (for monitoring, like `systemctl is-active`): 0 when a runner is
+    alive and its lease, renewed by its heartbeat, has not expired (said on stdout unless
+    `quiet`); else 1, with one line on stderr."""
     fresh = [r for r in registered if alive[r.owner] and (r.lease_expires_at or 0.0) > t]
     if fresh:
         r = fresh[-1]
         more = f" (and {len(fresh) - 1} more)" if len(fresh) > 1 else ""
-        typer.echo(f"active: runner pid {r.pid} on {r.host}{more}")
-        return
+        if not quiet:
+            typer.echo(f"active: runner pid {r.pid} on {r.host}{more}")
+        return 0
     if any(alive.values()):
-        raise typer.Exit(_fail("runner: its heartbeat is stale (the runner is stuck or its "
-                               "store is unavailable)"))  # fmt: skip
-    raise typer.Exit(_fail("runner: not running (start one with: jobctl runner)"))
+        return _fail("runner: its heartbeat is stale (the runner is stuck or its store is "
+                     "unavailable)")  # fmt: skip
+    return _fail("runner: not running (start one with: jobctl runner)")
 
 
 def _fail(line: str) -> int:

@@ -162,3 +162,22 @@ def test_a_full_disk_under_stdout_is_said_plainly(tmp_path) -> None:
         done = subprocess.run([sys.executable, "-m", "jobctl", "list"], env=env, stdout=full,
                               stderr=subprocess.PIPE, text=True)  # fmt: skip
     assert (done.returncode, done.stderr) == (1, "jobctl: No space left on device\n")
+
+
+def test_more_qa_pass_answers(cli, home) -> None:
+    """An empty --home/--store is refused (not taken as the default), `status --check
+    --json` prints the status as JSON with the check's exit code, and `edit` warns of a
+    program it cannot find as `add` does."""
+    import json
+
+    for flag, what in (("--home", "a path"), ("--store", "a path or URL")):
+        r = cli(flag, "", "list")
+        assert (r.code, r.err) == (2, f"jobctl: invalid {flag} '': give {what} (or leave "
+                                      "the flag out)\n")  # fmt: skip
+    r = cli("status", "--check", "--json")
+    assert r.code == 1 and json.loads(r.out)["runner"]["active"] is False
+    assert r.err == "runner: not running (start one with: jobctl runner)\n"
+    assert cli("add", "t", "--", "true").code == 0
+    r = cli("edit", "t", "--", "nosuchprog_qa")
+    assert r.code == 0 and "warning: program 'nosuchprog_qa' is not on PATH" in r.err
+    assert "warning" not in cli("edit", "t", "--retries", "1").err
