@@ -171,6 +171,8 @@ def apply_options(job: Job, opts: JobOptions, now: float, new: bool = False) -> 
     from jobctl import planner  # here: `history` parses its --since with this module
 
     with schedule_input():
+        if opts.tz is not None:
+            schedule.check_zone_input(opts.tz)
         tz = planner.zone(tz_name)
     c["tz"] = tz_name
     if opts.start_at is not None and opts.every is None and job.schedule_kind != "every":

@@ -201,9 +201,22 @@ def add(
     _nudge()
     if warning:
         render.note(warning)
+    if tz is None:
+        _warn_posix_tz(job)
     warn_unmatched([job])  # a job pinned (--on) where no runner fits: not an error
     _warn_unrunnable(job)
     _done(job, "added", json, t)
+
+
+def _warn_posix_tz(job: "Job") -> None:
+    """A job's zone defaults to the local one; a $TZ that is a POSIX rule, not an IANA name,
+    cannot be a job's: say which zone the job got instead."""
+    from jobctl.clock import local_iana_zone
+
+    tz = os.environ.get("TZ")
+    if tz and local_iana_zone() is None:
+        render.note(f"warning: $TZ {tz!r} is not an IANA zone name: the job's zone is "
+                    f"{job.tz} (the system's); give --tz to choose")  # fmt: skip
 
 
 def _warn_missing_program(job: "Job") -> None:

@@ -54,6 +54,8 @@ def next_(
     else:
         job = Job(name="preview", command=["true"], tz=tz or local_zone_name(), anchor_at=t)
     with schedule_input():
+        if tz is not None:
+            schedule.check_zone_input(tz)
         zone = planner.zone(job.tz)
         start = (
             t

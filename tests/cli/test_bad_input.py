@@ -301,3 +301,24 @@ def test_runner_events_show_control_characters_escaped(cli, monkeypatch, fancy: 
     assert r.code == 0, r.err
     assert not CONTROL.search(r.out), repr(r.out)
     assert r"\x1b]0;pwned\x07[/]nope" in r.out
+
+
+@pytest.mark.parametrize("zone", ["localtime", "posixrules", "Factory", "right/UTC"])
+def test_tz_must_be_a_zone_of_the_world(cli, home, zone: str) -> None:
+    """Files of the tz database that are not zones (the machine's own setting, a fleet's
+    machines disagree on; leap-second clocks 27 s off) are refused as --tz (QA pass)."""
+    one_line_error(cli("add", "z", "--cron", "0 9 * * *", "--tz", zone, "--", "true"), 2,
+                   repr(zone))  # fmt: skip
+    assert db_dump(home) == []
+    one_line_error(cli("next", "--cron", "0 9 * * *", "--tz", zone), 2, repr(zone))
+
+
+def test_a_posix_tz_rule_is_said_when_it_cannot_be_the_jobs_zone(
+    cli, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TZ", "EST5EDT,M3.2.0,M11.1.0")
+    r = cli("add", "p", "--cron", "0 9 * * *", "--", "true")
+    zone = cli("show", "p", "--json").json()["tz"]
+    assert r.code == 0 and (f"warning: $TZ 'EST5EDT,M3.2.0,M11.1.0' is not an IANA zone name: "
+                            f"the job's zone is {zone} (the system's)") in r.err  # fmt: skip
+    assert "$TZ" not in cli("add", "q", "--cron", "0 9 * * *", "--tz", "UTC", "--", "true").err
