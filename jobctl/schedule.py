@@ -477,6 +477,8 @@ def parse_at(text: str, tz: ZoneInfo, now: datetime) -> datetime:
             raise ScheduleError(f"invalid time {text!r}: too far from now") from None
     try:
         when = datetime.fromisoformat(s)
+        if when.year < 2:  # the first year has no fire before it to search from
+            raise OverflowError
         if when.tzinfo is None:
             when = _locate(when, tz)[0]
         return when.astimezone(tz)

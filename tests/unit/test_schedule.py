@@ -674,3 +674,11 @@ AT_WARNINGS = [
 @pytest.mark.parametrize(("text", "zone", "expected"), AT_WARNINGS)
 def test_at_dst_warning(text: str, zone: str, expected: str | None) -> None:
     assert at_dst_warning(text, ZoneInfo(zone)) == expected
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00", "0001-06-01", "0001-12-31T23:59Z"])
+def test_parse_at_refuses_the_first_year(text: str) -> None:
+    """A search from year 1 found nothing (`next --from 0001-01-01` printed []): refused."""
+    with pytest.raises(ScheduleError, match="out of the supported range"):
+        parse_at(text, NY, NOW)
+    assert parse_at("0002-01-01T00:00", NY, NOW).year == 2
