@@ -129,7 +129,9 @@ def zone_names() -> list[str]:
             rel = os.path.relpath(folder, base)
             dirs[:] = [d for d in dirs if d[0].isupper()]  # not posix/, right/
             prefix = "" if rel == "." else rel + "/"
-            names += [prefix + f for f in files if f[0].isupper() and "." not in f]
+            names += [
+                prefix + f for f in files if f[0].isupper() and "." not in f and f != "Factory"
+            ]  # (--tz refuses it)
         if names:
             return sorted(names)
     try:
