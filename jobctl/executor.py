@@ -87,9 +87,11 @@ class SpawnError(Exception):
 
 
 #: a gated job reads its stdin (the gate pipe) before exec'ing its command with stdin=/dev/null;
-#: EOF (its starter died before releasing it) means "never run": it leaves the file named by
-#: its first argument (Spec.gate_mark; none if empty), for the next runner to find, and exits
-_GATE = 'm=$1; shift; read _ || { [ -z "$m" ] || : >"$m"; exit 125; }; exec </dev/null; exec "$@"'
+#: EOF (its starter died before releasing it) means "never run": it writes its pid to the file
+#: named by its first argument (Spec.gate_mark; none if empty), for the next runner, and exits
+_GATE = (
+    'm=$1; shift; read _ || { [ -z "$m" ] || echo $$ >"$m"; exit 125; }; exec </dev/null; exec "$@"'
+)
 
 
 _FOUND: dict[tuple[str, str, str], tuple[str, float]] = {}  # (cmd, PATH, cwd) -> (path, when)

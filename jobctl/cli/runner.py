@@ -170,7 +170,7 @@ def runner(
         executor.become_subreaper()  # escaped descendants of our jobs come back to us (Linux)
     r = Runner(s, workers=n, emit=_printer, grace_s=grace_s, guard=guard, labels=labels,
                lease_s=lease_s, clock=clock, notifier=_notifier(s, defaults),
-               gates=state().settings.home / "gates")  # fmt: skip
+               gates=state().settings.home.absolute() / "gates")  # fmt: skip
     r.install_signals()
     try:
         r.run(once=once)
@@ -234,7 +234,7 @@ def _fleet_runner(
         executor.become_subreaper()
     r = Runner(s, workers=workers, clock=clock, emit=_printer, grace_s=grace_s, labels=labels,
                lease_s=lease_s, lease_store=lease_store, notifier=notifier,
-               gates=state().settings.home / "gates")  # fmt: skip
+               gates=state().settings.home.absolute() / "gates")  # fmt: skip
     r.install_signals()
     from jobctl.relay import Relay
 

@@ -90,7 +90,6 @@ class Runner:
         if gates is not None:
             with contextlib.suppress(OSError):  # without it, such a run is recorded abandoned
                 gates.mkdir(mode=0o700, parents=True, exist_ok=True)
-            recovery.sweep_gate_marks(gates)
         self.notifier = notifier  # tells of failures, deaths, recoveries... (notify.py)
         self.shared = bool(getattr(store, "shared", False))
         self.lease_s = lease_s
@@ -503,6 +502,8 @@ class Runner:
         stale = recovery.stale_runs(open_runs, self.owner, mine)
         recovery.recover_runs(self.store, stale, now, self.clock, self.rng, self.emit,
                               self.gates)  # fmt: skip
+        if self.gates is not None:  # after recovery: the marks it needed are gone by now
+            recovery.sweep_gate_marks(self.gates)
 
     def _reap(self, now: float) -> None:
         def decide(run: Run, job: Job | None) -> tuple[Run, Run | None]:

@@ -50,18 +50,13 @@ def recover_runs(
     never ran), which puts it back in the queue."""
     if not stale:
         return
-    never = {r.id: mark for r in stale if r.status == "running"
-             and (mark := gate_mark(gates, r)) is not None and mark.exists()}  # fmt: skip
+    never = [r for r in stale if r.status == "running" and _never_ran(gates, r)]
     if never:
-        store.release_runs([i for i in never if i is not None])
-        for r in stale:
-            if r.id in never:
-                emit("recover", f"{r.job}: run {r.id} never started (its runner died before "
-                     "its time): queued again")  # fmt: skip
-        for mark in never.values():
-            with contextlib.suppress(OSError):
-                mark.unlink()
-        stale = [r for r in stale if r.id not in never]
+        store.release_runs([r.id for r in never if r.id is not None])
+        for r in never:
+            emit("recover", f"{r.job}: run {r.id} never started (its runner died before "
+                 "its time): queued again")  # fmt: skip
+        stale = [r for r in stale if r not in never]
         if not stale:
             return
     names = sorted({r.job for r in stale})
@@ -79,6 +74,28 @@ def recover_runs(
                         error=f"its runner died ({run.owner}){note}")  # fmt: skip
         final, retry = record_end(store, jobs.get(run.job), final, clock, rng)
         emit("recover", describe_end(final, retry, now))
+
+
+def _never_ran(gates: Path | None, run: Run) -> bool:
+    """Whether `run`'s gate mark proves that its command never ran: the mark holds the pid
+    recorded for the run (its gated process, which read EOF instead of its start). The mark
+    is removed, durably, before the run goes back to the queue: a mark that outlived it could
+    later pass a run that did start for one that did not (False when it cannot be removed)."""
+    mark = gate_mark(gates, run)
+    if mark is None or run.pid is None:
+        return False
+    try:
+        if mark.read_text().strip() != str(run.pid):
+            return False  # another process's (a stale mark): the run may have run
+        mark.unlink()
+        folder = os.open(mark.parent, os.O_RDONLY)
+        try:
+            os.fsync(folder)
+        finally:
+            os.close(folder)
+    except OSError:
+        return False
+    return True
 
 
 #: a gate's mark older than this is left over (its run recovered elsewhere: a fleet member's

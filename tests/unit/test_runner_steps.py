@@ -518,3 +518,71 @@ def test_missed_fires_are_told_once_per_round(tmp_path: Path) -> None:
     assert name == "j" and run.scheduled_for == max(r.scheduled_for for r in skipped)
     runner.fire_due(clock.now())
     assert len(told) == 1  # nothing new missed
+
+
+def test_a_gated_spawn_leaves_its_pid_in_its_mark_when_its_runner_dies(tmp_path: Path) -> None:
+    """The pool spawns a run ahead of its time with its gate mark: the gate, finding its
+    runner gone (its write end closed), writes its own pid there before exiting."""
+    from jobctl.clock import SystemClock
+    from jobctl.runner.execution import gate_mark
+    from tests.waiting import wait_for
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    gates = tmp_path / "gates"
+    ran = tmp_path / "ran"
+    store.add_job(Job(name="g", command=["touch", str(ran)], tz="UTC", cwd=str(tmp_path)))
+    at = time.time() + 3.0
+    run = store.add_run(Run(job="g", scheduled_for=at, not_before=at, trigger="manual"))
+    runner = Runner(store, workers=1, clock=SystemClock(), gates=gates)
+    runner.start_queued(at)
+    (entry,) = runner.active.values()
+    assert entry.gated and entry.spawned is not None and entry.spawned._gate is not None
+    mark = gate_mark(gates, store.get_run(run.id))
+    assert mark is not None and not mark.exists()
+    import os
+
+    os.close(entry.spawned._gate)  # as a kill -9 of the runner would
+    entry.spawned._gate = None
+    assert wait_for(lambda: mark.exists() and mark.read_text().strip())
+    assert mark.read_text().strip() == str(entry.spawned.pid) == str(store.get_run(run.id).pid)
+    runner._terminate(entry.run, "cancelled", "test over")
+    wait_for(lambda: not runner.active)
+    assert not ran.exists()
+
+
+def test_recovery_requeues_a_run_only_on_its_own_gates_mark(tmp_path: Path) -> None:
+    """A stale run whose mark holds its recorded pid never ran: queued again, the mark gone.
+    A mark of another pid (left from an earlier spawn of the run) proves nothing: abandoned."""
+    import random
+
+    from jobctl.clock import SystemClock
+    from jobctl.runner import recovery
+    from jobctl.runner.execution import gate_mark
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    store.add_job(Job(name="g", command=["true"], tz="UTC", cwd=str(tmp_path)))
+    dead = "gone:999999:1"
+    said: list[str] = []
+    runs = []
+    for pid, written in ((4242, "4242\n"), (4343, "9999\n")):
+        run = store.add_run(Run(job="g", scheduled_for=T0 + pid, not_before=T0,
+                                created_at=T0, trigger="manual", status="running",
+                                owner=dead, pid=pid))  # fmt: skip
+        mark = gate_mark(gates, run)
+        assert mark is not None
+        mark.write_text(written)
+        runs.append((run, mark))
+
+    def say(kind: str, line: str) -> None:
+        said.append(line)
+
+    stale = [r for r, _ in runs]
+    recovery.recover_runs(store, stale, time.time(), SystemClock(), random.Random(1), say, gates)
+    (own, own_mark), (other, _) = runs
+    got = store.get_run(own.id)
+    assert (got.status, got.owner, got.pid, got.attempt) == ("queued", None, None, 1)
+    assert not own_mark.exists()
+    assert store.get_run(other.id).status == "abandoned"
+    assert any(f"run {own.id} never started" in line for line in said)
