@@ -406,10 +406,14 @@ class Runner:
                 if missed and self.notifier is not None:  # one per fire, not per missed time
                     self.notifier.missed(fire.job, missed[-1])
             if len(due) < DUE_BATCH:
-                self._missed_why = HELD_UP
-                return
+                break
             if len(self.pool.active) < self.workers:  # a big round: the workers start on
                 self.start_queued(now)  # the first batch while the next ones are recorded
+        self._missed_why = HELD_UP
+        # every fire due by `now` is recorded: those missed are behind us, and a clock stepped
+        # back later must not make new fires look missed
+        if self._missed_through is not None and self._missed_through <= now:
+            self._missed_through = None
 
     def _pause_broken(self, job: Job, exc: Exception) -> None:
         """A job whose schedule cannot be computed any more must not stop the others (or spin
@@ -440,6 +444,8 @@ class Runner:
         (wildcard cron, --every) fire at their next time from the new now that has not fired
         yet (a time at or before a job's high-water mark never fires again, SPEC 6); fixed-time
         jobs keep their next fire."""
+        if self._missed_through is not None:  # what comes due from the new now is not missed
+            self._missed_through = min(self._missed_through, now)
         names = [
             j.name
             for j in self.store.list_jobs(last_runs=False)

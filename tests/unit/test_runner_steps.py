@@ -586,3 +586,32 @@ def test_recovery_requeues_a_run_only_on_its_own_gates_mark(tmp_path: Path) -> N
     assert not own_mark.exists()
     assert store.get_run(other.id).status == "abandoned"
     assert any(f"run {own.id} never started" in line for line in said)
+
+
+def test_what_came_due_before_the_start_is_missed_and_only_that(tmp_path: Path) -> None:
+    """A SQLite runner's start: fires due before it were missed while no runner was up
+    (the misfire policy decides, no grace); once that round is recorded, a clock stepped back
+    does not make new fires look missed (review of the misfire change)."""
+    store, runner, clock = setup(tmp_path, misfire="skip")
+    runner._missed_through = T0 + 70  # as run() sets it at the start (the runner's own now)
+    clock.advance(70)  # the fire at T0 + 60 was due 10 s before the start
+    runner.fire_due(clock.now())
+    (missed,) = store.list_runs(RunFilter())
+    assert (missed.scheduled_for, missed.trigger, missed.status) == (T0 + 60, "catchup",
+                                                                     "skipped")  # fmt: skip
+    assert runner._missed_through is None  # consumed
+    clock.advance(-300)  # NTP steps the clock back 5 minutes
+    runner.rewind(clock.now(), -300)
+    clock.advance(300 + 55)  # T0 + 125: the fire at T0 + 120 is 5 s late, the runner up
+    runner.fire_due(clock.now())
+    latest = store.list_runs(RunFilter())[0]
+    assert (latest.scheduled_for, latest.trigger, latest.status) == (T0 + 120, "schedule",
+                                                                     "queued")  # fmt: skip
+
+
+def test_a_rewind_lowers_what_counts_as_missed(tmp_path: Path) -> None:
+    _, runner, clock = setup(tmp_path, misfire="skip")
+    runner._missed_through = T0 + 3600  # started with the clock an hour ahead
+    clock.advance(-600)
+    runner.rewind(clock.now(), -3600)  # stepped back to the true time before any round
+    assert runner._missed_through == clock.now()
