@@ -1267,6 +1267,9 @@ class PostgresStore:
                 sets = ", ".join(f"{c} = %({c})s" for c in fields)
                 writes.append((f"UPDATE runs SET {sets} WHERE id = %(_id)s",
                                {**fields, "_id": run.id}))  # fmt: skip
+                if supersedes_dead(final):  # as finish_runs: one dead mark per fire
+                    fire = [final.job, to_ms(final.scheduled_for)] * 2
+                    writes.append((SUPERSEDED_DEAD.format(m="%s", no="false", yes="true"), fire))
                 if retry is not None:
                     writes.append((insert, _row(RUN_COLUMNS, retry)))
                 if chains_from(final, retry):  # (rare: reads of its own, in the transaction)

@@ -350,6 +350,32 @@ def test_reaping_takes_two_round_trips_however_many_runs(pg_url: str, monkeypatc
     s.close()
 
 
+def test_a_reaped_replay_leaves_one_dead_mark_on_its_fire(pg_url: str) -> None:
+    """As finish_runs does: a replay reaped dead takes the mark off its fire's older runs,
+    and one reaped while a newer run of its fire is dead stays unmarked (review)."""
+    from dataclasses import replace
+
+    from jobctl.models import Run
+
+    s = PostgresStore(pg_url)
+    s.add_job(job("a"))
+    first = s.add_run(Run(job="a", scheduled_for=1.0, status="failed", dead=True))
+    replay = s.add_run(Run(job="a", scheduled_for=1.0, attempt=2, trigger="replay",
+                           not_before=1.0))  # fmt: skip
+    dead = _leased(s, "dead", 15)
+    ((claimed, _),) = _claim_one(s, "dead", dead)
+    assert claimed.id == replay.id
+    _expire(pg_url, "dead")
+
+    def decide(run, job_):
+        return replace(run, status="abandoned", finished_at=9.0, dead=True), None
+
+    assert [f.id for f, _ in s.reap_expired(decide)] == [replay.id]
+    marks = {r.id: r.dead for r in s.list_runs(RunFilter(job="a"))}
+    assert marks == {first.id: False, replay.id: True}
+    s.close()
+
+
 def test_wait_for_change_wakes_on_another_connections_commit(pg_url: str) -> None:
     import time
 
