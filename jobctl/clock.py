@@ -114,6 +114,17 @@ def _is_zone(name: str) -> bool:
     return True
 
 
+#: files of the tz database that are not zones of the world: the machine's own setting (its
+#: meaning differs from machine to machine of a fleet), POSIX defaults, a placeholder; and
+#: `right/` zones count leap seconds (their clocks run 27 s off the system's)
+NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
+
+
+def world_zone(name: str) -> bool:
+    """Whether `name` is a zone a job may have: an IANA zone, none of NOT_ZONES."""
+    return name not in NOT_ZONES and not name.startswith("right/") and _is_zone(name)
+
+
 def local_iana_zone() -> str | None:
     """The local zone's IANA name when it is known for sure: $TZ naming one, else the target
     of the /etc/localtime link. None when $TZ is a POSIX rule or a file of its own, or when
@@ -123,13 +134,13 @@ def local_iana_zone() -> str | None:
         tz = tz.lstrip(":")
         if "zoneinfo/" in tz:  # TZ=/usr/share/zoneinfo/Asia/Tokyo
             tz = tz.split("zoneinfo/", 1)[1]
-        return tz if tz and _is_zone(tz) else None
+        return tz if tz and world_zone(tz) else None
     try:
         target = os.readlink("/etc/localtime")
     except OSError:
         return None
     name = target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else ""
-    return name if name and _is_zone(name) else None
+    return name if name and world_zone(name) else None
 
 
 def local_zone_name() -> str:
@@ -140,13 +151,13 @@ def local_zone_name() -> str:
         return name
     try:
         target = os.readlink("/etc/localtime")
-        if "zoneinfo/" in target and _is_zone(target.split("zoneinfo/", 1)[1]):
+        if "zoneinfo/" in target and world_zone(target.split("zoneinfo/", 1)[1]):
             return target.split("zoneinfo/", 1)[1]
     except OSError:
         pass
     try:
         name = Path("/etc/timezone").read_text().strip()
-        if name and _is_zone(name):
+        if name and world_zone(name):
             return name
     except OSError:
         pass

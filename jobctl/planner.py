@@ -270,17 +270,21 @@ def pick_startable(
     held = {m for r in running if r.job in jobs for m in jobs[r.job].mutexes}
     start: list[Run] = []
     gone: list[Run] = []
-    newest: dict[str, int] = {}  # replace job -> its newest waiting run (queued is in order)
-    for i, run in enumerate(queued):
+    # replace job -> its newest waiting run: the latest fire (a retry of an older fire, due
+    # later for its delay, is not newer than the fire after it), then the latest recorded
+    newest: dict[str, tuple[float, int]] = {}
+    for run in queued:
         job = jobs.get(run.job)
         if job is not None and job.overlap == "replace" and not run.forced:
-            newest[run.job] = i
-    for i, run in enumerate(queued):
+            key = (run.scheduled_for, run.id or 0)
+            newest[run.job] = max(newest.get(run.job, key), key)
+    for run in queued:
         job = jobs.get(run.job)
         if job is None:
             gone.append(run)
             continue
-        if newest.get(run.job, i) > i and not run.forced:
+        if (run.job in newest and not run.forced
+                and newest[run.job] != (run.scheduled_for, run.id or 0)):  # fmt: skip
             gone.append(replace(run, error=REPLACED))
             continue
         if len(start) >= limit:

@@ -63,16 +63,13 @@ def parse_zone(name: str) -> ZoneInfo:
         raise ScheduleError(f"unknown time zone {name!r}") from None
 
 
-#: files of the tz database that are not zones of the world: the machine's own setting (its
-#: meaning differs from machine to machine of a fleet), POSIX defaults, a placeholder
-_NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
-
-
 def check_zone_input(name: str) -> str:
     """`name` if it is a zone a job may be given (--tz): an IANA zone, not `localtime`,
     `posixrules`, `Factory` nor a `right/` zone (those count leap seconds: their clocks run
     27 s off the system's). Zones stored already are read with parse_zone, as they are."""
-    if name.strip() in _NOT_ZONES or name.strip().startswith("right/"):
+    from jobctl.clock import NOT_ZONES
+
+    if name.strip() in NOT_ZONES or name.strip().startswith("right/"):
         raise ScheduleError(f"unknown time zone {name!r}: give an IANA name such as "
                             "Europe/Paris")  # fmt: skip
     parse_zone(name)

@@ -215,8 +215,8 @@ def _warn_posix_tz(job: "Job") -> None:
 
     tz = os.environ.get("TZ")
     if tz and local_iana_zone() is None:
-        render.note(f"warning: $TZ {tz!r} is not an IANA zone name: the job's zone is "
-                    f"{job.tz} (the system's); give --tz to choose")  # fmt: skip
+        render.note(f"warning: $TZ {tz!r} is not a zone a job can have (an IANA name): the "
+                    f"job's zone is {job.tz} (the system's); give --tz to choose")  # fmt: skip
 
 
 def _warn_missing_program(job: "Job") -> None:

@@ -316,9 +316,11 @@ def test_tz_must_be_a_zone_of_the_world(cli, home, zone: str) -> None:
 def test_a_posix_tz_rule_is_said_when_it_cannot_be_the_jobs_zone(
     cli, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("TZ", "EST5EDT,M3.2.0,M11.1.0")
-    r = cli("add", "p", "--cron", "0 9 * * *", "--", "true")
-    zone = cli("show", "p", "--json").json()["tz"]
-    assert r.code == 0 and (f"warning: $TZ 'EST5EDT,M3.2.0,M11.1.0' is not an IANA zone name: "
-                            f"the job's zone is {zone} (the system's)") in r.err  # fmt: skip
+    for i, tz in enumerate(("EST5EDT,M3.2.0,M11.1.0", "right/Europe/Paris", "posixrules")):
+        monkeypatch.setenv("TZ", tz)
+        r = cli("add", f"p{i}", "--cron", "0 9 * * *", "--", "true")
+        zone = cli("show", f"p{i}", "--json").json()["tz"]
+        assert zone != tz and not zone.startswith("right/")
+        said = f"warning: $TZ {tz!r} is not a zone a job can have (an IANA name): the job's"
+        assert r.code == 0 and f"{said} zone is {zone} (the system's)" in r.err
     assert "$TZ" not in cli("add", "q", "--cron", "0 9 * * *", "--tz", "UTC", "--", "true").err

@@ -198,6 +198,11 @@ def test_pick_cancels_the_older_waiting_runs_of_a_replace_job_without_starting_t
     forced = replace(queued("r", 9), forced=True)  # run --force: exempt from the policy
     start, cancel = planner.pick_startable([forced, *q], [], jobs, limit=4)
     assert [r.id for r in start] == [9, 11] and [r.id for r in cancel] == [10, 12]
+    # a retry of an older fire, due later (its delay), is not newer than the next fire
+    old_retry = replace(queued("r", 20), scheduled_for=100.0, not_before=170.0, attempt=2)
+    next_fire = replace(queued("r", 21), scheduled_for=160.0, not_before=160.0)
+    start, cancel = planner.pick_startable([next_fire, old_retry], [], jobs, limit=4)
+    assert [r.id for r in start] == [21] and [r.id for r in cancel] == [20]
     start, cancel = planner.pick_startable([queued("gone", 5)], [], jobs, limit=4)
     assert start == [] and [(r.id, r.error) for r in cancel] == [(5, None)]  # store: job removed
 
