@@ -271,11 +271,12 @@ def pick_startable(
     start: list[Run] = []
     gone: list[Run] = []
     # replace job -> its newest waiting run: the latest fire (a retry of an older fire, due
-    # later for its delay, is not newer than the fire after it), then the latest recorded
+    # later for its delay, is not newer than the fire after it), then the latest recorded.
+    # A replay (`retry RUN_ID`, asked for by someone) is never cancelled for a newer one.
     newest: dict[str, tuple[float, int]] = {}
     for run in queued:
         job = jobs.get(run.job)
-        if job is not None and job.overlap == "replace" and not run.forced:
+        if job is not None and job.overlap == "replace" and _replaceable(run):
             key = (run.scheduled_for, run.id or 0)
             newest[run.job] = max(newest.get(run.job, key), key)
     for run in queued:
@@ -283,7 +284,7 @@ def pick_startable(
         if job is None:
             gone.append(run)
             continue
-        if (run.job in newest and not run.forced
+        if (run.job in newest and _replaceable(run)
                 and newest[run.job] != (run.scheduled_for, run.id or 0)):  # fmt: skip
             gone.append(replace(run, error=REPLACED))
             continue
@@ -301,12 +302,20 @@ def pick_startable(
     return start, gone
 
 
+def _replaceable(run: Run) -> bool:
+    """Whether `run` takes part in its `replace` job's policy: not a forced run (`--force`
+    overrides the policy) nor a replay (asked for by someone: it waits its turn)."""
+    return not run.forced and run.trigger != "replay"
+
+
 def replaced_by_waiting(queued: list[Run], running: list[Run], jobs: dict[str, Job]) -> list[Run]:
-    """Running runs to terminate because a newer run of their `replace` job is due."""
-    waiting = {
-        r.job for r in queued if r.job in jobs and jobs[r.job].overlap == "replace" and not r.forced
-    }
-    return [r for r in running if r.job in waiting]
+    """Running runs to terminate because a run of a later fire of their `replace` job is due
+    (a retry of an older fire, or a replay, waits for the running run instead)."""
+    latest: dict[str, float] = {}
+    for r in queued:
+        if r.job in jobs and jobs[r.job].overlap == "replace" and _replaceable(r):
+            latest[r.job] = max(latest.get(r.job, r.scheduled_for), r.scheduled_for)
+    return [r for r in running if r.job in latest and latest[r.job] > r.scheduled_for]
 
 
 # ---- after a run ends ----------------------------------------------------------------

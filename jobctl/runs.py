@@ -120,7 +120,8 @@ def trigger(
                                 f"(run {busy[0].id} is {busy[0].status}); use --force to "
                                 "replay it again")  # fmt: skip
     current = check_overlap(store, job, force)
-    if job.overlap == "replace" and not force and owner is not None:
+    if job.overlap == "replace" and not force and owner is not None and original is None:
+        # (a replay waits for the running run instead: planner.replaced_by_waiting)
         for old in (r for r in current if r.status == "running"):
             request_cancel(store, old, now, wait_s=0)  # the new run starts once it has ended
     trigger: Trigger = "replay" if original else "manual"

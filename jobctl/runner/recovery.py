@@ -52,7 +52,15 @@ def recover_runs(
         return
     never = [r for r in stale if r.status == "running" and _never_ran(gates, r)]
     if never:
-        store.release_runs([r.id for r in never if r.id is not None])
+        try:
+            store.release_runs([r.id for r in never if r.id is not None])
+        except BaseException:  # (a store error): their marks back, for the next recovery
+            for r in never:
+                with contextlib.suppress(OSError):
+                    mark = gate_mark(gates, r)
+                    if mark is not None:
+                        mark.write_text(f"{r.pid}\n")
+            raise
         for r in never:
             emit("recover", f"{r.job}: run {r.id} never started (its runner died before "
                  "its time): queued again")  # fmt: skip

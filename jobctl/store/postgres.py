@@ -856,9 +856,10 @@ class PostgresStore:
                 ("BEGIN", None),
                 (_prep("SELECT " + (f"{LEASE_HELD} AS ok" if epoch is not None
                                     else "true AS ok")), fence),
-                # pick needs who runs (job, id), with the jobs of those that hold a mutex;
+                # pick needs who runs (job, id, fire), with the jobs of those that hold a mutex;
                 # and whether a job of theirs is replaced by a waiting run (overlap=replace)
-                (_prep(f"SELECT r.id AS r_id, r.job AS r_job, y.overlap = 'replace' AS "
+                (_prep(f"SELECT r.id AS r_id, r.job AS r_job, r.scheduled_for AS r_fire, "
+                       f"y.overlap = 'replace' AS "
                        f"r_replace, {_JOB_WITH_RUN} FROM runs r LEFT JOIN jobs y ON y.name = "
                        "r.job LEFT JOIN jobs j ON j.name = r.job AND j.mutexes != '[]' "
                        "WHERE r.status = 'running'"), None),
@@ -866,8 +867,8 @@ class PostgresStore:
             ])  # fmt: skip
             if not held_rows or not held_rows[0]["ok"]:
                 return []  # fenced: the runner finds out at its next lease renewal
-            running = [Run(job=r["r_job"], scheduled_for=0.0, status="running", id=r["r_id"])
-                       for r in running_rows]  # fmt: skip
+            running = [Run(job=r["r_job"], scheduled_for=r["r_fire"] / 1000, status="running",
+                           id=r["r_id"]) for r in running_rows]  # fmt: skip
             jobs: dict[str, Job] = {row["j_name"]: _job_of(row) for row in running_rows
                                     if row["j_id"] is not None}  # fmt: skip
             replacing: list[dict[str, Any]] = []

@@ -533,10 +533,12 @@ class SQLiteStore:
         # not durable by itself: the runner calls sync() before it starts the process (after a
         # power loss a started run must come back `running`, never `queued` to run again)
         with self._tx(durable=False) as conn:
-            # pick needs only who runs (job, id): no full decode of every running run
+            # pick needs only who runs (job, id, fire): no full decode of every running run
             running = [
-                Run(job=job, scheduled_for=0.0, status="running", id=run_id)
-                for run_id, job in conn.execute("SELECT id, job FROM runs WHERE status = 'running'")
+                Run(job=job, scheduled_for=fire / 1000, status="running", id=run_id)
+                for run_id, job, fire in conn.execute(
+                    "SELECT id, job, scheduled_for FROM runs WHERE status = 'running'"
+                )
             ]
             jobs: dict[str, Job] = {}
             # due runs waiting to replace a running run of their job (overlap=replace) are

@@ -641,9 +641,11 @@ def test_claim_offers_a_replacing_run_even_with_no_free_worker(store) -> None:
     store.add_job(job("busy"))
     store.add_job(job("rep", overlap="replace"))
     store.add_run(Run(job="busy", scheduled_for=0.0, status="running", owner="runner"))
-    store.add_run(Run(job="rep", scheduled_for=0.0, status="running", owner="runner"))
+    store.add_run(Run(job="rep", scheduled_for=5.0, status="running", owner="runner"))
     for i in range(5):
         store.add_run(Run(job="busy", scheduled_for=float(i + 1), not_before=1.0))
+    # a retry of an older fire replaces nothing (the stores give pick the running run's fire)
+    store.add_run(Run(job="rep", scheduled_for=3.0, not_before=1.5, attempt=2, trigger="retry"))
     newer = store.add_run(Run(job="rep", scheduled_for=9.0, not_before=2.0))
     from jobctl import planner
 
@@ -656,6 +658,14 @@ def test_claim_offers_a_replacing_run_even_with_no_free_worker(store) -> None:
     assert store.claim("runner", "host", 10.0, 0, pick) == []
     running_rep = [r.id for r in store.list_runs(RunFilter(job="rep", statuses=["running"]))]
     assert seen and seen[-1] == running_rep and newer.id not in running_rep
+
+    def pick_without_the_newer(queued, running, jobs, limit):
+        queued = [r for r in queued if r.id != newer.id]
+        seen.append([r.id for r in planner.replaced_by_waiting(queued, running, jobs)])
+        return [], []
+
+    store.claim("runner", "host", 10.0, 0, pick_without_the_newer)
+    assert seen[-1] == []  # the retry of fire 3 does not replace the run of fire 5
 
 
 def test_a_store_at_schema_4_gets_the_indexes_of_m005(tmp_path) -> None:

@@ -351,8 +351,8 @@ def test_reaping_takes_two_round_trips_however_many_runs(pg_url: str, monkeypatc
 
 
 def test_a_reaped_replay_leaves_one_dead_mark_on_its_fire(pg_url: str) -> None:
-    """As finish_runs does: a replay reaped dead takes the mark off its fire's older runs,
-    and one reaped while a newer run of its fire is dead stays unmarked (review)."""
+    """As finish_runs does: a replay reaped dead takes the mark off its fire's older run
+    (review: the reaper left both marked)."""
     from dataclasses import replace
 
     from jobctl.models import Run

@@ -163,10 +163,16 @@ def test_overlap_at_fire_time(overlap: str, open_runs: list[Run], expected: str)
 
 def test_replace_terminates_running_run_when_a_newer_one_waits() -> None:
     jobs = {"r": Job(name="r", command=["x"], overlap="replace"), "s": Job(name="s", command=["x"])}
-    old_r, old_s = running("r", 1), running("s", 2)
-    waiting = [queued("r", 3), queued("s", 4)]
+    old_r, old_s = replace(running("r", 1), scheduled_for=60.0), running("s", 2)
+    waiting = [replace(queued("r", 3), scheduled_for=120.0), queued("s", 4)]
     assert planner.replaced_by_waiting(waiting, [old_r, old_s], jobs) == [old_r]
     assert planner.replaced_by_waiting([], [old_r], jobs) == []
+    # a retry of an older fire, or a replay, waits for the running run of a later fire
+    retry = replace(queued("r", 5, trigger="retry"), scheduled_for=0.0, attempt=2)
+    replay = replace(queued("r", 6, trigger="replay"), scheduled_for=90.0, attempt=2)
+    assert planner.replaced_by_waiting([retry, replay], [old_r], jobs) == []
+    start, cancel = planner.pick_startable([retry, replay], [old_r], jobs, limit=4)
+    assert start == [] == cancel  # both wait for the running run (r is busy)
 
 
 def test_at_job_is_done_after_its_fire() -> None:
@@ -203,6 +209,9 @@ def test_pick_cancels_the_older_waiting_runs_of_a_replace_job_without_starting_t
     next_fire = replace(queued("r", 21), scheduled_for=160.0, not_before=160.0)
     start, cancel = planner.pick_startable([next_fire, old_retry], [], jobs, limit=4)
     assert [r.id for r in start] == [21] and [r.id for r in cancel] == [20]
+    replay = replace(old_retry, trigger="replay")  # asked for: never cancelled, it waits
+    start, cancel = planner.pick_startable([next_fire, replay], [], jobs, limit=4)
+    assert [r.id for r in start] == [21] and cancel == []
     start, cancel = planner.pick_startable([queued("gone", 5)], [], jobs, limit=4)
     assert start == [] and [(r.id, r.error) for r in cancel] == [(5, None)]  # store: job removed
 

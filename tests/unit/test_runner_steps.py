@@ -615,3 +615,39 @@ def test_a_rewind_lowers_what_counts_as_missed(tmp_path: Path) -> None:
     clock.advance(-600)
     runner.rewind(clock.now(), -3600)  # stepped back to the true time before any round
     assert runner._missed_through == clock.now()
+
+
+def test_a_failed_requeue_keeps_the_gate_mark_for_the_next_recovery(tmp_path: Path) -> None:
+    import random
+
+    import pytest
+
+    from jobctl.clock import SystemClock
+    from jobctl.errors import StoreError
+    from jobctl.runner import recovery
+    from jobctl.runner.execution import gate_mark
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    store.add_job(Job(name="g", command=["true"], tz="UTC", cwd=str(tmp_path)))
+    run = store.add_run(Run(job="g", scheduled_for=T0, not_before=T0, created_at=T0,
+                            trigger="manual", status="running", owner="gone:9:1",
+                            pid=4242))  # fmt: skip
+    mark = gate_mark(gates, run)
+    assert mark is not None
+    mark.write_text("4242\n")
+    real = store.release_runs
+
+    def broken(*args, **kw):
+        raise StoreError("database is locked")
+
+    store.release_runs = broken  # type: ignore[method-assign]
+    with pytest.raises(StoreError):
+        recovery.recover_runs(store, [run], time.time(), SystemClock(), random.Random(1),
+                              lambda kind, line: None, gates)  # fmt: skip
+    assert mark.read_text() == "4242\n" and store.get_run(run.id).status == "running"
+    store.release_runs = real  # type: ignore[method-assign]
+    recovery.recover_runs(store, [run], time.time(), SystemClock(), random.Random(1),
+                          lambda kind, line: None, gates)  # fmt: skip
+    assert store.get_run(run.id).status == "queued" and not mark.exists()
