@@ -66,6 +66,7 @@ class LeaseKeeper:
         self.last_ok = time.monotonic()  # the last renewal that succeeded
         self.fenced = False  # we terminated our jobs and stopped claiming
         self._cond = threading.Condition()
+        self._halt = threading.Event()  # stop(): the runner is done
         self._threads: list[threading.Thread] = []
 
     @property
@@ -80,6 +81,9 @@ class LeaseKeeper:
             self._threads.append(t)
 
     def stop(self) -> None:
+        """Once the runner is done (its last runs ended, or were terminated after --grace):
+        renewals go on while it drains, so that nobody reaps runs that are still ours."""
+        self._halt.set()
         with self._cond:
             self._cond.notify_all()
         for t in self._threads:
@@ -87,7 +91,7 @@ class LeaseKeeper:
         self.store.close()
 
     def _done(self) -> bool:
-        return self.r._stopped.is_set()
+        return self._halt.is_set()
 
     def _renew_loop(self) -> None:
         failures = 0

@@ -127,6 +127,27 @@ def test_killed_runner_is_taken_over_after_its_lease(fleet: Env, tmp_path: Path)
     fleet.run("cancel", str(runs[2]["id"]), check=True)
 
 
+def test_a_stopping_runner_keeps_its_lease_while_its_runs_finish(
+    fleet: Env, tmp_path: Path
+) -> None:
+    """SIGTERM lets a running job finish for --grace: meanwhile the runner renews its lease,
+    so no other runner reaps the run and runs it again (QA pass: with a job longer than the
+    lease, the others took it over, abandoned and retried it, and its real end was refused)."""
+    out = tmp_path / "long"
+    fleet.run("add", "long", "--every", "1h", "--retries", "1", "--retry-delay", "0s",
+              "--shell", "--", f'sleep 8; {RECORD} x end" >> {out}', check=True)  # fmt: skip
+    a = member(fleet, "h1", "--grace", "30s")
+    fleet.run("run", "long", "--detach", check=True)
+    wait_for(lambda: [r["status"] for r in fleet.runs("long")] == ["running"])
+    member(fleet, "h2")
+    os.kill(a.pid, signal.SIGTERM)  # type: ignore[attr-defined]
+    a.wait(timeout=60)  # type: ignore[attr-defined]
+    (run,) = fleet.runs("long")  # one run: never reaped, never retried
+    assert (run["status"], run["attempt"]) == ("succeeded", 1), run
+    assert [e[2] for e in effects(out)] == ["h1"]
+    assert "refused" not in fleet.log("h1.log") and "abandoned" not in fleet.log("h2.log")
+
+
 def test_cut_off_runner_fences_itself_before_another_takes_over(
     fleet: Env, tmp_path: Path, pg_url: str
 ) -> None:
