@@ -192,9 +192,10 @@ class Runner:
         if isinstance(self.clock, OffsetClock):  # before any time is read: the store's clock
             self.persist(self._sync_clock)
         now = self.since = self.clock.now()
-        # one runner: none was up before this one (a fleet's others were), unless it is the
-        # pass of an external timer (--once), which starts what came due since the last one
-        if not self.shared and not once:
+        # fires due before this start were missed while no runner was up: on SQLite always
+        # (one runner), on a fleet when no other runner holds a live lease; not for the pass
+        # of an external timer (--once), which keeps the grace of a held-up runner
+        if not once and (not self.shared or not self._fleet_up(now)):
             self._missed_through = now
         self.emit("start", f"runner {self.owner} started with {self.workers} workers")
         try:
@@ -213,6 +214,15 @@ class Runner:
             with contextlib.suppress(StoreError):  # a dead pid reads "not running" anyway
                 self.store.unregister_runner(self.owner)
         return 1 if self.failure else 0
+
+    def _fleet_up(self, now: float) -> bool:
+        """Whether another runner of the fleet holds a live lease (if the store cannot tell,
+        assume so: the grace applies, as it did before the misfire rule)."""
+        try:
+            return any(r.owner != self.owner and (r.lease_expires_at or 0.0) > now
+                       for r in self.store.runners())  # fmt: skip
+        except StoreError:
+            return True
 
     def _sync_clock(self) -> None:
         """Set our clock's offset to the store's clock before any time is read (a few tries

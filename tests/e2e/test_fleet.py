@@ -148,6 +148,25 @@ def test_a_stopping_runner_keeps_its_lease_while_its_runs_finish(
     assert "refused" not in fleet.log("h1.log") and "abandoned" not in fleet.log("h2.log")
 
 
+def test_a_fleet_that_was_all_down_applies_the_misfire_policy(fleet: Env) -> None:
+    """No runner held a live lease: fires due before a runner's start were missed while no
+    runner was up, and follow the misfire policy however recent (QA pass: a 10 s stop of the
+    whole fleet ran every missed fire of --misfire skip and once jobs)."""
+    import psycopg
+
+    start_at = datetime.fromtimestamp(int(time.time()) - 100).astimezone().isoformat()
+    fleet.run("add", "m", "--every", "2s", "--start-at", start_at, "--misfire", "skip",
+              "--overlap", "allow", "--", "true", check=True)  # fmt: skip
+    with psycopg.connect(fleet.env["JOBCTL_STORE"], autocommit=True) as conn:
+        conn.execute("UPDATE jobs SET next_run_at = next_run_at - 10000 WHERE name = 'm'")
+    up = time.time()
+    member(fleet, "h1")
+    wait_for(lambda: len([r for r in fleet.runs("m") if r["status"] == "skipped"]) >= 5)
+    before = [r for r in fleet.runs("m")
+              if datetime.fromisoformat(r["scheduled_for"]).timestamp() < up - 0.5]  # fmt: skip
+    assert before and {(r["trigger"], r["status"]) for r in before} == {("catchup", "skipped")}
+
+
 def test_cut_off_runner_fences_itself_before_another_takes_over(
     fleet: Env, tmp_path: Path, pg_url: str
 ) -> None:
