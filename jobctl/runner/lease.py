@@ -146,8 +146,10 @@ class LeaseKeeper:
             f"its runner was fenced ({why}); taken over by another runner",
             grace_s=max(0.5, self.r.lease_s / 4),
         )
+        when = ("its lease had expired already: another runner may have taken them over"
+                if "expired" in why else "self-fencing, before the lease can expire")  # fmt: skip
         self.r.emit("error", f"fenced: {why}; stopped claiming and terminated {n} running "
-                    "jobs (self-fencing, before the lease can expire)")  # fmt: skip
+                    f"jobs ({when})")  # fmt: skip
 
     def renew(self) -> bool:
         """One renewal (and clock reading). Returns whether the store answered."""
