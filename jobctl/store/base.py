@@ -186,6 +186,17 @@ class RunTally:
     lateness_sum: float
 
 
+def purge_sql(mark: str) -> list[str]:
+    """Store._purge's statements (`mark`: the driver's placeholder), each taking (job name,
+    its creation in ms): the finished runs of that job, their output and notifications; the
+    runs of an earlier job of that name are that job's kept history. The count is the last's."""
+    finished = (f"SELECT id FROM runs WHERE job = {mark} AND created_at >= {mark} "
+                "AND status != 'running'")  # fmt: skip
+    return [f"DELETE FROM output WHERE run_id IN ({finished})",
+            f"DELETE FROM notifications WHERE run_id IN ({finished})",
+            f"DELETE FROM runs WHERE id IN ({finished})"]  # fmt: skip
+
+
 #: after the end of a run that is dead or a replay: of its fire's runs only the newest keeps
 #: the dead mark (the one `jobctl dead` lists: runs.dead_runs), so that a run's `dead` and the
 #: list agree, and `--keep-runs`/`prune` may delete the superseded ones (two replays of one

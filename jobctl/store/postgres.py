@@ -58,6 +58,7 @@ from jobctl.store.base import (
     fresh_fires,
     keep_scheduling_state,
     outcome_query,
+    purge_sql,
     supersedes_dead,
     tally_from_row,
     tally_query,
@@ -299,6 +300,9 @@ def _script(
         i += 1
         if not cur.nextset():
             return out
+
+
+_PURGE = purge_sql("%s")
 
 
 class PostgresStore:
@@ -596,13 +600,11 @@ class PostgresStore:
             return self._purge(conn, job, to_ms(since))
 
     def _purge(self, conn: psycopg.Connection[Any], job: str, since_ms: int | None) -> int:
-        """Delete the finished runs of the job named `job` created since `since_ms` (its
-        creation): the runs of an earlier job of that name are that job's kept history."""
-        finished = "SELECT id FROM runs WHERE job = %s AND created_at >= %s AND status != 'running'"
-        args = [job, since_ms]
-        conn.execute(f"DELETE FROM output WHERE run_id IN ({finished})", args)
-        conn.execute(f"DELETE FROM notifications WHERE run_id IN ({finished})", args)
-        return conn.execute(f"DELETE FROM runs WHERE id IN ({finished})", args).rowcount
+        """Delete the finished runs of the job named `job` created since `since_ms`."""
+        *first, last = _PURGE
+        for statement in first:
+            conn.execute(statement, [job, since_ms])
+        return conn.execute(last, [job, since_ms]).rowcount
 
     # ---- runs -------------------------------------------------------------
     def _insert_run(

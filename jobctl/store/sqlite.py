@@ -40,6 +40,7 @@ from jobctl.store.base import (
     fresh_fires,
     keep_scheduling_state,
     outcome_query,
+    purge_sql,
     supersedes_dead,
     tally_from_row,
     tally_query,
@@ -122,6 +123,9 @@ def _insert_sql(table: str, columns: Iterable[str], verb: str = "INSERT") -> str
         marks = ", ".join(f":{c}" for c in key[2])
         sql = _INSERTS[key] = f"{verb} INTO {table} ({', '.join(key[2])}) VALUES ({marks})"
     return sql
+
+
+_PURGE = purge_sql("?")
 
 
 class SQLiteStore:
@@ -370,13 +374,11 @@ class SQLiteStore:
             return self._purge(conn, job, to_ms(since))
 
     def _purge(self, conn: sqlite3.Connection, job: str, since_ms: int | None) -> int:
-        """Delete the finished runs of the job named `job` created since `since_ms` (its
-        creation): the runs of an earlier job of that name are that job's kept history."""
-        finished = "SELECT id FROM runs WHERE job = ? AND created_at >= ? AND status != 'running'"
-        args = [job, since_ms]
-        conn.execute(f"DELETE FROM output WHERE run_id IN ({finished})", args)
-        conn.execute(f"DELETE FROM notifications WHERE run_id IN ({finished})", args)
-        return conn.execute(f"DELETE FROM runs WHERE id IN ({finished})", args).rowcount
+        """Delete the finished runs of the job named `job` created since `since_ms`."""
+        *first, last = _PURGE
+        for statement in first:
+            conn.execute(statement, [job, since_ms])
+        return conn.execute(last, [job, since_ms]).rowcount
 
     # ---- runs -------------------------------------------------------------
     def _insert_run(self, conn: sqlite3.Connection, run: Run, verb: str = "INSERT") -> Run | None:
