@@ -87,6 +87,7 @@ class Runner:
         before its time leaves its mark (execution.gate_mark), created if missing."""
         self.store = store
         self.gates = gates
+        self._sweep_at = 0.0  # (monotonic) when old gate marks are next swept
         if gates is not None:
             with contextlib.suppress(OSError):  # without it, such a run is recorded abandoned
                 gates.mkdir(mode=0o700, parents=True, exist_ok=True)
@@ -518,7 +519,10 @@ class Runner:
         stale = recovery.stale_runs(open_runs, self.owner, mine)
         recovery.recover_runs(self.store, stale, now, self.clock, self.rng, self.emit,
                               self.gates)  # fmt: skip
-        if self.gates is not None:  # after recovery: the marks it needed are gone by now
+        # after recovery (the marks it needed are gone by now), and not at every pass: an
+        # idle runner lists no folder every few seconds
+        if self.gates is not None and time.monotonic() >= self._sweep_at:
+            self._sweep_at = time.monotonic() + recovery.GATE_SWEEP_EVERY_S
             recovery.sweep_gate_marks(self.gates)
 
     def _reap(self, now: float) -> None:

@@ -107,8 +107,9 @@ def _never_ran(gates: Path | None, run: Run) -> bool:
 
 
 #: a gate's mark older than this is left over (its run recovered elsewhere: a fleet member's
-#: lease expired and another runner took it over): removed when a runner starts
+#: lease expired and another runner took it over): swept after recovery, once an hour at most
 GATE_MARK_TTL_S = 86400.0
+GATE_SWEEP_EVERY_S = 3600.0
 
 
 def sweep_gate_marks(gates: Path, ttl_s: float = GATE_MARK_TTL_S) -> None:
