@@ -120,9 +120,14 @@ def _is_zone(name: str) -> bool:
 NOT_ZONES = frozenset({"localtime", "posixrules", "Factory"})
 
 
+def off_world(name: str) -> bool:
+    """Whether `name` is one of the tz database's files a job may not have as its zone."""
+    return name in NOT_ZONES or name.startswith("right/")
+
+
 def world_zone(name: str) -> bool:
-    """Whether `name` is a zone a job may have: an IANA zone, none of NOT_ZONES."""
-    return name not in NOT_ZONES and not name.startswith("right/") and _is_zone(name)
+    """Whether `name` is a zone a job may have: an IANA zone, not off_world."""
+    return not off_world(name) and _is_zone(name)
 
 
 def local_iana_zone() -> str | None:

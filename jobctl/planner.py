@@ -270,15 +270,7 @@ def pick_startable(
     held = {m for r in running if r.job in jobs for m in jobs[r.job].mutexes}
     start: list[Run] = []
     gone: list[Run] = []
-    # replace job -> its newest waiting run: the latest fire (a retry of an older fire, due
-    # later for its delay, is not newer than the fire after it), then the latest recorded.
-    # A replay (`retry RUN_ID`, asked for by someone) is never cancelled for a newer one.
-    newest: dict[str, tuple[float, int]] = {}
-    for run in queued:
-        job = jobs.get(run.job)
-        if job is not None and job.overlap == "replace" and _replaceable(run):
-            key = (run.scheduled_for, run.id or 0)
-            newest[run.job] = max(newest.get(run.job, key), key)
+    newest = _newest_replacing(queued, jobs)
     for run in queued:
         job = jobs.get(run.job)
         if job is None:
@@ -308,14 +300,24 @@ def _replaceable(run: Run) -> bool:
     return not run.forced and run.trigger != "replay"
 
 
+def _newest_replacing(queued: list[Run], jobs: dict[str, Job]) -> dict[str, tuple[float, int]]:
+    """`replace` job -> (fire, id) of its newest waiting run: the latest fire (a retry of an
+    older fire, due later for its delay, is not newer than the fire after it), then the
+    latest recorded; replays and forced runs take no part (_replaceable)."""
+    newest: dict[str, tuple[float, int]] = {}
+    for run in queued:
+        job = jobs.get(run.job)
+        if job is not None and job.overlap == "replace" and _replaceable(run):
+            key = (run.scheduled_for, run.id or 0)
+            newest[run.job] = max(newest.get(run.job, key), key)
+    return newest
+
+
 def replaced_by_waiting(queued: list[Run], running: list[Run], jobs: dict[str, Job]) -> list[Run]:
     """Running runs to terminate because a run of a later fire of their `replace` job is due
     (a retry of an older fire, or a replay, waits for the running run instead)."""
-    latest: dict[str, float] = {}
-    for r in queued:
-        if r.job in jobs and jobs[r.job].overlap == "replace" and _replaceable(r):
-            latest[r.job] = max(latest.get(r.job, r.scheduled_for), r.scheduled_for)
-    return [r for r in running if r.job in latest and latest[r.job] > r.scheduled_for]
+    newest = _newest_replacing(queued, jobs)
+    return [r for r in running if r.job in newest and newest[r.job][0] > r.scheduled_for]
 
 
 # ---- after a run ends ----------------------------------------------------------------

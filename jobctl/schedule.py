@@ -67,9 +67,9 @@ def check_zone_input(name: str) -> str:
     """`name` if it is a zone a job may be given (--tz): an IANA zone, not `localtime`,
     `posixrules`, `Factory` nor a `right/` zone (those count leap seconds: their clocks run
     27 s off the system's). Zones stored already are read with parse_zone, as they are."""
-    from jobctl.clock import NOT_ZONES
+    from jobctl.clock import off_world
 
-    if name.strip() in NOT_ZONES or name.strip().startswith("right/"):
+    if off_world(name.strip()):
         raise ScheduleError(f"unknown time zone {name!r}: give an IANA name such as "
                             "Europe/Paris")  # fmt: skip
     parse_zone(name)

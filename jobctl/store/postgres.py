@@ -303,6 +303,7 @@ def _script(
 
 
 _PURGE = purge_sql("%s")
+_SUPERSEDED_DEAD = SUPERSEDED_DEAD.format(m="%s", no="false", yes="true")
 
 
 class PostgresStore:
@@ -1038,7 +1039,7 @@ class PostgresStore:
                     continue
                 if supersedes_dead(run):
                     fire = [run.job, to_ms(run.scheduled_for)] * 2
-                    then.append((SUPERSEDED_DEAD.format(m="%s", no="false", yes="true"), fire))
+                    then.append((_SUPERSEDED_DEAD, fire))
                 if followup is not None:
                     then.append((insert, _row(RUN_COLUMNS, followup)))
                 if chains_from(run, followup):  # (rare: reads of its own, in the transaction)
@@ -1272,7 +1273,7 @@ class PostgresStore:
                                {**fields, "_id": run.id}))  # fmt: skip
                 if supersedes_dead(final):  # as finish_runs: one dead mark per fire
                     fire = [final.job, to_ms(final.scheduled_for)] * 2
-                    writes.append((SUPERSEDED_DEAD.format(m="%s", no="false", yes="true"), fire))
+                    writes.append((_SUPERSEDED_DEAD, fire))
                 if retry is not None:
                     writes.append((insert, _row(RUN_COLUMNS, retry)))
                 if chains_from(final, retry):  # (rare: reads of its own, in the transaction)

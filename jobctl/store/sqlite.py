@@ -126,6 +126,7 @@ def _insert_sql(table: str, columns: Iterable[str], verb: str = "INSERT") -> str
 
 
 _PURGE = purge_sql("?")
+_SUPERSEDED_DEAD = SUPERSEDED_DEAD.format(m="?", no=0, yes=1)
 
 
 class SQLiteStore:
@@ -654,7 +655,7 @@ class SQLiteStore:
                 conn.execute(_UPDATE_RUN, fields)
                 if supersedes_dead(run):
                     fire = [run.job, fields["scheduled_for"]] * 2
-                    conn.execute(SUPERSEDED_DEAD.format(m="?", no=0, yes=1), fire)
+                    conn.execute(_SUPERSEDED_DEAD, fire)
                 if followup is not None:
                     self._insert_run(conn, followup, "INSERT OR IGNORE")
                 if chains_from(run, followup):
