@@ -2,7 +2,8 @@
 
 Commands: `--version`, `list`, `add` (a new job each time), `history --limit 20`, `status`, on
 a store of 1,000 jobs and 100,000 finished runs (bench.seed). Floors: `python -c pass` with the
-interpreter of jobctl's console script, the system `python3 -c pass`, and `tsp -l` against a
+interpreter of jobctl's console script, the same interpreter importing typer as jobctl's entry
+point does (the CLI framework's own start), the system `python3 -c pass`, and `tsp -l` against a
 running task-spooler server. Each is warmed up twice, then timed N times, round-robin.
 
 Budgets (issue 13) are ratios to the floor measured in the same run, medians: `list` <= 6x,
@@ -28,6 +29,11 @@ JOBS = 1_000
 RUNS = 100_000
 WARMUP = 2
 FLOOR = "python -c pass (jobctl's interpreter)"
+#: the CLI framework's own start, as jobctl's entry point pays it (jobctl/__main__.py: the
+#: cyclic collector off, and no interpreter teardown): the floor under every command but
+#: `--version` and the Tabs jobctl/completing.py answers
+TYPER_FLOOR = "python -c 'import typer' (gc off, os._exit)"
+TYPER_CODE = "import gc; gc.disable(); import typer, os; os._exit(0)"
 #: command -> its budget: median <= this many times the same interpreter's `-c pass` median
 RATIOS = {
     "jobctl --version": 2.0,
@@ -152,6 +158,7 @@ def measure(quick: bool, peers: set[str]) -> common.Result:
             "jobctl history --limit 20": (lambda: [bin_, "history", "--limit", "20"], env),
             "jobctl status": (lambda: [bin_, "status"], env),
             FLOOR: (lambda: [py, "-c", "pass"], env),
+            TYPER_FLOOR: (lambda: [py, "-c", TYPER_CODE], env),
             **{f"Tab: {line}": (lambda: [bin_], tab_env(env, line)) for line in TABS},
         }
         if syspy:
@@ -214,6 +221,16 @@ def measure(quick: bool, peers: set[str]) -> common.Result:
         f"`add` grows it by one job per call "
         f"({WARMUP + reps} added)"
     )
+    typer_ms = med[TYPER_FLOOR]
+    notes.append(
+        f"`import typer` alone, as jobctl pays it, is {typer_ms / floor:.2f} × `python -c pass` "
+        f"({typer_ms:.0f} ms): above it, "
+        + ", ".join(
+            f"`{label.removeprefix('jobctl ')}` takes {med[label] - typer_ms:.0f} ms"
+            for label in RATIOS
+            if label != "jobctl --version"
+        )
+    )
     notes.append(f"jobctl's interpreter: {py}; system python3: {syspy or '-'}")
     if editable_install():
         notes.append(
@@ -232,7 +249,9 @@ def measure(quick: bool, peers: set[str]) -> common.Result:
         f"and {RUNS:,} finished runs (100 per job), written in bulk with bench.seed. No runner "
         f"is running, so `status` reports none and `add` nudges nobody. `add` creates a new "
         f"job each time (`add latN --cron '0 3 * * *' -- true`). Floors: `python -c pass` with "
-        f"the interpreter named by the console script's shebang, the system `python3 -c pass`, "
+        f"the interpreter named by the console script's shebang, the same interpreter importing "
+        f"typer as jobctl's entry point does (the cyclic collector off, leaving by `os._exit`), "
+        f"the system `python3 -c pass`, "
         f"and `tsp -l` against an already started task-spooler server (own TS_SOCKET, empty "
         f"queue). `Tab: LINE` is one completion request as bash makes it (`_JOBCTL_COMPLETE="
         f"complete_bash`, COMP_WORDS=LINE, COMP_CWORD its last word). Each command is run "
