@@ -39,6 +39,7 @@ import pytest
 
 CONNECT_TIMEOUT_S = 5
 _skip_reason: list[str] = []  # why the PostgreSQL tests were skipped (reported once)
+SKIP_PREFIX = "PostgreSQL: "  # of each PostgreSQL test's skip reason
 _info: list[str] = []  # where the server came from and its set-up time (shown with -v)
 
 
@@ -210,7 +211,7 @@ def _no_server(why: str) -> PgServer:
         pytest.fail(f"PostgreSQL tests cannot run under CI=true: {why}", pytrace=False)
     if not _skip_reason:
         _skip_reason.append(why)
-    pytest.skip(f"PostgreSQL: {why}")
+    pytest.skip(f"{SKIP_PREFIX}{why}")
 
 
 @pytest.fixture(scope="session")
@@ -233,8 +234,21 @@ def pg_url(pg_server: PgServer) -> Iterator[str]:
 
 def report(terminalreporter: pytest.TerminalReporter, verbose: bool) -> None:
     """One line at the end of the run when the PostgreSQL tests were skipped (and, with -v,
-    where their server came from)."""
-    if _skip_reason:
-        terminalreporter.write_line(f"PostgreSQL tests skipped: {_skip_reason[0]}", yellow=True)
+    where their server came from). Under xdist the skips happen in the workers: the
+    controller, which writes the summary, finds the reason in their skip reports."""
+    why = _skip_reason[0] if _skip_reason else _skipped_why(terminalreporter)
+    if why:
+        terminalreporter.write_line(f"PostgreSQL tests skipped: {why}", yellow=True)
     elif _info and verbose:
         terminalreporter.write_line(f"PostgreSQL tests: {_info[0]}")
+
+
+def _skipped_why(terminalreporter: pytest.TerminalReporter) -> str | None:
+    """The reason of the first PostgreSQL skip among the run's skip reports, if any."""
+    for rep in terminalreporter.stats.get("skipped", []):
+        longrepr = getattr(rep, "longrepr", None)  # (path, line, "Skipped: REASON")
+        if isinstance(longrepr, tuple) and len(longrepr) == 3:
+            reason = str(longrepr[2]).removeprefix("Skipped: ")
+            if reason.startswith(SKIP_PREFIX):
+                return reason.removeprefix(SKIP_PREFIX)
+    return None
