@@ -55,15 +55,16 @@ class Env:
             notes = s.notifications([r.id for r in rows if r.id is not None])
             return [render.run_json(r, notes.get(r.id or -1, [])) for r in rows]
 
-        return self._read(read, [])
+        return self.read(read, [])
 
     def runner_pids(self) -> list[int]:
         """The pids of the registered runners (as `status --json` lists them), in-process."""
-        return self._read(lambda s: [r.pid for r in s.runners()], [])
+        return self.read(lambda s: [r.pid for r in s.runners()], [])
 
-    def _read(self, read: Any, empty: Any) -> Any:
-        """`read(store)`, once more if the store failed (a database restarted under a test
-        reopens its connection on the next call, as the runners do)."""
+    def read(self, read: Any, empty: Any) -> Any:
+        """`read(store)` on the test's store, either kind (`empty` before it exists), once
+        more if the store failed (a database restarted under a test reopens its connection
+        on the next call, as the runners do)."""
         from jobctl.errors import StoreError
 
         for attempt in (1, 2):
