@@ -13,6 +13,9 @@ import pytest
 
 from tests.cli.test_jobs_cli import db_dump
 
+# every test on SQLite and on PostgreSQL (tests/cli/conftest.py: any_store)
+pytestmark = pytest.mark.usefixtures("any_store")
+
 HUGE = "99999999999999999999"  # > 2**63: no SQLite integer holds it
 ESC_TITLE = "\x1b]0;pwned\x07"  # sets the terminal's title
 ESC_CLEAR = "\x1b[2J"  # clears the screen

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+# every test on SQLite and on PostgreSQL (tests/cli/conftest.py: any_store)
+pytestmark = pytest.mark.usefixtures("any_store")
+
 
 @pytest.mark.parametrize(
     ("args", "stray"),

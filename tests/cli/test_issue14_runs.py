@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import pytest
 
+# every test on SQLite and on PostgreSQL (tests/cli/conftest.py: any_store)
+pytestmark = pytest.mark.usefixtures("any_store")
+
 
 def _run_ids(cli, *args: str) -> list[int]:
     return [r["id"] for r in cli(*args, "--json").json()]

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+# every test on SQLite and on PostgreSQL (tests/cli/conftest.py: any_store)
+pytestmark = pytest.mark.usefixtures("any_store")
+
 JOB_FIELDS = {
     "name",
     "command",
@@ -56,12 +59,14 @@ def test_add_then_list_json(cli) -> None:
     assert j["next_run_at"].endswith("+00:00")
 
 
+@pytest.mark.sqlite_only
 def test_home_and_db_modes(cli, home: Path) -> None:
     assert cli("add", "a", "--every", "1m", "--", "true").code == 0
     assert stat.S_IMODE(os.stat(home).st_mode) == 0o700
     assert stat.S_IMODE(os.stat(home / "jobctl.db").st_mode) == 0o600
 
 
+@pytest.mark.sqlite_only
 def test_global_home_flag_and_store_path(cli, tmp_path: Path) -> None:
     other = tmp_path / "other"
     assert cli("--home", str(other), "add", "a", "--every", "1m", "--", "true").code == 0
@@ -177,6 +182,7 @@ def test_unknown_job_is_not_found(cli, argv) -> None:
     assert "'ghost'" in r.err
 
 
+@pytest.mark.sqlite_only
 def test_store_unusable_is_runtime_failure(cli, tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a folder")

@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+# every test on SQLite and on PostgreSQL (tests/cli/conftest.py: any_store)
+pytestmark = pytest.mark.usefixtures("any_store")
+
 
 @pytest.mark.parametrize(
     ("verb", "usage"),

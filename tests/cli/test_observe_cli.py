@@ -16,6 +16,9 @@ from jobctl.config import resolve_settings
 from jobctl.models import Run
 from jobctl.store import open_store
 
+# every test on SQLite and on PostgreSQL (tests/cli/conftest.py: any_store)
+pytestmark = pytest.mark.usefixtures("any_store")
+
 
 def _store():
     return open_store(resolve_settings(None, None))

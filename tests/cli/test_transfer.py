@@ -17,6 +17,9 @@ import pytest
 from tests.cli.test_bad_input import one_line_error
 from tests.cli.test_jobs_cli import db_dump
 
+# every test on SQLite and on PostgreSQL (tests/cli/conftest.py: any_store)
+pytestmark = pytest.mark.usefixtures("any_store")
+
 DATA = Path(__file__).parent.parent / "data" / "cron"
 FROM = "2026-03-01T00:00:00"  # the --from of every fire comparison (a Sunday, before DST)
 
