@@ -1,6 +1,7 @@
 """CLI fixtures: `any_store` runs a test once on SQLite and once on PostgreSQL (JOBCTL_STORE).
 The modules of commands on the store use it for every test (`pytestmark`); a test of the SQLite
-file itself (its path, --home, an unusable file) says so with `@pytest.mark.sqlite_only`."""
+file itself (its path, --home, an unusable file: JOBCTL_STORE would win over --home) says so
+with `@pytest.mark.sqlite_only`."""
 
 from __future__ import annotations
 

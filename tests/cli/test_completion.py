@@ -48,6 +48,7 @@ def test_job_names_complete_from_store(cli, home: Path) -> None:
     assert out.stdout.split() == ["backup", "build"], out.stderr
 
 
+@pytest.mark.sqlite_only  # --home picks the SQLite file (JOBCTL_STORE would win)
 def test_job_names_complete_from_the_home_on_the_command_line(cli, tmp_path: Path) -> None:
     other = tmp_path / "other"
     assert cli("--home", str(other), "add", "elsewhere", "--every", "1h", "--", "true").code == 0
@@ -435,6 +436,7 @@ def test_zsh_and_fish_items_are_typers_but_on_one_line() -> None:
     assert zsh_item("v", "two\n  lines") == '"v":"two lines"'
 
 
+@pytest.mark.sqlite_only  # --home picks the SQLite file (JOBCTL_STORE would win)
 def test_a_tab_creates_no_store_and_waits_little_for_a_server(
     monkeypatch, capsys, tmp_path: Path
 ) -> None:

@@ -34,6 +34,17 @@ JOB_FIELDS = {
 
 
 def db_dump(home: Path) -> list[tuple]:
+    """Every job row as stored, in the store the test's commands use: the home's SQLite file,
+    or the PostgreSQL schema JOBCTL_STORE names (`any_store`); [] before the store exists."""
+    url = os.environ.get("JOBCTL_STORE", "")
+    if url.startswith("postgres"):
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as pg:
+            try:
+                return pg.execute("SELECT * FROM jobs ORDER BY id").fetchall()
+            except psycopg.errors.UndefinedTable:  # no command has opened the store yet
+                return []
     db = home / "jobctl.db"
     if not db.exists():
         return []

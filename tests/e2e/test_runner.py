@@ -272,8 +272,14 @@ def test_fires_missed_in_a_short_downtime_follow_the_policy(any_env: Env) -> Non
     any_env.start_runner()
     up = time.time()  # the runner started before this
     wait_for(lambda: done(any_env, "s-once", 1) and done(any_env, "s-skip", 12, ("skipped",)))
-    missed = [r for r in any_env.runs("s-once") if r["trigger"] == "catchup"]
-    assert [r["status"] for r in missed] == ["succeeded"]  # one run stands for them all
+    once = any_env.runs("s-once")
+    missed = [r for r in once if r["trigger"] == "catchup"]
+    # one run stands for them all: a catch-up run, or none when a fire came due between the
+    # runner's start and its first round (a loaded machine) and its on-time run stood for
+    # them (SPEC 4; jobctl/planner.py, misfire once); never a run per missed fire
+    assert [r["status"] for r in missed] in (["succeeded"], [])
+    assert missed or once[-1]["trigger"] == "schedule"
+    assert len([r for r in once if t(r["scheduled_for"]) < up]) <= 2  # 12 before the fix
     skipped = [r for r in any_env.runs("s-skip") if r["status"] == "skipped"]
     assert len(skipped) >= 12 and {r["trigger"] for r in skipped} == {"catchup"}
     assert all(t(r["scheduled_for"]) < up for r in skipped)  # fires due before the start
