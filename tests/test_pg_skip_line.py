@@ -22,7 +22,7 @@ def _pytest(*, ci: bool) -> subprocess.CompletedProcess[str]:
     env["JOBCTL_TEST_PG"] = DEAD
     if ci:
         env["CI"] = "true"
-    # the project's addopts apply (-n 2): the run is the README's, on one file's first tests
+    # the project's addopts apply (xdist workers): the README's command, on a few tests
     argv = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", ONE_TEST, "-k",
             "schema_version", "-q"]  # fmt: skip
     return subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
