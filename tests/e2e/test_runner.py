@@ -469,14 +469,18 @@ def test_output_cap_keeps_head_and_tail(any_env: Env) -> None:
     assert len(out) < 11_000
 
 
+def _running_and_waiting(env: Env, name: str) -> tuple[int, int]:
+    """A `--overlap queue` job of 600 s under a runner: the ids of its running run and of
+    the run waiting behind it."""
+    env.run("add", name, "--every", "1h", "--overlap", "queue", "--", "sleep", "600", check=True)
+    env.start_runner()
+    first = int(env.run("run", name, "--detach", check=True).stdout)
+    wait_for(lambda: done(env, name, 1, ("running",)))
+    return first, int(env.run("run", name, "--detach", check=True).stdout)
+
+
 def test_cancel_running_and_queued(any_env: Env, tmp_path: Path) -> None:
-    any_env.run(
-        "add", "sleepy", "--every", "1h", "--overlap", "queue", "--", "sleep", "600", check=True
-    )
-    any_env.start_runner()
-    first = int(any_env.run("run", "sleepy", "--detach", check=True).stdout)
-    wait_for(lambda: done(any_env, "sleepy", 1, ("running",)))
-    second = int(any_env.run("run", "sleepy", "--detach", check=True).stdout)
+    first, second = _running_and_waiting(any_env, "sleepy")
     assert any_env.run("cancel", str(second)).returncode == 0
     r = any_env.run("cancel", str(first))  # returns once the run ended (the job sleeps 600 s)
     assert r.returncode == 0 and "cancelled" in r.stderr
@@ -663,13 +667,7 @@ def test_repeated_kill_9_loses_and_duplicates_no_fire(env: Env, tmp_path: Path) 
 
 
 def test_rm_force_never_lets_the_queued_run_start(any_env: Env) -> None:
-    any_env.run(
-        "add", "rq", "--every", "1h", "--overlap", "queue", "--", "sleep", "600", check=True
-    )
-    any_env.start_runner()
-    first = int(any_env.run("run", "rq", "--detach", check=True).stdout)
-    wait_for(lambda: done(any_env, "rq", 1, ("running",)))
-    second = int(any_env.run("run", "rq", "--detach", check=True).stdout)
+    first, second = _running_and_waiting(any_env, "rq")
     assert any_env.run("rm", "rq", "--force").returncode == 0
     wait_for(lambda: {r["id"]: r["status"] for r in any_env.runs("rq")}[first] == "cancelled")
     # a run queued after the cancel is started: the runner has claimed queued runs since
