@@ -187,14 +187,23 @@ class RunTally:
 
 
 def purge_sql(mark: str) -> list[str]:
-    """Store._purge's statements (`mark`: the driver's placeholder), each taking (job name,
-    its creation in ms): the finished runs of that job, their output and notifications; the
-    runs of an earlier job of that name are that job's kept history. The count is the last's."""
+    """delete_finished_runs' statements (`mark`: the driver's placeholder), each taking (job
+    name, its creation in ms): the finished runs of that job, their output and notifications;
+    the runs of an earlier job of that name are that job's kept history."""
     finished = (f"SELECT id FROM runs WHERE job = {mark} AND created_at >= {mark} "
                 "AND status != 'running'")  # fmt: skip
     return [f"DELETE FROM output WHERE run_id IN ({finished})",
             f"DELETE FROM notifications WHERE run_id IN ({finished})",
             f"DELETE FROM runs WHERE id IN ({finished})"]  # fmt: skip
+
+
+def delete_finished_runs(conn: Any, statements: list[str], job: str, since_ms: int | None) -> int:
+    """Run purge_sql's `statements` on `conn` (sqlite3 and psycopg alike, in the caller's
+    transaction) for the job named `job` created at `since_ms`; the runs deleted."""
+    *first, last = statements
+    for statement in first:
+        conn.execute(statement, [job, since_ms])
+    return int(conn.execute(last, [job, since_ms]).rowcount)
 
 
 #: after the end of a run that is dead or a replay: of its fire's runs only the newest keeps

@@ -36,6 +36,7 @@ from jobctl.store.base import (
     RunTally,
     chain_runs,
     chains_from,
+    delete_finished_runs,
     fired_mark,
     fresh_fires,
     keep_scheduling_state,
@@ -368,18 +369,11 @@ class SQLiteStore:
                 [name],
             )
             if purge:
-                self._purge(conn, name, row["created_at"])
+                delete_finished_runs(conn, _PURGE, name, row["created_at"])
 
     def purge_runs(self, job: str, since: float) -> int:
         with self._tx() as conn:
-            return self._purge(conn, job, to_ms(since))
-
-    def _purge(self, conn: sqlite3.Connection, job: str, since_ms: int | None) -> int:
-        """Delete the finished runs of the job named `job` created since `since_ms`."""
-        *first, last = _PURGE
-        for statement in first:
-            conn.execute(statement, [job, since_ms])
-        return conn.execute(last, [job, since_ms]).rowcount
+            return delete_finished_runs(conn, _PURGE, job, to_ms(since))
 
     # ---- runs -------------------------------------------------------------
     def _insert_run(self, conn: sqlite3.Connection, run: Run, verb: str = "INSERT") -> Run | None:
