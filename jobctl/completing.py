@@ -121,6 +121,8 @@ def zone_names() -> list[str]:
     else those of the tzdata package; sorted."""
     import zoneinfo
 
+    from jobctl.clock import off_world  # the files --tz refuses (Factory among the capitals)
+
     for base in zoneinfo.TZPATH:
         if not os.path.isdir(os.path.join(base, "Europe")):
             continue
@@ -129,9 +131,8 @@ def zone_names() -> list[str]:
             rel = os.path.relpath(folder, base)
             dirs[:] = [d for d in dirs if d[0].isupper()]  # not posix/, right/
             prefix = "" if rel == "." else rel + "/"
-            names += [
-                prefix + f for f in files if f[0].isupper() and "." not in f and f != "Factory"
-            ]  # (--tz refuses it)
+            names += [prefix + f for f in files
+                      if f[0].isupper() and "." not in f and not off_world(prefix + f)]  # fmt: skip
         if names:
             return sorted(names)
     try:
@@ -140,7 +141,8 @@ def zone_names() -> list[str]:
         text = resource_files("tzdata").joinpath("zones").read_text()
     except Exception:
         return []
-    return sorted(line.strip() for line in text.splitlines() if line.strip())
+    names = (line.strip() for line in text.splitlines())
+    return sorted(n for n in names if n and not off_world(n))
 
 
 def zones(incomplete: str) -> list[str]:
