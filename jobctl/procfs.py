@@ -63,3 +63,12 @@ def pids() -> Iterator[str]:
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             yield entry.name
+
+
+def boot_id() -> str | None:
+    """This boot of the machine, None where unknown."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as f:
+            return f.read().strip() or None
+    except OSError:
+        return None

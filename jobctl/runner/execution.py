@@ -118,9 +118,14 @@ def gate_mark(gates: Path | None, run: Run) -> Path | None:
     before opening the gate: the command never ran, and recovery puts the run back in the
     queue instead of recording it abandoned (SPEC 7: nothing lost). Named by the run's id and
     creation time: a stale mark never matches a later run that reuses the id."""
-    if gates is None or run.id is None:
-        return None
-    return gates / f"{run.id}-{round(run.created_at * 1000)}"
+    tag = run_tag(run)
+    return None if gates is None or tag is None else gates / tag
+
+
+def run_tag(run: Run) -> str | None:
+    """A run's name on this host's disk (its gate mark, its line in a spawn journal): its id
+    and creation time, so that a stale one never matches a later run that reuses the id."""
+    return None if run.id is None else f"{run.id}-{round(run.created_at * 1000)}"
 
 
 def spec_for(job: Job, run: Run, split_stderr: bool = False) -> executor.Spec:

@@ -5,6 +5,10 @@ recorded start time, or where the processes carry the run's markers), then the r
 recorded and retried if attempts remain. /proc is read here only to kill orphans on this host;
 whether an owner is alive is `owners.alive`. The loop calls `recover_runs` under its claim
 lock's protection (see Runner.recover).
+
+A run that provably never started goes back to the queue instead: a gated process's mark says
+so (its runner died before its time), and so does a runner's spawn journal (SpawnJournal) for a
+run it claimed and never spawned (a run claimed ahead, waiting for a slot, when it died).
 """
 
 from __future__ import annotations
@@ -13,15 +17,17 @@ import contextlib
 import os
 import random
 import signal
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 
 from jobctl import executor, owners
 from jobctl.clock import Clock
 from jobctl.models import Job, Run
-from jobctl.runner.execution import describe_end, gate_mark, record_end, run_markers
+from jobctl.procfs import boot_id
+from jobctl.runner.execution import describe_end, gate_mark, record_end, run_markers, run_tag
 from jobctl.store.base import Store
 
 
@@ -50,7 +56,9 @@ def recover_runs(
     never ran), which puts it back in the queue."""
     if not stale:
         return
-    never = [r for r in stale if r.status == "running" and _never_ran(gates, r)]
+    journals: dict[str, frozenset[str] | None] = {}
+    never = [r for r in stale if r.status == "running"
+             and (_never_ran(gates, r) or never_spawned(gates, r, journals))]  # fmt: skip
     if never:
         try:
             store.release_runs([r.id for r in never if r.id is not None])
@@ -62,10 +70,12 @@ def recover_runs(
                         mark.write_text(f"{r.pid}\n")
             raise
         for r in never:
-            emit("recover", f"{r.job}: run {r.id} never started (its runner died before "
-                 "its time): queued again")  # fmt: skip
+            why = "before its time" if r.pid is not None else "before a slot was free"
+            emit("recover", f"{r.job}: run {r.id} never started (its runner died {why}): "
+                 "queued again")  # fmt: skip
         stale = [r for r in stale if r not in never]
         if not stale:
+            _forget_journals(gates, never)
             return
     names = sorted({r.job for r in stale})
     jobs = {j.name: j for j in store.list_jobs(names=names, last_runs=False)}
@@ -82,6 +92,7 @@ def recover_runs(
                         error=f"its runner died ({run.owner}){note}")  # fmt: skip
         final, retry = record_end(store, jobs.get(run.job), final, clock, rng)
         emit("recover", describe_end(final, retry, now))
+    _forget_journals(gates, stale + never)
 
 
 def _never_ran(gates: Path | None, run: Run) -> bool:
@@ -104,6 +115,147 @@ def _never_ran(gates: Path | None, run: Run) -> bool:
     except OSError:
         return False
     return True
+
+
+def _forget_journals(gates: Path | None, runs: list[Run]) -> None:
+    """The spawn journals of the dead owners of `runs`, every run of theirs recorded now."""
+    for owner in {r.owner for r in runs if r.owner and not owners.alive(r.owner)}:
+        path = SpawnJournal.path(gates, owner)
+        if path is not None:
+            with contextlib.suppress(OSError):
+                path.unlink()
+
+
+class SpawnJournal:
+    """A runner's record, in its gates folder, of every run it spawns, written before the
+    spawn: one line a run (its gate mark's name: id and creation time), after a first line
+    that names the boot. A run claimed ahead of a free slot is `running` in the store, with
+    no pid, until its process is spawned; if the runner dies meanwhile, recovery finds it
+    missing from the journal and puts it back in the queue (never_spawned) rather than
+    recording a run that never ran abandoned.
+
+    Unsynced on purpose (one write a run): it is trusted only within the boot that wrote it,
+    where the kernel keeps every write of a process that died (kill -9, a crash). After a
+    power loss or a reboot, the boot differs and nothing is proved: such runs are recorded
+    abandoned, as any run whose start is unknown (SPEC 7: never queued again after it
+    started). A write that fails removes the journal (or empties it), which proves nothing
+    either. It is rewritten, with the runs still claimed, once it passes MAX_BYTES."""
+
+    MAX_BYTES = 1 << 20
+    HEADER = "jobctl-spawned"
+
+    def __init__(self, path: Path, boot: str, fd: int) -> None:
+        self._path, self._boot, self._fd = path, boot, fd
+        self._size = 0
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def path(gates: Path | None, owner: str) -> Path | None:
+        if gates is None:
+            return None
+        return gates / f"spawned-{owner.replace('/', '_')}"
+
+    @classmethod
+    def open(cls, gates: Path | None, owner: str) -> SpawnJournal | None:
+        """A new journal for `owner`, None if it cannot be written (runs claimed ahead are
+        then recorded abandoned should the runner die before spawning them)."""
+        path, boot = cls.path(gates, owner), boot_id()
+        if path is None or boot is None:
+            return None
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        except OSError:
+            return None
+        journal = cls(path, boot, fd)
+        try:
+            journal._size = os.write(fd, f"{cls.HEADER} {boot}\n".encode())
+        except OSError:
+            journal.close(remove=True)
+            return None
+        return journal
+
+    def record(self, run: Run, claimed: Callable[[], Iterable[Run]]) -> None:
+        """`run` is about to be spawned. `claimed()`: the runs its runner holds (kept when the
+        journal is rewritten)."""
+        tag = run_tag(run)
+        if tag is None:
+            return
+        with self._lock:
+            if self._fd < 0:
+                return
+            try:
+                if self._size >= self.MAX_BYTES:
+                    self._rewrite(claimed())
+                self._size += os.write(self._fd, f"{tag}\n".encode())
+            except OSError:
+                self._invalidate()
+
+    def _rewrite(self, runs: Iterable[Run]) -> None:
+        names = [t for t in map(run_tag, runs) if t is not None]
+        tmp = self._path.with_name(self._path.name + ".new")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
+        try:
+            data = "".join(f"{n}\n" for n in [f"{self.HEADER} {self._boot}", *names]).encode()
+            size = os.write(fd, data)
+            os.replace(tmp, self._path)
+        except OSError:
+            os.close(fd)
+            raise
+        os.close(self._fd)
+        self._fd, self._size = fd, size
+
+    def _invalidate(self) -> None:
+        try:
+            self._path.unlink()
+        except FileNotFoundError:
+            pass
+        except OSError:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, 0)  # no header: proves nothing
+        with contextlib.suppress(OSError):
+            os.close(self._fd)
+        self._fd = -1
+
+    def close(self, remove: bool) -> None:
+        """Stop recording; `remove`: none of the runner's runs is left open."""
+        with self._lock:
+            if self._fd >= 0:
+                with contextlib.suppress(OSError):
+                    os.close(self._fd)
+                self._fd = -1
+            if remove:
+                with contextlib.suppress(OSError):
+                    self._path.unlink()
+
+
+def never_spawned(gates: Path | None, run: Run, journals: dict[str, frozenset[str] | None]) -> bool:
+    """Whether the spawn journal of `run`'s owner, written in this boot, proves that the
+    run was never spawned (a run with no pid recorded, absent from the journal). `journals`
+    caches what was read, by owner."""
+    if run.pid is not None or not run.owner:
+        return False
+    tag = run_tag(run)
+    if tag is None:
+        return False
+    if run.owner not in journals:
+        journals[run.owner] = _read_journal(SpawnJournal.path(gates, run.owner))
+    spawned = journals[run.owner]
+    return spawned is not None and tag not in spawned
+
+
+def _read_journal(path: Path | None) -> frozenset[str] | None:
+    """The runs a journal of this boot names; None if there is none, or it is another
+    boot's (or unreadable, or empty after a failed write)."""
+    boot = boot_id()
+    if path is None or boot is None:
+        return None
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return None
+    if not lines or lines[0] != f"{SpawnJournal.HEADER} {boot}":
+        return None
+    return frozenset(lines[1:])
 
 
 #: a gate's mark older than this is left over (its run recovered elsewhere: a fleet member's

@@ -526,7 +526,7 @@ class SQLiteStore:
         due_by: float | None = None,
     ) -> list[tuple[Run, Job]]:
         """See Store.claim; `epoch` and `due_by` are not used (one runner, no leases to
-        fence, no claims ahead of its free slots)."""
+        fence; of the runs beyond the free slots, `pick` keeps those due by `due_by`)."""
         # not durable by itself: the runner calls sync() before it starts the process (after a
         # power loss a started run must come back `running`, never `queued` to run again)
         with self._tx(durable=False) as conn:

@@ -1,8 +1,10 @@
-"""Claiming ahead on a shared store (workers.AHEAD_MAX, HOLD_S).
+"""Claiming ahead (workers.AHEAD_MAX, HOLD_S), on PostgreSQL and on SQLite.
 
 A runner on PostgreSQL claims due runs beyond its free slots, and its process loop starts one
 the moment a slot frees: without that, every slot waited a claim's round trips between one
-run's end and the next start (the PostgreSQL drain at 0.5x the SQLite runner's). The rules
+run's end and the next start (the PostgreSQL drain at 0.5x the SQLite runner's). The SQLite
+runner does the same since issue 13: one claim and one flush for several runs (its recovery
+puts a run claimed and never spawned back in the queue: recovery.SpawnJournal). The rules
 tested here: how many are claimed and when; only runs due now wait for a slot; never more
 processes than workers; a run that waits HOLD_S goes back to the queue; a held run that is
 cancelled ends without starting.
@@ -102,12 +104,24 @@ def test_with_every_slot_busy_runs_are_claimed_ahead_only_for_slots_being_freed(
     assert offer.limits == [0, 4, 0, 3]
 
 
-def test_the_sqlite_runner_never_claims_ahead(tmp_path: Path) -> None:
+def test_the_sqlite_runner_claims_ahead_after_ends_in_batches(tmp_path: Path) -> None:
+    """The SQLite runner's bookkeeper claims after recording ends (`done`): ahead of the
+    free slots too, and, with every slot covered by a running or waiting run, only once
+    ahead_batch runs can be taken (a claim and a flush for several runs, not one each)."""
     now = time.time()
     pool = _pool(tmp_path, 2, shared=False)
-    offer = _Offer(_runs(now - 1, now - 1, now - 1, now - 1))
-    pool.start_queued(now, store=offer, freed=True)  # type: ignore[arg-type]
-    assert pool.ahead == 0 and offer.limits == [2]
+    assert (pool.ahead, pool.ahead_batch) == (4, 3)
+    offer = _Offer(_runs(*[now - 1] * 8))
+    pool.start_queued(now, store=offer)  # type: ignore[arg-type]
+    assert offer.limits == [6]  # both slots free: 2 + 4 ahead
+    _busy(pool, 6)  # 2 running, 4 claimed ahead and waiting
+    done = [pool.active[1000]]  # one ended: its slot goes to a waiting run
+    pool.start_queued(now, done, store=offer)  # type: ignore[arg-type]
+    assert offer.limits == [6]  # 1 to take: too few to claim for
+    done = [pool.active[1000 + i] for i in range(3)]
+    pool.start_queued(now, done, store=offer)  # type: ignore[arg-type]
+    assert offer.limits == [6, 3]
+    assert all(1000 + i not in pool.active for i in range(3))  # their slots given up
 
 
 # ---- on PostgreSQL: the runner ----------------------------------------------------------------

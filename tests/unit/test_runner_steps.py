@@ -3,9 +3,12 @@ rewinding after a backward clock step, recovering runs it lost track of."""
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from jobctl import owners
 from jobctl.clock import FakeClock
@@ -212,8 +215,9 @@ def test_workers_chain_runs_without_exceeding_the_worker_count(tmp_path: Path) -
 def test_free_slots_are_claimed_in_one_transaction_and_ends_recorded_in_batches(
     tmp_path: Path,
 ) -> None:
-    """The first claim takes a run for every free slot at once (one claim call), and every
-    end is recorded through finish_runs (the batch), never one finish_run per run."""
+    """The first claim takes a run for every free slot at once (one claim call), and the
+    runs to wait ahead of them (2 x workers, at most 8), and every end is recorded through
+    finish_runs (the batch), never one finish_run per run."""
     from jobctl.clock import SystemClock
 
     store = SQLiteStore(tmp_path / "jobctl.db")
@@ -225,8 +229,8 @@ def test_free_slots_are_claimed_in_one_transaction_and_ends_recorded_in_batches(
     batches: list[int] = []
     real_claim, real_finish = store.claim, store.finish_runs
 
-    def claim(owner, host, at, limit, pick, epoch=None):  # type: ignore[no-untyped-def]
-        out = real_claim(owner, host, at, limit, pick, epoch=epoch)
+    def claim(owner, host, at, limit, pick, epoch=None, due_by=None):  # type: ignore[no-untyped-def]
+        out = real_claim(owner, host, at, limit, pick, epoch=epoch, due_by=due_by)
         claims.append((limit, len(out)))
         return out
 
@@ -241,7 +245,7 @@ def test_free_slots_are_claimed_in_one_transaction_and_ends_recorded_in_batches(
     store.finish_run = finish_run  # type: ignore[method-assign]
     Runner(store, workers=4, clock=SystemClock()).run(once=True)
     assert {r.status for r in store.list_runs(RunFilter())} == {"succeeded"}
-    assert claims[0] == (4, 4)  # every free slot in the first claim
+    assert claims[0] == (4 + 8, 8)  # every free slot and 8 ahead in the first claim
     assert sum(batches) == 8
     assert sum(n for _, n in claims) == 8
 
@@ -651,3 +655,147 @@ def test_a_failed_requeue_keeps_the_gate_mark_for_the_next_recovery(tmp_path: Pa
     recovery.recover_runs(store, [run], time.time(), SystemClock(), random.Random(1),
                           lambda kind, line: None, gates)  # fmt: skip
     assert store.get_run(run.id).status == "queued" and not mark.exists()
+
+
+def _journal_case(tmp_path: Path) -> tuple[SQLiteStore, Path, list[Run]]:
+    """Two runs of a dead runner, `running` with no pid: one it spawned (in its journal),
+    one it had claimed ahead of a free slot and never spawned."""
+    from jobctl.runner.recovery import SpawnJournal
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    store.add_job(Job(name="g", command=["true"], tz="UTC", cwd=str(tmp_path)))
+    dead = "gone:999999:1"
+    runs = []
+    for i in range(2):
+        run = Run(job="g", scheduled_for=T0 + i, not_before=T0, created_at=T0,
+                  trigger="manual", status="running", owner=dead)  # fmt: skip
+        runs.append(store.add_run(run))
+    journal = SpawnJournal.open(gates, dead)
+    assert journal is not None
+    journal.record(runs[0], list)
+    journal.close(remove=False)  # as a runner killed -9 leaves it
+    return store, gates, runs
+
+
+def test_recovery_requeues_a_run_its_dead_runner_claimed_but_never_spawned(
+    tmp_path: Path,
+) -> None:
+    """The spawn journal of this boot proves the run it does not name never started: queued
+    again. The one it names may have run: abandoned. The journal goes with its runner's runs."""
+    import random
+
+    from jobctl.clock import SystemClock
+    from jobctl.runner import recovery
+
+    store, gates, (spawned, waiting) = _journal_case(tmp_path)
+    said: list[str] = []
+
+    def say(kind: str, line: str) -> None:
+        said.append(line)
+
+    recovery.recover_runs(store, [spawned, waiting], time.time(), SystemClock(),
+                          random.Random(1), say, gates)  # fmt: skip
+    got = store.get_run(waiting.id)
+    assert (got.status, got.owner, got.attempt) == ("queued", None, 1)
+    assert store.get_run(spawned.id).status == "abandoned"
+    assert any(f"run {waiting.id} never started" in line for line in said)
+    assert not any(f"run {spawned.id} never started" in line for line in said)
+    assert list(gates.iterdir()) == []
+
+
+def test_a_spawn_journal_of_another_boot_proves_nothing(tmp_path: Path) -> None:
+    """After a reboot or a power loss the journal's unsynced lines may be lost: both runs are
+    recorded abandoned (SPEC 7: a run that may have started never goes back to the queue)."""
+    import random
+
+    from jobctl.clock import SystemClock
+    from jobctl.runner import recovery
+
+    store, gates, runs = _journal_case(tmp_path)
+    (path,) = gates.iterdir()
+    path.write_text(path.read_text().replace(recovery.boot_id() or "", "another-boot"))
+    recovery.recover_runs(store, runs, time.time(), SystemClock(), random.Random(1),
+                          lambda kind, line: None, gates)  # fmt: skip
+    assert [store.get_run(r.id).status for r in runs] == ["abandoned", "abandoned"]
+
+
+def test_a_spawn_journal_that_cannot_be_written_proves_nothing(tmp_path: Path) -> None:
+    """A failed write removes the journal: the runs after it are not named, and recovery
+    must not take them for runs never spawned."""
+    from jobctl.runner import recovery
+
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    journal = recovery.SpawnJournal.open(gates, "h:1:1")
+    assert journal is not None
+    run = Run(job="g", scheduled_for=T0, created_at=T0, id=7, owner="h:1:1", status="running")
+    journal.record(run, list)
+    os.close(journal._fd)  # every later write fails (EBADF)
+    journal.record(replace(run, id=8), list)
+    assert list(gates.iterdir()) == []
+    assert not recovery.never_spawned(gates, replace(run, id=9), {})
+
+
+def test_a_long_spawn_journal_is_rewritten_with_the_runs_still_claimed(tmp_path: Path) -> None:
+    from jobctl.runner import recovery
+
+    gates = tmp_path / "gates"
+    gates.mkdir()
+    journal = recovery.SpawnJournal.open(gates, "h:1:1")
+    assert journal is not None
+    journal.MAX_BYTES = 200  # type: ignore[misc]
+    runs = [Run(job="g", scheduled_for=T0, created_at=T0, id=i, owner="h:1:1",
+                status="running") for i in range(1, 40)]  # fmt: skip
+    for i, run in enumerate(runs):
+        journal.record(run, lambda i=i: runs[i - 2 : i])  # the two before it still claimed
+    (path,) = gates.iterdir()
+    lines = path.read_text().splitlines()
+    assert len(path.read_bytes()) < 400 and lines[0].startswith("jobctl-spawned ")
+    assert lines[-3:] == [execution_tag(runs[-3]), execution_tag(runs[-2]),
+                          execution_tag(runs[-1])]  # fmt: skip
+    assert not recovery.never_spawned(gates, runs[-3], {})
+    assert recovery.never_spawned(gates, replace(runs[-1], id=99), {})
+
+
+def execution_tag(run: Run) -> str:
+    from jobctl.runner.execution import run_tag
+
+    tag = run_tag(run)
+    assert tag is not None
+    return tag
+
+
+def test_every_spawn_is_in_the_journal_before_its_process_exists(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At each spawn the run's line is in its runner's journal already (2 workers, 12 runs:
+    most were claimed ahead); a runner that stops with nothing open removes its journal."""
+    from jobctl import executor
+    from jobctl.clock import SystemClock
+    from jobctl.runner.execution import run_tag
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    gates = tmp_path / "gates"
+    now = time.time()
+    for i in range(12):
+        store.add_job(Job(name=f"j{i}", command=["true"], tz="UTC", cwd=str(tmp_path)))
+        store.add_run(Run(job=f"j{i}", scheduled_for=now, not_before=now, trigger="manual"))
+    seen: list[bool] = []
+    real_start = executor.start
+
+    def start(spec: executor.Spec, gated: bool = False) -> executor.Process:
+        (journal,) = gates.glob("spawned-*")
+        (marker,) = [m for m in spec.markers if m.startswith(b"JOBCTL_RUN_ID=")]
+        tag = f"{marker.split(b'=')[1].decode()}-"
+        seen.append(any(line.startswith(tag) for line in journal.read_text().splitlines()))
+        return real_start(spec, gated=gated)
+
+    monkeypatch.setattr(executor, "start", start)
+    runner = Runner(store, workers=2, clock=SystemClock(), gates=gates)
+    runner.run(once=True)
+    runs = store.list_runs(RunFilter())
+    assert [(r.status, r.error) for r in runs] == [("succeeded", None)] * 12
+    assert seen == [True] * 12
+    assert run_tag(runs[0]) is not None and list(gates.iterdir()) == []
