@@ -123,7 +123,7 @@ def gate_mark(gates: Path | None, run: Run) -> Path | None:
 
 
 def run_tag(run: Run) -> str | None:
-    """A run's name on this host's disk (its gate mark, its line in a spawn journal): its id
+    """A run's name on this host's disk (its gate mark, its wait mark): its id
     and creation time, so that a stale one never matches a later run that reuses the id."""
     return None if run.id is None else f"{run.id}-{round(run.created_at * 1000)}"
 

@@ -7,8 +7,8 @@ whether an owner is alive is `owners.alive`. The loop calls `recover_runs` under
 lock's protection (see Runner.recover).
 
 A run that provably never started goes back to the queue instead: a gated process's mark says
-so (its runner died before its time), and so does a runner's spawn journal (SpawnJournal) for a
-run it claimed and never spawned (a run claimed ahead, waiting for a slot, when it died).
+so (its runner died before its time), and so does a wait mark (mark_waiting) for a due run the
+runner had claimed and not spawned yet (waiting for a slot when it died).
 """
 
 from __future__ import annotations
@@ -17,9 +17,8 @@ import contextlib
 import os
 import random
 import signal
-import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -52,30 +51,33 @@ def recover_runs(
 ) -> None:
     """Record `stale` runs: a queued one (a foreground `jobctl run` that went away) is
     cancelled; a running one is abandoned (its processes killed first) and retried, unless
-    its gated process left its mark in `gates` (its runner died before its time: the command
-    never ran), which puts it back in the queue."""
+    it provably never started, which puts it back in the queue: its gated process left its
+    mark in `gates` (its runner died before its time), or its wait mark is there (it waited
+    for a slot: mark_waiting)."""
     if not stale:
         return
-    journals: dict[str, frozenset[str] | None] = {}
+    waited = {r.id for r in _waited(gates, [r for r in stale if r.status == "running"])}
     never = [r for r in stale if r.status == "running"
-             and (_never_ran(gates, r) or never_spawned(gates, r, journals))]  # fmt: skip
+             and (r.id in waited or _never_ran(gates, r))]  # fmt: skip
     if never:
         try:
             store.release_runs([r.id for r in never if r.id is not None])
         except BaseException:  # (a store error): their marks back, for the next recovery
             for r in never:
+                if r.id in waited:  # (a wait mark stays until the run is queued again)
+                    continue
                 with contextlib.suppress(OSError):
                     mark = gate_mark(gates, r)
                     if mark is not None:
                         mark.write_text(f"{r.pid}\n")
             raise
         for r in never:
-            why = "before its time" if r.pid is not None else "before a slot was free"
-            emit("recover", f"{r.job}: run {r.id} never started (its runner died {why}): "
-                 "queued again")  # fmt: skip
+            why = "it waited for a slot" if r.id in waited else "its runner died before its time"
+            emit("recover", f"{r.job}: run {r.id} never started ({why}): queued again")
+            if r.id in waited:
+                unmark_waiting(gates, r)
         stale = [r for r in stale if r not in never]
         if not stale:
-            _forget_journals(gates, never)
             return
     names = sorted({r.job for r in stale})
     jobs = {j.name: j for j in store.list_jobs(names=names, last_runs=False)}
@@ -92,7 +94,6 @@ def recover_runs(
                         error=f"its runner died ({run.owner}){note}")  # fmt: skip
         final, retry = record_end(store, jobs.get(run.job), final, clock, rng)
         emit("recover", describe_end(final, retry, now))
-    _forget_journals(gates, stale + never)
 
 
 def _never_ran(gates: Path | None, run: Run) -> bool:
@@ -117,145 +118,76 @@ def _never_ran(gates: Path | None, run: Run) -> bool:
     return True
 
 
-def _forget_journals(gates: Path | None, runs: list[Run]) -> None:
-    """The spawn journals of the dead owners of `runs`, every run of theirs recorded now."""
-    for owner in {r.owner for r in runs if r.owner and not owners.alive(r.owner)}:
-        path = SpawnJournal.path(gates, owner)
-        if path is not None:
-            with contextlib.suppress(OSError):
-                path.unlink()
-
-
-class SpawnJournal:
-    """A runner's record, in its gates folder, of every run it spawns, written before the
-    spawn: one line a run (its gate mark's name: id and creation time), after a first line
-    that names the boot. A run claimed ahead of a free slot is `running` in the store, with
-    no pid, until its process is spawned; if the runner dies meanwhile, recovery finds it
-    missing from the journal and puts it back in the queue (never_spawned) rather than
-    recording a run that never ran abandoned.
-
-    Unsynced on purpose (one write a run): it is trusted only within the boot that wrote it,
-    where the kernel keeps every write of a process that died (kill -9, a crash). After a
-    power loss or a reboot, the boot differs and nothing is proved: such runs are recorded
-    abandoned, as any run whose start is unknown (SPEC 7: never queued again after it
-    started). A write that fails removes the journal (or empties it), which proves nothing
-    either. It is rewritten, with the runs still claimed, once it passes MAX_BYTES."""
-
-    MAX_BYTES = 1 << 20
-    HEADER = "jobctl-spawned"
-
-    def __init__(self, path: Path, boot: str, fd: int) -> None:
-        self._path, self._boot, self._fd = path, boot, fd
-        self._size = 0
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def path(gates: Path | None, owner: str) -> Path | None:
-        if gates is None:
-            return None
-        return gates / f"spawned-{owner.replace('/', '_')}"
-
-    @classmethod
-    def open(cls, gates: Path | None, owner: str) -> SpawnJournal | None:
-        """A new journal for `owner`, None if it cannot be written (runs claimed ahead are
-        then recorded abandoned should the runner die before spawning them)."""
-        path, boot = cls.path(gates, owner), boot_id()
-        if path is None or boot is None:
-            return None
-        try:
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-        except OSError:
-            return None
-        journal = cls(path, boot, fd)
-        try:
-            journal._size = os.write(fd, f"{cls.HEADER} {boot}\n".encode())
-        except OSError:
-            journal.close(remove=True)
-            return None
-        return journal
-
-    def record(self, run: Run, claimed: Callable[[], Iterable[Run]]) -> None:
-        """`run` is about to be spawned. `claimed()`: the runs its runner holds (kept when the
-        journal is rewritten)."""
-        tag = run_tag(run)
-        if tag is None:
-            return
-        with self._lock:
-            if self._fd < 0:
-                return
-            try:
-                if self._size >= self.MAX_BYTES:
-                    self._rewrite(claimed())
-                self._size += os.write(self._fd, f"{tag}\n".encode())
-            except OSError:
-                self._invalidate()
-
-    def _rewrite(self, runs: Iterable[Run]) -> None:
-        names = [t for t in map(run_tag, runs) if t is not None]
-        tmp = self._path.with_name(self._path.name + ".new")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o600)
-        try:
-            data = "".join(f"{n}\n" for n in [f"{self.HEADER} {self._boot}", *names]).encode()
-            size = os.write(fd, data)
-            os.replace(tmp, self._path)
-        except OSError:
-            os.close(fd)
-            raise
-        os.close(self._fd)
-        self._fd, self._size = fd, size
-
-    def _invalidate(self) -> None:
-        try:
-            self._path.unlink()
-        except FileNotFoundError:
-            pass
-        except OSError:
-            with contextlib.suppress(OSError):
-                os.ftruncate(self._fd, 0)  # no header: proves nothing
-        with contextlib.suppress(OSError):
-            os.close(self._fd)
-        self._fd = -1
-
-    def close(self, remove: bool) -> None:
-        """Stop recording; `remove`: none of the runner's runs is left open."""
-        with self._lock:
-            if self._fd >= 0:
-                with contextlib.suppress(OSError):
-                    os.close(self._fd)
-                self._fd = -1
-            if remove:
-                with contextlib.suppress(OSError):
-                    self._path.unlink()
-
-
-def never_spawned(gates: Path | None, run: Run, journals: dict[str, frozenset[str] | None]) -> bool:
-    """Whether the spawn journal of `run`'s owner, written in this boot, proves that the
-    run was never spawned (a run with no pid recorded, absent from the journal). `journals`
-    caches what was read, by owner."""
-    if run.pid is not None or not run.owner:
-        return False
+def wait_mark(gates: Path | None, run: Run) -> Path | None:
+    """The file that says `run`, claimed by its owner, waits for a slot and has not been
+    spawned (see mark_waiting)."""
     tag = run_tag(run)
-    if tag is None:
-        return False
-    if run.owner not in journals:
-        journals[run.owner] = _read_journal(SpawnJournal.path(gates, run.owner))
-    spawned = journals[run.owner]
-    return spawned is not None and tag not in spawned
+    return None if gates is None or tag is None else gates / f"wait-{tag}"
 
 
-def _read_journal(path: Path | None) -> frozenset[str] | None:
-    """The runs a journal of this boot names; None if there is none, or it is another
-    boot's (or unreadable, or empty after a failed write)."""
+def _wait_text(run: Run) -> str | None:
     boot = boot_id()
-    if path is None or boot is None:
-        return None
+    return None if boot is None or not run.owner else f"{boot} {run.owner}\n"
+
+
+def mark_waiting(gates: Path | None, runs: list[Run]) -> None:
+    """Leave a wait mark for each of `runs`: due runs a runner has just claimed (`running`,
+    with no pid) that wait in its process loop for a slot. The loop removes a run's mark
+    before it spawns the run (unmark_waiting; no spawn if that fails), so a mark found by
+    recovery proves the run never started, and it goes back to the queue rather than to
+    `abandoned` (SPEC 7: nothing lost).
+
+    The mark names the boot (Linux's boot id) and the owner: it is not synced (a run claimed
+    ahead costs no fsync of its own), and the kernel keeps what a process that was killed
+    wrote, not what a power loss takes; after a reboot it proves nothing (the run is
+    recorded abandoned, as any run whose start is unknown), and a mark left over never
+    stands for a later claim of the run by another owner. A mark that cannot be written
+    proves nothing either: the same."""
+    for run in runs:
+        mark, text = wait_mark(gates, run), _wait_text(run)
+        if mark is None or text is None:
+            continue
+        with contextlib.suppress(OSError):
+            fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            try:
+                os.write(fd, text.encode())  # (a short write proves nothing: see _waited)
+            finally:
+                os.close(fd)
+
+
+def unmark_waiting(gates: Path | None, run: Run) -> bool:
+    """Remove `run`'s wait mark; False if it is still there (the run must not start)."""
+    mark = wait_mark(gates, run)
+    if mark is None:
+        return True
     try:
-        lines = path.read_text().splitlines()
-    except (OSError, UnicodeDecodeError):
-        return None
-    if not lines or lines[0] != f"{SpawnJournal.HEADER} {boot}":
-        return None
-    return frozenset(lines[1:])
+        mark.unlink()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        return False
+    return True
+
+
+def _waited(gates: Path | None, runs: list[Run]) -> list[Run]:
+    """Of the running `runs` of owners that are gone, those that provably never started:
+    no pid recorded, a wait mark of this boot and of the run's owner, and no process that
+    carries the run's markers (JOBCTL_RUN_ID and JOBCTL_OWNER: if one does, the run did
+    start, whatever the mark says)."""
+    found = []
+    for run in runs:
+        mark, text = wait_mark(gates, run), _wait_text(run)
+        if run.pid is not None or mark is None or text is None:
+            continue
+        try:
+            if mark.read_text() == text:
+                found.append(run)
+        except (OSError, UnicodeDecodeError):
+            continue
+    if found:
+        started = executor.marked_groups({r.id or 0: set(run_markers(r)) for r in found})
+        found = [r for r in found if not started.get(r.id or 0)]
+    return found
 
 
 #: a gate's mark older than this is left over (its run recovered elsewhere: a fleet member's

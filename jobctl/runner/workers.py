@@ -17,9 +17,9 @@ Its parts, on threads of their own besides the caller's:
 - due runs are claimed ahead of the free slots (AHEAD_MAX) and wait in the loop, which
   starts one the moment a slot frees, with no claim in between; once every slot is covered,
   the next claim waits until it can take several (ahead_batch: one transaction and one flush
-  for them all). One that waits HOLD_S goes back to the queue. Every spawn is written to the
-  runner's spawn journal first: a run claimed ahead and never spawned when the runner died
-  goes back to the queue (recovery.SpawnJournal), not to `abandoned`;
+  for them all). One that waits HOLD_S goes back to the queue. On SQLite each waits behind
+  a wait mark (recovery.mark_waiting), removed before its spawn: a run claimed and never
+  spawned when the runner died goes back to the queue, not to `abandoned`;
 - on a shared store (PostgreSQL), where every write is a round trip: the bookkeeper writes
   on a connection of its own, and a claimer thread (a third connection) claims for a slot
   as soon as its process is done, while the bookkeeper writes the end.
@@ -32,6 +32,7 @@ recovery. The foreground `jobctl run` does not come here: it uses execution.exec
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import heapq
 import itertools
@@ -57,7 +58,7 @@ from jobctl.runner.execution import (
     record_end,
     spec_for,
 )
-from jobctl.runner.recovery import SpawnJournal
+from jobctl.runner.recovery import mark_waiting, unmark_waiting, wait_mark
 from jobctl.store.base import End, RunFilter, Store
 
 if TYPE_CHECKING:
@@ -85,6 +86,46 @@ AHEAD_MAX = 8
 #: so that slots busy with long jobs hold runs another runner could start for no longer
 HOLD_S = 0.5
 AHEAD_PAUSE_S = 30.0
+
+
+class _Inbox:
+    """The bookkeeper's inbox: (kind, entry, value) items, put from any thread, taken by the
+    bookkeeper alone. What the process loop puts during one of its rounds goes in as one
+    batch when the round ends (hold/flush): the bookkeeper wakes once for the round's starts
+    and ends, not once for each (each wake-up is a futex call and a hand-over of the GIL)."""
+
+    def __init__(self) -> None:
+        self._q: queue.SimpleQueue[list[tuple[str, Active, Any]]] = queue.SimpleQueue()
+        self._taken: collections.deque[tuple[str, Active, Any]] = collections.deque()
+        self._held: list[tuple[str, Active, Any]] | None = None
+        self._holder = 0
+
+    def hold(self) -> None:
+        """(The loop's thread) keep what this thread puts until flush()."""
+        self._holder, self._held = threading.get_ident(), []
+
+    def flush(self) -> None:
+        held, self._held = self._held, None
+        if held:
+            self._q.put(held)
+
+    def put(self, item: tuple[str, Active, Any]) -> None:
+        held = self._held
+        if held is not None and threading.get_ident() == self._holder:
+            held.append(item)
+        else:
+            self._q.put([item])
+
+    def get(self, timeout: float | None = None) -> tuple[str, Active, Any]:
+        """The next item; queue.Empty after `timeout` seconds without one."""
+        if not self._taken:
+            self._taken.extend(self._q.get(timeout=timeout))
+        return self._taken.popleft()
+
+    def get_nowait(self) -> tuple[str, Active, Any]:
+        if not self._taken:
+            self._taken.extend(self._q.get_nowait())
+        return self._taken.popleft()
 
 
 @dataclass(eq=False)
@@ -125,7 +166,7 @@ class WorkerPool:
         self.lock = threading.Lock()
         self.claiming = threading.Lock()  # one claim at a time: free slots are never overbooked
         self.loop = _ProcessLoop(self)
-        self.book: queue.SimpleQueue[tuple[str, Active, Any]] = queue.SimpleQueue()
+        self.book = _Inbox()
         self._threads_lock = threading.Lock()
         self._started = False
         #: due runs claimed beyond the free slots (see AHEAD_MAX)
@@ -135,13 +176,17 @@ class WorkerPool:
         #: included, however few runs it takes; 758 against 685 runs/s in interleaved drains)
         self.ahead_batch = max(1, 3 * self.ahead // 4)
         self.ahead_paused_until = 0.0  # (monotonic) a run claimed ahead waited too long
-        #: claimed runs being launched (not yet handed to the process loop): the loop counts
-        #: them as taking slots, so that a run claimed ahead never starts in the slot of a
-        #: gated run still being spawned (more processes than workers)
+        #: claimed runs being launched that are not due yet (spawned gated, outside the
+        #: process loop): the loop counts them as taking slots, so that a run claimed ahead
+        #: never starts in the slot of a gated run still being spawned (more processes than
+        #: workers). Due ones are not counted: they take no slot until the loop spawns them,
+        #: and runs waiting already start while a claim is flushed (an fsync on SQLite)
         self.launching = 0
-        #: every spawn is written here first: recovery tells a run claimed ahead and never
-        #: spawned (back to the queue) from one that may have run (abandoned)
-        self.journal: SpawnJournal | None = None
+        #: (SQLite) where due runs claimed wait behind their marks until spawned (see
+        #: recovery.mark_waiting); None: no marks (a shared store, whose lease reaper records
+        #: a dead runner's runs, or no folder for them)
+        self.waits = runner.gates if open_store is None else None
+        self.unmarkable: set[int] = set()  # runs whose wait mark could not be removed
 
     @property
     def store(self) -> Store:
@@ -162,10 +207,6 @@ class WorkerPool:
         for store in (self._store, self._claimer):
             if store is not None:
                 store.close()
-        if self.journal is not None:
-            with self.lock:
-                idle = not self.active
-            self.journal.close(remove=idle)
 
     def _forget_done(self, done: Sequence[Active]) -> None:
         """Under self.lock: the runs whose ends are recorded leave the pool (each entry
@@ -181,7 +222,6 @@ class WorkerPool:
         with self._threads_lock:
             if not self._started:
                 self._started = True
-                self.journal = SpawnJournal.open(self.r.gates, self.r.owner)
                 threading.Thread(target=self.loop.run, name="jobctl-loop", daemon=True).start()
                 threading.Thread(target=self._bookkeeper, name="jobctl-book", daemon=True).start()
                 if self._open_store is not None:
@@ -217,7 +257,7 @@ class WorkerPool:
             # queue (released) whose entry the bookkeeper has not dropped yet. Claimed again
             # now, that drop would take the new claim's entry with it (same run id): the run
             # would stay `running` with nobody watching it. It is claimable once dropped.
-            queued = [r for r in queued if r.id not in leaving]
+            queued = [r for r in queued if r.id not in leaving and r.id not in self.unmarkable]
             replace_runs[:] = planner.replaced_by_waiting(queued, running, jobs)
             start, cancel = planner.pick_startable(queued, running, jobs, limit, labels=labels)
             self.blocked = len(start) < limit and len(queued) > len(start) + len(cancel)
@@ -259,10 +299,11 @@ class WorkerPool:
                 self.r.emit("error", f"{len(entries)} runs claimed under a lease this runner "
                             "no longer holds: left to the runner that takes them over")  # fmt: skip
                 entries = []
+            early = sum(e.run.not_before > due_by for e in entries)
             with self.lock:
                 self._forget_done(done)
                 self.active.update((e.run.id or 0, e) for e in entries)
-                self.launching += len(entries)
+                self.launching += early
         try:
             for old in replace_runs:
                 try:
@@ -271,14 +312,14 @@ class WorkerPool:
                     self.r.emit("error", f"{old.job}: run {old.id}: cannot replace it: {exc}")
             if entries:
                 self._start_threads()
-                self._launch(entries, store)
+                self._launch(entries, store, due_by)
         finally:
             if entries:  # handed to the loop (or failed): their slots are the loop's to count
                 with self.lock:
-                    self.launching -= len(entries)
+                    self.launching -= early
                 self.loop.poke()
 
-    def _launch(self, entries: list[Active], store: Store) -> None:
+    def _launch(self, entries: list[Active], store: Store, due_by: float) -> None:
         """Make the claims durable, spawn the processes ahead of their time (gated: the pid
         is recorded before the gate opens) and hand every run to the process loop, which
         spawns those already due (one exec, not two) while this thread goes back to the
@@ -297,10 +338,11 @@ class WorkerPool:
         gated: list[Active] = []  # ahead of their time: spawned here, behind their gates
         deferred: list[Active] = []  # due runs: the process loop spawns them
         for entry in entries:
-            if entry.run.not_before <= now:
+            if entry.run.not_before <= max(now, due_by):  # (due when claimed: stays due)
                 deferred.append(entry)
             elif self.spawn(entry, now, shift):
                 gated.append(entry)
+        mark_waiting(self.waits, [e.run for e in deferred])  # (before the loop may spawn them)
         if gated:  # recorded before their gates open (not fatal: if the store cannot take
             # it, recovery finds the processes by their markers, JOBCTL_RUN_ID and
             # JOBCTL_OWNER, in their environment)
@@ -318,8 +360,14 @@ class WorkerPool:
         if not gated and self.r._stopping:  # not started: back to the queue
             self.book.put(("requeue", entry, None))
             return False
-        if self.journal is not None:
-            self.journal.record(run, self._claimed)
+        if not unmark_waiting(self.waits, run):  # else it would pass for never started
+            mark = wait_mark(self.waits, run)
+            self.r.emit("error", f"{run.job}: run {run.id}: cannot remove its wait mark "
+                        f"{mark}: not started, back to the queue for the next runner")  # fmt: skip
+            # its mark names this runner: never claimed again by it (a spin), the next one's
+            self.unmarkable.add(run.id or 0)
+            self.book.put(("requeue", entry, None))
+            return False
         try:
             spec = spec_for(entry.job, run)
             if gated:  # what tells our successor it never ran, should we die before its time
@@ -345,10 +393,6 @@ class WorkerPool:
         entry.run = replace(run, pid=proc.pid, proc_start=start, started_at=planned)
         entry.spawned, entry.gated = proc, gated
         return True
-
-    def _claimed(self) -> list[Run]:
-        with self.lock:
-            return [entry.run for entry in self.active.values()]
 
     # ---- what the process loop reports --------------------------------------------------------
     def started(self, entry: Active, proc: executor.Process) -> None:
@@ -718,12 +762,16 @@ class _ProcessLoop:
             os.write(self._w, b"\0")
 
     def run(self) -> None:
+        book = self.pool.book
         while True:
+            book.hold()
             try:
                 self._round()
             except Exception as exc:  # a bug: say so, and keep supervising the others
                 self.pool.r.emit("error", f"process loop: {type(exc).__name__}: {exc}")
                 time.sleep(0.1)
+            finally:
+                book.flush()
 
     def _round(self) -> None:
         """Wait for output, exits, pokes and timers; then step what they concern."""
@@ -805,12 +853,13 @@ class _ProcessLoop:
                 # claimed ahead and waited too long (every slot stayed busy, or this process
                 # was frozen: its lease may be gone and the run another's by now), or fenced:
                 # never started here; back to the queue (release_runs: fenced; a run whose
-                # cancel was asked ends cancelled). Without claiming ahead (SQLite) a run was
-                # claimed for a free slot: it waits for nothing but the launch to finish
+                # cancel was asked ends cancelled). On SQLite too: a run claimed ahead must
+                # not show `running` while long jobs hold every slot
                 self._ready.pop(0)
                 if entry.held + HOLD_S <= mono:
                     pool.ahead_paused_until = mono + AHEAD_PAUSE_S
-                pool.book.put(("requeue", entry, None))
+                unmark_waiting(pool.waits, entry.run)  # (tidy: a mark proves nothing once
+                pool.book.put(("requeue", entry, None))  # the run is queued again)
             elif (len(self._watching) + len(self._gated) + pool.launching < pool.size
                   or pool.r._stopping):  # fmt: skip
                 self._ready.pop(0)
@@ -824,6 +873,7 @@ class _ProcessLoop:
     def _never_ran(self, entry: Active, stop: tuple[str, str]) -> None:
         """A run stopped (cancelled, replaced, fenced) before its command began: its end,
         with the status and reason asked for and no start."""
+        unmark_waiting(self.pool.waits, entry.run)
         final = replace(entry.run, status=stop[0], error=stop[1], started_at=None,
                         finished_at=self.pool.r.clock.now())  # fmt: skip
         self.pool.book.put(("final", entry, final))

@@ -4,7 +4,7 @@ A runner on PostgreSQL claims due runs beyond its free slots, and its process lo
 the moment a slot frees: without that, every slot waited a claim's round trips between one
 run's end and the next start (the PostgreSQL drain at 0.5x the SQLite runner's). The SQLite
 runner does the same since issue 13: one claim and one flush for several runs (its recovery
-puts a run claimed and never spawned back in the queue: recovery.SpawnJournal). The rules
+puts a run claimed and never spawned back in the queue: recovery.mark_waiting). The rules
 tested here: how many are claimed and when; only runs due now wait for a slot; never more
 processes than workers; a run that waits HOLD_S goes back to the queue; a held run that is
 cancelled ends without starting.

@@ -657,124 +657,94 @@ def test_a_failed_requeue_keeps_the_gate_mark_for_the_next_recovery(tmp_path: Pa
     assert store.get_run(run.id).status == "queued" and not mark.exists()
 
 
-def _journal_case(tmp_path: Path) -> tuple[SQLiteStore, Path, list[Run]]:
-    """Two runs of a dead runner, `running` with no pid: one it spawned (in its journal),
-    one it had claimed ahead of a free slot and never spawned."""
-    from jobctl.runner.recovery import SpawnJournal
+def _waiting_case(tmp_path: Path) -> tuple[SQLiteStore, Path, dict[str, Run]]:
+    """Runs of a dead runner, `running`: with a wait mark of this boot and of their owner,
+    with none, with one of another boot, of another owner, and with a mark and a pid."""
+    from jobctl.runner import recovery
 
     store = SQLiteStore(tmp_path / "jobctl.db")
     gates = tmp_path / "gates"
     gates.mkdir()
     store.add_job(Job(name="g", command=["true"], tz="UTC", cwd=str(tmp_path)))
     dead = "gone:999999:1"
-    runs = []
-    for i in range(2):
+    runs: dict[str, Run] = {}
+    for i, case in enumerate(("waited", "no mark", "other boot", "other owner", "has pid")):
         run = Run(job="g", scheduled_for=T0 + i, not_before=T0, created_at=T0,
-                  trigger="manual", status="running", owner=dead)  # fmt: skip
-        runs.append(store.add_run(run))
-    journal = SpawnJournal.open(gates, dead)
-    assert journal is not None
-    journal.record(runs[0], list)
-    journal.close(remove=False)  # as a runner killed -9 leaves it
+                  trigger="manual", status="running", owner=dead,
+                  pid=4242 if case == "has pid" else None)  # fmt: skip
+        runs[case] = store.add_run(run)
+    recovery.mark_waiting(gates, [r for c, r in runs.items() if c != "no mark"])
+    other_boot = recovery.wait_mark(gates, runs["other boot"])
+    assert other_boot is not None and other_boot.exists()
+    other_boot.write_text(f"another-boot {dead}\n")
+    other_owner = recovery.wait_mark(gates, runs["other owner"])
+    assert other_owner is not None
+    other_owner.write_text(f"{recovery.boot_id()} gone:999998:1\n")
     return store, gates, runs
 
 
-def test_recovery_requeues_a_run_its_dead_runner_claimed_but_never_spawned(
+def test_recovery_requeues_a_run_that_waited_for_a_slot_when_its_runner_died(
     tmp_path: Path,
 ) -> None:
-    """The spawn journal of this boot proves the run it does not name never started: queued
-    again. The one it names may have run: abandoned. The journal goes with its runner's runs."""
+    """Only a run with no pid whose wait mark is of this boot and of its owner provably never
+    started: queued again, its mark removed. The others may have run: abandoned."""
     import random
 
     from jobctl.clock import SystemClock
     from jobctl.runner import recovery
 
-    store, gates, (spawned, waiting) = _journal_case(tmp_path)
+    store, gates, runs = _waiting_case(tmp_path)
     said: list[str] = []
 
     def say(kind: str, line: str) -> None:
         said.append(line)
 
-    recovery.recover_runs(store, [spawned, waiting], time.time(), SystemClock(),
+    recovery.recover_runs(store, list(runs.values()), time.time(), SystemClock(),
                           random.Random(1), say, gates)  # fmt: skip
-    got = store.get_run(waiting.id)
-    assert (got.status, got.owner, got.attempt) == ("queued", None, 1)
-    assert store.get_run(spawned.id).status == "abandoned"
-    assert any(f"run {waiting.id} never started" in line for line in said)
-    assert not any(f"run {spawned.id} never started" in line for line in said)
-    assert list(gates.iterdir()) == []
+    got = {case: store.get_run(r.id or 0) for case, r in runs.items()}
+    back = got["waited"]
+    assert (back.status, back.owner, back.attempt) == ("queued", None, 1)
+    assert {c: r.status for c, r in got.items() if c != "waited"} == dict.fromkeys(
+        ("no mark", "other boot", "other owner", "has pid"), "abandoned")  # fmt: skip
+    waited = runs["waited"]
+    assert any(f"run {waited.id} never started (it waited for a slot)" in s for s in said)
+    assert sum("never started" in s for s in said) == 1
+    assert not (recovery.wait_mark(gates, waited) or gates).exists()
 
 
-def test_a_spawn_journal_of_another_boot_proves_nothing(tmp_path: Path) -> None:
-    """After a reboot or a power loss the journal's unsynced lines may be lost: both runs are
-    recorded abandoned (SPEC 7: a run that may have started never goes back to the queue)."""
+def test_a_waiting_run_whose_process_exists_is_not_taken_for_never_started(
+    tmp_path: Path,
+) -> None:
+    """A wait mark is not enough where a process carries the run's markers: it started (its
+    mark left behind by a failure), so it is abandoned, and its process is terminated."""
     import random
+    import subprocess
 
     from jobctl.clock import SystemClock
     from jobctl.runner import recovery
+    from jobctl.runner.execution import OWNER_VAR
 
-    store, gates, runs = _journal_case(tmp_path)
-    (path,) = gates.iterdir()
-    path.write_text(path.read_text().replace(recovery.boot_id() or "", "another-boot"))
-    recovery.recover_runs(store, runs, time.time(), SystemClock(), random.Random(1),
-                          lambda kind, line: None, gates)  # fmt: skip
-    assert [store.get_run(r.id).status for r in runs] == ["abandoned", "abandoned"]
-
-
-def test_a_spawn_journal_that_cannot_be_written_proves_nothing(tmp_path: Path) -> None:
-    """A failed write removes the journal: the runs after it are not named, and recovery
-    must not take them for runs never spawned."""
-    from jobctl.runner import recovery
-
-    gates = tmp_path / "gates"
-    gates.mkdir()
-    journal = recovery.SpawnJournal.open(gates, "h:1:1")
-    assert journal is not None
-    run = Run(job="g", scheduled_for=T0, created_at=T0, id=7, owner="h:1:1", status="running")
-    journal.record(run, list)
-    os.close(journal._fd)  # every later write fails (EBADF)
-    journal.record(replace(run, id=8), list)
-    assert list(gates.iterdir()) == []
-    assert not recovery.never_spawned(gates, replace(run, id=9), {})
+    store, gates, runs = _waiting_case(tmp_path)
+    waited = runs["waited"]
+    env = {**os.environ, "JOBCTL_RUN_ID": str(waited.id), OWNER_VAR: waited.owner or ""}
+    with subprocess.Popen(["sleep", "30"], env=env, start_new_session=True) as child:
+        try:
+            recovery.recover_runs(store, [waited], time.time(), SystemClock(),
+                                  random.Random(1), lambda kind, line: None, gates)  # fmt: skip
+            assert store.get_run(waited.id or 0).status == "abandoned"
+            assert child.wait(10) is not None  # terminated by recovery
+        finally:
+            if child.poll() is None:
+                child.kill()
 
 
-def test_a_long_spawn_journal_is_rewritten_with_the_runs_still_claimed(tmp_path: Path) -> None:
-    from jobctl.runner import recovery
-
-    gates = tmp_path / "gates"
-    gates.mkdir()
-    journal = recovery.SpawnJournal.open(gates, "h:1:1")
-    assert journal is not None
-    journal.MAX_BYTES = 200  # type: ignore[misc]
-    runs = [Run(job="g", scheduled_for=T0, created_at=T0, id=i, owner="h:1:1",
-                status="running") for i in range(1, 40)]  # fmt: skip
-    for i, run in enumerate(runs):
-        journal.record(run, lambda i=i: runs[i - 2 : i])  # the two before it still claimed
-    (path,) = gates.iterdir()
-    lines = path.read_text().splitlines()
-    assert len(path.read_bytes()) < 400 and lines[0].startswith("jobctl-spawned ")
-    assert lines[-3:] == [execution_tag(runs[-3]), execution_tag(runs[-2]),
-                          execution_tag(runs[-1])]  # fmt: skip
-    assert not recovery.never_spawned(gates, runs[-3], {})
-    assert recovery.never_spawned(gates, replace(runs[-1], id=99), {})
-
-
-def execution_tag(run: Run) -> str:
-    from jobctl.runner.execution import run_tag
-
-    tag = run_tag(run)
-    assert tag is not None
-    return tag
-
-
-def test_every_spawn_is_in_the_journal_before_its_process_exists(
+def test_a_due_run_waits_behind_its_mark_and_starts_only_once_it_is_gone(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """At each spawn the run's line is in its runner's journal already (2 workers, 12 runs:
-    most were claimed ahead); a runner that stops with nothing open removes its journal."""
+    """2 workers, 12 due runs: the runs claimed beyond the free slots wait behind their
+    marks; at each spawn the run's own mark is gone already, and none is left at the end."""
     from jobctl import executor
     from jobctl.clock import SystemClock
-    from jobctl.runner.execution import run_tag
 
     store = SQLiteStore(tmp_path / "jobctl.db")
     gates = tmp_path / "gates"
@@ -782,20 +752,58 @@ def test_every_spawn_is_in_the_journal_before_its_process_exists(
     for i in range(12):
         store.add_job(Job(name=f"j{i}", command=["true"], tz="UTC", cwd=str(tmp_path)))
         store.add_run(Run(job=f"j{i}", scheduled_for=now, not_before=now, trigger="manual"))
-    seen: list[bool] = []
+    own_gone: list[bool] = []
+    others_waiting: list[int] = []
     real_start = executor.start
 
     def start(spec: executor.Spec, gated: bool = False) -> executor.Process:
-        (journal,) = gates.glob("spawned-*")
         (marker,) = [m for m in spec.markers if m.startswith(b"JOBCTL_RUN_ID=")]
-        tag = f"{marker.split(b'=')[1].decode()}-"
-        seen.append(any(line.startswith(tag) for line in journal.read_text().splitlines()))
+        run_id = marker.split(b"=")[1].decode()
+        marks = [p.name for p in gates.glob("wait-*")]
+        own_gone.append(not any(m.startswith(f"wait-{run_id}-") for m in marks))
+        others_waiting.append(len(marks))
         return real_start(spec, gated=gated)
 
     monkeypatch.setattr(executor, "start", start)
-    runner = Runner(store, workers=2, clock=SystemClock(), gates=gates)
-    runner.run(once=True)
+    Runner(store, workers=2, clock=SystemClock(), gates=gates).run(once=True)
     runs = store.list_runs(RunFilter())
-    assert [(r.status, r.error) for r in runs] == [("succeeded", None)] * 12
-    assert seen == [True] * 12
-    assert run_tag(runs[0]) is not None and list(gates.iterdir()) == []
+    assert [r.status for r in runs] == ["succeeded"] * 12
+    assert own_gone == [True] * 12
+    assert max(others_waiting) >= 2  # runs claimed ahead waited behind their marks
+    assert list(gates.glob("wait-*")) == []
+
+
+def test_a_run_whose_wait_mark_cannot_be_removed_is_never_started_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its mark would make a started run pass for one that never started: it goes back to
+    the queue, for the next runner (whose claim the mark does not name), and this runner
+    does not claim it again."""
+    from jobctl.clock import SystemClock
+    from jobctl.runner import workers
+
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    gates = tmp_path / "gates"
+    now = time.time()
+    for i in range(4):
+        store.add_job(Job(name=f"j{i}", command=["true"], tz="UTC", cwd=str(tmp_path)))
+        store.add_run(Run(job=f"j{i}", scheduled_for=now, not_before=now, trigger="manual"))
+    real = workers.unmark_waiting
+    tried: list[int] = []
+
+    def unmark(gates_: Path | None, run: Run) -> bool:
+        if run.job == "j2":
+            tried.append(run.id or 0)
+            return False
+        return real(gates_, run)
+
+    monkeypatch.setattr(workers, "unmark_waiting", unmark)
+    said: list[str] = []
+    runner = Runner(store, workers=2, clock=SystemClock(), gates=gates)
+    runner.emit = lambda kind, line: said.append(line)  # type: ignore[method-assign]
+    runner.run(once=True)
+    by_job = {r.job: r for r in store.list_runs(RunFilter())}
+    assert {j: r.status for j, r in by_job.items()} == {
+        "j0": "succeeded", "j1": "succeeded", "j2": "queued", "j3": "succeeded"}  # fmt: skip
+    assert (by_job["j2"].owner, by_job["j2"].started_at, len(tried)) == (None, None, 1)
+    assert any("cannot remove its wait mark" in line for line in said)

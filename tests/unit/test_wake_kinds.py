@@ -166,3 +166,33 @@ def test_on_a_shared_store_an_end_waits_briefly_for_the_ends_of_other_running_ru
     pool._gather_ends(alone)
     assert alone == [("outcome", late, None)]
     assert pool.book.get_nowait() == ("output", late, b"x")
+
+
+def test_what_the_loop_reports_in_a_round_reaches_the_bookkeeper_as_one_batch() -> None:
+    """Items the holding thread (the process loop, in a round) puts wait for flush() and go
+    in together; another thread's go in at once; the bookkeeper takes them one by one."""
+    import queue as queue_module
+    import threading
+
+    import pytest
+
+    from jobctl.runner import workers
+
+    inbox = workers._Inbox()
+    job = Job(name="x", command=["true"])
+    a, b, c = (Active(run=Run(job="x", scheduled_for=0.0, id=i), job=job) for i in (1, 2, 3))
+    inbox.hold()
+    inbox.put(("started", a, 0.0))
+    inbox.put(("outcome", b, None))
+    other = threading.Thread(target=inbox.put, args=(("requeue", c, None),))
+    other.start()
+    other.join()
+    assert inbox.get_nowait() == ("requeue", c, None)  # another thread's: at once
+    with pytest.raises(queue_module.Empty):  # the held ones: not before flush()
+        inbox.get(timeout=0.01)
+    assert inbox._q.qsize() == 0
+    inbox.flush()
+    assert inbox._q.qsize() == 1  # one batch: one wake-up of the bookkeeper
+    assert [inbox.get(), inbox.get_nowait()] == [("started", a, 0.0), ("outcome", b, None)]
+    inbox.put(("outcome", a, None))  # not holding any more: at once
+    assert inbox.get_nowait() == ("outcome", a, None)
