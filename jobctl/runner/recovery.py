@@ -7,7 +7,7 @@ whether an owner is alive is `owners.alive`. The loop calls `recover_runs` under
 lock's protection (see Runner.recover).
 
 A run that provably never started goes back to the queue instead: a gated process's mark says
-so (its runner died before its time), and so does a wait mark (mark_waiting) for a due run the
+so (its runner died before its time), and so does a wait list (WaitList) for a due run the
 runner had claimed and not spawned yet (waiting for a slot when it died).
 """
 
@@ -17,6 +17,7 @@ import contextlib
 import os
 import random
 import signal
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
@@ -52,8 +53,7 @@ def recover_runs(
     """Record `stale` runs: a queued one (a foreground `jobctl run` that went away) is
     cancelled; a running one is abandoned (its processes killed first) and retried, unless
     it provably never started, which puts it back in the queue: its gated process left its
-    mark in `gates` (its runner died before its time), or its wait mark is there (it waited
-    for a slot: mark_waiting)."""
+    mark in `gates` (its runner died before its time), or it waited for a slot (WaitList)."""
     if not stale:
         return
     waited = {r.id for r in _waited(gates, [r for r in stale if r.status == "running"])}
@@ -64,7 +64,7 @@ def recover_runs(
             store.release_runs([r.id for r in never if r.id is not None])
         except BaseException:  # (a store error): their marks back, for the next recovery
             for r in never:
-                if r.id in waited:  # (a wait mark stays until the run is queued again)
+                if r.id in waited:  # (its wait list stays until the run is queued again)
                     continue
                 with contextlib.suppress(OSError):
                     mark = gate_mark(gates, r)
@@ -74,10 +74,9 @@ def recover_runs(
         for r in never:
             why = "it waited for a slot" if r.id in waited else "its runner died before its time"
             emit("recover", f"{r.job}: run {r.id} never started ({why}): queued again")
-            if r.id in waited:
-                unmark_waiting(gates, r)
         stale = [r for r in stale if r not in never]
         if not stale:
+            _forget_waits(gates, never)
             return
     names = sorted({r.job for r in stale})
     jobs = {j.name: j for j in store.list_jobs(names=names, last_runs=False)}
@@ -94,6 +93,7 @@ def recover_runs(
                         error=f"its runner died ({run.owner}){note}")  # fmt: skip
         final, retry = record_end(store, jobs.get(run.job), final, clock, rng)
         emit("recover", describe_end(final, retry, now))
+    _forget_waits(gates, stale + never)
 
 
 def _never_ran(gates: Path | None, run: Run) -> bool:
@@ -118,76 +118,153 @@ def _never_ran(gates: Path | None, run: Run) -> bool:
     return True
 
 
-def wait_mark(gates: Path | None, run: Run) -> Path | None:
-    """The file that says `run`, claimed by its owner, waits for a slot and has not been
-    spawned (see mark_waiting)."""
-    tag = run_tag(run)
-    return None if gates is None or tag is None else gates / f"wait-{tag}"
+class WaitList:
+    """The due runs a runner (on SQLite) has claimed and not spawned yet, waiting in its
+    process loop for slots: one file in the gates folder, `wait-OWNER`, a first line naming
+    the boot (Linux's boot id) and the owner, then a record of REC bytes a run, `W ID-CREATED`
+    while it waits. Before the loop spawns a run it turns its W into S (`starting`: no spawn
+    if that write fails); a run that leaves otherwise (back to the queue, stopped) gets an R
+    (`release`); a record left is reused for a later run (one write replaces it whole). So
+    recovery finds a dead runner's run still at W in its list of this boot: it never
+    started, and goes back to the queue instead of to `abandoned` (SPEC 7: nothing lost).
 
+    Not synced (a write in place a run, no file made or removed): the kernel keeps what a
+    process that was killed wrote, not what a power loss takes, so after a reboot the list
+    proves nothing and such runs are recorded abandoned, as any run whose start is unknown.
+    A run whose record cannot be written is not on the list, which proves nothing for it."""
 
-def _wait_text(run: Run) -> str | None:
-    boot = boot_id()
-    return None if boot is None or not run.owner else f"{boot} {run.owner}\n"
+    PREFIX = "wait-"
+    REC = 64
 
+    def __init__(self, path: Path, fd: int, base: int) -> None:
+        self._path, self._fd, self._base = path, fd, base
+        self._slots: dict[int, int] = {}  # run id -> its record's index
+        self._free: list[int] = []
+        self._next = 0
+        self._lock = threading.Lock()
 
-def mark_waiting(gates: Path | None, runs: list[Run]) -> None:
-    """Leave a wait mark for each of `runs`: due runs a runner has just claimed (`running`,
-    with no pid) that wait in its process loop for a slot. The loop removes a run's mark
-    before it spawns the run (unmark_waiting; no spawn if that fails), so a mark found by
-    recovery proves the run never started, and it goes back to the queue rather than to
-    `abandoned` (SPEC 7: nothing lost).
+    @classmethod
+    def open(cls, gates: Path | None, owner: str) -> WaitList | None:
+        boot = boot_id()
+        if gates is None or boot is None:
+            return None
+        path = gates / f"{cls.PREFIX}{owner.replace('/', '_')}"
+        head = f"{boot} {owner}\n".encode()
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        except OSError:
+            return None
+        try:
+            if os.write(fd, head) != len(head):
+                raise OSError("short write")
+        except OSError:
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+            return None
+        return cls(path, fd, len(head))
 
-    The mark names the boot (Linux's boot id) and the owner: it is not synced (a run claimed
-    ahead costs no fsync of its own), and the kernel keeps what a process that was killed
-    wrote, not what a power loss takes; after a reboot it proves nothing (the run is
-    recorded abandoned, as any run whose start is unknown), and a mark left over never
-    stands for a later claim of the run by another owner. A mark that cannot be written
-    proves nothing either: the same."""
-    for run in runs:
-        mark, text = wait_mark(gates, run), _wait_text(run)
-        if mark is None or text is None:
-            continue
-        with contextlib.suppress(OSError):
-            fd = os.open(mark, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    def add(self, runs: list[Run]) -> None:
+        """`runs` wait for slots now (each that cannot be written proves nothing: left off)."""
+        with self._lock:
+            for run in runs:
+                tag = run_tag(run)
+                if tag is None or len(tag) + 3 > self.REC or run.id in self._slots:
+                    continue
+                slot = self._free.pop() if self._free else self._take()
+                record = f"W {tag}".ljust(self.REC - 1).encode() + b"\n"
+                try:
+                    written = os.pwrite(self._fd, record, self._base + slot * self.REC)
+                except OSError:
+                    written = 0
+                if written == len(record):
+                    self._slots[run.id or 0] = slot
+                else:  # (a cut record names no run: nothing proved, nothing wrong)
+                    self._free.append(slot)
+
+    def _take(self) -> int:
+        self._next += 1
+        return self._next - 1
+
+    def starting(self, run: Run) -> bool:
+        """`run` is about to be spawned: False if that cannot be written (it must not be)."""
+        return self._leave(run, b"S")
+
+    def release(self, run: Run) -> bool:
+        """`run` leaves without starting (back to the queue, or stopped)."""
+        return self._leave(run, b"R")
+
+    def _leave(self, run: Run, state: bytes) -> bool:
+        with self._lock:
+            slot = self._slots.get(run.id or 0)
+            if slot is None:
+                return True
             try:
-                os.write(fd, text.encode())  # (a short write proves nothing: see _waited)
-            finally:
-                os.close(fd)
+                done = os.pwrite(self._fd, state, self._base + slot * self.REC) == 1
+            except OSError:
+                done = False
+            if done:  # (else the record stays W, and the slot with it)
+                del self._slots[run.id or 0]
+                self._free.append(slot)
+            return done
+
+    def close(self) -> None:
+        """The runner stops: the list goes if no run waits on it; else it stays, open, as
+        what the next runner's recovery reads (a thread may still spawn one of them)."""
+        with self._lock:
+            if self._slots or self._fd < 0:
+                return
+            os.close(self._fd)
+            self._fd = -1
+            with contextlib.suppress(OSError):
+                self._path.unlink()
 
 
-def unmark_waiting(gates: Path | None, run: Run) -> bool:
-    """Remove `run`'s wait mark; False if it is still there (the run must not start)."""
-    mark = wait_mark(gates, run)
-    if mark is None:
-        return True
-    try:
-        mark.unlink()
-    except FileNotFoundError:
-        pass
-    except OSError:
-        return False
-    return True
+def _waiting(gates: Path | None, owners: set[str]) -> dict[str, set[str]]:
+    """The runs (their tags) still at W in the wait lists of this boot of `owners`."""
+    boot = boot_id()
+    found: dict[str, set[str]] = {}
+    if gates is None or boot is None or not owners:
+        return found
+    with contextlib.suppress(OSError):
+        for path in gates.glob(f"{WaitList.PREFIX}*"):
+            try:
+                head, *lines = path.read_text().split("\n")
+            except (OSError, UnicodeDecodeError):
+                continue
+            file_boot, _, owner = head.partition(" ")
+            if file_boot == boot and owner in owners:
+                found.setdefault(owner, set()).update(
+                    line[2:].rstrip(" ") for line in lines if line.startswith("W ")
+                )
+    return found
 
 
 def _waited(gates: Path | None, runs: list[Run]) -> list[Run]:
     """Of the running `runs` of owners that are gone, those that provably never started:
-    no pid recorded, a wait mark of this boot and of the run's owner, and no process that
-    carries the run's markers (JOBCTL_RUN_ID and JOBCTL_OWNER: if one does, the run did
-    start, whatever the mark says)."""
-    found = []
-    for run in runs:
-        mark, text = wait_mark(gates, run), _wait_text(run)
-        if run.pid is not None or mark is None or text is None:
-            continue
-        try:
-            if mark.read_text() == text:
-                found.append(run)
-        except (OSError, UnicodeDecodeError):
-            continue
+    no pid recorded, still at W in a wait list of this boot that names their owner, and no
+    process that carries the run's markers (JOBCTL_RUN_ID and JOBCTL_OWNER: if one does,
+    the run did start, whatever the list says)."""
+    unstarted = [r for r in runs if r.pid is None and r.owner]
+    waiting = _waiting(gates, {r.owner or "" for r in unstarted})
+    found = [r for r in unstarted if run_tag(r) in waiting.get(r.owner or "", ())]
     if found:
         started = executor.marked_groups({r.id or 0: set(run_markers(r)) for r in found})
         found = [r for r in found if not started.get(r.id or 0)]
     return found
+
+
+def _forget_waits(gates: Path | None, runs: list[Run]) -> None:
+    """The wait lists of the dead owners of `runs`, every run of theirs recorded now."""
+    owners_ = {r.owner for r in runs if r.owner and not owners.alive(r.owner)}
+    if gates is None or not owners_:
+        return
+    with contextlib.suppress(OSError):
+        for path in gates.glob(f"{WaitList.PREFIX}*"):
+            with contextlib.suppress(OSError, UnicodeDecodeError):
+                head = path.read_text().split("\n", 1)[0]
+                if head.partition(" ")[2] in owners_:
+                    path.unlink()
 
 
 #: a gate's mark older than this is left over (its run recovered elsewhere: a fleet member's

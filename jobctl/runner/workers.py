@@ -17,9 +17,10 @@ Its parts, on threads of their own besides the caller's:
 - due runs are claimed ahead of the free slots (AHEAD_MAX) and wait in the loop, which
   starts one the moment a slot frees, with no claim in between; once every slot is covered,
   the next claim waits until it can take several (ahead_batch: one transaction and one flush
-  for them all). One that waits HOLD_S goes back to the queue. On SQLite each waits behind
-  a wait mark (recovery.mark_waiting), removed before its spawn: a run claimed and never
-  spawned when the runner died goes back to the queue, not to `abandoned`;
+  for them all). One that waits HOLD_S goes back to the queue. On SQLite the due runs wait
+  on a list in a file (recovery.WaitList) where each is marked before its spawn: a run
+  claimed and never spawned when the runner died goes back to the queue, not to
+  `abandoned`;
 - on a shared store (PostgreSQL), where every write is a round trip: the bookkeeper writes
   on a connection of its own, and a claimer thread (a third connection) claims for a slot
   as soon as its process is done, while the bookkeeper writes the end.
@@ -58,7 +59,7 @@ from jobctl.runner.execution import (
     record_end,
     spec_for,
 )
-from jobctl.runner.recovery import mark_waiting, unmark_waiting, wait_mark
+from jobctl.runner.recovery import WaitList
 from jobctl.store.base import End, RunFilter, Store
 
 if TYPE_CHECKING:
@@ -182,11 +183,11 @@ class WorkerPool:
         #: workers). Due ones are not counted: they take no slot until the loop spawns them,
         #: and runs waiting already start while a claim is flushed (an fsync on SQLite)
         self.launching = 0
-        #: (SQLite) where due runs claimed wait behind their marks until spawned (see
-        #: recovery.mark_waiting); None: no marks (a shared store, whose lease reaper records
-        #: a dead runner's runs, or no folder for them)
-        self.waits = runner.gates if open_store is None else None
-        self.unmarkable: set[int] = set()  # runs whose wait mark could not be removed
+        #: (SQLite) the list the due runs claimed wait on until spawned (recovery.WaitList,
+        #: opened with the threads); None: no list (a shared store, whose lease reaper
+        #: records a dead runner's runs; or none could be written)
+        self.waits: WaitList | None = None
+        self.unmarkable: set[int] = set()  # runs whose place on a wait list was not marked
 
     @property
     def store(self) -> Store:
@@ -207,6 +208,8 @@ class WorkerPool:
         for store in (self._store, self._claimer):
             if store is not None:
                 store.close()
+        if self.waits is not None:
+            self.waits.close()
 
     def _forget_done(self, done: Sequence[Active]) -> None:
         """Under self.lock: the runs whose ends are recorded leave the pool (each entry
@@ -222,6 +225,8 @@ class WorkerPool:
         with self._threads_lock:
             if not self._started:
                 self._started = True
+                if self._open_store is None:
+                    self.waits = WaitList.open(self.r.gates, self.r.owner)
                 threading.Thread(target=self.loop.run, name="jobctl-loop", daemon=True).start()
                 threading.Thread(target=self._bookkeeper, name="jobctl-book", daemon=True).start()
                 if self._open_store is not None:
@@ -342,7 +347,8 @@ class WorkerPool:
                 deferred.append(entry)
             elif self.spawn(entry, now, shift):
                 gated.append(entry)
-        mark_waiting(self.waits, [e.run for e in deferred])  # (before the loop may spawn them)
+        if deferred and self.waits is not None:  # (before the loop may spawn them)
+            self.waits.add([e.run for e in deferred])
         if gated:  # recorded before their gates open (not fatal: if the store cannot take
             # it, recovery finds the processes by their markers, JOBCTL_RUN_ID and
             # JOBCTL_OWNER, in their environment)
@@ -358,13 +364,13 @@ class WorkerPool:
         run = entry.run
         gated = run.not_before > now and not due
         if not gated and self.r._stopping:  # not started: back to the queue
-            self.book.put(("requeue", entry, None))
+            self.requeue(entry)
             return False
-        if not unmark_waiting(self.waits, run):  # else it would pass for never started
-            mark = wait_mark(self.waits, run)
-            self.r.emit("error", f"{run.job}: run {run.id}: cannot remove its wait mark "
-                        f"{mark}: not started, back to the queue for the next runner")  # fmt: skip
-            # its mark names this runner: never claimed again by it (a spin), the next one's
+        # (a start its wait list does not show would pass for none, after a crash)
+        if self.waits is not None and not self.waits.starting(run):
+            self.r.emit("error", f"{run.job}: run {run.id}: cannot mark its start on its wait "
+                        "list: not started, back to the queue for the next runner")  # fmt: skip
+            # its list names this runner: never claimed again by it (a spin), the next one's
             self.unmarkable.add(run.id or 0)
             self.book.put(("requeue", entry, None))
             return False
@@ -393,6 +399,17 @@ class WorkerPool:
         entry.run = replace(run, pid=proc.pid, proc_start=start, started_at=planned)
         entry.spawned, entry.gated = proc, gated
         return True
+
+    def released(self, entry: Active) -> None:
+        """`entry` leaves the wait for a slot without starting (back to the queue, or
+        stopped): so its wait list says (if that cannot be written, this runner never claims
+        it again: the list would take a later start of it for none)."""
+        if self.waits is not None and not self.waits.release(entry.run):
+            self.unmarkable.add(entry.run.id or 0)
+
+    def requeue(self, entry: Active) -> None:
+        self.released(entry)
+        self.book.put(("requeue", entry, None))
 
     # ---- what the process loop reports --------------------------------------------------------
     def started(self, entry: Active, proc: executor.Process) -> None:
@@ -858,8 +875,7 @@ class _ProcessLoop:
                 self._ready.pop(0)
                 if entry.held + HOLD_S <= mono:
                     pool.ahead_paused_until = mono + AHEAD_PAUSE_S
-                unmark_waiting(pool.waits, entry.run)  # (tidy: a mark proves nothing once
-                pool.book.put(("requeue", entry, None))  # the run is queued again)
+                pool.requeue(entry)
             elif (len(self._watching) + len(self._gated) + pool.launching < pool.size
                   or pool.r._stopping):  # fmt: skip
                 self._ready.pop(0)
@@ -873,7 +889,7 @@ class _ProcessLoop:
     def _never_ran(self, entry: Active, stop: tuple[str, str]) -> None:
         """A run stopped (cancelled, replaced, fenced) before its command began: its end,
         with the status and reason asked for and no start."""
-        unmark_waiting(self.pool.waits, entry.run)
+        self.pool.released(entry)
         final = replace(entry.run, status=stop[0], error=stop[1], started_at=None,
                         finished_at=self.pool.r.clock.now())  # fmt: skip
         self.pool.book.put(("final", entry, final))

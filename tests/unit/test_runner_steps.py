@@ -658,8 +658,9 @@ def test_a_failed_requeue_keeps_the_gate_mark_for_the_next_recovery(tmp_path: Pa
 
 
 def _waiting_case(tmp_path: Path) -> tuple[SQLiteStore, Path, dict[str, Run]]:
-    """Runs of a dead runner, `running`: with a wait mark of this boot and of their owner,
-    with none, with one of another boot, of another owner, and with a mark and a pid."""
+    """Runs of a dead runner, `running`: on its wait list of this boot still waiting, on none,
+    on a list of another boot, on another owner's list, waiting with a pid, started, and
+    released (back to the queue, then claimed again and not on any list since)."""
     from jobctl.runner import recovery
 
     store = SQLiteStore(tmp_path / "jobctl.db")
@@ -667,27 +668,36 @@ def _waiting_case(tmp_path: Path) -> tuple[SQLiteStore, Path, dict[str, Run]]:
     gates.mkdir()
     store.add_job(Job(name="g", command=["true"], tz="UTC", cwd=str(tmp_path)))
     dead = "gone:999999:1"
+    cases = ("waited", "no list", "other boot", "other owner", "has pid", "started", "released")
     runs: dict[str, Run] = {}
-    for i, case in enumerate(("waited", "no mark", "other boot", "other owner", "has pid")):
+    for i, case in enumerate(cases):
         run = Run(job="g", scheduled_for=T0 + i, not_before=T0, created_at=T0,
                   trigger="manual", status="running", owner=dead,
                   pid=4242 if case == "has pid" else None)  # fmt: skip
         runs[case] = store.add_run(run)
-    recovery.mark_waiting(gates, [r for c, r in runs.items() if c != "no mark"])
-    other_boot = recovery.wait_mark(gates, runs["other boot"])
-    assert other_boot is not None and other_boot.exists()
-    other_boot.write_text(f"another-boot {dead}\n")
-    other_owner = recovery.wait_mark(gates, runs["other owner"])
-    assert other_owner is not None
-    other_owner.write_text(f"{recovery.boot_id()} gone:999998:1\n")
+    waits = recovery.WaitList.open(gates, dead)
+    assert waits is not None
+    waits.add([runs[c] for c in ("waited", "has pid", "started", "released")])
+    assert waits.starting(runs["started"]) and waits.release(runs["released"])
+    waits.add([runs["waited"]])  # (on the list once: its record is not doubled)
+    other = recovery.WaitList.open(gates, "gone:999998:1")
+    assert other is not None
+    other.add([runs["other owner"]])
+    (gates / "before").mkdir()
+    before = recovery.WaitList.open(gates / "before", dead)  # as a runner of the last boot
+    assert before is not None
+    before.add([runs["other boot"]])
+    path = gates / "before" / f"wait-{dead}"
+    text = path.read_text().replace(recovery.boot_id() or "", "another-boot", 1)
+    (gates / "wait-before-reboot").write_text(text)
     return store, gates, runs
 
 
 def test_recovery_requeues_a_run_that_waited_for_a_slot_when_its_runner_died(
     tmp_path: Path,
 ) -> None:
-    """Only a run with no pid whose wait mark is of this boot and of its owner provably never
-    started: queued again, its mark removed. The others may have run: abandoned."""
+    """Only a run with no pid still waiting on its owner's list of this boot provably never
+    started: queued again. The others may have run: abandoned. The dead runner's lists go."""
     import random
 
     from jobctl.clock import SystemClock
@@ -702,21 +712,21 @@ def test_recovery_requeues_a_run_that_waited_for_a_slot_when_its_runner_died(
     recovery.recover_runs(store, list(runs.values()), time.time(), SystemClock(),
                           random.Random(1), say, gates)  # fmt: skip
     got = {case: store.get_run(r.id or 0) for case, r in runs.items()}
-    back = got["waited"]
+    back = got.pop("waited")
     assert (back.status, back.owner, back.attempt) == ("queued", None, 1)
-    assert {c: r.status for c, r in got.items() if c != "waited"} == dict.fromkeys(
-        ("no mark", "other boot", "other owner", "has pid"), "abandoned")  # fmt: skip
+    assert {c: r.status for c, r in got.items()} == dict.fromkeys(got, "abandoned")
     waited = runs["waited"]
     assert any(f"run {waited.id} never started (it waited for a slot)" in s for s in said)
     assert sum("never started" in s for s in said) == 1
-    assert not (recovery.wait_mark(gates, waited) or gates).exists()
+    # the dead runner's lists go; the other owner's is not this recovery's to remove
+    assert sorted(p.name for p in gates.glob("wait-*")) == ["wait-gone:999998:1"]
 
 
 def test_a_waiting_run_whose_process_exists_is_not_taken_for_never_started(
     tmp_path: Path,
 ) -> None:
-    """A wait mark is not enough where a process carries the run's markers: it started (its
-    mark left behind by a failure), so it is abandoned, and its process is terminated."""
+    """Its wait list is not enough where a process carries the run's markers: it started, so
+    it is abandoned, and its process is terminated."""
     import random
     import subprocess
 
@@ -738,11 +748,12 @@ def test_a_waiting_run_whose_process_exists_is_not_taken_for_never_started(
                 child.kill()
 
 
-def test_a_due_run_waits_behind_its_mark_and_starts_only_once_it_is_gone(
+def test_a_due_run_is_marked_on_its_wait_list_before_it_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """2 workers, 12 due runs: the runs claimed beyond the free slots wait behind their
-    marks; at each spawn the run's own mark is gone already, and none is left at the end."""
+    """2 workers, 12 due runs: runs claimed beyond the free slots wait on their lists; at
+    each spawn the run's own line says S already (or its list is gone, the run the last of
+    it), and no list is left at the end."""
     from jobctl import executor
     from jobctl.clock import SystemClock
 
@@ -752,35 +763,35 @@ def test_a_due_run_waits_behind_its_mark_and_starts_only_once_it_is_gone(
     for i in range(12):
         store.add_job(Job(name=f"j{i}", command=["true"], tz="UTC", cwd=str(tmp_path)))
         store.add_run(Run(job=f"j{i}", scheduled_for=now, not_before=now, trigger="manual"))
-    own_gone: list[bool] = []
-    others_waiting: list[int] = []
+    marked: list[bool] = []
+    waiting: list[int] = []
     real_start = executor.start
 
     def start(spec: executor.Spec, gated: bool = False) -> executor.Process:
         (marker,) = [m for m in spec.markers if m.startswith(b"JOBCTL_RUN_ID=")]
         run_id = marker.split(b"=")[1].decode()
-        marks = [p.name for p in gates.glob("wait-*")]
-        own_gone.append(not any(m.startswith(f"wait-{run_id}-") for m in marks))
-        others_waiting.append(len(marks))
+        lines = [ln for p in gates.glob("wait-*") for ln in p.read_text().splitlines()[1:]]
+        marked.append(not any(ln.startswith(f"W {run_id}-") for ln in lines))
+        waiting.append(sum(ln.startswith("W ") for ln in lines))
         return real_start(spec, gated=gated)
 
     monkeypatch.setattr(executor, "start", start)
     Runner(store, workers=2, clock=SystemClock(), gates=gates).run(once=True)
     runs = store.list_runs(RunFilter())
     assert [r.status for r in runs] == ["succeeded"] * 12
-    assert own_gone == [True] * 12
-    assert max(others_waiting) >= 2  # runs claimed ahead waited behind their marks
+    assert marked == [True] * 12
+    assert max(waiting) >= 2  # runs claimed ahead waited on their lists
     assert list(gates.glob("wait-*")) == []
 
 
-def test_a_run_whose_wait_mark_cannot_be_removed_is_never_started_here(
+def test_a_run_whose_start_cannot_be_marked_is_never_started_here(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Its mark would make a started run pass for one that never started: it goes back to
-    the queue, for the next runner (whose claim the mark does not name), and this runner
+    """Its line would make a started run pass for one that never started: it goes back to
+    the queue, for the next runner (whose claims the list does not name), and this runner
     does not claim it again."""
     from jobctl.clock import SystemClock
-    from jobctl.runner import workers
+    from jobctl.runner import recovery
 
     store = SQLiteStore(tmp_path / "jobctl.db")
     gates = tmp_path / "gates"
@@ -788,22 +799,22 @@ def test_a_run_whose_wait_mark_cannot_be_removed_is_never_started_here(
     for i in range(4):
         store.add_job(Job(name=f"j{i}", command=["true"], tz="UTC", cwd=str(tmp_path)))
         store.add_run(Run(job=f"j{i}", scheduled_for=now, not_before=now, trigger="manual"))
-    real = workers.unmark_waiting
+    real = recovery.WaitList.starting
     tried: list[int] = []
 
-    def unmark(gates_: Path | None, run: Run) -> bool:
+    def starting(self: recovery.WaitList, run: Run) -> bool:
         if run.job == "j2":
             tried.append(run.id or 0)
             return False
-        return real(gates_, run)
+        return real(self, run)
 
-    monkeypatch.setattr(workers, "unmark_waiting", unmark)
+    monkeypatch.setattr(recovery.WaitList, "starting", starting)
     said: list[str] = []
-    runner = Runner(store, workers=2, clock=SystemClock(), gates=gates)
+    runner = Runner(store, workers=1, clock=SystemClock(), gates=gates)
     runner.emit = lambda kind, line: said.append(line)  # type: ignore[method-assign]
     runner.run(once=True)
     by_job = {r.job: r for r in store.list_runs(RunFilter())}
     assert {j: r.status for j, r in by_job.items()} == {
         "j0": "succeeded", "j1": "succeeded", "j2": "queued", "j3": "succeeded"}  # fmt: skip
     assert (by_job["j2"].owner, by_job["j2"].started_at, len(tried)) == (None, None, 1)
-    assert any("cannot remove its wait mark" in line for line in said)
+    assert any("cannot mark its start on its wait list" in line for line in said)
