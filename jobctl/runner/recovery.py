@@ -131,7 +131,9 @@ class WaitList:
     Not synced (a write in place a run, no file made or removed): the kernel keeps what a
     process that was killed wrote, not what a power loss takes, so after a reboot the list
     proves nothing and such runs are recorded abandoned, as any run whose start is unknown.
-    A run whose record cannot be written is not on the list, which proves nothing for it."""
+    A record is written tag first, then its W alone (records never cross a page): one cut
+    short, or read half written, never says W; a run whose record cannot be written is not
+    on the list, which proves nothing for it."""
 
     PREFIX = "wait-"
     REC = 64
@@ -149,7 +151,8 @@ class WaitList:
         if gates is None or boot is None:
             return None
         path = gates / f"{cls.PREFIX}{owner.replace('/', '_')}"
-        head = f"{boot} {owner}\n".encode()
+        line = f"{boot} {owner}"  # padded to whole records: none crosses a page
+        head = (line.ljust(-(-(len(line) + 1) // cls.REC) * cls.REC - 1) + "\n").encode()
         try:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         except OSError:
@@ -172,14 +175,18 @@ class WaitList:
                 if tag is None or len(tag) + 3 > self.REC or run.id in self._slots:
                     continue
                 slot = self._free.pop() if self._free else self._take()
-                record = f"W {tag}".ljust(self.REC - 1).encode() + b"\n"
+                at = self._base + slot * self.REC
+                # the tag first, under the old state (S, R, or a hole's NUL: not waiting),
+                # then the W alone: a record cut short, or read half written, never says W
+                body = f" {tag}".ljust(self.REC - 2).encode() + b"\n"
                 try:
-                    written = os.pwrite(self._fd, record, self._base + slot * self.REC)
+                    waits = os.pwrite(self._fd, body, at + 1) == len(body)
+                    waits = waits and os.pwrite(self._fd, b"W", at) == 1
                 except OSError:
-                    written = 0
-                if written == len(record):
+                    waits = False
+                if waits:
                     self._slots[run.id or 0] = slot
-                else:  # (a cut record names no run: nothing proved, nothing wrong)
+                else:
                     self._free.append(slot)
 
     def _take(self) -> int:
@@ -232,7 +239,7 @@ def _waiting(gates: Path | None, owners: set[str]) -> dict[str, set[str]]:
                 head, *lines = path.read_text().split("\n")
             except (OSError, UnicodeDecodeError):
                 continue
-            file_boot, _, owner = head.partition(" ")
+            file_boot, _, owner = head.rstrip(" ").partition(" ")
             if file_boot == boot and owner in owners:
                 found.setdefault(owner, set()).update(
                     line[2:].rstrip(" ") for line in lines if line.startswith("W ")
@@ -245,7 +252,7 @@ def _waited(gates: Path | None, runs: list[Run]) -> list[Run]:
     no pid recorded, still at W in a wait list of this boot that names their owner, and no
     process that carries the run's markers (JOBCTL_RUN_ID and JOBCTL_OWNER: if one does,
     the run did start, whatever the list says)."""
-    unstarted = [r for r in runs if r.pid is None and r.owner]
+    unstarted = [r for r in runs if r.pid is None and r.owner and not owners.alive(r.owner)]
     waiting = _waiting(gates, {r.owner or "" for r in unstarted})
     found = [r for r in unstarted if run_tag(r) in waiting.get(r.owner or "", ())]
     if found:
@@ -262,7 +269,7 @@ def _forget_waits(gates: Path | None, runs: list[Run]) -> None:
     with contextlib.suppress(OSError):
         for path in gates.glob(f"{WaitList.PREFIX}*"):
             with contextlib.suppress(OSError, UnicodeDecodeError):
-                head = path.read_text().split("\n", 1)[0]
+                head = path.read_text().split("\n", 1)[0].rstrip(" ")
                 if head.partition(" ")[2] in owners_:
                     path.unlink()
 

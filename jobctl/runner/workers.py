@@ -78,9 +78,9 @@ CAN_WAIT = frozenset({"spawned", "settled", "started"})
 ENDING = frozenset({"outcome", "final", "error", "requeue"})
 #: how many due runs a runner claims beyond its free slots, at most: its process loop starts
 #: one the moment a slot frees, with no claim in between (the claimer, or on SQLite the
-#: bookkeeper, refills them meanwhile). min(2 x workers, AHEAD_MAX). On SQLite: 1,154-1,550
-#: against 1,143-1,334 runs/s in drains of 2,000 runs, CPU per run 0.56-0.80 ms against
-#: 0.68-0.80 (issue 13)
+#: bookkeeper, refills them meanwhile). min(2 x workers, AHEAD_MAX). On SQLite (issue 13),
+#: drains of 2,000 runs on one machine the same hour: 1,321-1,550 runs/s with it against
+#: 1,143-1,334 without, runner CPU per run 0.56-0.66 ms against 0.68-0.80
 AHEAD_MAX = 8
 #: how long a run claimed ahead may wait for a slot: then it goes back to the queue (for
 #: another runner, or this one once a slot is free) and claiming ahead pauses AHEAD_PAUSE_S,

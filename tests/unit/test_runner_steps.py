@@ -818,3 +818,38 @@ def test_a_run_whose_start_cannot_be_marked_is_never_started_here(
         "j0": "succeeded", "j1": "succeeded", "j2": "queued", "j3": "succeeded"}  # fmt: skip
     assert (by_job["j2"].owner, by_job["j2"].started_at, len(tried)) == (None, None, 1)
     assert any("cannot mark its start on its wait list" in line for line in said)
+
+
+def test_a_wait_list_record_cut_short_or_reused_never_names_the_wrong_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Records are whole records of the page (the header is padded); a record's W is written
+    after its tag, so a write cut short leaves no W; a reused record names its new run only."""
+    from jobctl.runner import recovery
+
+    dead = "gone:999999:1"
+    waits = recovery.WaitList.open(tmp_path, dead)
+    assert waits is not None
+    path = tmp_path / f"wait-{dead}"
+    assert len(path.read_bytes()) % recovery.WaitList.REC == 0
+    old, new, cut = (Run(job="g", scheduled_for=T0, created_at=T0, id=i, owner=dead,
+                         status="running") for i in (1234, 1240, 7))  # fmt: skip
+    waits.add([old])
+    assert waits.starting(old)  # spawned: its record is free for the next run
+    waits.add([new])
+    assert recovery._waiting(tmp_path, {dead}) == {dead: {execution_tag(new)}}
+    assert path.read_bytes().count(b"\nW ") + path.read_bytes().startswith(b"W ") <= 1
+    real = os.pwrite
+    monkeypatch.setattr(recovery.os, "pwrite", lambda fd, data, at: real(fd, data[:10], at))
+    waits.add([cut])  # a disk full: the write is cut short
+    monkeypatch.setattr(recovery.os, "pwrite", real)
+    assert recovery._waiting(tmp_path, {dead}) == {dead: {execution_tag(new)}}
+    assert waits.starting(cut)  # not on the list: nothing to mark, nothing proved
+
+
+def execution_tag(run: Run) -> str:
+    from jobctl.runner.execution import run_tag
+
+    tag = run_tag(run)
+    assert tag is not None
+    return tag
