@@ -748,21 +748,26 @@ def test_a_waiting_run_whose_process_exists_is_not_taken_for_never_started(
                 child.kill()
 
 
+def _due_runs(tmp_path: Path, n: int) -> tuple[SQLiteStore, Path]:
+    """A store with `n` jobs j0... of `true`, each with a run due now; the gates folder."""
+    store = SQLiteStore(tmp_path / "jobctl.db")
+    now = time.time()
+    for i in range(n):
+        store.add_job(Job(name=f"j{i}", command=["true"], tz="UTC", cwd=str(tmp_path)))
+        store.add_run(Run(job=f"j{i}", scheduled_for=now, not_before=now, trigger="manual"))
+    return store, tmp_path / "gates"
+
+
 def test_a_due_run_is_marked_on_its_wait_list_before_it_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """2 workers, 12 due runs: runs claimed beyond the free slots wait on their lists; at
-    each spawn the run's own line says S already (or its list is gone, the run the last of
-    it), and no list is left at the end."""
+    """2 workers, 12 due runs: runs claimed beyond the free slots wait on the runner's
+    list; at each spawn the run's own record says W no more, and no list is left at the
+    end (the runner stopped with no run waiting)."""
     from jobctl import executor
     from jobctl.clock import SystemClock
 
-    store = SQLiteStore(tmp_path / "jobctl.db")
-    gates = tmp_path / "gates"
-    now = time.time()
-    for i in range(12):
-        store.add_job(Job(name=f"j{i}", command=["true"], tz="UTC", cwd=str(tmp_path)))
-        store.add_run(Run(job=f"j{i}", scheduled_for=now, not_before=now, trigger="manual"))
+    store, gates = _due_runs(tmp_path, 12)
     marked: list[bool] = []
     waiting: list[int] = []
     real_start = executor.start
@@ -793,12 +798,7 @@ def test_a_run_whose_start_cannot_be_marked_is_never_started_here(
     from jobctl.clock import SystemClock
     from jobctl.runner import recovery
 
-    store = SQLiteStore(tmp_path / "jobctl.db")
-    gates = tmp_path / "gates"
-    now = time.time()
-    for i in range(4):
-        store.add_job(Job(name=f"j{i}", command=["true"], tz="UTC", cwd=str(tmp_path)))
-        store.add_run(Run(job=f"j{i}", scheduled_for=now, not_before=now, trigger="manual"))
+    store, gates = _due_runs(tmp_path, 4)
     real = recovery.WaitList.starting
     tried: list[int] = []
 
