@@ -757,3 +757,41 @@ def test_after_chains_run_on_the_upstream_outcome(any_env: Env, tmp_path: Path) 
     any_env.run("retry", str(first["id"]), "--detach", "--chain", check=True)
     wait_for(lambda: len(done(any_env, "b", 2)) == 2)
     assert len(done(any_env, "a", 3)) == 3 and len(any_env.runs("b")) == 2
+
+
+def test_runs_waiting_for_a_slot_when_the_runner_is_killed_run_once_after(
+    env: Env, tmp_path: Path
+) -> None:
+    """kill -9 while runs claimed ahead wait for the one slot (on the runner's wait list):
+    the next runner puts them back in the queue (not `abandoned`), each runs once, and the
+    dead runner's list goes."""
+    log = tmp_path / "executions"
+    env.run("add", "q", "--every", "1h", "--overlap", "allow", "--shell", "--",
+            f'echo "start $JOBCTL_RUN_ID" >> {log}; sleep 0.2', check=True)  # fmt: skip
+    for _ in range(6):  # queued before any runner is up: claimed together at its start
+        env.run("run", "q", "--detach", check=True)
+    gates = env.home / "gates"
+
+    def waiting() -> list[str]:  # the run ids at W on the runner's list
+        lines = [ln for p in gates.glob("wait-*") for ln in p.read_text().splitlines()[1:]]
+        return [ln.split()[1].split("-")[0] for ln in lines if ln.startswith("W ")]
+
+    runner = env.start_runner("--workers", "1")
+    wait_for(lambda: len(waiting()) >= 2, interval=0.002)
+    runner.kill()
+    runner.wait()
+    waited = waiting()  # what the dead runner's list says now: never started
+    assert waited
+    env.start_runner("--workers", "1", log="runner2.log")
+    wait_for(lambda: done(env, "q", 6, ("succeeded", "abandoned")), timeout=30)
+    runs = {str(r["id"]): r for r in env.runs("q")}
+    started = [ln.split()[1] for ln in log.read_text().splitlines()]
+    assert sorted(started) == sorted(set(started))  # no run executed twice
+    for run_id in waited:
+        assert f"run {run_id} never started (it waited for a slot): queued again" in env.log(
+            "runner2.log"
+        )
+        assert (runs[run_id]["status"], runs[run_id]["attempt"]) == ("succeeded", 1)
+        assert started.count(run_id) == 1
+    assert {r["status"] for r in runs.values()} <= {"succeeded", "abandoned"}
+    assert not [p for p in gates.glob("wait-*") if str(runner.pid) in p.name]
