@@ -19,7 +19,7 @@ import random
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
@@ -227,23 +227,32 @@ class WaitList:
                 self._path.unlink()
 
 
-def _waiting(gates: Path | None, owners: set[str]) -> dict[str, set[str]]:
-    """The runs (their tags) still at W in the wait lists of this boot of `owners`."""
-    boot = boot_id()
-    found: dict[str, set[str]] = {}
-    if gates is None or boot is None or not owners:
-        return found
+def _wait_lists(gates: Path | None) -> Iterator[tuple[Path, str, str, list[str]]]:
+    """The wait lists in `gates`: each one's path, boot, owner and records (unreadable ones
+    left out)."""
+    if gates is None:
+        return
     with contextlib.suppress(OSError):
         for path in gates.glob(f"{WaitList.PREFIX}*"):
             try:
                 head, *lines = path.read_text().split("\n")
             except (OSError, UnicodeDecodeError):
                 continue
-            file_boot, _, owner = head.rstrip(" ").partition(" ")
-            if file_boot == boot and owner in owners:
-                found.setdefault(owner, set()).update(
-                    line[2:].rstrip(" ") for line in lines if line.startswith("W ")
-                )
+            boot, _, owner = head.rstrip(" ").partition(" ")
+            yield path, boot, owner, lines
+
+
+def _waiting(gates: Path | None, owners: set[str]) -> dict[str, set[str]]:
+    """The runs (their tags) still at W in the wait lists of this boot of `owners`."""
+    boot = boot_id()
+    found: dict[str, set[str]] = {}
+    if boot is None or not owners:
+        return found
+    for _, file_boot, owner, lines in _wait_lists(gates):
+        if file_boot == boot and owner in owners:
+            found.setdefault(owner, set()).update(
+                line[2:].rstrip(" ") for line in lines if line.startswith("W ")
+            )
     return found
 
 
@@ -263,14 +272,11 @@ def _waited(gates: Path | None, runs: list[Run]) -> list[Run]:
 
 def _forget_waits(gates: Path | None, runs: list[Run]) -> None:
     """The wait lists of the dead owners of `runs`, every run of theirs recorded now."""
-    owners_ = {r.owner for r in runs if r.owner and not owners.alive(r.owner)}
-    if gates is None or not owners_:
-        return
-    with contextlib.suppress(OSError):
-        for path in gates.glob(f"{WaitList.PREFIX}*"):
-            with contextlib.suppress(OSError, UnicodeDecodeError):
-                head = path.read_text().split("\n", 1)[0].rstrip(" ")
-                if head.partition(" ")[2] in owners_:
+    gone = {r.owner for r in runs if r.owner and not owners.alive(r.owner)}
+    if gone:
+        for path, _, owner, _ in _wait_lists(gates):
+            if owner in gone:
+                with contextlib.suppress(OSError):
                     path.unlink()
 
 
