@@ -6,11 +6,13 @@ Below the CLI: no printing, no flag parsing; answers are data, errors are Jobctl
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
 
 from jobctl.errors import ConflictError
-from jobctl.models import Job, Run
-from jobctl.store.base import RunFilter, Store
+from jobctl.models import Run
+from jobctl.store.base import JobLine, RunFilter, Store
 
 
 @dataclass
@@ -50,22 +52,28 @@ def remove_jobs(store: Store, names: list[str], purge: bool, force: bool, now: f
     return Removal(names, cancelled, linked)
 
 
-def shown_last_runs(store: Store, jobs: list[Job]) -> dict[str, Run | None]:
-    """The run `list` shows as each job's last: its running run while one runs (a later
-    skipped fire is not news), else its newest run."""
+def running_shown(store: Store, jobs: Sequence[JobLine]) -> dict[str, Run]:
+    """The running run `list` shows as a job's last, by job, where one runs: a later
+    skipped fire is not news (the newest running run of the job, not one of an earlier job
+    of that name)."""
+    created = {j.name: j.created_at for j in jobs}
+    shown: dict[str, Run] = {}
     running = store.list_runs(RunFilter(statuses=["running"])) if jobs else []
-    shown: dict[str, Run | None] = {j.name: j.last_run for j in jobs}
     for run in sorted(running, key=lambda r: r.id or 0):  # the newest running run wins
-        if run.job in shown and run.created_at >= _created(jobs, run.job):
+        if run.job in created and run.created_at >= created[run.job]:
             shown[run.job] = run
     return shown
 
 
-def _created(jobs: list[Job], name: str) -> float:
-    return next(j.created_at for j in jobs if j.name == name)
-
-
 SORT_KEYS = ("name", "next")
+
+
+class _Listed(Protocol):
+    name: str
+    next_run_at: float | None
+
+
+J = TypeVar("J", bound=_Listed)  # a Job or a JobLine
 
 
 def natural_key(name: str) -> list[tuple[int, int | str]]:
@@ -75,7 +83,7 @@ def natural_key(name: str) -> list[tuple[int, int | str]]:
     return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
 
 
-def sort_jobs(jobs: list[Job], by: str) -> list[Job]:
+def sort_jobs(jobs: list[J], by: str) -> list[J]:
     """Jobs by name (natural order) or by next fire (jobs with none last, then by name)."""
     from jobctl.errors import UsageError
 

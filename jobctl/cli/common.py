@@ -13,9 +13,11 @@ import typer
 from jobctl.config import Settings
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from jobctl.models import Job
     from jobctl.store import Store
-    from jobctl.store.base import RunnerInfo
+    from jobctl.store.base import JobLine, RunnerInfo
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
@@ -90,7 +92,9 @@ def complete_job_name(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 def warn_unmatched(
-    jobs: "list[Job]", runners: "list[RunnerInfo] | None" = None, one_job: bool | None = None
+    jobs: "Sequence[Job | JobLine]",
+    runners: "list[RunnerInfo] | None" = None,
+    one_job: bool | None = None,
 ) -> None:
     """One warning line per set of --on labels that no registered runner has (add, edit,
     list, status); `runners` (read from the store if not given) only when a job is pinned.

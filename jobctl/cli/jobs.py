@@ -22,6 +22,7 @@ from jobctl.cli.common import (
 
 if TYPE_CHECKING:
     from jobctl.models import Job, Run
+    from jobctl.store.base import JobLine
 
 Name = Annotated[str, typer.Argument(help="Job name.", autocompletion=complete_job_name)]
 Names = Annotated[list[str], typer.Argument(help="Job names.", autocompletion=complete_job_name)]
@@ -331,30 +332,32 @@ def list_(
     json: JsonOpt = False,
 ) -> None:
     """List jobs: schedule, next fire, last run and state."""
-    from jobctl.jobops import shown_last_runs, sort_jobs
+    from jobctl.jobops import running_shown, sort_jobs
 
-    jobs = sort_jobs(store().list_jobs(tag), sort)
-    warn_unmatched(jobs)  # on stderr: the JSON on stdout stays as it is
     if json:
+        jobs = sort_jobs(store().list_jobs(tag), sort)
+        warn_unmatched(jobs)  # on stderr: the JSON on stdout stays as it is
         render.print_json([render.job_json(j) for j in jobs])
         return
-    if not jobs:
+    lines = sort_jobs(store().job_lines(tag), sort)  # what the table shows, not whole jobs
+    warn_unmatched(lines)
+    if not lines:
         if tag is not None:
             render.note(f"no jobs tagged {tag!r}")
         else:
             render.note("No jobs yet. Add one with:\n  jobctl add hello --every 1m -- echo hello")
         return
     t = now()
-    last = shown_last_runs(store(), jobs)
+    running = running_shown(store(), lines)
     rows = [
         [
             j.name,
             _schedule_text(j),
             render.when(j.next_run_at, t),
-            _last_run_text(last[j.name], t),
+            _last_run_text(running.get(j.name), j, t),
             j.state,
         ]
-        for j in jobs
+        for j in lines
     ]
     render.table(
         ["NAME", "SCHEDULE", "NEXT", "LAST RUN", "STATE"],
@@ -364,17 +367,24 @@ def list_(
     )
 
 
-def _last_run_text(last: "Run | None", t: float) -> str:
-    if last is None:
+def _last_run_text(running: "Run | None", job: "JobLine", t: float) -> str:
+    """The run `list` shows as a job's last: its running run while one runs (a later
+    skipped fire is not news), else its newest run."""
+    if running is not None:
+        return f"running for {render.relative(running.started_at, t).removesuffix(' ago')}"
+    if job.last_status is None:
         return "-"
-    if last.status == "running":
-        return f"running for {render.relative(last.started_at, t).removesuffix(' ago')}"
-    when = render.relative(last.finished_at or last.started_at or last.created_at, t)
-    took = f" {render.duration(last.duration_s)}" if last.duration_s is not None else ""
-    return f"{last.status} {when}{took}"
+    if job.last_status == "running":
+        return f"running for {render.relative(job.last_started_at, t).removesuffix(' ago')}"
+    started, finished = job.last_started_at, job.last_finished_at
+    when = render.relative(finished or started or job.last_created_at, t)
+    took = ""
+    if started is not None and finished is not None:  # as Run.duration_s
+        took = f" {render.duration(round(finished - started, 3))}"
+    return f"{job.last_status} {when}{took}"
 
 
-def _schedule_text(job: "Job") -> str:
+def _schedule_text(job: "Job | JobLine") -> str:
     """The schedule in words, and the jobs it runs after (`--after`)."""
     text = _timing_text(job)
     if job.after:
@@ -383,7 +393,7 @@ def _schedule_text(job: "Job") -> str:
     return text
 
 
-def _timing_text(job: "Job") -> str:
+def _timing_text(job: "Job | JobLine") -> str:
     if job.schedule_kind == "cron" and job.schedule:
         return f"{job.schedule} ({_describe(job.schedule)})"
     if job.schedule_kind == "every":

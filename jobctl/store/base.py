@@ -283,6 +283,57 @@ OUTCOME_COLUMNS = (f"r.id, r.job, r.status, r.created_at {_S}, r.started_at {_S}
                    f"r.finished_at {_S}, r.exit_code")  # fmt: skip
 
 
+class JobLine:
+    """One job as `list` shows it (Store.job_lines): its schedule, next fire and state, its
+    --on labels and --after links, and its newest run's status and times (seconds; None
+    without a run). Ten columns of the job and four of one run, not a Job and a Run: 1,000
+    jobs read and decode in a third of the time (issue 13's `list` budget). A plain class,
+    as the store's other records are not: no code is generated for it at import."""
+
+    __slots__ = ("after", "anchor_at", "created_at", "last_created_at", "last_finished_at",
+                 "last_started_at", "last_status", "name", "next_run_at", "on_labels",
+                 "schedule", "schedule_kind", "state", "tz")  # fmt: skip
+
+    def __init__(self, row: Sequence[Any]) -> None:
+        """From a row of JOB_LINES' columns, in their order."""
+        (self.name, self.schedule, self.schedule_kind, self.tz, anchor, nxt, self.state, after,
+         labels, created, self.last_status, l_created, l_started, l_finished) = row  # fmt: skip
+        self.anchor_at, self.next_run_at = _sec(anchor), _sec(nxt)
+        self.created_at = created / 1000
+        self.after: list[list[str]] = _json_list(after)
+        self.on_labels: list[str] = _json_list(labels)
+        self.last_created_at = _sec(l_created)
+        self.last_started_at, self.last_finished_at = _sec(l_started), _sec(l_finished)
+
+    def __repr__(self) -> str:
+        return f"JobLine({self.name!r}, next_run_at={self.next_run_at}, last={self.last_status})"
+
+
+def _sec(ms: float | None) -> float | None:
+    return None if ms is None else ms / 1000
+
+
+def _json_list(text: str) -> list[Any]:
+    if text == "[]":  # most jobs: no parser
+        return []
+    import json
+
+    return list(json.loads(text))
+
+
+def job_lines_query(tag: str | None, mark: str, tagged: str) -> tuple[str, list[Any]]:
+    """Store.job_lines' statement: the columns of JobLine, each job's newest run joined by
+    the runs_job index (one lookup a job), not a run of an earlier job of that name; `tagged`
+    the store's test that jobs `j` carry the tag given as `mark`."""
+    sql = ("SELECT j.name, j.schedule, j.schedule_kind, j.tz, j.anchor_at, j.next_run_at, "
+           "j.state, j.after, j.on_labels, j.created_at, r.status, r.created_at, r.started_at, "
+           "r.finished_at FROM jobs j LEFT JOIN runs r ON r.id = (SELECT max(id) FROM runs "
+           "WHERE job = j.name) AND r.created_at >= j.created_at")  # fmt: skip
+    if tag is None:
+        return sql, []
+    return f"{sql} WHERE {tagged.format(mark=mark)}", [tag]
+
+
 def tally_from_row(row: Sequence[Any], n_duration: int, n_lateness: int) -> RunTally:
     """A RunTally from one row of tally_query's statement (columns in its order)."""
     job, status, n, dead, due, last, d_n, d_sum, l_n, l_sum, *buckets = row
@@ -322,6 +373,11 @@ class Store(Protocol):
         """All jobs by name (with their last runs unless `last_runs` is false); only those
         tagged `tag`, named in `names`, or whose schedule is `schedule` (any case), if given;
         with `pinned`, only those pinned to runner labels (--on)."""
+        ...
+
+    def job_lines(self, tag: str | None = None) -> list[JobLine]:
+        """What `list` shows of every job (only those tagged `tag`, if given), in
+        list_jobs' order: a few columns of each and of its newest run, in one query."""
         ...
 
     def job_names(self) -> list[str]:

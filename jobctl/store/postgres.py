@@ -47,6 +47,7 @@ from jobctl.store.base import (
     Delivery,
     End,
     Fire,
+    JobLine,
     Picker,
     RunFilter,
     RunnerInfo,
@@ -57,6 +58,7 @@ from jobctl.store.base import (
     delete_finished_runs,
     fired_mark,
     fresh_fires,
+    job_lines_query,
     keep_scheduling_state,
     outcome_query,
     purge_sql,
@@ -550,6 +552,11 @@ class PostgresStore:
         with self._tx() as conn:
             jobs = [_job(r) for r in conn.execute(sql + ' ORDER BY name COLLATE "C"', params)]
             return self._with_last_runs(conn, jobs) if last_runs else jobs
+
+    def job_lines(self, tag: str | None = None) -> list[JobLine]:
+        sql, params = job_lines_query(tag, "%s", "j.tags::jsonb @> jsonb_build_array({mark}::text)")
+        with self._tx(single=True) as conn, conn.cursor(row_factory=tuple_row) as cur:
+            return list(map(JobLine, cur.execute(sql + ' ORDER BY j.name COLLATE "C"', params)))
 
     def job_names(self) -> list[str]:
         with self._tx(single=True) as conn:

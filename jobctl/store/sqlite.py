@@ -29,6 +29,7 @@ from jobctl.store.base import (
     Delivery,
     End,
     Fire,
+    JobLine,
     Picker,
     RunFilter,
     RunnerInfo,
@@ -39,6 +40,7 @@ from jobctl.store.base import (
     delete_finished_runs,
     fired_mark,
     fresh_fires,
+    job_lines_query,
     keep_scheduling_state,
     outcome_query,
     purge_sql,
@@ -338,6 +340,15 @@ class SQLiteStore:
         with self._tx(write=False) as conn:
             jobs = [_job(r) for r in conn.execute(sql + " ORDER BY name", params)]
             return self._with_last_runs(conn, jobs) if last_runs else jobs
+
+    def job_lines(self, tag: str | None = None) -> list[JobLine]:
+        sql, params = job_lines_query(
+            tag, "?", "EXISTS (SELECT 1 FROM json_each(j.tags) WHERE value = {mark})"
+        )
+        with self._tx(write=False) as conn:
+            cur = conn.cursor()
+            cur.row_factory = None  # plain tuples
+            return list(map(JobLine, cur.execute(sql + " ORDER BY j.name", params)))
 
     def job_names(self) -> list[str]:
         with self._tx(write=False) as conn:

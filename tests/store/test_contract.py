@@ -585,6 +585,39 @@ def test_list_jobs_filters(store) -> None:
     assert [j.name for j in store.list_jobs(pinned=True, last_runs=False)] == ["c"]
 
 
+def test_job_lines_are_list_jobs_in_a_few_columns(store) -> None:
+    """`list`'s read (issue 13): each job's shown columns and its newest run's status and
+    times, in list_jobs' order, decoded as list_jobs decodes them."""
+    store.add_job(job("b", schedule="0 3 * * *", schedule_kind="cron", tags=["x"],
+                      next_run_at=100.5, after=[["a", "failure"]], on_labels=["gpu"]))  # fmt: skip
+    store.add_job(job("a", schedule="5m", schedule_kind="every", anchor_at=7.25, tz="Asia/Tokyo"))
+    store.add_job(job("gone"))
+    store.add_run(Run(job="gone", scheduled_for=1.0, status="failed", created_at=1.0))
+    store.remove_job("gone")  # a job of that name again: the earlier one's run is not its
+    store.add_job(job("gone").copy_with(created_at=3.0))
+    store.add_run(Run(job="b", scheduled_for=1.0, status="failed", created_at=1.0))
+    store.add_run(Run(job="b", scheduled_for=2.0, status="succeeded", created_at=2.0,
+                      started_at=2.5, finished_at=4.75))  # fmt: skip
+    lines = store.job_lines()
+    jobs = store.list_jobs()
+    assert [x.name for x in lines] == [j.name for j in jobs] == ["a", "b", "gone"]
+    for line, j in zip(lines, jobs, strict=True):
+        for attr in ("schedule", "schedule_kind", "tz", "anchor_at", "next_run_at", "state",
+                     "after", "on_labels", "created_at"):  # fmt: skip
+            assert getattr(line, attr) == getattr(j, attr), (j.name, attr)
+        last = j.last_run
+        assert line.last_status == (last.status if last else None)
+        assert line.last_created_at == (last.created_at if last else None)
+        assert line.last_started_at == (last.started_at if last else None)
+        assert line.last_finished_at == (last.finished_at if last else None)
+    b = lines[1]
+    assert (b.last_status, b.last_started_at, b.last_finished_at) == ("succeeded", 2.5, 4.75)
+    assert b.after == [["a", "failure"]] and b.on_labels == ["gpu"] and b.next_run_at == 100.5
+    assert lines[2].last_status is None  # the run of the earlier job named "gone"
+    assert [x.name for x in store.job_lines(tag="x")] == ["b"]
+    assert store.job_lines(tag="nope") == []
+
+
 def test_job_names_are_list_jobs_names_in_its_order(store) -> None:
     assert store.job_names() == []
     for name in ("b-2", "B1", "a", "a.b", "_x", "a-b"):
