@@ -105,6 +105,8 @@ class FakeClock:
 
 
 def _is_zone(name: str) -> bool:
+    if name == "UTC":  # tzdata, a dependency, has it; no need to read it (start-up time)
+        return True
     from zoneinfo import ZoneInfo
 
     try:

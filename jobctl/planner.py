@@ -9,9 +9,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import datetime, tzinfo
 from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 from jobctl import schedule
 from jobctl.models import FAILED_STATUSES, Job, Run, RunStatus, Trigger
@@ -23,7 +22,7 @@ def _cron(expr: str) -> schedule.Cron:
 
 
 @lru_cache(maxsize=512)
-def zone(name: str) -> ZoneInfo:
+def zone(name: str) -> tzinfo:
     return schedule.parse_zone(name)
 
 
@@ -51,7 +50,7 @@ def fire_times(job: Job, after: float, n: int) -> list[datetime]:
     return out
 
 
-def _next(job: Job, after: datetime, tz: ZoneInfo) -> datetime | None:
+def _next(job: Job, after: datetime, tz: tzinfo) -> datetime | None:
     kind = job.schedule_kind
     if kind == "cron":
         assert job.schedule is not None

@@ -11,7 +11,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
-from datetime import date, datetime, tzinfo
+from datetime import UTC, date, datetime, tzinfo
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +101,8 @@ def zone(name: str) -> tzinfo | None:
 
 
 def _zone(name: str) -> tzinfo | None:
+    if name in ("UTC", "Etc/UTC"):  # shown as zoneinfo shows them, without reading tzdata
+        return UTC
     from zoneinfo import ZoneInfo
 
     try:

@@ -15,15 +15,18 @@ import pytest
 HEAVY = ("jobctl.executor", "jobctl.planner", "jobctl.runner", "rich", "typer.rich_utils")
 
 
-def _imports_after(home: Path, *argv: str, fancy: bool = False) -> tuple[set[str], str]:
-    """Run `jobctl ARGV` in a fresh interpreter; the HEAVY modules it imported, and stdout."""
+def _imports_after(
+    home: Path, *argv: str, fancy: bool = False, watch: tuple[str, ...] = HEAVY
+) -> tuple[set[str], str]:
+    """Run `jobctl ARGV` in a fresh interpreter; the `watch` modules (default HEAVY) it
+    imported, and stdout."""
     code = (
         "import sys\n"
         "from jobctl import render\n"
         f"render.fancy = lambda: {fancy}\n"
         "from jobctl.__main__ import main\n"
         f"rc = main({list(argv)!r})\n"
-        f"print('IMPORTED', sorted(m for m in sys.modules if m.startswith({HEAVY!r})))\n"
+        f"print('IMPORTED', sorted(m for m in sys.modules if m.startswith({watch!r})))\n"
         "sys.exit(rc)\n"
     )
     env = {**os.environ, "JOBCTL_HOME": str(home), "NO_COLOR": ""}
@@ -44,6 +47,21 @@ def test_read_commands_import_no_process_control_nor_rich(cli, home: Path, argv)
     assert cli("run", "a").code == 0
     imported, _ = _imports_after(home, *argv)
     assert imported == set()
+
+
+def test_commands_in_utc_read_no_tz_database(
+    cli, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UTC (every job's default zone, and many servers') is datetime's own: a command that
+    shows or plans UTC times does not import zoneinfo (2 ms of start-up, issue 13)."""
+    monkeypatch.setenv("TZ", "UTC")
+    assert cli("add", "a", "--cron", "*/5 * * * *", "--tz", "UTC", "--", "true").code == 0
+    assert cli("run", "a").code == 0
+    for argv in [("list",), ("status",), ("history",), ("next", "a"),
+                 ("add", "b", "--cron", "0 3 * * *", "--", "true")]:  # fmt: skip
+        imported, _ = _imports_after(home, *argv, watch=("zoneinfo",))
+        assert imported == set(), argv
+    assert "+00:00" in _imports_after(home, "next", "a", "--json")[1]
 
 
 def test_tables_on_a_terminal_are_coloured_without_rich(cli, home: Path) -> None:
