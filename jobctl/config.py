@@ -7,13 +7,13 @@ Resolution order: flag, then environment, then the XDG default. Creating the hom
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 from jobctl.errors import StoreError, UsageError
+from jobctl.records import record
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Settings:
     home: Path
     store_url: str

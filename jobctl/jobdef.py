@@ -10,13 +10,14 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from datetime import datetime
 
 from jobctl import schedule
 from jobctl.config import expand_user
 from jobctl.errors import ConflictError, UsageError
 from jobctl.inputs import option_duration, parse_int, schedule_input
+from jobctl.records import record
 
 __all__ = ["option_duration", "parse_int"]  # their home is jobctl.inputs; kept here for callers
 from jobctl.models import BACKOFFS, MISFIRES, OVERLAPS, Job, check_name
@@ -74,7 +75,7 @@ def _choice(value: str, allowed: tuple[str, ...], what: str) -> str:
     return value
 
 
-@dataclass
+@record
 class JobOptions:
     cron: str | None = None
     every: str | None = None

@@ -7,15 +7,16 @@ Below the CLI: no printing, no flag parsing; answers are data, errors are Jobctl
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Protocol, TypeVar
 
 from jobctl.errors import ConflictError
 from jobctl.models import Run
+from jobctl.records import record
 from jobctl.store.base import JobLine, RunFilter, Store
 
 
-@dataclass
+@record
 class Removal:
     """What `remove_jobs` did: the jobs removed, the runs it cancelled, the links it cut."""
 

@@ -7,10 +7,11 @@ as integer milliseconds and the renderers turn them into ISO 8601 or relative te
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Literal, get_args
 
 from jobctl.errors import NotFoundError, UsageError
+from jobctl.records import record
 
 ScheduleKind = Literal["cron", "every", "at", "manual"]
 JobState = Literal["active", "paused", "done"]
@@ -63,7 +64,7 @@ def parse_run_id(text: str) -> int:
     return value
 
 
-@dataclass
+@record
 class Run:
     """One attempt of one job. A fire is (job, scheduled_for); retries share it."""
 
@@ -106,7 +107,7 @@ class Run:
         return f"{self.job}@{round(self.scheduled_for * 1000)}"
 
 
-@dataclass
+@record
 class Job:
     """A job definition plus the scheduling state the runner advances."""
 

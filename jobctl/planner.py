@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, tzinfo
 from functools import lru_cache
 
 from jobctl import schedule
 from jobctl.models import FAILED_STATUSES, Job, Run, RunStatus, Trigger
+from jobctl.records import record
 
 
 @lru_cache(maxsize=4096)
@@ -108,7 +109,7 @@ MAX_CATCHUP = 100
 _MAX_WALK = 10_000
 
 
-@dataclass
+@record
 class FirePlan:
     """Runs to record for a job's due fire(s), and where the job goes next."""
 

@@ -6,15 +6,14 @@ Below the CLI (which renders a Status as text or JSON): no printing, no flag par
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from jobctl.models import Run
+from jobctl.records import record
 from jobctl.store.base import RunFilter, RunnerInfo, Store
 
 DAY_S = 86400.0
 
 
-@dataclass
+@record
 class Status:
     runners: list[RunnerInfo]  # as registered, oldest first
     alive: dict[str, bool]  # by runner owner

@@ -5,12 +5,13 @@ scheduling rules (they call planner/jobdef).
 """
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jobctl.config import Settings
+from jobctl.records import record
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
-@dataclass
+@record
 class State:
     """Set by the root callback from the global flags; one per invocation."""
 

@@ -11,14 +11,15 @@ see SQL.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, NamedTuple, Protocol
 
 from jobctl.errors import ConflictError
 from jobctl.models import FINAL_STATUSES, Job, Run
+from jobctl.records import record
 
 
-@dataclass
+@record
 class RunFilter:
     """Which runs `list_runs` returns, newest first."""
 
@@ -125,7 +126,7 @@ DEFAULT_LEASE_S = 15.0
 CHANGE_KINDS = ("jobs", "queued", "ended", "cancel")
 
 
-@dataclass
+@record
 class RunnerInfo:
     """A runner registered on a store (SPEC 7 status, SPEC 8 `runners`): who it is, where,
     its labels, and until when its lease holds unless renewed by a heartbeat."""
@@ -140,7 +141,7 @@ class RunnerInfo:
     lease_expires_at: float | None = None  # None: heartbeat_at + DEFAULT_LEASE_S
 
 
-@dataclass
+@record
 class Delivery:
     """One notification of a run's event (notify.py), as recorded per run."""
 
@@ -167,7 +168,7 @@ class RunOutcome(NamedTuple):
     exit_code: int | None
 
 
-@dataclass
+@record
 class RunTally:
     """One job's runs in one status, counted for metrics (Store.run_tallies). Bucket lists
     hold cumulative counts, one per bound (Prometheus's `le`), +Inf being the count."""

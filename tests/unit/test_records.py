@@ -1,0 +1,61 @@
+"""@record behaves as @dataclass: the same equality, repr and hashing, read from the fields
+at call time instead of compiled at import (jobctl/records.py, issue 13's start-up)."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import field
+
+import pytest
+
+from jobctl.models import Job, Run
+from jobctl.records import record
+
+
+def _twins(frozen: bool) -> tuple[type, type]:
+    """The same class under @record and under @dataclass."""
+
+    def body() -> dict[str, object]:
+        return {
+            "__annotations__": {"a": "int", "b": "list[int]", "hidden": "str", "loose": "float"},
+            "b": field(default_factory=list),
+            "hidden": field(default="h", repr=False),
+            "loose": field(default=0.0, compare=False),
+        }
+
+    ours = record(frozen=frozen)(type("Rec", (), body()))
+    theirs = dataclasses.dataclass(frozen=frozen)(type("Rec", (), body()))
+    return ours, theirs
+
+
+@pytest.mark.parametrize("frozen", [False, True])
+def test_a_record_compares_and_reads_as_a_dataclass(frozen: bool) -> None:
+    ours, theirs = _twins(frozen)
+    for args in [(1, [2], "x", 1.5), (1, [2], "y", 9.0), (2, [], "h", 0.0)]:
+        assert repr(ours(*args)) == repr(theirs(*args))
+    for x, y in [((1, [2], "x", 1.0), (1, [2], "x", 2.0)),  # `loose` is not compared
+                 ((1, [2], "x"), (1, [3], "x")), ((1, [], "x"), (1, [], "z"))]:  # fmt: skip
+        assert (ours(*x) == ours(*y)) == (theirs(*x) == theirs(*y))
+        assert (ours(*x) != ours(*y)) == (theirs(*x) != theirs(*y))
+    assert ours(1) != theirs(1) and ours(1).__eq__(theirs(1)) is NotImplemented
+    assert dataclasses.replace(ours(1, [2]), a=3) == ours(3, [2])
+    assert [f.name for f in dataclasses.fields(ours)] == ["a", "b", "hidden", "loose"]
+
+
+def test_a_frozen_record_hashes_as_a_dataclass_and_a_mutable_one_is_unhashable() -> None:
+    ours, theirs = _twins(frozen=True)
+    assert hash(ours(1, (2,), "x", 1.0)) == hash(ours(1, (2,), "x", 7.0))  # `loose` aside
+    assert hash(ours(1, (2,), "x")) == hash(theirs(1, (2,), "x"))  # the tuple of the fields
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ours(1).a = 2  # type: ignore[misc]
+    mutable, _ = _twins(frozen=False)
+    with pytest.raises(TypeError, match="unhashable"):
+        hash(mutable(1, (2,)))  # hashable values, an unhashable record
+
+
+def test_the_models_are_records() -> None:
+    run = Run(job="a", scheduled_for=1.0)
+    assert repr(run).startswith("Run(job='a', scheduled_for=1.0, trigger='schedule'")
+    assert run == Run(job="a", scheduled_for=1.0) != dataclasses.replace(run, attempt=2)
+    job = Job(name="a", command=["true"])
+    assert job == job.copy_with() and job.env == {} and job.env is not Job("b", []).env
