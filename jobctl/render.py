@@ -7,7 +7,6 @@ views and sparklines). Nothing here touches the store.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Sequence
@@ -153,6 +152,8 @@ def job_json(job: Job) -> dict[str, Any]:
 
 def print_json(data: Any) -> None:
     """Indented for a person at a terminal; one compact line for scripts (the C encoder)."""
+    import json
+
     indent = 2 if sys.stdout.isatty() else None
     sys.stdout.write(json.dumps(data, indent=indent) + "\n")
 

@@ -7,7 +7,6 @@ booleans differ: SQLite stores 0/1, PostgreSQL its own boolean (`Codec(bools=...
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -35,6 +34,19 @@ RUN_COLUMNS: dict[str, str] = {
 _EMPTY = {"[]": list, "{}": dict}  # most env/tags/mutexes: skip the JSON parser (list speed)
 
 
+def dumps(value: Any) -> str:
+    """`value` as JSON text. json is imported on first use: `history` and `list` need none."""
+    import json
+
+    return json.dumps(value)
+
+
+def loads(text: str) -> Any:
+    import json
+
+    return json.loads(text)
+
+
 def to_ms(t: float | None) -> int | None:
     return None if t is None else round(t * 1000)
 
@@ -44,7 +56,7 @@ def encode(kind: str, value: Any, bools: type = int) -> Any:
     if kind == "ms":
         return to_ms(value)
     if kind == "json":
-        return json.dumps(value)
+        return dumps(value)
     if kind == "bool":
         return bools(bool(value))
     return value
@@ -56,7 +68,7 @@ def decode(kind: str, value: Any) -> Any:
     if kind == "ms":
         return value / 1000
     if kind == "json":
-        return _EMPTY[value]() if value in _EMPTY else json.loads(value)
+        return _EMPTY[value]() if value in _EMPTY else loads(value)
     if kind == "bool":
         return bool(value)
     return value
@@ -90,7 +102,7 @@ def runner_row(info: RunnerInfo) -> dict[str, Any]:
     lease = info.lease_expires_at
     return {
         "owner": info.owner, "pid": info.pid, "host": info.host,
-        "labels": json.dumps(sorted(set(info.labels))), "version": info.version,
+        "labels": dumps(sorted(set(info.labels))), "version": info.version,
         "since": to_ms(info.since), "heartbeat_at": to_ms(info.heartbeat_at),
         "lease_expires_at": to_ms(info.heartbeat_at + DEFAULT_LEASE_S if lease is None else lease),
     }  # fmt: skip

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import select
 import sqlite3
@@ -53,6 +52,7 @@ from jobctl.store.rows import (
     NOTIFICATION_COLUMNS,
     RUN_COLUMNS,
     RUNNER_COLUMNS,
+    dumps,
     notification_insert,
     notification_row,
     notifications_by_run,
@@ -287,7 +287,7 @@ class SQLiteStore:
             "(SELECT max(id) FROM runs WHERE job = j.name) "
             "WHERE j.name IN (SELECT value FROM json_each(?)) "
             "AND r.created_at >= j.created_at",  # not a run of an earlier job of that name
-            [json.dumps(list(names))],
+            [dumps(list(names))],
         )
         return {row["job"]: _run(row) for row in rows}
 
@@ -328,7 +328,7 @@ class SQLiteStore:
             params.append(tag)
         if names is not None:
             clauses.append("name IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(list(names)))
+            params.append(dumps(list(names)))
         if schedule is not None:
             clauses.append("lower(schedule) = lower(?)")  # @reboot may be written @REBOOT
             params.append(schedule)
@@ -467,7 +467,7 @@ class SQLiteStore:
             params.append(where.job)
         if where.jobs is not None:
             clauses.append("job IN (SELECT value FROM json_each(?))")
-            params.append(json.dumps(list(where.jobs)))
+            params.append(dumps(list(where.jobs)))
         if where.statuses:
             clauses.append(status_clause(where.statuses, params, "?"))
         if where.since is not None:
@@ -499,7 +499,7 @@ class SQLiteStore:
     def update_runs(self, run_ids: Sequence[int], **fields: Any) -> int:
         sets = ", ".join(f"{c} = :{c}" for c in fields)
         params = {c: _encode(RUN_COLUMNS[c], v) for c, v in fields.items()}
-        params["_ids"] = json.dumps(list(run_ids))
+        params["_ids"] = dumps(list(run_ids))
         with self._tx() as conn:
             sql = f"UPDATE runs SET {sets} WHERE id IN (SELECT value FROM json_each(:_ids))"
             return conn.execute(sql, params).rowcount
@@ -558,7 +558,7 @@ class SQLiteStore:
                 for (name,) in conn.execute(
                     "SELECT name FROM jobs WHERE name IN (SELECT value FROM json_each(?)) "
                     "AND overlap = 'replace'",
-                    [json.dumps(sorted({r.job for r in running}))],
+                    [dumps(sorted({r.job for r in running}))],
                 )
             ]
             if replacing:
@@ -568,7 +568,7 @@ class SQLiteStore:
                         "SELECT * FROM runs INDEXED BY runs_waiting WHERE status = 'queued' "
                         "AND job IN (SELECT value FROM json_each(?)) AND not_before <= ? "
                         "AND (owner IS NULL OR owner = ?) ORDER BY not_before, id",
-                        [json.dumps(replacing), to_ms(now), owner],
+                        [dumps(replacing), to_ms(now), owner],
                     )
                 ]
             offset = 0
@@ -603,7 +603,7 @@ class SQLiteStore:
                     rows = conn.execute(
                         "SELECT * FROM jobs WHERE name IN (SELECT value FROM json_each(?)) "
                         "OR (name IN (SELECT value FROM json_each(?)) AND mutexes != '[]')",
-                        [json.dumps(sorted(names)), json.dumps(sorted(busy))],
+                        [dumps(sorted(names)), dumps(sorted(busy))],
                     )
                     jobs.update((j.name, j) for j in map(_job, rows))
                 start, cancel = pick(queued, running, jobs, limit)

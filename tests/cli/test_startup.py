@@ -64,6 +64,16 @@ def test_commands_in_utc_read_no_tz_database(
     assert "+00:00" in _imports_after(home, "next", "a", "--json")[1]
 
 
+def test_history_and_list_import_no_json(cli, home: Path) -> None:
+    """Neither reads a JSON column nor writes JSON: json is imported where it is used."""
+    assert cli("add", "a", "--cron", "*/5 * * * *", "--", "true").code == 0
+    assert cli("run", "a").code == 0
+    for argv in [("history",), ("list",)]:
+        imported, out = _imports_after(home, *argv, watch=("json",))
+        assert imported == set() and "a" in out, argv
+    assert "json" in _imports_after(home, "list", "--json", watch=("json",))[0]
+
+
 def test_tables_on_a_terminal_are_coloured_without_rich(cli, home: Path) -> None:
     assert cli("add", "ok", "--every", "1h", "--", "true").code == 0
     assert cli("run", "ok").code == 0
