@@ -6,6 +6,7 @@ Below the CLI: no printing, no flag parsing; answers are data, errors are Jobctl
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import field
 from typing import Protocol, TypeVar
@@ -67,6 +68,7 @@ def running_shown(store: Store, jobs: Sequence[JobLine]) -> dict[str, Run]:
 
 
 SORT_KEYS = ("name", "next")
+_DIGIT_RUNS = re.compile(r"(\d+)")
 
 
 class _Listed(Protocol):
@@ -77,11 +79,13 @@ class _Listed(Protocol):
 J = TypeVar("J", bound=_Listed)  # a Job or a JobLine
 
 
-def natural_key(name: str) -> list[tuple[int, int | str]]:
-    """`job2` before `job10`: digit runs compare as numbers."""
-    import re
-
-    return [(0, int(p)) if p.isdigit() else (1, p) for p in re.split(r"(\d+)", name) if p]
+def natural_key(name: str) -> list[str | int]:
+    """`job2` before `job10`: digit runs compare as numbers. The key alternates text and
+    number (text first, '' where the name starts or ends with digits), so that each place
+    compares like with like."""
+    parts: list[str | int] = _DIGIT_RUNS.split(name)
+    parts[1::2] = map(int, parts[1::2])  # type: ignore[arg-type]
+    return parts
 
 
 def sort_jobs(jobs: list[J], by: str) -> list[J]:
