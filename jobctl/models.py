@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import field
+from functools import cache
 from typing import Any, Literal, get_args
 
 from jobctl.errors import NotFoundError, UsageError
@@ -34,15 +35,21 @@ FINAL_STATUSES = frozenset(
 #: final statuses that count as a failure (retried while attempts remain)
 FAILED_STATUSES = frozenset({"failed", "timed_out", "abandoned"})
 
-NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MIB = 1024 * 1024
+#: a default factory's field left to its default (a fresh list or dict), in written __init__s
+_NEW: Any = object()
 
 
 def check_name(name: str, what: str = "job name") -> str:
     """Return `name` if it is a valid job (or mutex, tag) name, else raise UsageError."""
-    if not NAME_RE.fullmatch(name):
+    if not _name_pattern().fullmatch(name):
         raise UsageError(f"invalid {what} {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
     return name
+
+
+@cache
+def _name_pattern() -> re.Pattern[str]:
+    return re.compile(r"[A-Za-z0-9._-]{1,64}")  # compiled when first needed (start-up time)
 
 
 #: run ids are SQLite's (and PostgreSQL's bigint) positive 64-bit integers
@@ -64,7 +71,7 @@ def parse_run_id(text: str) -> int:
     return value
 
 
-@record
+@record(init=False)  # __init__ below: compiled with the module, not at each start
 class Run:
     """One attempt of one job. A fire is (job, scheduled_for); retries share it."""
 
@@ -95,6 +102,59 @@ class Run:
     #: whether this run's end triggers the jobs that run after its job (a replay: --chain)
     chain: bool = True
 
+    def __init__(
+        self,
+        job: str,
+        scheduled_for: float,
+        trigger: Trigger = "schedule",
+        status: RunStatus = "queued",
+        attempt: int = 1,
+        id: int | None = None,
+        created_at: float = 0.0,
+        not_before: float = 0.0,
+        started_at: float | None = None,
+        finished_at: float | None = None,
+        exit_code: int | None = None,
+        signal: int | None = None,
+        error: str | None = None,
+        host: str | None = None,
+        pid: int | None = None,
+        proc_start: int | None = None,
+        owner: str | None = None,
+        dead: bool = False,
+        output_bytes: int = 0,
+        cancel_requested_at: float | None = None,
+        forced: bool = False,
+        upstream_run_id: int | None = None,
+        upstream_status: str | None = None,
+        chain: bool = True,
+    ) -> None:
+        # written out, as @dataclass would generate it (tests/unit/test_records.py)
+        self.job = job
+        self.scheduled_for = scheduled_for
+        self.trigger = trigger
+        self.status = status
+        self.attempt = attempt
+        self.id = id
+        self.created_at = created_at
+        self.not_before = not_before
+        self.started_at = started_at
+        self.finished_at = finished_at
+        self.exit_code = exit_code
+        self.signal = signal
+        self.error = error
+        self.host = host
+        self.pid = pid
+        self.proc_start = proc_start
+        self.owner = owner
+        self.dead = dead
+        self.output_bytes = output_bytes
+        self.cancel_requested_at = cancel_requested_at
+        self.forced = forced
+        self.upstream_run_id = upstream_run_id
+        self.upstream_status = upstream_status
+        self.chain = chain
+
     @property
     def duration_s(self) -> float | None:
         if self.started_at is None or self.finished_at is None:
@@ -107,7 +167,7 @@ class Run:
         return f"{self.job}@{round(self.scheduled_for * 1000)}"
 
 
-@record
+@record(init=False)  # __init__ below, as Run's
 class Job:
     """A job definition plus the scheduling state the runner advances."""
 
@@ -151,6 +211,81 @@ class Job:
     after: list[list[str]] = field(default_factory=list)
     id: int | None = None
     last_run: Run | None = None  # filled by the store on reads; not a column
+
+    def __init__(
+        self,
+        name: str,
+        command: list[str],
+        shell: bool = False,
+        schedule: str | None = None,
+        schedule_kind: ScheduleKind = "manual",
+        tz: str = "UTC",
+        state: JobState = "active",
+        next_run_at: float | None = None,
+        anchor_at: float | None = None,
+        cwd: str = "/",
+        env: dict[str, str] = _NEW,
+        timeout_s: float | None = None,
+        kill_grace_s: float = 10.0,
+        retries: int = 0,
+        retry_delay_s: float = 10.0,
+        backoff: Backoff = "exponential",
+        max_retry_delay_s: float = 3600.0,
+        overlap: Overlap = "skip",
+        misfire: Misfire = "once",
+        catchup_window_s: float | None = None,
+        jitter_s: float = 0.0,
+        mutexes: list[str] = _NEW,
+        keep_runs: int = 200,
+        max_output: int = MIB,
+        description: str = "",
+        tags: list[str] = _NEW,
+        created_at: float = 0.0,
+        updated_at: float = 0.0,
+        fired_through: float | None = None,
+        on_labels: list[str] = _NEW,
+        notify: list[list[str]] = _NEW,
+        ping: str | None = None,
+        after: list[list[str]] = _NEW,
+        id: int | None = None,
+        last_run: Run | None = None,
+    ) -> None:
+        # written out, as @dataclass would generate it (tests/unit/test_records.py)
+        self.name = name
+        self.command = command
+        self.shell = shell
+        self.schedule = schedule
+        self.schedule_kind = schedule_kind
+        self.tz = tz
+        self.state = state
+        self.next_run_at = next_run_at
+        self.anchor_at = anchor_at
+        self.cwd = cwd
+        self.env = {} if env is _NEW else env
+        self.timeout_s = timeout_s
+        self.kill_grace_s = kill_grace_s
+        self.retries = retries
+        self.retry_delay_s = retry_delay_s
+        self.backoff = backoff
+        self.max_retry_delay_s = max_retry_delay_s
+        self.overlap = overlap
+        self.misfire = misfire
+        self.catchup_window_s = catchup_window_s
+        self.jitter_s = jitter_s
+        self.mutexes = [] if mutexes is _NEW else mutexes
+        self.keep_runs = keep_runs
+        self.max_output = max_output
+        self.description = description
+        self.tags = [] if tags is _NEW else tags
+        self.created_at = created_at
+        self.updated_at = updated_at
+        self.fired_through = fired_through
+        self.on_labels = [] if on_labels is _NEW else on_labels
+        self.notify = [] if notify is _NEW else notify
+        self.ping = ping
+        self.after = [] if after is _NEW else after
+        self.id = id
+        self.last_run = last_run
 
     def copy_with(self, **changes: Any) -> Job:
         from dataclasses import replace

@@ -31,15 +31,16 @@ T = TypeVar("T")
 @overload
 def record(cls: type[T], /) -> type[T]: ...
 @overload
-def record(*, frozen: bool = False) -> Callable[[type[T]], type[T]]: ...
+def record(*, frozen: bool = False, init: bool = True) -> Callable[[type[T]], type[T]]: ...
 
 
 @dataclass_transform()
-def record(cls: type[T] | None = None, /, *, frozen: bool = False) -> Any:
-    """@dataclass or @dataclass(frozen=True), with the methods above."""
+def record(cls: type[T] | None = None, /, *, frozen: bool = False, init: bool = True) -> Any:
+    """@dataclass or @dataclass(frozen=True), with the methods above; `init=False` for a
+    class that writes its own `__init__` (the models: theirs take a millisecond to compile)."""
 
     def wrap(c: type[T]) -> type[T]:
-        c = dataclass(c, frozen=frozen, eq=False, repr=False)
+        c = dataclass(c, frozen=frozen, init=init, eq=False, repr=False)
         c.__eq__ = _eq  # type: ignore[assignment,method-assign]
         c.__repr__ = _repr  # type: ignore[assignment,method-assign]
         c.__hash__ = _hash if frozen else None  # type: ignore[assignment,method-assign]

@@ -59,3 +59,30 @@ def test_the_models_are_records() -> None:
     assert run == Run(job="a", scheduled_for=1.0) != dataclasses.replace(run, attempt=2)
     job = Job(name="a", command=["true"])
     assert job == job.copy_with() and job.env == {} and job.env is not Job("b", []).env
+
+
+@pytest.mark.parametrize("cls", [Job, Run])
+def test_a_written_init_is_the_one_dataclass_would_write(cls: type) -> None:
+    """Job and Run write their __init__ (start-up time): the same parameters, in field
+    order, with the fields' defaults, and a fresh list or dict for each default factory."""
+    import inspect
+
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    fields = dataclasses.fields(cls)
+    assert [p.name for p in params] == [f.name for f in fields]
+    required = {f.name: f"v-{f.name}" for f in fields if f.default is dataclasses.MISSING
+                and f.default_factory is dataclasses.MISSING}  # fmt: skip
+    a, b = cls(**required), cls(**required)
+    for f in fields:
+        if f.default_factory is not dataclasses.MISSING:
+            assert getattr(a, f.name) == f.default_factory() and type(getattr(a, f.name)) is type(
+                f.default_factory()
+            )
+            assert getattr(a, f.name) is not getattr(b, f.name), f.name  # fresh each time
+        elif f.default is not dataclasses.MISSING:
+            assert getattr(a, f.name) == f.default, f.name
+        else:
+            assert getattr(a, f.name) == required[f.name]
+    given = {f.name: object() for f in fields}  # every field passed is kept as passed
+    made = cls(**given)
+    assert all(getattr(made, name) is value for name, value in given.items())
