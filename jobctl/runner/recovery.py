@@ -312,8 +312,9 @@ def kill_orphans(runs: list[Run], jobs: dict[str, Job]) -> dict[int, set[int]]:
     # (a crash right after spawn), and those of any run that left its group (setsid)
     unrecorded = {r.id: set(run_markers(r)) for r in runs if r.id is not None}
     ours = {os.getpid(), os.getpgrp()}
-    for run_id, pgids in executor.marked_groups(unrecorded).items():
-        for pgid in pgids - ours:
+    signalled = {g for gs in groups.values() for g in gs}  # one TERM a group: a job's trap
+    for run_id, pgids in executor.marked_groups(unrecorded).items():  # runs once
+        for pgid in pgids - ours - signalled:
             with contextlib.suppress(OSError):
                 os.killpg(pgid, signal.SIGTERM)
                 groups.setdefault(run_id, set()).add(pgid)

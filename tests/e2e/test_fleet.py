@@ -42,6 +42,21 @@ def effects(path: Path) -> list[list[str]]:
 RECORD = 'echo "$JOBCTL_RUN_KEY $JOBCTL_ATTEMPT $JOBCTL_HOST $(date +%s.%N)'
 
 
+def trapping(out: Path) -> str:
+    """A long job that, on SIGTERM, writes its start and end times to `out` and exits 1; once
+    its trap is set it writes a line to `out`.ready (wait on `ready` before signalling it: a
+    TERM that came first would end it without a word)."""
+    return (f's=$(date +%s.%N); trap \'echo "$JOBCTL_RUN_KEY $JOBCTL_ATTEMPT $JOBCTL_HOST $s '
+            f'$(date +%s.%N) end" >> {out}; exit 1\' TERM; echo set >> {out}.ready; '
+            "sleep 60 & wait")  # fmt: skip
+
+
+def ready(out: Path, n: int = 1) -> bool:
+    """Whether `n` runs of a `trapping` job have set their trap."""
+    marks = out.with_name(out.name + ".ready")
+    return marks.exists() and len(marks.read_text().splitlines()) >= n
+
+
 def test_three_runners_run_each_fire_once(fleet: Env, tmp_path: Path) -> None:
     out = tmp_path / "fires"
     fleet.run("add", "tick", "--cron", "* * * * * *", "--shell", "--",
@@ -181,12 +196,11 @@ def test_cut_off_runner_fences_itself_before_another_takes_over(
     out = tmp_path / "long"
     try:
         fleet.run("add", "long", "--every", "1h", "--retries", "1", "--retry-delay", "0s",
-                  "--shell", "--", f's=$(date +%s.%N); trap \'echo "$JOBCTL_RUN_KEY '
-                  f'$JOBCTL_ATTEMPT $JOBCTL_HOST $s $(date +%s.%N) end" >> {out}; exit 1\' '
-                  "TERM; sleep 60 & wait", check=True)  # fmt: skip
+                  "--shell", "--", trapping(out), check=True)  # fmt: skip
         member(fleet, "h1", url=via)
         fleet.run("run", "long", "--detach", check=True)
         wait_for(lambda: any(r["status"] == "running" for r in fleet.runs("long")))
+        wait_for(lambda: ready(out))  # its trap set: a TERM now is written down
         member(fleet, "h2")
         proxy.partition()
         wait_for(lambda: len(effects(out)) == 1, timeout=20)  # h1 stopped its job
@@ -299,12 +313,11 @@ def test_a_frozen_runner_fences_itself_when_it_wakes(fleet: Env, tmp_path: Path)
     registers again and carries on. The overlap lasts until it wakes (README: limits)."""
     out = tmp_path / "long"
     fleet.run("add", "long", "--every", "1h", "--retries", "1", "--retry-delay", "0s",
-              "--shell", "--", f's=$(date +%s.%N); trap \'echo "$JOBCTL_RUN_KEY '
-              f'$JOBCTL_ATTEMPT $JOBCTL_HOST $s $(date +%s.%N) end" >> {out}; exit 1\' '
-              "TERM; sleep 60 & wait", check=True)  # fmt: skip
+              "--shell", "--", trapping(out), check=True)  # fmt: skip
     a = member(fleet, "h1")
     fleet.run("run", "long", "--detach", check=True)
     wait_for(lambda: any(r["status"] == "running" and r["pid"] for r in fleet.runs("long")))
+    wait_for(lambda: ready(out))  # its trap set: a TERM now is written down
     member(fleet, "h2")
     os.kill(a.pid, signal.SIGSTOP)  # type: ignore[attr-defined]
     try:
@@ -331,12 +344,12 @@ def test_a_runner_restarted_at_once_kills_the_orphans_before_the_takeover(
     never overlaps it."""
     out = tmp_path / "long"
     fleet.run("add", "long", "--every", "1h", "--retries", "1", "--retry-delay", "0s",
-              "--shell", "--", f's=$(date +%s.%N); trap \'echo "$JOBCTL_RUN_KEY '
-              f'$JOBCTL_ATTEMPT $JOBCTL_HOST $s $(date +%s.%N) end" >> {out}; exit 1\' '
-              "TERM; sleep 60 & wait", check=True)  # fmt: skip
+              "--shell", "--", trapping(out), check=True)  # fmt: skip
     a = member(fleet, "h1", "--lease", "6s")
     fleet.run("run", "long", "--detach", check=True)
     wait_for(lambda: any(r["status"] == "running" and r["pid"] for r in fleet.runs("long")))
+    wait_for(lambda: ready(out))  # its trap set: a TERM now is written down (it was not,
+    # at times: killed at once, the job died silently and the test waited for its line)
     os.kill(a.pid, signal.SIGKILL)  # type: ignore[attr-defined]
     member(fleet, "h1", "--lease", "6s")
     wait_for(lambda: len(effects(out)) == 1, timeout=20)  # the orphan was terminated

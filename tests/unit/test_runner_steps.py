@@ -149,6 +149,37 @@ def test_orphans_get_their_own_kill_grace(tmp_path: Path) -> None:
             p.wait()
 
 
+def test_an_orphan_found_by_pid_and_by_marker_gets_one_sigterm(tmp_path: Path) -> None:
+    """A run's group found both ways (its recorded pid and start time, and its processes'
+    markers) is sent one SIGTERM: its job's TERM trap runs once. (Twice, a cleanup ran
+    twice, and the fleet test that counts the trap's lines failed now and then.)"""
+    import os
+    import subprocess
+
+    from tests.waiting import DEADLINE_S, wait_for
+
+    _store, runner, _ = setup(tmp_path)
+    owner, count, ready = "gone:999999:1", tmp_path / "terms", tmp_path / "trapped"
+    env = dict(os.environ, JOBCTL_RUN_ID="7", JOBCTL_OWNER=owner)
+    proc = subprocess.Popen(
+        ["sh", "-c", f'trap "echo term >> {count}; sleep 0.3; exit 1" TERM; : > {ready}; '
+                     "sleep 600 & wait"],
+        env=env, start_new_session=True,
+    )  # fmt: skip
+    try:
+        wait_for(ready.exists)  # the trap is set
+        run = Run(job="j", scheduled_for=T0, id=7, status="running", owner=owner, pid=proc.pid,
+                  proc_start=owners.proc_start_time(proc.pid))  # fmt: skip
+        killed = runner._kill_orphans([run], {"j": Job(name="j", command=["x"])})
+        assert killed == {7: {proc.pid}}
+        assert proc.wait(timeout=DEADLINE_S) == 1  # ended by its trap, not by a SIGKILL
+        assert count.read_text().splitlines() == ["term"]
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, 9)
+            proc.wait()
+
+
 def test_recover_finds_an_unrecorded_process_by_its_marker(tmp_path: Path) -> None:
     """A runner killed between spawning a run and recording its pid (or its start time)
     leaves a process that only its JOBCTL_RUN_ID and JOBCTL_OWNER name: recovery finds and
