@@ -43,18 +43,27 @@ RECORD = 'echo "$JOBCTL_RUN_KEY $JOBCTL_ATTEMPT $JOBCTL_HOST $(date +%s.%N)'
 
 
 def trapping(out: Path) -> str:
-    """A long job that, on SIGTERM, writes its start and end times to `out` and exits 1; once
-    its trap is set it writes a line to `out`.ready (wait on `ready` before signalling it: a
-    TERM that came first would end it without a word)."""
+    """A long job that, on SIGTERM, writes its start and end times to `out` and exits 1. It
+    writes its sleep's pid to `out`.ready: wait on `ready` before signalling it (a TERM that
+    came before its trap, or while the shell was still forking the sleep, whose copy of the
+    shell has the trap too, would not be written down once)."""
     return (f's=$(date +%s.%N); trap \'echo "$JOBCTL_RUN_KEY $JOBCTL_ATTEMPT $JOBCTL_HOST $s '
-            f'$(date +%s.%N) end" >> {out}; exit 1\' TERM; echo set >> {out}.ready; '
-            "sleep 60 & wait")  # fmt: skip
+            f'$(date +%s.%N) end" >> {out}; exit 1\' TERM; sleep 60 & echo $! >> {out}.ready; '
+            "wait")  # fmt: skip
 
 
 def ready(out: Path, n: int = 1) -> bool:
-    """Whether `n` runs of a `trapping` job have set their trap."""
+    """Whether `n` runs of a `trapping` job have set their trap and exec'd their sleep."""
     marks = out.with_name(out.name + ".ready")
-    return marks.exists() and len(marks.read_text().splitlines()) >= n
+    pids = marks.read_text().split() if marks.exists() else []
+    return len(pids) >= n and all(_exec_done(int(pid)) for pid in pids[:n])
+
+
+def _exec_done(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "sleep"
+    except OSError:  # gone: it ran (or died) as sleep, not as a copy of the shell
+        return True
 
 
 def test_three_runners_run_each_fire_once(fleet: Env, tmp_path: Path) -> None:

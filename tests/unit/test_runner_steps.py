@@ -153,31 +153,39 @@ def test_an_orphan_found_by_pid_and_by_marker_gets_one_sigterm(tmp_path: Path) -
     """A run's group found both ways (its recorded pid and start time, and its processes'
     markers) is sent one SIGTERM: its job's TERM trap runs once. (Twice, a cleanup ran
     twice, and the fleet test that counts the trap's lines failed now and then.)"""
+    import contextlib
     import os
     import subprocess
+    import sys
 
     from tests.waiting import DEADLINE_S, wait_for
 
     _store, runner, _ = setup(tmp_path)
     owner, count, ready = "gone:999999:1", tmp_path / "terms", tmp_path / "trapped"
-    env = dict(os.environ, JOBCTL_RUN_ID="7", JOBCTL_OWNER=owner)
-    proc = subprocess.Popen(
-        ["sh", "-c", f'trap "echo term >> {count}; sleep 0.3; exit 1" TERM; : > {ready}; '
-                     "sleep 600 & wait"],
-        env=env, start_new_session=True,
-    )  # fmt: skip
+    run_id = os.getpid()  # markers no other test's process (another run of this one) has
+    env = dict(os.environ, JOBCTL_RUN_ID=str(run_id), JOBCTL_OWNER=owner)
+    code = ("import signal, sys, time\n"  # no fork: a shell's forked copy has its trap too
+            "def term(*_):\n"
+            f"    with open({str(count)!r}, 'a') as f:\n"
+            "        f.write('term\\n')\n"
+            "    time.sleep(0.3)  # a second TERM would land here and write again\n"
+            "    sys.exit(1)\n"
+            "signal.signal(signal.SIGTERM, term)\n"
+            f"open({str(ready)!r}, 'w').close()\n"
+            "time.sleep(600)\n")  # fmt: skip
+    proc = subprocess.Popen([sys.executable, "-c", code], env=env, start_new_session=True)
     try:
-        wait_for(ready.exists)  # the trap is set
-        run = Run(job="j", scheduled_for=T0, id=7, status="running", owner=owner, pid=proc.pid,
+        wait_for(ready.exists)  # the handler is set
+        run = Run(job="j", scheduled_for=T0, id=run_id, status="running", owner=owner, pid=proc.pid,
                   proc_start=owners.proc_start_time(proc.pid))  # fmt: skip
         killed = runner._kill_orphans([run], {"j": Job(name="j", command=["x"])})
-        assert killed == {7: {proc.pid}}
+        assert killed == {run_id: {proc.pid}}
         assert proc.wait(timeout=DEADLINE_S) == 1  # ended by its trap, not by a SIGKILL
         assert count.read_text().splitlines() == ["term"]
     finally:
-        if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):  # the whole group, whatever happened
             os.killpg(proc.pid, 9)
-            proc.wait()
+        proc.wait()
 
 
 def test_recover_finds_an_unrecorded_process_by_its_marker(tmp_path: Path) -> None:
