@@ -554,7 +554,9 @@ class PostgresStore:
             return self._with_last_runs(conn, jobs) if last_runs else jobs
 
     def job_lines(self, tag: str | None = None) -> list[JobLine]:
-        sql, params = job_lines_query(tag, "%s", "j.tags::jsonb @> jsonb_build_array({mark}::text)")
+        sql, params = job_lines_query(
+            tag, "%s", "j.tags::jsonb @> jsonb_build_array({mark}::text)", lateral=True
+        )
         with self._tx(single=True) as conn, conn.cursor(row_factory=tuple_row) as cur:
             return list(map(JobLine, cur.execute(sql + ' ORDER BY j.name COLLATE "C"', params)))
 
