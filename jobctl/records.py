@@ -9,8 +9,9 @@ frozen, `__hash__`, written once here, which read the fields when called and beh
 - `__eq__` compares the fields whose `compare` is true, as a tuple, with an object of the
   same class only;
 - `__repr__` writes `Name(field=value, ...)` with the fields whose `repr` is true;
-- `__hash__` hashes the compared fields of a frozen record; a record that is not frozen is
-  unhashable, as with @dataclass(eq=True).
+- `__hash__` hashes the fields of a frozen record whose `hash` (else `compare`) is true; a
+  record that is not frozen is unhashable, as with @dataclass(eq=True);
+- a method the class writes itself is kept, as @dataclass keeps it.
 
 Everything else is @dataclass's: fields(), replace(), asdict(), defaults, default factories.
 With `init=False` the class writes its own `__init__`: Job and Run do (theirs took a
@@ -42,34 +43,42 @@ def record(cls: type[T] | None = None, /, *, frozen: bool = False, init: bool = 
     class writes its own `__init__`)."""
 
     def wrap(c: type[T]) -> type[T]:
+        own = set(c.__dict__)  # a method the class writes itself stays, as with @dataclass
         c = dataclass(c, frozen=frozen, init=init, eq=False, repr=False)
-        c.__eq__ = _eq  # type: ignore[assignment,method-assign]
-        c.__repr__ = _repr  # type: ignore[assignment,method-assign]
-        c.__hash__ = _hash if frozen else None  # type: ignore[assignment,method-assign]
+        if "__eq__" not in own:
+            c.__eq__ = _eq  # type: ignore[assignment,method-assign]
+            if "__hash__" not in own:
+                c.__hash__ = _hash if frozen else None  # type: ignore[assignment,method-assign]
+        if "__repr__" not in own:
+            c.__repr__ = _repr  # type: ignore[assignment,method-assign]
         return c
 
     return wrap if cls is None else wrap(cls)
 
 
-def _compared(obj: object) -> tuple[Any, ...]:
-    """The values of `obj`'s compared fields, in order (the getter is made once a class)."""
+def _values(obj: object, which: str) -> tuple[Any, ...]:
+    """The values of `obj`'s fields that count for `which` ("compare", or "hash": a field's
+    `hash`, else its `compare`, as @dataclass reads them), in order; the getter is made once
+    a class."""
     cls = type(obj)
-    get = cls.__dict__.get("_record_compared")
+    key = f"_record_{which}"
+    get = cls.__dict__.get(key)
     if get is None:
-        names = [f.name for f in fields(cls) if f.compare]  # type: ignore[arg-type]
+        names = [f.name for f in fields(cls)  # type: ignore[arg-type]
+                 if (f.compare if which == "compare" or f.hash is None else f.hash)]  # fmt: skip
         many = attrgetter(*names) if len(names) > 1 else None  # a tuple, in C
 
         def get(o: object) -> tuple[Any, ...]:
             return many(o) if many else tuple(getattr(o, n) for n in names)  # type: ignore[no-any-return]
 
-        type.__setattr__(cls, "_record_compared", get)
+        setattr(cls, key, get)
     return get(obj)  # type: ignore[no-any-return]
 
 
 def _eq(self: object, other: object) -> bool:
     if other.__class__ is not self.__class__:
         return NotImplemented
-    return _compared(self) == _compared(other)
+    return _values(self, "compare") == _values(other, "compare")
 
 
 def _repr(self: object) -> str:
@@ -78,4 +87,4 @@ def _repr(self: object) -> str:
 
 
 def _hash(self: object) -> int:
-    return hash(_compared(self))
+    return hash(_values(self, "hash"))

@@ -35,8 +35,9 @@ STATUS_STYLE = {
 
 @cache
 def local_zone() -> tzinfo | None:
-    """The local zone as a zoneinfo object when its IANA name is certain: converting with it
-    is much cheaper than asking the C library for every timestamp. None otherwise."""
+    """The local zone as a tzinfo (zoneinfo's; datetime's UTC for UTC) when its IANA name is
+    certain: converting with it is much cheaper than asking the C library for every
+    timestamp. None otherwise."""
     from jobctl.clock import local_iana_zone
 
     name = local_iana_zone()

@@ -53,6 +53,33 @@ def test_a_frozen_record_hashes_as_a_dataclass_and_a_mutable_one_is_unhashable()
         hash(mutable(1, (2,)))  # hashable values, an unhashable record
 
 
+def test_a_record_keeps_the_methods_it_writes_and_hashes_as_its_fields_say() -> None:
+    @record(frozen=True)
+    class Own:
+        a: int
+        b: int = field(default=0, hash=False)  # compared, not hashed
+
+        def __repr__(self) -> str:
+            return "mine"
+
+    @dataclasses.dataclass(frozen=True)
+    class Theirs:
+        a: int
+        b: int = field(default=0, hash=False)
+
+    assert repr(Own(1)) == "mine"
+    assert hash(Own(1, 2)) == hash(Own(1, 3)) == hash(Theirs(1, 2)) and Own(1, 2) != Own(1, 3)
+
+    @record
+    class Equal:
+        a: int
+
+        def __eq__(self, other: object) -> bool:
+            return True
+
+    assert Equal(1) == Equal(2) and Equal.__hash__ is None  # as Python sets it for __eq__
+
+
 def test_the_models_are_records() -> None:
     run = Run(job="a", scheduled_for=1.0)
     assert repr(run).startswith("Run(job='a', scheduled_for=1.0, trigger='schedule'")
@@ -80,7 +107,8 @@ def test_a_written_init_is_the_one_dataclass_would_write(cls: type) -> None:
             )
             assert getattr(a, f.name) is not getattr(b, f.name), f.name  # fresh each time
         elif f.default is not dataclasses.MISSING:
-            assert getattr(a, f.name) == f.default, f.name
+            got = getattr(a, f.name)
+            assert got == f.default and type(got) is type(f.default), f.name  # 0.0, not 0
         else:
             assert getattr(a, f.name) == required[f.name]
     given = {f.name: object() for f in fields}  # every field passed is kept as passed
