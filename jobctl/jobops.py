@@ -14,7 +14,8 @@ from typing import Protocol, TypeVar
 from jobctl.errors import ConflictError
 from jobctl.models import Run
 from jobctl.records import record
-from jobctl.store.base import JobLine, RunFilter, Store
+from jobctl.store.base import RunFilter, Store
+from jobctl.store.rows import JobLine
 
 
 @record

@@ -18,7 +18,8 @@ if TYPE_CHECKING:
 
     from jobctl.models import Job
     from jobctl.store import Store
-    from jobctl.store.base import JobLine, RunnerInfo
+    from jobctl.store.base import RunnerInfo
+    from jobctl.store.rows import JobLine
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 

@@ -22,7 +22,7 @@ from jobctl.cli.common import (
 
 if TYPE_CHECKING:
     from jobctl.models import Job, Run
-    from jobctl.store.base import JobLine
+    from jobctl.store.rows import JobLine
 
 Name = Annotated[str, typer.Argument(help="Job name.", autocompletion=complete_job_name)]
 Names = Annotated[list[str], typer.Argument(help="Job names.", autocompletion=complete_job_name)]

@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from dataclasses import field
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from jobctl.errors import ConflictError
 from jobctl.models import FINAL_STATUSES, Job, Run
 from jobctl.records import record
+
+if TYPE_CHECKING:
+    from jobctl.store.rows import JobLine
 
 
 @record
@@ -282,44 +285,6 @@ def tally_query(
 _S = "/ CAST(1000 AS DOUBLE PRECISION)"
 OUTCOME_COLUMNS = (f"r.id, r.job, r.status, r.created_at {_S}, r.started_at {_S}, "
                    f"r.finished_at {_S}, r.exit_code")  # fmt: skip
-
-
-class JobLine:
-    """One job as `list` shows it (Store.job_lines): its schedule, next fire and state, its
-    --on labels and --after links, and its newest run's status and times (seconds; None
-    without a run). Ten columns of the job and four of one run, not a Job and a Run: 1,000
-    jobs read and decode in a third of the time (issue 13's `list` budget). A plain class,
-    as the store's other records are not: no code is generated for it at import."""
-
-    __slots__ = ("after", "anchor_at", "created_at", "last_created_at", "last_finished_at",
-                 "last_started_at", "last_status", "name", "next_run_at", "on_labels",
-                 "schedule", "schedule_kind", "state", "tz")  # fmt: skip
-
-    def __init__(self, row: Sequence[Any]) -> None:
-        """From a row of JOB_LINES' columns, in their order."""
-        (self.name, self.schedule, self.schedule_kind, self.tz, anchor, nxt, self.state, after,
-         labels, created, self.last_status, l_created, l_started, l_finished) = row  # fmt: skip
-        self.anchor_at, self.next_run_at = _sec(anchor), _sec(nxt)
-        self.created_at = created / 1000
-        self.after: list[list[str]] = _json_list(after)
-        self.on_labels: list[str] = _json_list(labels)
-        self.last_created_at = _sec(l_created)
-        self.last_started_at, self.last_finished_at = _sec(l_started), _sec(l_finished)
-
-    def __repr__(self) -> str:
-        return f"JobLine({self.name!r}, next_run_at={self.next_run_at}, last={self.last_status})"
-
-
-def _sec(ms: float | None) -> float | None:
-    return None if ms is None else ms / 1000
-
-
-def _json_list(text: str) -> list[Any]:
-    if text == "[]":  # most jobs: no parser
-        return []
-    import json
-
-    return list(json.loads(text))
 
 
 def job_lines_query(
