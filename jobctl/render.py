@@ -14,6 +14,8 @@ from datetime import UTC, date, datetime, tzinfo
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
+from jobctl.clock import UTC_NAMES
+
 if TYPE_CHECKING:
     from jobctl.models import Job, Run
     from jobctl.store.base import Delivery
@@ -101,7 +103,7 @@ def zone(name: str) -> tzinfo | None:
 
 
 def _zone(name: str) -> tzinfo | None:
-    if name in ("UTC", "Etc/UTC"):  # shown as zoneinfo shows them, without reading tzdata
+    if name in UTC_NAMES:  # shown as zoneinfo shows them, without reading tzdata
         return UTC
     from zoneinfo import ZoneInfo
 

@@ -54,11 +54,17 @@ def format_duration(seconds: float) -> str:
     return sign + "".join(parts) if parts else "0s"
 
 
+#: zone names that are datetime's UTC (as jobctl.clock.UTC_NAMES: this module imports only the
+#: standard library)
+UTC_NAMES = frozenset({"UTC", "Etc/UTC"})
+
+
 def parse_zone(name: str) -> tzinfo:
     """An IANA zone ('Europe/London'); anything else is a ScheduleError. "UTC", every job's
-    default, is datetime's own UTC: the same offsets, without reading the tz database (which
+    default, and "Etc/UTC", the local zone of many servers (and the default of a job added
+    there), are datetime's own UTC: the same offsets, without reading the tz database (which
     costs a command 2 ms of start-up, issue 13)."""
-    if name == "UTC":
+    if name in UTC_NAMES:
         return UTC
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 

@@ -49,13 +49,15 @@ def test_read_commands_import_no_process_control_nor_rich(cli, home: Path, argv)
     assert imported == set()
 
 
+@pytest.mark.parametrize("local", ["UTC", "Etc/UTC"])
 def test_commands_in_utc_read_no_tz_database(
-    cli, home: Path, monkeypatch: pytest.MonkeyPatch
+    cli, home: Path, monkeypatch: pytest.MonkeyPatch, local: str
 ) -> None:
     """UTC (every job's default zone, and many servers') is datetime's own: a command that
-    shows or plans UTC times does not import zoneinfo (2 ms of start-up, issue 13)."""
-    monkeypatch.setenv("TZ", "UTC")
-    assert cli("add", "a", "--cron", "*/5 * * * *", "--tz", "UTC", "--", "true").code == 0
+    shows or plans UTC times does not import zoneinfo (2 ms of start-up, issue 13). So is
+    Etc/UTC, what /etc/localtime names on many servers, and the zone of a job added there."""
+    monkeypatch.setenv("TZ", local)
+    assert cli("add", "a", "--cron", "*/5 * * * *", "--tz", local, "--", "true").code == 0
     assert cli("run", "a").code == 0
     for argv in [("list",), ("status",), ("history",), ("next", "a"),
                  ("add", "b", "--cron", "0 3 * * *", "--", "true")]:  # fmt: skip

@@ -684,13 +684,15 @@ def test_parse_at_refuses_the_first_year(text: str) -> None:
     assert parse_at("0002-01-01T00:00", NY, NOW).year == 2
 
 
+@pytest.mark.parametrize("name", ["UTC", "Etc/UTC"])
 @pytest.mark.parametrize("expr", ["*/7 * * * *", "0 3 * * 1-5", "30 2 29 2 *", "@hourly"])
-def test_utc_is_datetimes_own_and_fires_as_the_tz_databases_utc(expr: str) -> None:
-    """parse_zone("UTC") is datetime.UTC (no tz database read at start-up, issue 13): the
-    same fires, written the same way, as zoneinfo's UTC."""
-    assert parse_zone("UTC") is UTC
+def test_utc_is_datetimes_own_and_fires_as_the_tz_databases_utc(name: str, expr: str) -> None:
+    """parse_zone("UTC") and parse_zone("Etc/UTC") are datetime.UTC (no tz database read at
+    start-up, issue 13): the same fires, written the same way, as zoneinfo's zone."""
+    assert parse_zone(name) is UTC
     cron, after = parse_cron(expr), datetime(2026, 3, 1, 12, 0, 7, tzinfo=UTC)
-    ours = cron_fires(cron, after, parse_zone("UTC"), 12)
-    theirs = cron_fires(cron, after, ZoneInfo("UTC"), 12)
+    ours = cron_fires(cron, after, parse_zone(name), 12)
+    theirs = cron_fires(cron, after, ZoneInfo(name), 12)
     assert ours == theirs and len(ours) == 12
     assert [d.isoformat() for d in ours] == [d.isoformat() for d in theirs]
+    assert {d.tzname() for d in ours} == {d.tzname() for d in theirs} == {"UTC"}
