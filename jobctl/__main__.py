@@ -10,7 +10,8 @@ A short command started from the shell (`main()` without arguments: the console 
 (jobctl.cli turns it back on for the commands that keep running: the runner, --watch,
 --follow) and, once its output is flushed and the exit handlers have run, leaves with
 `os._exit`: tearing down the ~200 modules a command imports costs more than the command's own
-work (issue 13's start-up budget). Called with a list (the tests, in-process), it just returns.
+work (issue 13's start-up budget); the standard modules it imports without using are loaded
+only if used (jobctl/deferred.py). Called with a list (the tests, in-process), it just returns.
 """
 
 from __future__ import annotations
@@ -41,6 +42,10 @@ def main(argv: list[str] | None = None) -> int:
             sys.stdout.write(text + "\n")
             fast_exit(0)
             return 0
+    if argv is None:
+        from jobctl import deferred
+
+        deferred.install()  # typer's unused standard modules load on first use, if ever
     from jobctl.cli import run
 
     code = run(args)

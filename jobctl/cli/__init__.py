@@ -149,7 +149,10 @@ def run(args: list[str]) -> int:
     if _long_running(verb, args[i + 1 :]):
         import gc
 
+        from jobctl import deferred
+
         gc.enable()  # __main__ turns it off for a short command's start
+        deferred.stop()  # and defers modules: loaded now, before any thread starts
     set_argv(args)
     command = _click_command(only)
     debug = _global_debug(args)

@@ -172,3 +172,65 @@ def test_console_entry_exits_with_the_code_and_whole_output(cli, home: Path) -> 
     inproc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
     assert inproc.stdout.endswith("True\n")  # called with a list (tests): nothing changed
     assert gc.isenabled()
+
+
+def _deferred_after(home: Path, *argv: str) -> tuple[dict[str, bool], str]:
+    """Run `jobctl ARGV` as the console script does (main() without arguments); which of
+    deferred.DEFERRED it imported (not Python's start-up), each True if still a stand-in at
+    exit, and stdout."""
+    code = (
+        "import atexit, sys\n"
+        f"sys.argv = ['jobctl', *{list(argv)!r}]\n"
+        "before = set(sys.modules)  # e.g. an editable install's finder imports fnmatch\n"
+        "def report():\n"
+        "    from jobctl import deferred\n"
+        "    mods = {n: isinstance(sys.modules[n], deferred._StandIn)\n"
+        "            for n in deferred.DEFERRED if n in sys.modules and n not in before}\n"
+        "    sys.stdout.write(f'DEFERRED {mods!r}\\n')\n"
+        "    sys.stdout.write(f'FINDER {deferred._Finder in sys.meta_path}\\n')\n"
+        "atexit.register(report)\n"
+        "from jobctl.__main__ import main\n"
+        "main()\n"
+    )
+    env = {**os.environ, "JOBCTL_HOME": str(home), "NO_COLOR": ""}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    *out, mods, finder = done.stdout.rstrip("\n").split("\n")
+    standing = eval(mods.removeprefix("DEFERRED "))
+    return standing, "\n".join(out) + finder.replace("FINDER ", "\nfinder: ")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ("status",),
+        ("list",),
+        ("history", "--limit", "5"),
+        ("add", "b", "--cron", "0 3 * * *", "--", "true"),
+    ],
+)
+def test_short_commands_leave_typers_unused_modules_unloaded(cli, home: Path, argv) -> None:
+    """The modules jobctl/deferred.py defers (typer's and click's imports for pagers, editors,
+    help text) are imported but never run by the commands of the start-up budget (issue 13):
+    each is still a stand-in when the command ends, and the command's output is whole."""
+    assert cli("add", "a", "--cron", "*/5 * * * *", "--", "true").code == 0
+    assert cli("run", "a").code == 0
+    standing, out = _deferred_after(home, *argv)
+    assert "subprocess" in standing and "textwrap" in standing  # typer imported them
+    assert all(standing.values()), standing  # and none ran
+    if argv[0] == "add":  # it says so on stderr
+        assert cli("show", "b").code == 0
+    else:
+        assert any(line.split()[:1] in (["a"], ["1"], ["upcoming"])
+                   for line in out.splitlines()), out  # fmt: skip
+
+
+def test_a_long_running_command_loads_what_was_deferred_before_its_threads(cli, home: Path) -> None:
+    """`runner --once` (long-running: it starts threads) runs with every deferred module
+    loaded and plain imports after its start (deferred.stop)."""
+    assert cli("add", "a", "--cron", "*/5 * * * *", "--", "true").code == 0
+    standing, out = _deferred_after(home, "runner", "--once")
+    assert "subprocess" in standing and not any(standing.values()), standing
+    assert out.endswith("finder: False"), out

@@ -1,0 +1,133 @@
+"""Deferred imports: standard-library modules that a command's start-up imports but a short
+command never uses are loaded on first use instead (issue 13's start-up budget).
+
+typer and its vendored click import `subprocess`, `textwrap`, `shutil`'s compressors and more
+at the top of their modules, for functions that `jobctl status`, `list`, `history` or `add`
+never call (a pager, an editor, help text, shell completion): about 5 ms of every command.
+While a command starts from the shell (jobctl/__main__.py calls `install()`), an import of a
+module named in DEFERRED finds it as usual but does not run it: the module object goes into
+sys.modules as a stand-in, and the first access to any of its attributes (`subprocess.run`,
+`from textwrap import dedent`) runs the module, in place, and answers from it. Nothing else
+changes: a module that is used is loaded, once, where it is first used.
+
+Rules a newcomer may rely on, and must keep:
+- only pure-Python modules of the standard library, whose import has no side effect another
+  module relies on (no codec, signal handler, atexit or import hook), are in DEFERRED; an
+  extension module (its loader is not a source or bytecode file loader) is never deferred;
+- loading is guarded by a lock: a thread that touches a module another thread is loading
+  waits for it, as with Python's own import lock;
+- long-running commands (the runner, --watch, --follow) call `stop()` before they start
+  threads: the remaining stand-ins are loaded and imports are plain again;
+- the tests call jobctl.__main__.main with a list, which installs nothing.
+"""
+
+from __future__ import annotations
+
+import sys
+from _thread import RLock, get_ident
+from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader, SourcelessFileLoader
+from types import ModuleType
+from typing import Any
+
+#: modules a short command imports (through typer and click) but never uses; tests/cli/
+#: test_startup.py checks that `status`, `list`, `history` and `add` leave each unloaded
+DEFERRED = frozenset({
+    "bz2", "fnmatch", "ipaddress", "linecache", "lzma", "ntpath", "subprocess", "textwrap",
+    "token", "tokenize",
+})  # fmt: skip
+
+#: attributes a stand-in answers without loading: what the import system reads of a module
+#: already in sys.modules (`import subprocess` a second time asks for `__spec__`)
+_META = frozenset({"__spec__", "__name__", "__loader__", "__class__"})
+
+_lock = RLock()
+_waiting: list[ModuleType] = []  # stand-ins not loaded yet, for stop()
+
+
+class _StandIn(ModuleType):
+    """A module in sys.modules whose code has not run yet; becomes the module on first use."""
+
+    def __getattribute__(self, name: str) -> Any:
+        if name in _META or _running_here(self):  # its own code sees the module as it grows
+            return object.__getattribute__(self, name)
+        _load(self)
+        return getattr(self, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if not _running_here(self):
+            _load(self)
+        object.__setattr__(self, name, value)
+
+    def __delattr__(self, name: str) -> None:
+        if not _running_here(self):
+            _load(self)
+        object.__delattr__(self, name)
+
+
+def _running_here(module: ModuleType) -> bool:
+    """Whether this thread is running `module`'s code now."""
+    return object.__getattribute__(module, "__dict__").get("__loading__") == get_ident()
+
+
+def _load(module: ModuleType) -> None:
+    with _lock:
+        if type(module) is not _StandIn:  # another thread loaded it while this one waited
+            return
+        namespace = object.__getattribute__(module, "__dict__")
+        spec: ModuleSpec = namespace["__spec__"]
+        loader = spec.loader.real  # type: ignore[union-attr]
+        spec.loader = namespace["__loader__"] = loader
+        namespace["__loading__"] = get_ident()  # other threads wait on the lock meanwhile
+        try:
+            loader.exec_module(module)
+        except BaseException:
+            sys.modules.pop(spec.name, None)  # as a failed import leaves it: not imported
+            raise
+        finally:
+            del namespace["__loading__"]
+            object.__setattr__(module, "__class__", ModuleType)
+            if module in _waiting:
+                _waiting.remove(module)
+
+
+class _Loader:
+    """Puts a stand-in in sys.modules in place of running the module's code (`real`'s)."""
+
+    def __init__(self, real: SourceFileLoader | SourcelessFileLoader) -> None:
+        self.real = real
+
+    def create_module(self, spec: ModuleSpec) -> None:
+        return None  # a plain module object, as the source loader makes
+
+    def exec_module(self, module: ModuleType) -> None:
+        module.__class__ = _StandIn
+        _waiting.append(module)
+
+
+class _Finder:
+    """On sys.meta_path: finds DEFERRED modules as Python would, and defers their code."""
+
+    @staticmethod
+    def find_spec(name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
+        if name not in DEFERRED:
+            return None
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or not isinstance(spec.loader, (SourceFileLoader, SourcelessFileLoader)):
+            return spec  # not found, or not pure Python: imported as usual
+        spec.loader = _Loader(spec.loader)  # type: ignore[assignment]
+        return spec
+
+
+def install() -> None:
+    """Defer the DEFERRED modules imported from now on (jobctl/__main__.py, at start-up)."""
+    if _Finder not in sys.meta_path:
+        sys.meta_path.insert(0, _Finder)  # type: ignore[arg-type]
+
+
+def stop() -> None:
+    """Load every stand-in and import as usual from now on (before a command starts threads).
+    A no-op when `install` was not called."""
+    if _Finder in sys.meta_path:
+        sys.meta_path.remove(_Finder)  # type: ignore[arg-type]
+    while _waiting:
+        _load(_waiting[0])

@@ -1,0 +1,157 @@
+"""jobctl/deferred.py: deferred standard modules load on first use, once, and whole.
+
+Each case runs in a fresh interpreter: the finder goes on sys.meta_path for the life of a
+process, which the test process must not share. The modules under test are written to a
+temporary folder and named in DEFERRED there; their code counts its runs in `sys._runs`.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import jobctl
+from jobctl.deferred import DEFERRED
+
+ROOT = str(Path(jobctl.__file__).parents[1])  # where `import jobctl` finds it
+
+PRELUDE = """
+import sys, threading, time
+from jobctl import deferred
+sys.path.insert(0, {folder!r})
+deferred.DEFERRED = frozenset({{"slow", "plain", "broken", "selfref", "math"}})
+deferred.install()
+sys._runs = []
+def stand_in(name):
+    return isinstance(sys.modules[name], deferred._StandIn)
+"""
+
+MODULES = {
+    "plain.py": "import sys\nsys._runs.append('plain')\nVALUE = 42\ndef twice(x):\n"
+    "    return 2 * x\n",
+    "slow.py": "import sys, time\nsys._runs.append('slow')\ntime.sleep(0.05)\nVALUE = 7\n",
+    "broken.py": "import sys\nsys._runs.append('broken')\nraise RuntimeError('broken at import')\n",
+    "selfref.py": "import sys\nsys._runs.append('selfref')\nA = 1\n"
+    "sys.modules[__name__].B = sys.modules[__name__].A + 1\n",
+}
+
+
+def _run(tmp_path: Path, body: str) -> str:
+    for name, text in MODULES.items():
+        (tmp_path / name).write_text(text)
+    code = PRELUDE.format(folder=str(tmp_path)) + textwrap.dedent(body)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_an_import_leaves_a_stand_in_until_an_attribute_is_read(tmp_path: Path) -> None:
+    out = _run(tmp_path, """
+        import plain
+        import plain as again  # a second import reads __spec__ only: still not run
+        assert again is plain and stand_in("plain") and sys._runs == [], sys._runs
+        assert plain.__name__ == "plain" and stand_in("plain")
+        assert plain.twice(plain.VALUE) == 84 and not stand_in("plain")
+        assert type(plain) is type(sys) and plain.__spec__.loader is plain.__loader__
+        assert type(plain.__loader__).__name__ == "SourceFileLoader"
+        from plain import VALUE
+        print(VALUE, sys._runs)
+    """)  # fmt: skip
+    assert out.split() == ["42", "['plain']"]
+
+
+def test_from_import_and_setattr_load_it_first(tmp_path: Path) -> None:
+    out = _run(tmp_path, """
+        import plain, slow
+        from plain import twice
+        slow.EXTRA = 1  # set on the stand-in: the module runs first, the value stays
+        print(twice(2), slow.VALUE, slow.EXTRA, sorted(sys._runs))
+    """)  # fmt: skip
+    assert out.split() == ["4", "7", "1", "['plain',", "'slow']"]
+
+
+def test_threads_touching_it_at_once_run_its_code_once(tmp_path: Path) -> None:
+    out = _run(tmp_path, """
+        import slow
+        seen = []
+        start = threading.Barrier(4)
+        def touch():
+            start.wait()
+            seen.append(slow.VALUE)
+        threads = [threading.Thread(target=touch) for _ in range(4)]
+        for t in threads: t.start()
+        for t in threads: t.join()
+        print(seen, sys._runs)
+    """)  # fmt: skip
+    assert out.split() == ["[7,", "7,", "7,", "7]", "['slow']"]
+
+
+def test_its_own_code_may_use_the_module_while_it_runs(tmp_path: Path) -> None:
+    out = _run(tmp_path, """
+        import selfref
+        print(selfref.B, sys._runs)
+    """)  # fmt: skip
+    assert out.split() == ["2", "['selfref']"]
+
+
+def test_a_failing_module_fails_where_it_is_used_and_is_not_left_imported(
+    tmp_path: Path,
+) -> None:
+    out = _run(tmp_path, """
+        import broken
+        try:
+            broken.anything
+        except RuntimeError as exc:
+            print("raised", exc)
+        print("broken" in sys.modules)
+    """)  # fmt: skip
+    assert out.splitlines() == ["raised broken at import", "False"]
+
+
+def test_extension_modules_and_unlisted_ones_import_as_usual(tmp_path: Path) -> None:
+    out = _run(tmp_path, """
+        import math, json
+        print(stand_in("math"), stand_in("json"), math.sqrt(4.0))
+    """)  # fmt: skip
+    assert out.split() == ["False", "False", "2.0"]
+
+
+def test_stop_loads_what_waits_and_imports_plainly_after(tmp_path: Path) -> None:
+    out = _run(tmp_path, """
+        import plain, slow
+        deferred.stop()
+        print(stand_in("plain"), stand_in("slow"), sorted(sys._runs))
+        import selfref
+        print(stand_in("selfref"), deferred._Finder in sys.meta_path, deferred._waiting)
+    """)  # fmt: skip
+    assert out.splitlines() == ["False False ['plain', 'slow']", "False False []"]
+
+
+@pytest.mark.parametrize("name", sorted(DEFERRED))
+def test_the_listed_standard_modules_work_when_deferred(name: str) -> None:
+    """Each module of DEFERRED, deferred for real, works when used (a smoke use of each; in a
+    fresh `python -c`, which has imported none of them)."""
+    uses = {
+        "bz2": "assert bz2.decompress(bz2.compress(b'x')) == b'x'",
+        "subprocess": "assert subprocess.run(['true']).returncode == 0",
+        "textwrap": "assert textwrap.dedent('  a') == 'a'",
+        "tokenize": "assert tokenize.TokenInfo",
+        "token": "assert token.NAME",
+        "linecache": "assert linecache.getline(sys.executable + '.none', 1) == ''",
+        "lzma": "assert lzma.decompress(lzma.compress(b'x')) == b'x'",
+        "fnmatch": "assert fnmatch.fnmatch('ab', 'a*')",
+        "ipaddress": "assert ipaddress.ip_address('::1').is_loopback",
+        "ntpath": "assert ntpath.join('a', 'b') == 'a\\\\b'",
+    }
+    code = (  # -S: without site, which imports fnmatch and ntpath for an editable install
+        f"import sys\nsys.path.insert(0, {ROOT!r})\n"
+        "from jobctl import deferred\ndeferred.install()\n"
+        f"import {name}\nassert isinstance({name}, deferred._StandIn)\n{uses[name]}\n"
+        f"assert not isinstance({name}, deferred._StandIn)\n"
+    )
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
