@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import field
 from datetime import datetime
 
 from jobctl import schedule
 from jobctl.config import expand_user
 from jobctl.errors import ConflictError, UsageError
 from jobctl.inputs import option_duration, parse_int, schedule_input
-from jobctl.records import record
+from jobctl.records import field, fields, record
 
 __all__ = ["option_duration", "parse_int"]  # their home is jobctl.inputs; kept here for callers
 from jobctl.models import BACKOFFS, MISFIRES, OVERLAPS, Job, check_name
@@ -107,6 +106,10 @@ class JobOptions:
     tag: list[str] | None = None
     paused: bool | None = None
     command: list[str] | None = field(default=None)
+
+
+#: the names of JobOptions' fields: `add` and `edit` pick their options from their arguments
+OPTION_NAMES = frozenset(f.name for f in fields(JobOptions))
 
 
 #: conditions of `--after JOB:COND` (store/base.py CHAIN_ON gives the statuses of each)

@@ -23,7 +23,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from jobctl import jobdef, planner, schedule
+from jobctl import jobdef, planner, records, schedule
 from jobctl.errors import UsageError
 from jobctl.jobdef import JobOptions
 from jobctl.models import Job, check_name
@@ -79,8 +79,8 @@ _BY_KEY = {f.key: f for f in FIELDS}
 
 
 def _default(attr: str) -> Any:
-    f = next(f for f in dataclasses.fields(Job) if f.name == attr)
-    if f.default_factory is not dataclasses.MISSING:
+    f = next(f for f in records.fields(Job) if f.name == attr)
+    if f.default_factory is not records.MISSING:
         return f.default_factory()
     return f.default
 

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import field
 from typing import Protocol, TypeVar
 
 from jobctl.errors import ConflictError
 from jobctl.models import Run
-from jobctl.records import record
+from jobctl.records import field, record
 from jobctl.store.base import RunFilter, Store
 from jobctl.store.rows import JobLine
 

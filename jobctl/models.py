@@ -7,12 +7,11 @@ as integer milliseconds and the renderers turn them into ISO 8601 or relative te
 from __future__ import annotations
 
 import re
-from dataclasses import field
 from functools import cache
 from typing import Any, Literal, get_args
 
 from jobctl.errors import NotFoundError, UsageError
-from jobctl.records import record
+from jobctl.records import field, record, replace
 
 ScheduleKind = Literal["cron", "every", "at", "manual"]
 JobState = Literal["active", "paused", "done"]
@@ -288,6 +287,4 @@ class Job:
         self.last_run = last_run
 
     def copy_with(self, **changes: Any) -> Job:
-        from dataclasses import replace
-
         return replace(self, **changes)

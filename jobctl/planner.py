@@ -7,14 +7,13 @@ and the store records it; the CLI uses it to preview fires.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
 from datetime import datetime, tzinfo
 from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from jobctl import schedule
 from jobctl.models import FAILED_STATUSES, Job, Run, RunStatus, Trigger
-from jobctl.records import record
+from jobctl.records import record, replace
 
 if TYPE_CHECKING:  # the runner passes its generator; `add` and `next` import none
     import random

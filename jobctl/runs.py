@@ -14,13 +14,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import BinaryIO, TypeVar
 
 from jobctl import owners
 from jobctl.clock import Clock
 from jobctl.errors import ConflictError, NotFoundError
 from jobctl.models import FINAL_STATUSES, Job, Run, Trigger
+from jobctl.records import replace
 from jobctl.store.base import RunFilter, Store
 
 WAIT_POLL_S = 0.25

@@ -5,13 +5,12 @@ scheduling rules (they call planner/jobdef).
 """
 
 import time
-from dataclasses import field
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from jobctl.config import Settings
-from jobctl.records import record
+from jobctl.records import field, record
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -191,7 +191,7 @@ def add(
     from jobctl.jobdef import JobOptions
 
     command = command_after_dashes(command, "add")
-    opts = JobOptions(**{k: v for k, v in locals().items() if k in JobOptions.__dataclass_fields__})
+    opts = JobOptions(**{k: v for k, v in locals().items() if k in jobdef.OPTION_NAMES})
     opts.paused = paused or None
     t = now()
     job = jobdef.new_job(name, opts, t, default_tz=local_zone_name(), default_cwd=os.getcwd())
@@ -289,7 +289,7 @@ def edit(
     from jobctl.jobdef import JobOptions
 
     command = command_after_dashes(command, "edit")
-    opts = JobOptions(**{k: v for k, v in locals().items() if k in JobOptions.__dataclass_fields__})
+    opts = JobOptions(**{k: v for k, v in locals().items() if k in jobdef.OPTION_NAMES})
     t = now()
     if opts.after:  # checked on the job as it would become (exit 2, nothing written)
         preview = jobdef.apply_options(store().get_job(name), opts, t)

@@ -16,7 +16,6 @@ import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 from typing import BinaryIO, TypeVar
@@ -25,6 +24,7 @@ from jobctl import executor, planner
 from jobctl.clock import Clock, OffsetClock
 from jobctl.errors import StoreDataError, StoreError
 from jobctl.models import Job, Run
+from jobctl.records import replace
 from jobctl.store.base import Store
 
 OWNER_VAR = "JOBCTL_OWNER"

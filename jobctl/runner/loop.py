@@ -18,13 +18,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import replace
 from typing import TYPE_CHECKING, TypeVar
 
 from jobctl import executor, owners, planner
 from jobctl.clock import Clock, OffsetClock, SystemClock
 from jobctl.errors import ConflictError, StoreError
 from jobctl.models import Job, Run
+from jobctl.records import replace
 from jobctl.runner import recovery
 from jobctl.runner.execution import describe_end, retry_store
 from jobctl.runner.workers import Active, WorkerPool

@@ -20,13 +20,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from pathlib import Path
 
 from jobctl import executor, owners
 from jobctl.clock import Clock
 from jobctl.models import Job, Run
 from jobctl.procfs import boot_id
+from jobctl.records import replace
 from jobctl.runner.execution import describe_end, gate_mark, record_end, run_markers, run_tag
 from jobctl.store.base import Store
 

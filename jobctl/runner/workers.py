@@ -45,12 +45,13 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from jobctl import executor, planner
 from jobctl.errors import FencedError, StoreDataError, StoreError
 from jobctl.models import Job, Run
+from jobctl.records import replace
 from jobctl.runner.execution import (
     describe_end,
     final_run,

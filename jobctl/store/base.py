@@ -11,12 +11,11 @@ see SQL.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from dataclasses import field
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from jobctl.errors import ConflictError
 from jobctl.models import FINAL_STATUSES, Job, Run
-from jobctl.records import record
+from jobctl.records import field, record
 
 if TYPE_CHECKING:
     from jobctl.store.rows import JobLine

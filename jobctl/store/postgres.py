@@ -22,7 +22,6 @@ import time
 import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import replace
 from typing import Any
 
 import psycopg
@@ -40,6 +39,7 @@ from jobctl.errors import (
     StoreError,
 )
 from jobctl.models import Job, Run
+from jobctl.records import replace
 from jobctl.store import pg_schema, rows
 from jobctl.store.base import (
     DEFAULT_LEASE_S,

@@ -9,7 +9,6 @@ Schema changes live in store/schema.py and run only when PRAGMA user_version is 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import os
 import select
 import sqlite3
@@ -22,6 +21,7 @@ from typing import Any
 
 from jobctl.errors import ConflictError, NotFoundError, StoreDataError, StoreError
 from jobctl.models import Job, Run
+from jobctl.records import fields, replace
 from jobctl.store.base import (
     DEFAULT_LEASE_S,
     SUPERSEDED_DEAD,
@@ -74,7 +74,7 @@ def _reader(cls: type, columns: dict[str, str]) -> Callable[[sqlite3.Row], Any]:
     """Row -> model, positionally: for each column layout a function is compiled once that
     reads the columns in the order of the model's fields and decodes them inline (no call per
     value), so 1,000 jobs and their last runs decode fast (`list`)."""
-    names = [f.name for f in dataclasses.fields(cls)]
+    names = [f.name for f in fields(cls)]
     order = [n for n in names if n in columns or n == "id"]
     assert order == names[: len(order)], f"{cls.__name__}: stored fields must come first"
     plans: dict[tuple[str, ...], Callable[[sqlite3.Row], Any]] = {}
@@ -890,6 +890,4 @@ class SQLiteStore:
 
 
 def _copy_run(run: Run, **changes: Any) -> Run:
-    from dataclasses import replace
-
     return replace(run, **changes)

@@ -215,9 +215,8 @@ def test_two_failed_replays_of_a_fire_leave_one_dead_mark(cli, home, order: str)
     """Of a fire's runs only the newest is marked dead, whichever replay ends last: the runs'
     `dead` and the dead list agree (QA pass: both stayed marked, and dismissing the older
     one took the listed one off)."""
-    from dataclasses import replace
-
     from jobctl.config import resolve_settings
+    from jobctl.records import replace
     from jobctl.store import open_store
 
     assert cli("add", "sf", "--shell", "--", "exit 5").code == 0

@@ -6,10 +6,11 @@ import json
 import os
 import sqlite3
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
+
+from jobctl.records import replace
 
 # every test on SQLite and on PostgreSQL (tests/cli/conftest.py: any_store)
 pytestmark = pytest.mark.usefixtures("any_store")

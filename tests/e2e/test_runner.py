@@ -351,10 +351,9 @@ def test_a_gated_run_whose_runner_died_before_its_time_is_queued_again(
     and opening the gate (the fire's time): the command never ran, and the gate left its
     mark. The next runner queues the run again and runs it once: not abandoned, no retry
     spent, nothing lost (QA pass). The dying runner is played here, step by step."""
-    from dataclasses import replace
-
     from jobctl import executor
     from jobctl.models import Run
+    from jobctl.records import replace
     from jobctl.runner.execution import gate_mark, spec_for
 
     out = tmp_path / "ran"

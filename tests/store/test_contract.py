@@ -10,13 +10,13 @@ from __future__ import annotations
 import os
 import sqlite3
 import stat
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from jobctl.errors import ConflictError, NotFoundError
 from jobctl.models import Job, Run
+from jobctl.records import replace
 from jobctl.store.base import RunFilter
 
 
@@ -344,7 +344,7 @@ def test_finish_run_records_retry_and_retention(store) -> None:
         store.add_run(Run(job="a", scheduled_for=float(i), status="succeeded")) for i in range(5)
     ]
     last = store.add_run(Run(job="a", scheduled_for=9.0, status="running"))
-    from dataclasses import replace
+    from jobctl.records import replace
 
     retry = Run(job="a", scheduled_for=9.0, attempt=2, trigger="retry", not_before=20.0)
     store.finish_run(replace(last, status="failed", exit_code=1), retry, keep_runs=3)

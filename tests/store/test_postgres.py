@@ -180,10 +180,9 @@ def test_each_registration_takes_a_new_epoch(pg_url: str) -> None:
 
 
 def test_claimed_runs_carry_the_epoch_and_fenced_ends_are_refused(pg_url: str) -> None:
-    from dataclasses import replace
-
     from jobctl.errors import FencedError
     from jobctl.models import Run
+    from jobctl.records import replace
 
     s = PostgresStore(pg_url)
     s.add_job(job("a"))
@@ -210,9 +209,8 @@ def test_claimed_runs_carry_the_epoch_and_fenced_ends_are_refused(pg_url: str) -
 def test_a_batch_of_ends_skips_only_the_fenced_one(pg_url: str) -> None:
     """finish_runs under a fence: the end of a run no longer held under that lease is not
     written (nor its retry); the others in the same batch are."""
-    from dataclasses import replace
-
     from jobctl.models import Run
+    from jobctl.records import replace
 
     s = PostgresStore(pg_url)
     s.add_job(job("a"))
@@ -241,9 +239,8 @@ def test_a_batch_of_ends_is_one_update(pg_url: str, monkeypatch) -> None:
     """Every end of a batch in one UPDATE (typed by the table: jsonb_populate_recordset): one
     plan and one firing of the notify trigger, not one of each per end (server CPU per run
     0.72 -> 0.61 ms in interleaved drains)."""
-    from dataclasses import replace
-
     from jobctl.models import Run
+    from jobctl.records import replace
     from jobctl.store import postgres
 
     s = PostgresStore(pg_url)
@@ -275,9 +272,8 @@ def test_a_batch_of_ends_is_one_update(pg_url: str, monkeypatch) -> None:
 def test_reap_expired_takes_over_once_across_the_fleet(pg_url: str) -> None:
     """A dead runner's runs are recorded once, by whichever runner reaps first, by the
     database's clock; a live runner's runs and runs claimed without a lease are left."""
-    from dataclasses import replace
-
     from jobctl.models import Run
+    from jobctl.records import replace
 
     s1, s2 = PostgresStore(pg_url), PostgresStore(pg_url)
     s1.add_job(job("a"))
@@ -313,9 +309,8 @@ def test_reap_expired_takes_over_once_across_the_fleet(pg_url: str) -> None:
 def test_reaping_takes_two_round_trips_however_many_runs(pg_url: str, monkeypatch) -> None:
     """The reaped runs stay locked (skipped by the other reapers) while the transaction lasts:
     a round trip a run, behind a slow link, held a dead runner's runs for 13 s (chaos run I)."""
-    from dataclasses import replace
-
     from jobctl.models import Run
+    from jobctl.records import replace
     from jobctl.store import postgres
 
     s = PostgresStore(pg_url)
@@ -353,9 +348,8 @@ def test_reaping_takes_two_round_trips_however_many_runs(pg_url: str, monkeypatc
 def test_a_reaped_replay_leaves_one_dead_mark_on_its_fire(pg_url: str) -> None:
     """As finish_runs does: a replay reaped dead takes the mark off its fire's older run
     (review: the reaper left both marked)."""
-    from dataclasses import replace
-
     from jobctl.models import Run
+    from jobctl.records import replace
 
     s = PostgresStore(pg_url)
     s.add_job(job("a"))
@@ -432,9 +426,8 @@ def test_a_fleet_runner_recovers_its_own_run_that_no_worker_holds(pg_url: str) -
 def test_a_nul_in_a_runs_text_is_written_not_refused(pg_url: str) -> None:
     """PostgreSQL's text cannot hold NUL: an error naming a command that has one (which
     SQLite keeps as is) is written with U+FFFD instead of failing the whole write."""
-    from dataclasses import replace
-
     from jobctl.models import Run
+    from jobctl.records import replace
 
     s = PostgresStore(pg_url)
     s.add_job(job("a"))

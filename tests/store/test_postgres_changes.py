@@ -7,9 +7,9 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import replace
 
 from jobctl.models import Job, Run
+from jobctl.records import replace
 from jobctl.store.base import CHANGE_KINDS, Fire
 from jobctl.store.postgres import PostgresStore
 from tests.waiting import DEADLINE_S, wait_for

@@ -4,13 +4,13 @@ start (workers, overlap, mutexes), and retry delays. `now` is always an argument
 from __future__ import annotations
 
 import random
-from dataclasses import replace
 from datetime import UTC, datetime
 
 import pytest
 
 from jobctl import planner
 from jobctl.models import Job, Run
+from jobctl.records import replace
 
 
 def ts(text: str) -> float:

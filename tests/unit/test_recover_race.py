@@ -7,10 +7,10 @@ where ends are written beside the loop, on a connection of their own)."""
 from __future__ import annotations
 
 import time
-from dataclasses import replace
 from pathlib import Path
 
 from jobctl.clock import SystemClock
+from jobctl.records import replace
 from jobctl.runner import Runner
 from jobctl.runner.workers import Active
 from jobctl.store.base import RunFilter

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from jobctl import owners
 from jobctl.clock import FakeClock
 from jobctl.models import Job, Run
+from jobctl.records import replace
 from jobctl.runner import Runner
 from jobctl.store.base import RunFilter
 from jobctl.store.sqlite import SQLiteStore
