@@ -1,10 +1,10 @@
 """@record: @dataclass's data classes, made without dataclasses, for less start-up time.
 
 Every command imports the records: Job and Run (models.py), the store's RunFilter,
-RunnerInfo, Delivery and RunTally, Settings, the CLI's State, Status, Removal, JobOptions
-and the planner's FirePlan. Under @dataclass each cost a compile at import (`exec` of an
-`__init__`, and of a frozen class's `__setattr__` and `__delattr__`): 3 ms of the start-up
-of a command such as `jobctl status`, and importing dataclasses 1 ms more (issue 13).
+RunnerInfo, Delivery and RunTally, Settings, the CLI's State, Status, Removal, JobOptions,
+the planner's FirePlan and schedule's Cron. Under @dataclass each cost a compile at import
+(`exec` of an `__init__`, and of a frozen class's `__setattr__` and `__delattr__`): 3 ms of
+the start-up of a command such as `jobctl status`, and importing dataclasses 1 ms more (issue 13).
 @record compiles nothing. It reads the class's own annotations in order (strings: every
 module imports `annotations` from `__future__`; a `ClassVar[...]` is not a field), keeps
 them as a tuple of Field (`__record_fields__`, `__match_args__` their names), and gives the
@@ -35,8 +35,8 @@ here against the same class under @dataclass). Left out, as no record needs them
 inheriting from a record or a dataclass (TypeError), InitVar and KW_ONLY (TypeError),
 field(init=False), metadata, order, asdict(), an `__init__` signature for inspect. Add one
 here only with its test against @dataclass. Use @record for the records a command imports;
-@dataclass elsewhere is as good (jobctl/schedule.py, the runner's and the executor's own
-classes keep it).
+@dataclass elsewhere is as good (the runner's, the executor's and jobfile's own classes keep
+it). This module imports only the standard library: jobctl/schedule.py, pure, may use it.
 """
 
 from __future__ import annotations

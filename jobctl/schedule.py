@@ -2,9 +2,11 @@
 
 This room parses and validates schedule text (cron expressions, durations, time zones, --at
 times), computes fire times with Vixie cron / cronie DST semantics, and describes schedules in
-plain English. It is pure: it never reads the clock (``now``/``after`` are always passed in), does
-no I/O and imports only the standard library. Anything in this file may change as long as the
-public names keep their signatures and it stays pure; store, runner and CLI code belongs elsewhere.
+plain English. It is pure: it never reads the clock (``now``/``after`` are always passed in),
+does no I/O and imports only the standard library and jobctl.records (@record, itself standard
+library only: as a frozen dataclass, Cron cost every command importing this module 1.2 ms).
+Anything in this file may change as long as the public names keep their signatures and it
+stays pure; store, runner and CLI code belongs elsewhere.
 """
 
 import calendar
@@ -12,9 +14,10 @@ import math
 import re
 from bisect import bisect_left
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, tzinfo
 from functools import lru_cache
+
+from jobctl.records import record
 
 
 class ScheduleError(ValueError):
@@ -23,8 +26,10 @@ class ScheduleError(ValueError):
 
 # --- durations and zones ---------------------------------------------------------------------
 
+# Patterns are strings, compiled by `re` on first use and cached there: compiling them all at
+# import cost every command that imports this module a millisecond (issue 13).
 _N = r"([0-9]+(?:\.[0-9]+)?|\.[0-9]+)"  # ASCII digits only (\d would take '٣' too)
-_DURATION = re.compile(rf"(?:{_N}w ?)?(?:{_N}d ?)?(?:{_N}h ?)?(?:{_N}m ?)?(?:{_N}s ?)?(?:{_N}ms)?")
+_DURATION = rf"(?:{_N}w ?)?(?:{_N}d ?)?(?:{_N}h ?)?(?:{_N}m ?)?(?:{_N}s ?)?(?:{_N}ms)?"
 
 
 def parse_duration(text: str) -> float:
@@ -33,7 +38,7 @@ def parse_duration(text: str) -> float:
     s = text.strip().lower()
     if re.fullmatch(_N, s):
         return float(s)
-    m = _DURATION.fullmatch(s)
+    m = re.fullmatch(_DURATION, s)
     if not s or m is None:
         raise ScheduleError(
             f"invalid duration {text!r}: use e.g. 30s, 5m, 2h, 1h30m, 1w or a number of seconds"
@@ -114,11 +119,11 @@ _MACROS = {
     "@midnight": "0 0 * * *",
     "@hourly": "0 * * * *",
 }
-_STEP = re.compile(r"(\*|\d+(-\d+)?)/\d+")
-_ITEM = re.compile(r"(?P<base>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>.*))?")
+_STEP = r"(\*|\d+(-\d+)?)/\d+"  # strings, as _DURATION
+_ITEM = r"(?P<base>\*|[a-z0-9]+(?:-[a-z0-9]+)?)(?:/(?P<step>.*))?"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Cron:
     """A parsed expression. Sets hold the allowed values; weekdays use 0 = Sunday. A field is
     restricted when its text does not start with '*' (SPEC 5: '*/2' counts as unrestricted for
@@ -194,7 +199,7 @@ def _parse_field(
         if name == _DOM and item.lower() == "l":
             last = True
             continue
-        m = _ITEM.fullmatch(item.lower())
+        m = re.fullmatch(_ITEM, item.lower())
         try:
             if m is None:
                 raise _FieldError(f"{name} value {item!r} is not valid")
@@ -524,7 +529,9 @@ def _time_phrase(c: Cron, sec: str, minute: str, hour: str) -> tuple[str, bool]:
     units = [("hour", hour, c.hours, 24), ("minute", minute, c.minutes, 60)]
     if c.seconds != {0}:
         units.append(("second", sec, c.seconds, 60))
-    kinds = ["*" if raw == "*" else "/" if _STEP.fullmatch(raw) else "at" for _, raw, _, _ in units]
+    kinds = [
+        "*" if raw == "*" else "/" if re.fullmatch(_STEP, raw) else "at" for _, raw, _, _ in units
+    ]
     lead: list[str] = []
     tail: list[str] = []
     for i, (unit, raw, values, size) in enumerate(units):

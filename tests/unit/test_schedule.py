@@ -3,13 +3,13 @@ plain-English readings and DST warnings. Fire times are compared as ISO strings,
 instant and the offset it is shown with are checked."""
 
 import random
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from jobctl.records import replace
 from jobctl.schedule import (
     Cron,
     ScheduleError,
