@@ -56,7 +56,6 @@ def gather(store: Store, now: float, upcoming: int = 5) -> Status:
     """Everything `status` shows, read now."""
     from jobctl.models import FAILED_STATUSES
     from jobctl.runs import dead_runs
-    from jobctl.store.base import FAR_FUTURE
 
     registered, alive, db_now = runners_alive(store)
     return Status(
@@ -64,7 +63,7 @@ def gather(store: Store, now: float, upcoming: int = 5) -> Status:
         alive=alive,
         running=store.list_runs(RunFilter(statuses=["running"])),
         queued=store.count_runs(RunFilter(statuses=["queued"])),
-        upcoming=[(j.next_run_at or 0.0, j.name) for j in store.due_jobs(FAR_FUTURE, upcoming)],
+        upcoming=store.next_fires(upcoming),
         failed_24h=store.count_runs(RunFilter(statuses=sorted(FAILED_STATUSES), since=now - DAY_S)),
         dead=len(dead_runs(store)),
         store_now=db_now,

@@ -426,6 +426,12 @@ class Store(Protocol):
         `due_jobs(FAR_FUTURE, n)` gives the next n fires."""
         ...
 
+    def next_fires(self, limit: int) -> list[tuple[float, str]]:
+        """(next_run_at, name) of the `limit` active jobs that fire soonest, soonest first, as
+        due_jobs(FAR_FUTURE, limit) orders them: what `status` shows of them, without
+        decoding whole jobs (and their JSON columns)."""
+        ...
+
     def next_wakeup(self, now: float) -> float | None:
         """The earliest of the active jobs' next fires and of the queued runs' not_before that
         is still ahead of `now` (queued runs already due wait for an event, not a time)."""

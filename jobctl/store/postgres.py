@@ -43,6 +43,7 @@ from jobctl.records import replace
 from jobctl.store import pg_schema, rows
 from jobctl.store.base import (
     DEFAULT_LEASE_S,
+    FAR_FUTURE,
     SUPERSEDED_DEAD,
     Delivery,
     End,
@@ -781,6 +782,15 @@ class PostgresStore:
                 [to_ms(now), limit],
             )
             return [_job(r) for r in rows]
+
+    def next_fires(self, limit: int) -> list[tuple[float, str]]:
+        with self._tx(single=True) as conn, conn.cursor(row_factory=tuple_row) as cur:
+            rows = cur.execute(
+                "SELECT next_run_at, name FROM jobs WHERE state = 'active' "
+                "AND next_run_at <= %s ORDER BY next_run_at LIMIT %s",
+                [to_ms(FAR_FUTURE), limit],
+            )
+            return [(r[0] / 1000, r[1]) for r in rows]
 
     def next_wakeup(self, now: float) -> float | None:
         with self._tx(single=True) as conn:

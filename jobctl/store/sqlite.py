@@ -24,6 +24,7 @@ from jobctl.models import Job, Run
 from jobctl.records import fields, replace
 from jobctl.store.base import (
     DEFAULT_LEASE_S,
+    FAR_FUTURE,
     SUPERSEDED_DEAD,
     Delivery,
     End,
@@ -513,6 +514,15 @@ class SQLiteStore:
                 [to_ms(now), limit],
             )
             return [_job(r) for r in rows]
+
+    def next_fires(self, limit: int) -> list[tuple[float, str]]:
+        with self._tx(write=False) as conn:
+            rows = conn.execute(
+                "SELECT next_run_at, name FROM jobs WHERE state = 'active' AND next_run_at <= ? "
+                "ORDER BY next_run_at LIMIT ?",
+                [to_ms(FAR_FUTURE), limit],
+            )
+            return [(r[0] / 1000, r[1]) for r in rows]
 
     def next_wakeup(self, now: float) -> float | None:
         with self._tx(write=False) as conn:

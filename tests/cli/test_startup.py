@@ -68,14 +68,16 @@ def test_commands_in_utc_read_no_tz_database(
     assert "zoneinfo" in _imports_after(home, "list", watch=("zoneinfo",))[0]
 
 
-def test_history_and_list_import_no_json(cli, home: Path) -> None:
-    """Neither reads a JSON column nor writes JSON: json is imported where it is used."""
+def test_history_list_and_status_import_no_json(cli, home: Path) -> None:
+    """None reads a JSON column nor writes JSON: json is imported where it is used (status
+    reads its upcoming fires with Store.next_fires, not whole jobs)."""
     assert cli("add", "a", "--cron", "*/5 * * * *", "--", "true").code == 0
     assert cli("run", "a").code == 0
-    for argv in [("history",), ("list",)]:
+    for argv, line in [(("history",), ["1", "a"]), (("list",), ["a", "*/5"]),
+                       (("status",), ["a"])]:  # fmt: skip
         imported, out = _imports_after(home, *argv, watch=("json",))
-        assert imported == set() and any(line.split()[:2] in (["a", "*/5"], ["1", "a"])
-                                          for line in out.splitlines()), (argv, out)  # fmt: skip
+        assert imported == set() and any(text.split()[: len(line)] == line
+                                          for text in out.splitlines()), (argv, out)  # fmt: skip
     assert "json" in _imports_after(home, "list", "--json", watch=("json",))[0]
 
 

@@ -850,3 +850,19 @@ def test_last_run_is_the_current_jobs_not_an_earlier_one_of_that_name(store) -> 
     assert store.get_job("gone").last_run is None
     store.add_run(Run(job="gone", scheduled_for=4.0, status="succeeded", created_at=4.0))
     assert store.get_job("gone").last_run is not None
+
+
+def test_next_fires_are_due_jobs_in_two_columns(store) -> None:
+    """`status`'s upcoming fires (issue 13): (next_run_at, name) of active jobs, soonest
+    first, as due_jobs(FAR_FUTURE, n) gives the whole jobs."""
+    from jobctl.store.base import FAR_FUTURE
+
+    for name, nxt in [("c", 30.25), ("a", 10.5), ("d", None), ("b", 20.0), ("e", 5.0),
+                      ("f", 40.0)]:  # fmt: skip
+        store.add_job(job(name, next_run_at=nxt, state="paused" if name == "e" else "active"))
+    assert store.next_fires(3) == [(10.5, "a"), (20.0, "b"), (30.25, "c")]
+    for n in (0, 2, 4, 10):
+        assert store.next_fires(n) == [(j.next_run_at, j.name)
+                                       for j in store.due_jobs(FAR_FUTURE, n)]  # fmt: skip
+    store.update_jobs(["a"], lambda j: j.copy_with(state="paused"))
+    assert [name for _, name in store.next_fires(10)] == ["b", "c", "f"]
