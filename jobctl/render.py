@@ -325,12 +325,17 @@ def table(
     )
     styled = {shown.index(i) for i in (styles or {}) if i in shown}
     headers = [headers[i] for i in shown]
-    rows = [[printable(r[i]) for i in shown] for r in rows]  # names, commands, errors: escaped
+    rows = [[r[i] for i in shown] for r in rows]
+    # names, commands, errors: escaped (a row is looked at cell by cell only if it needs it)
+    rows = [r if "".join(r).isprintable() else [printable(c) for c in r] for r in rows]
     limit = width()
     keep, widths = fit(headers, rows, limit, drop, cut_first)
     styled = {keep.index(i) for i in styled if i in keep}
-    headers = [cut(headers[i], w) for i, w in zip(keep, widths, strict=True)]
-    rows = [[cut(r[i], w) for i, w in zip(keep, widths, strict=True)] for r in rows]
+    if limit is None and keep == list(range(len(headers))):  # nothing is cut nor left out
+        headers = list(headers)
+    else:
+        headers = [cut(headers[i], w) for i, w in zip(keep, widths, strict=True)]
+        rows = [[cut(r[i], w) for i, w in zip(keep, widths, strict=True)] for r in rows]
     title = printable(title) if title else title
     out: list[str] = [title] if title else []
     if fancy():  # colour with plain SGR codes: rich would take 250 ms over 1,000 rows
@@ -343,9 +348,9 @@ def table(
                 if style:  # the colour around the text; the padding after it, plain
                     cells[i] = f"{SGR[style]}{r[i]}{SGR['']}{cells[i][len(r[i]) :]}"
             out.append("  ".join(cells).rstrip())
-    else:
-        for line in [headers, *rows]:
-            out.append("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    else:  # one format for every line: each cell padded to its column's width, as ljust pads
+        line = "  ".join(f"{{:<{w}}}" for w in widths)
+        out += [line.format(*r).rstrip() for r in [headers, *rows]]
     sys.stdout.write("\n".join(out) + "\n")
 
 

@@ -66,3 +66,43 @@ def test_span_agrees_with_the_plain_way_everywhere() -> None:
     values += [rng.uniform(-1e8, 1e8) for _ in range(20_000)]
     for v in values:
         assert render._span(v) == _span_reference(v), v
+
+
+def _reference_table(headers: list[str], rows: list[list[str]], limit: int | None) -> str:
+    """render.table as first written (cell by cell: escape, cut, pad), plain output: the
+    oracle for the faster one."""
+    shown = [i for i in range(len(headers)) if any(r[i] not in ("", "-") for r in rows)] or list(
+        range(len(headers))
+    )
+    headers = [headers[i] for i in shown]
+    rows = [[render.printable(r[i]) for i in shown] for r in rows]
+    keep, widths = render.fit(headers, rows, limit)
+    headers = [render.cut(headers[i], w) for i, w in zip(keep, widths, strict=True)]
+    rows = [[render.cut(r[i], w) for i, w in zip(keep, widths, strict=True)] for r in rows]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+             for line in [headers, *rows]]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_table_prints_what_cell_by_cell_rendering_prints(
+    seed: int, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The table pads each line with one format, escapes only rows that need it and cuts only
+    where a limit is set (issue 13: `list` of 1,000 jobs): the same text as escaping, cutting
+    and padding every cell, with and without a width, with braces, control characters, wide
+    and empty cells."""
+    import random
+
+    rng = random.Random(seed)
+    alphabet = ["a", "Z", "9", " ", "{", "}", "{0}", "-", "é", "日", "\x1b", "\n", "\t", "…"]
+    ncols = rng.randint(1, 5)
+    headers = [f"H{i}" * rng.randint(1, 3) for i in range(ncols)]
+    rows = [["".join(rng.choices(alphabet, k=rng.randint(0, 12))) if rng.random() > 0.2
+             else rng.choice(["", "-"]) for _ in range(ncols)]
+            for _ in range(rng.randint(1, 30))]  # fmt: skip
+    limit = rng.choice([None, None, 20, 40, 80])
+    monkeypatch.setattr(render, "fancy", lambda: False)
+    monkeypatch.setattr(render, "width", lambda: limit)
+    render.table(headers, rows)
+    assert capsys.readouterr().out == _reference_table(headers, rows, limit)
