@@ -10,16 +10,22 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from typing import NamedTuple
 
 
-class Stat(NamedTuple):
-    """Fields 3, 4, 5 and 22 of /proc/PID/stat."""
+class Stat:
+    """Fields 3, 4, 5 and 22 of /proc/PID/stat. (A plain class, not a typing.NamedTuple, which
+    compiles its string annotations when made: start-up time, issue 13.)"""
 
-    state: bytes  # b"R", b"S", ..., b"Z" for a zombie
-    ppid: int
-    pgrp: int
-    start: int  # start time in clock ticks since boot: with the pid, names one process
+    __slots__ = ("pgrp", "ppid", "start", "state")
+
+    def __init__(self, state: bytes, ppid: int, pgrp: int, start: int) -> None:
+        self.state = state  # b"R", b"S", ..., b"Z" for a zombie
+        self.ppid = ppid
+        self.pgrp = pgrp
+        self.start = start  # start time in clock ticks since boot: with the pid, names one process
+
+    def __repr__(self) -> str:
+        return f"Stat(state={self.state!r}, ppid={self.ppid}, pgrp={self.pgrp}, start={self.start})"
 
 
 def stat(pid: int | str) -> Stat | None:

@@ -38,13 +38,21 @@ class RunFilter:
 FAR_FUTURE = 253402300799.0  # 9999-12-31T23:59:59Z: "due before" this means "any next fire"
 
 
-class Fire(NamedTuple):
-    """One job's fire for `Store.fire_all`: its new runs and its advanced schedule."""
+class Fire:
+    """One job's fire for `Store.fire_all`: its new runs and its advanced schedule. A plain
+    class: a typing.NamedTuple compiles each of its string annotations when it is made, at
+    the import of this module by every command (issue 13)."""
 
-    job: Job
-    runs: Sequence[Run]
-    next_run_at: float | None
-    changes: dict[str, Any]  # other job fields to set (e.g. state='done')
+    __slots__ = ("changes", "job", "next_run_at", "runs")
+
+    def __init__(
+        self,
+        job: Job,
+        runs: Sequence[Run],
+        next_run_at: float | None,
+        changes: dict[str, Any],  # other job fields to set (e.g. state='done')
+    ) -> None:
+        self.job, self.runs, self.next_run_at, self.changes = job, runs, next_run_at, changes
 
 
 #: triggers of a schedule's fires: these advance, and are held back by, a job's fired_through

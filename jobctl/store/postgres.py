@@ -637,7 +637,9 @@ class PostgresStore:
         plans: list[tuple[int, Job, list[Run]]] = []
         sets: list[Statement] = [("BEGIN", None)]
         for i in order:
-            job, runs, next_run_at, job_changes = fires[i]
+            fire = fires[i]
+            job, runs, next_run_at, job_changes = (fire.job, fire.runs, fire.next_run_at,
+                                                   fire.changes)  # fmt: skip
             runs = fresh_fires(job, runs)
             changes = {"next_run_at": next_run_at, **job_changes}
             mark = fired_mark(job, runs)

@@ -402,7 +402,9 @@ class SQLiteStore:
     def fire_all(self, fires: Sequence[Fire]) -> list[list[Run]]:
         out: list[list[Run]] = []
         with self._tx() as conn:
-            for job, runs, next_run_at, job_changes in fires:
+            for fire in fires:
+                job, runs, next_run_at, job_changes = (fire.job, fire.runs, fire.next_run_at,
+                                                       fire.changes)  # fmt: skip
                 runs = fresh_fires(job, runs)
                 changes = {"next_run_at": next_run_at, **job_changes}
                 mark = fired_mark(job, runs)

@@ -382,7 +382,9 @@ def test_a_zombie_owner_is_not_alive() -> None:
     child = subprocess.Popen(["true"])
     start = owners.proc_start_time(child.pid)
     owner = f"{owners.host()}:{child.pid}:{start}"
-    wait_for(lambda: (procfs.stat(child.pid) or [b"Z"])[0] == b"Z", interval=0.01)  # exited
+    wait_for(
+        lambda: getattr(procfs.stat(child.pid), "state", b"Z") == b"Z", interval=0.01
+    )  # exited
     assert procfs.stat(child.pid)  # not yet reaped: still in /proc, as a zombie
     assert not owners.alive(owner)
     child.wait()
