@@ -113,7 +113,7 @@ class _Finder:
             return None
         spec = PathFinder.find_spec(name, path)
         if spec is None or not isinstance(spec.loader, (SourceFileLoader, SourcelessFileLoader)):
-            return spec  # not found, or not pure Python: imported as usual
+            return None  # not found here, or not pure Python: the usual finders import it
         spec.loader = _Loader(spec.loader)  # type: ignore[assignment]
         return spec
 
