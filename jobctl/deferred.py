@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import sys
 from _thread import RLock, get_ident
+from contextlib import suppress
 from importlib.machinery import ModuleSpec, PathFinder, SourceFileLoader, SourcelessFileLoader
 from types import ModuleType
 from typing import Any
@@ -35,6 +36,10 @@ DEFERRED = frozenset({
     "bz2", "fnmatch", "ipaddress", "linecache", "lzma", "ntpath", "subprocess", "textwrap",
     "token", "tokenize",
 })  # fmt: skip
+#: the extension module a deferred module's import needs: a Python built without it (no
+#: bzip2 or xz headers) fails that import, and the importer (shutil) must see it fail at once
+#: (it checks with try/except), so the module is imported as usual there
+NEEDS = {"bz2": "_bz2", "lzma": "_lzma"}
 
 #: attributes a stand-in answers without loading: what the import system reads of a module
 #: already in sys.modules (`import subprocess` a second time asks for `__spec__`)
@@ -103,13 +108,16 @@ class _Loader:
         module.__class__ = _StandIn
         _waiting.append(module)
 
+    def __getattr__(self, name: str) -> Any:  # get_source, get_filename...: the real loader's
+        return getattr(self.real, name)
+
 
 class _Finder:
     """On sys.meta_path: finds DEFERRED modules as Python would, and defers their code."""
 
     @staticmethod
     def find_spec(name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
-        if name not in DEFERRED:
+        if name not in DEFERRED or (name in NEEDS and PathFinder.find_spec(NEEDS[name]) is None):
             return None
         spec = PathFinder.find_spec(name, path)
         if spec is None or not isinstance(spec.loader, (SourceFileLoader, SourcelessFileLoader)):
@@ -126,8 +134,11 @@ def install() -> None:
 
 def stop() -> None:
     """Load every stand-in and import as usual from now on (before a command starts threads).
-    A no-op when `install` was not called."""
+    A no-op when `install` was not called. A module whose code fails here is left out of
+    sys.modules, as a failed import leaves it: its importer's next use imports it again and
+    meets the error there, as it would have without deferring."""
     if _Finder in sys.meta_path:
         sys.meta_path.remove(_Finder)  # type: ignore[arg-type]
     while _waiting:
-        _load(_waiting[0])
+        with suppress(Exception):  # the module's own error is met where it is used
+            _load(_waiting[0])

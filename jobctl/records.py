@@ -43,7 +43,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from operator import attrgetter
-from typing import Any, TypeVar, dataclass_transform, overload
+from typing import TYPE_CHECKING, Any, TypeVar, dataclass_transform, overload
 
 T = TypeVar("T")
 
@@ -157,14 +157,18 @@ def fields(class_or_instance: Any) -> tuple[Field, ...]:
         raise TypeError("must be called with a record type or instance") from None
 
 
-def replace(obj: T, /, **changes: Any) -> T:
-    """A new record of `obj`'s class with `obj`'s fields but `changes`, as
-    dataclasses.replace: every field is passed to the class by keyword (its `__init__`
-    refuses an unknown name: TypeError)."""
-    for f in fields(obj):
-        if f.name not in changes:
-            changes[f.name] = getattr(obj, f.name)
-    return obj.__class__(**changes)  # type: ignore[no-any-return]
+if TYPE_CHECKING:  # mypy checks a call's field names and types, as for a dataclass's
+    from dataclasses import replace as replace
+else:
+
+    def replace(obj: T, /, **changes: Any) -> T:
+        """A new record of `obj`'s class with `obj`'s fields but `changes`, as
+        dataclasses.replace: every field is passed to the class by keyword (its `__init__`
+        refuses an unknown name: TypeError)."""
+        for f in fields(obj):
+            if f.name not in changes:
+                changes[f.name] = getattr(obj, f.name)
+        return obj.__class__(**changes)
 
 
 def _fields_of(c: type) -> tuple[Field, ...]:
@@ -175,7 +179,7 @@ def _fields_of(c: type) -> tuple[Field, ...]:
             raise TypeError(f"{c.__name__}: a record cannot inherit from a record or a "
                             f"dataclass ({base.__name__}): not supported")  # fmt: skip
     found: list[Field] = []
-    for name, annotation in vars(c).get("__annotations__", {}).items():  # its own only
+    for name, annotation in _own_annotations(c).items():
         text = annotation if isinstance(annotation, str) else repr(annotation)
         kind = text.partition("[")[0].strip().rpartition(".")[2]  # typing.ClassVar: ClassVar
         if kind == "ClassVar":
@@ -199,6 +203,22 @@ def _fields_of(c: type) -> tuple[Field, ...]:
             raise TypeError(f"non-default argument {name!r} follows default argument")
         found.append(f)
     return tuple(found)
+
+
+def _own_annotations(c: type) -> dict[str, Any]:
+    """The annotations `c` writes itself, in order: strings where its module imports
+    `annotations` from `__future__` (every module with a record does; tests check), else
+    objects. From Python 3.14 (PEP 649) a class without that import keeps no
+    `__annotations__` in its namespace, only a function that computes them: it is asked for
+    them as forward references (names it cannot resolve stay names)."""
+    own = vars(c)
+    if "__annotations__" in own:
+        return own["__annotations__"]  # type: ignore[no-any-return]
+    if "__annotate__" not in own and "__annotate_func__" not in own:
+        return {}
+    import annotationlib  # type: ignore[import-not-found,unused-ignore]  # Python >= 3.14
+
+    return annotationlib.get_annotations(c, format=annotationlib.Format.FORWARDREF)  # type: ignore[no-any-return,unused-ignore]
 
 
 def _required(f: Field) -> bool:

@@ -9,6 +9,8 @@ Anything in this file may change as long as the public names keep their signatur
 stays pure; store, runner and CLI code belongs elsewhere.
 """
 
+from __future__ import annotations
+
 import calendar
 import math
 import re

@@ -206,10 +206,12 @@ _LONG_FLAGS = frozenset({"--watch", "-w", "--follow", "-f"})
 
 
 def _long_running(verb: str | None, rest: list[str]) -> bool:
-    """Whether the command may run for long: the verbs above, or --watch/--follow among its
-    own options (not a job's command after `--`)."""
+    """Whether the command may run for long: the verbs above, `retry` in the foreground (it
+    runs the job, as `run` does, with a thread beside it), or --watch/--follow among its own
+    options (not a job's command after `--`)."""
     own = rest[: rest.index("--")] if "--" in rest else rest
-    return verb in LONG_RUNNING or bool(_LONG_FLAGS & set(own))
+    foreground_retry = verb == "retry" and "--detach" not in own
+    return verb in LONG_RUNNING or foreground_retry or bool(_LONG_FLAGS & set(own))
 
 
 def _click_command(only: str | None) -> typer.main._click.Command:

@@ -4,6 +4,8 @@ CLI modules parse, call and render; they never write SQL (they call the Store) a
 scheduling rules (they call planner/jobdef).
 """
 
+from __future__ import annotations
+
 import time
 from typing import TYPE_CHECKING, Annotated
 
@@ -30,10 +32,10 @@ class State:
     settings: Settings
     debug: bool = False
     flags: dict[str, str | None] = field(default_factory=dict)  # global flags as given
-    _store: "Store | None" = field(default=None, repr=False)
+    _store: Store | None = field(default=None, repr=False)
 
     @property
-    def store(self) -> "Store":
+    def store(self) -> Store:
         if self._store is None:
             from jobctl.store import open_store
 
@@ -77,7 +79,7 @@ def state() -> State:
     return _state
 
 
-def store() -> "Store":
+def store() -> Store:
     return state().store
 
 
@@ -93,8 +95,8 @@ def complete_job_name(ctx: typer.Context, incomplete: str) -> list[str]:
 
 
 def warn_unmatched(
-    jobs: "Sequence[Job | JobLine]",
-    runners: "list[RunnerInfo] | None" = None,
+    jobs: Sequence[Job | JobLine],
+    runners: list[RunnerInfo] | None = None,
     one_job: bool | None = None,
 ) -> None:
     """One warning line per set of --on labels that no registered runner has (add, edit,

@@ -159,6 +159,8 @@ def test_a_command_builds_only_its_own_options(cli, monkeypatch: pytest.MonkeyPa
         (["runner"], True),
         (["--home", "/x", "runner", "--once"], True),
         (["run", "a"], True),
+        (["retry", "5"], True),  # in the foreground: runs the job, with a thread beside it
+        (["retry", "5", "--detach"], False),
         (["add", "a", "--", "tail", "-f", "x"], False),  # a job's own flag is not jobctl's
     ],
 )

@@ -5,6 +5,7 @@ records.py, issue 13's start-up). Each test makes one class under both and compa
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from typing import Any, ClassVar
 
@@ -341,3 +342,53 @@ def test_a_written_init_is_the_one_dataclass_would_write(cls: type) -> None:
     given = {f.name: object() for f in fields}  # every field passed is kept as passed
     made = cls(**given)
     assert all(getattr(made, name) is value for name, value in given.items())
+
+
+def test_every_record_of_jobctl_has_its_annotated_fields() -> None:
+    """Each @record class in jobctl has one field per annotation it writes (not ClassVar),
+    and its module imports `annotations` from `__future__`, as records.py's docstring
+    says: from Python 3.14 a class without it keeps no `__annotations__` in its namespace
+    (records._own_annotations asks for them then; this checks both ways)."""
+    import ast
+    import importlib
+    from pathlib import Path
+
+    import jobctl
+    from jobctl import records
+
+    root = Path(jobctl.__file__).parent
+    seen = []
+    for path in sorted(root.rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        classes = [n for n in tree.body if isinstance(n, ast.ClassDef) and any(
+            "record" in ast.unparse(d) for d in n.decorator_list)]  # fmt: skip
+        if not classes:
+            continue
+        future = any(isinstance(n, ast.ImportFrom) and n.module == "__future__"
+                     and [a.name for a in n.names] == ["annotations"]
+                     for n in tree.body)  # fmt: skip
+        assert future, f"{path.name}: a module with records imports annotations from __future__"
+        module = importlib.import_module(
+            "jobctl." + ".".join(path.relative_to(root).with_suffix("").parts)
+        )
+        for node in classes:
+            cls = getattr(module, node.name)
+            written = [s.target.id for s in node.body if isinstance(s, ast.AnnAssign)
+                       and isinstance(s.target, ast.Name)
+                       and not ast.unparse(s.annotation).startswith("ClassVar")]  # fmt: skip
+            assert [f.name for f in records.fields(cls)] == written != [], cls
+            seen.append(node.name)
+    assert {"Job", "Run", "State", "Cron", "Settings", "RunFilter"} <= set(seen)
+
+
+@pytest.mark.skipif(sys.version_info < (3, 14), reason="lazy annotations (PEP 649): Python 3.14")
+def test_a_record_in_a_module_without_future_annotations() -> None:
+    namespace: dict[str, object] = {}
+    exec(  # no `from __future__ import annotations`: the class has __annotate__ only
+        "from jobctl.records import record\n"
+        "@record\nclass R:\n    a: int\n    b: 'Undefined' = 1\n",
+        namespace,
+    )
+    from jobctl.records import fields
+
+    assert [f.name for f in fields(namespace["R"])] == ["a", "b"]
