@@ -106,7 +106,7 @@ class FakeClock:
 
 #: zones that are datetime's UTC, known without reading the tz database (2 ms of a command's
 #: start-up, issue 13): UTC, every job's default, and Etc/UTC, the local zone of many servers
-#: (jobctl/schedule.py, which imports only the standard library, has its own copy)
+#: (jobctl/schedule.py, pure, has its own copy)
 UTC_NAMES = frozenset({"UTC", "Etc/UTC"})
 
 

@@ -331,9 +331,7 @@ def table(
     limit = width()
     keep, widths = fit(headers, rows, limit, drop, cut_first)
     styled = {keep.index(i) for i in styled if i in keep}
-    if limit is None and keep == list(range(len(headers))):  # nothing is cut nor left out
-        headers = list(headers)
-    else:
+    if limit is not None:  # without a limit `fit` keeps every column whole: nothing to cut
         headers = [cut(headers[i], w) for i, w in zip(keep, widths, strict=True)]
         rows = [[cut(r[i], w) for i, w in zip(keep, widths, strict=True)] for r in rows]
     title = printable(title) if title else title

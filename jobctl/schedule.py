@@ -61,8 +61,8 @@ def format_duration(seconds: float) -> str:
     return sign + "".join(parts) if parts else "0s"
 
 
-#: zone names that are datetime's UTC (as jobctl.clock.UTC_NAMES: this module imports only the
-#: standard library)
+#: zone names that are datetime's UTC (as jobctl.clock.UTC_NAMES: this pure module imports no
+#: jobctl module but records)
 UTC_NAMES = frozenset({"UTC", "Etc/UTC"})
 
 

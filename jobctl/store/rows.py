@@ -102,8 +102,8 @@ class JobLine:
     """One job as `list` shows it (Store.job_lines): its schedule, next fire and state, its
     --on labels and --after links, and its newest run's status and times (seconds; None
     without a run). Ten columns of the job and four of one run, not a Job and a Run: 1,000
-    jobs read and decode in a third of the time (issue 13's `list` budget). A plain class,
-    as the store's other records are not: no code is generated for it at import."""
+    jobs read and decode in a third of the time (issue 13's `list` budget). A plain slotted
+    class built from the row itself, not a record: no field-by-field keywords a row."""
 
     __slots__ = ("after", "anchor_at", "created_at", "last_created_at", "last_finished_at",
                  "last_started_at", "last_status", "name", "next_run_at", "on_labels",
