@@ -10,7 +10,6 @@ The executor and the planner are imported by the functions that need them (`stat
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -37,6 +36,8 @@ def exit_code_of(run: Run) -> int:
     if run.exit_code is not None:
         return run.exit_code
     if run.status == "cancelled":
+        import signal  # here: `history`, `status` and `add` import this module (issue 13)
+
         return 128 + signal.SIGTERM
     return 1
 
@@ -344,6 +345,8 @@ def request_cancel(store: Store, run: Run, now: float, wait_s: float | None = No
     elsewhere = store.shared and run.host is not None and run.host != owners.host()
     if not elsewhere and not owners.nudge(run.owner):
         if run.pid and run.proc_start is not None:
+            import signal
+
             from jobctl import executor
 
             executor.kill_group(run.pid, run.proc_start, signal.SIGTERM)

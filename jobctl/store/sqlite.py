@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import select
 import sqlite3
 import threading
 import time
@@ -813,6 +812,8 @@ class SQLiteStore:
         SIGUSR1, which writes to it) or `timeout` passes; the caller checks changed()
         (PRAGMA data_version) before it sleeps. `kinds`: every commit is every kind here."""
         if timeout > 0:
+            import select  # the runner's alone: not at every command's start
+
             select.select([wake_fd] if wake_fd is not None else [], [], [], timeout)
 
     def runners(self) -> list[RunnerInfo]:

@@ -193,10 +193,16 @@ def test_console_entry_exits_with_the_code_and_whole_output(cli, home: Path) -> 
     assert gc.isenabled()
 
 
-def _deferred_after(home: Path, *argv: str) -> tuple[dict[str, bool], str]:
+#: modules the budget commands do not use, nor import: json (`add` writes its JSON columns
+#: with json's C quoting, store/rows.py), calendar and locale (schedule counts a month's days
+#: itself), signal and select (imported where a run is stopped, and where the runner sleeps)
+UNUSED = ("json", "calendar", "locale", "signal", "select")
+
+
+def _deferred_after(home: Path, *argv: str) -> tuple[dict[str, bool], list[str], str]:
     """Run `jobctl ARGV` as the console script does (main() without arguments); which of
     deferred.DEFERRED it imported (not Python's start-up), each True if still a stand-in at
-    exit, and stdout."""
+    exit; which of UNUSED it imported; and stdout."""
     code = (
         "import atexit, sys\n"
         f"sys.argv = ['jobctl', *{list(argv)!r}]\n"
@@ -207,6 +213,8 @@ def _deferred_after(home: Path, *argv: str) -> tuple[dict[str, bool], str]:
         "            for n in deferred.DEFERRED if n in sys.modules and n not in before}\n"
         "    sys.stdout.write(f'DEFERRED {mods!r}\\n')\n"
         "    sys.stdout.write(f'FINDER {deferred._Finder in sys.meta_path}\\n')\n"
+        f"    used = sorted(set({UNUSED!r}) & set(sys.modules) - before)\n"
+        "    sys.stdout.write(f'UNUSED {used!r}\\n')\n"
         "atexit.register(report)\n"
         "from jobctl.__main__ import main\n"
         "main()\n"
@@ -216,9 +224,10 @@ def _deferred_after(home: Path, *argv: str) -> tuple[dict[str, bool], str]:
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr
-    *out, mods, finder = done.stdout.rstrip("\n").split("\n")
+    *out, mods, finder, unused = done.stdout.rstrip("\n").split("\n")
     standing = eval(mods.removeprefix("DEFERRED "))
-    return standing, "\n".join(out) + finder.replace("FINDER ", "\nfinder: ")
+    imported = eval(unused.removeprefix("UNUSED "))
+    return standing, imported, "\n".join(out) + finder.replace("FINDER ", "\nfinder: ")
 
 
 @pytest.mark.parametrize(
@@ -227,20 +236,22 @@ def _deferred_after(home: Path, *argv: str) -> tuple[dict[str, bool], str]:
         ("status",),
         ("list",),
         ("history", "--limit", "5"),
-        ("add", "b", "--cron", "0 3 * * *", "--", "true"),
+        ("add", "b", "--cron", "0 3 * * *", "--env", "A=1", "--tag", "t", "--", "true"),
     ],
 )
 def test_short_commands_leave_typers_unused_modules_unloaded(cli, home: Path, argv) -> None:
     """The modules jobctl/deferred.py defers (typer's and click's imports for pagers, editors,
     help text) are imported but never run by the commands of the start-up budget (issue 13):
-    each is still a stand-in when the command ends, and the command's output is whole."""
+    each is still a stand-in when the command ends, and the command's output is whole. Nor
+    do they import the UNUSED modules."""
     assert cli("add", "a", "--cron", "*/5 * * * *", "--", "true").code == 0
     assert cli("run", "a").code == 0
-    standing, out = _deferred_after(home, *argv)
+    standing, unused, out = _deferred_after(home, *argv)
     assert "subprocess" in standing and "textwrap" in standing  # typer imported them
     assert all(standing.values()), standing  # and none ran
+    assert unused == [], (unused, out)
     if argv[0] == "add":  # it says so on stderr
-        assert cli("show", "b").code == 0
+        assert cli("show", "b", "--json").json()["env"] == {"A": "1"}
     else:
         assert any(line.split()[:1] in (["a"], ["1"], ["upcoming"])
                    for line in out.splitlines()), out  # fmt: skip
@@ -250,8 +261,9 @@ def test_a_long_running_command_loads_what_was_deferred_before_its_threads(cli, 
     """`runner --once` (long-running: it starts threads) runs with every deferred module
     loaded and plain imports after its start (deferred.stop)."""
     assert cli("add", "a", "--cron", "*/5 * * * *", "--", "true").code == 0
-    standing, out = _deferred_after(home, "runner", "--once")
+    standing, unused, out = _deferred_after(home, "runner", "--once")
     assert "subprocess" in standing and not any(standing.values()), standing
+    assert {"signal", "select"} <= set(unused)  # the check sees them where they are used
     assert out.endswith("finder: False"), out
 
 

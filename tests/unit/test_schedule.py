@@ -3,7 +3,7 @@ plain-English readings and DST warnings. Fire times are compared as ISO strings,
 instant and the offset it is shown with are checked."""
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from itertools import pairwise
 from zoneinfo import ZoneInfo
 
@@ -643,6 +643,31 @@ WARNINGS = [
 def test_dst_warning(expr: str, zone: str, expected: str | None) -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     assert dst_warning(parse_cron(expr), ZoneInfo(zone), now) == expected
+
+
+@pytest.mark.parametrize("tz", [UTC, timezone(timedelta(hours=5, minutes=30))], ids=str)
+def test_no_dst_warning_in_a_fixed_offset(tz: timezone) -> None:
+    for expr in ("30 1 * * *", "0,30 1,2 * * *", "0 2 8 3 *"):
+        assert dst_warning(parse_cron(expr), tz, datetime(2026, 1, 1, tzinfo=UTC)) is None
+
+
+def test_month_days_and_weekdays_are_the_calendars() -> None:
+    """schedule counts a month's days and a date's weekday itself (calendar imports locale):
+    checked against calendar on every month of 1583-2500 and the years' ends."""
+    import calendar
+
+    from jobctl.schedule import _month_days
+
+    for y in [*range(1583, 2501), 1, 4, 100, 400, 9999]:
+        for mo in range(1, 13):
+            assert _month_days(y, mo) == calendar.monthrange(y, mo)[1], (y, mo)
+    # the weekday a day-of-week field matches: 2026-03-01 is a Sunday (cron's 0, and 7)
+    assert fires("0 0 * * 0", "UTC", "2026-02-23T00:00:00+00:00", 2) == fires(
+        "0 0 * * 7", "UTC", "2026-02-23T00:00:00+00:00", 2
+    )
+    assert fires("0 0 * * 0", "UTC", "2026-02-23T00:00:00+00:00", 1)[0].startswith("2026-03-01")
+    assert fires("0 0 29 2 *", "UTC", "2026-01-01T00:00:00+00:00", 1)[0].startswith("2028-02-29")
+    assert fires("0 0 L 2 *", "UTC", "2099-03-01T00:00:00+00:00", 2)[1].startswith("2101-02-28")
 
 
 def test_dst_warning_looks_only_366_days_ahead() -> None:
