@@ -1,14 +1,18 @@
 """Deferred imports: standard-library modules that a command's start-up imports but a short
 command never uses are loaded on first use instead (issue 13's start-up budget).
 
-typer and its vendored click import `subprocess`, `textwrap`, `shutil`'s compressors and more
+typer and its vendored click import `subprocess`, `textwrap`, `shutil`, `platform` and more
 at the top of their modules, for functions that `jobctl status`, `list`, `history` or `add`
-never call (a pager, an editor, help text, shell completion): about 5 ms of every command.
+never call (a pager, an editor, help text, shell completion, a typo's suggestions): about
+10 ms of every command.
 While a command starts from the shell (jobctl/__main__.py calls `install()`), an import of a
 module named in DEFERRED finds it as usual but does not run it: the module object goes into
 sys.modules as a stand-in, and the first access to any of its attributes (`subprocess.run`,
 `from textwrap import dedent`) runs the module, in place, and answers from it. Nothing else
-changes: a module that is used is loaded, once, where it is first used.
+changes: a module that is used is loaded, once, where it is first used. Two exceptions, each
+listed with its reason: a function another module takes by name at its own import is handed
+out as a forwarder that loads the module when called (FORWARDED), and platform answers
+`system()`, which uuid's import calls, with platform's own answer (ANSWERS).
 
 Rules a newcomer may rely on, and must keep:
 - only pure-Python modules of the standard library, whose import has no side effect another
@@ -33,17 +37,41 @@ from typing import Any
 #: modules a short command imports (through typer and click) but never uses; tests/cli/
 #: test_startup.py checks that `status`, `list`, `history` and `add` leave each unloaded
 DEFERRED = frozenset({
-    "bz2", "fnmatch", "ipaddress", "linecache", "lzma", "ntpath", "subprocess", "textwrap",
-    "token", "tokenize",
+    "bz2", "difflib", "fnmatch", "ipaddress", "linecache", "lzma", "ntpath", "platform",
+    "shutil", "subprocess", "textwrap", "token", "tokenize", "urllib.parse",
 })  # fmt: skip
+#: functions that importers take from a deferred module by name as they are imported
+#: themselves (typer's `from shutil import get_terminal_size`, typer's and click's `from
+#: difflib import get_close_matches`, pathlib's `from urllib.parse import quote_from_bytes`):
+#: while the module waits, the name is answered with a forwarder, which loads the module on
+#: its first call and calls the module's function
+FORWARDED = {
+    "difflib": frozenset({"get_close_matches"}),
+    "shutil": frozenset({"get_terminal_size"}),
+    "urllib.parse": frozenset({"quote_from_bytes"}),
+}
+
+
+def _linux() -> str:
+    return "Linux"
+
+
+#: what a waiting module answers without loading, where that is its own answer: uuid's import
+#: calls platform.system(), which is "Linux" wherever sys.platform is "linux" (platform
+#: reports os.uname()'s system name, which Linux's kernel gives as "Linux"); platform is
+#: deferred only there
+ANSWERS: dict[str, dict[str, Any]] = {"platform": {"system": _linux}}
+ONLY_ON = {"platform": "linux"}  # sys.platform where a module of ANSWERS may be deferred
 #: the extension module a deferred module's import needs: a Python built without it (no
 #: bzip2 or xz headers) fails that import, and the importer (shutil) must see it fail at once
 #: (it checks with try/except), so the module is imported as usual there
 NEEDS = {"bz2": "_bz2", "lzma": "_lzma"}
 
 #: attributes a stand-in answers without loading: what the import system reads of a module
-#: already in sys.modules (`import subprocess` a second time asks for `__spec__`)
-_META = frozenset({"__spec__", "__name__", "__loader__", "__class__"})
+#: already in sys.modules (`import subprocess` a second time asks for `__spec__`; `from shutil
+#: import get_terminal_size` asks whether shutil is a package: `__path__`, set before its code
+#: runs, and absent from a module that is not one)
+_META = frozenset({"__spec__", "__name__", "__loader__", "__class__", "__path__"})
 
 _lock = RLock()
 _waiting: list[ModuleType] = []  # stand-ins not loaded yet, for stop()
@@ -55,6 +83,9 @@ class _StandIn(ModuleType):
     def __getattribute__(self, name: str) -> Any:
         if name in _META or _running_here(self):  # its own code sees the module as it grows
             return object.__getattribute__(self, name)
+        early = _early(self, name)
+        if early is not None:
+            return early
         _load(self)
         return getattr(self, name)
 
@@ -67,6 +98,28 @@ class _StandIn(ModuleType):
         if not _running_here(self):
             _load(self)
         object.__delattr__(self, name)
+
+
+_forwarders: dict[tuple[str, str], Any] = {}
+
+
+def _early(module: ModuleType, name: str) -> Any:
+    """What waiting `module` answers for `name` without loading (FORWARDED, ANSWERS), else
+    None."""
+    of = object.__getattribute__(module, "__dict__")["__name__"]
+    if name in FORWARDED.get(of, ()):
+        key = (of, name)
+        if key not in _forwarders:
+
+            def forward(*args: Any, **kwargs: Any) -> Any:
+                _load(module)
+                return getattr(module, name)(*args, **kwargs)
+
+            forward.__name__ = forward.__qualname__ = name
+            forward.__module__ = of
+            _forwarders[key] = forward
+        return _forwarders[key]
+    return ANSWERS.get(of, {}).get(name)
 
 
 def _running_here(module: ModuleType) -> bool:
@@ -118,6 +171,8 @@ class _Finder:
     @staticmethod
     def find_spec(name: str, path: Any = None, target: Any = None) -> ModuleSpec | None:
         if name not in DEFERRED or (name in NEEDS and PathFinder.find_spec(NEEDS[name]) is None):
+            return None
+        if ONLY_ON.get(name, sys.platform) != sys.platform:
             return None
         spec = PathFinder.find_spec(name, path)
         if spec is None or not isinstance(spec.loader, (SourceFileLoader, SourcelessFileLoader)):

@@ -146,6 +146,10 @@ def test_the_listed_standard_modules_work_when_deferred(name: str) -> None:
         "fnmatch": "assert fnmatch.fnmatch('ab', 'a*')",
         "ipaddress": "assert ipaddress.ip_address('::1').is_loopback",
         "ntpath": "assert ntpath.join('a', 'b') == 'a\\\\b'",
+        "difflib": "assert difflib.get_close_matches('--lmit', ['--limit']) == ['--limit']",
+        "platform": "assert platform.machine() and platform.python_version()",
+        "shutil": "assert shutil.which('sh') and shutil.get_terminal_size().columns > 0",
+        "urllib.parse": "assert urllib.parse.quote('a b') == 'a%20b'",
     }
     code = (  # -S: without site, which imports fnmatch and ntpath for an editable install
         f"import sys\nsys.path.insert(0, {ROOT!r})\n"
@@ -192,3 +196,51 @@ def test_a_stand_ins_loader_answers_as_the_real_one(tmp_path: Path) -> None:
         print(plain.__spec__.loader.get_filename("plain").endswith("plain.py"), stand_in("plain"))
     """)  # fmt: skip
     assert out.split() == ["True", "True"]
+
+
+def test_a_forwarded_function_loads_its_module_on_its_first_call(tmp_path: Path) -> None:
+    """FORWARDED: `from plain import twice` (typer's `from shutil import get_terminal_size`)
+    takes a forwarder and leaves the module waiting; the first call loads it, once."""
+    out = _run(tmp_path, """
+        deferred.FORWARDED = {"plain": frozenset({"twice"})}
+        from plain import twice
+        from plain import twice as again
+        print(again is twice, twice.__name__, stand_in("plain"), sys._runs)
+        print(twice(2), twice(3), stand_in("plain"), sys._runs)
+        from plain import twice as real
+        print(real is not twice, real(5), sys._runs)
+    """)  # fmt: skip
+    assert out.splitlines() == ["True twice True []", "4 6 False ['plain']", "True 10 ['plain']"]
+
+
+def test_the_forwarded_names_are_functions_of_their_modules() -> None:
+    """A forwarder stands only for a function (a class would fail isinstance and issubclass):
+    each name FORWARDED lists is one, in this Python."""
+    import importlib
+    import types
+
+    from jobctl.deferred import FORWARDED
+
+    for module, names in FORWARDED.items():
+        assert module in DEFERRED
+        for name in names:
+            assert isinstance(getattr(importlib.import_module(module), name), types.FunctionType)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="platform is deferred on Linux only")
+def test_a_waiting_platform_answers_system_as_platform_does() -> None:
+    """uuid's import asks platform.system(): answered without loading platform, with what
+    platform itself answers once loaded."""
+    code = (
+        f"import sys\nsys.path.insert(0, {ROOT!r})\n"
+        "from jobctl import deferred\ndeferred.install()\n"
+        "import uuid, platform\n"
+        "early = platform.system()\n"
+        "assert isinstance(platform, deferred._StandIn) and uuid._LINUX\n"
+        "deferred.stop()\n"
+        "assert not isinstance(platform, deferred._StandIn)\n"
+        "print(early, platform.system(), platform.uname().system)\n"
+    )
+    done = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["Linux"] * 3
