@@ -11,13 +11,14 @@ see SQL.
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from jobctl.errors import ConflictError
 from jobctl.models import FINAL_STATUSES, Job, Run
 from jobctl.records import field, record
 
 if TYPE_CHECKING:
+    from jobctl.stats import RunOutcome
     from jobctl.store.rows import JobLine
 
 
@@ -164,18 +165,6 @@ class Delivery:
 
 
 # ---- read-only views for `jobctl stats` and `jobctl metrics` (narrow, aggregated reads) ----
-
-
-class RunOutcome(NamedTuple):
-    """A finished run reduced to what `stats` needs (Store.run_outcomes); times in seconds."""
-
-    id: int
-    job: str
-    status: str
-    created_at: float
-    started_at: float | None
-    finished_at: float | None
-    exit_code: int | None
 
 
 @record

@@ -22,7 +22,7 @@ import time
 import weakref
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psycopg
 from psycopg import errors as pg_errors
@@ -51,7 +51,6 @@ from jobctl.store.base import (
     Picker,
     RunFilter,
     RunnerInfo,
-    RunOutcome,
     RunTally,
     chain_runs,
     chains_from,
@@ -77,6 +76,9 @@ from jobctl.store.rows import (
     released,
     to_ms,
 )
+
+if TYPE_CHECKING:
+    from jobctl.stats import RunOutcome
 
 CONNECT_TIMEOUT_S = 5
 #: opening a store: a server that refuses us (restarting) is asked again this often until
@@ -1401,6 +1403,8 @@ class PostgresStore:
 
     # ---- read-only views for stats and metrics (Store.run_outcomes, run_tallies) ----------
     def run_outcomes(self, job: str | None = None, since: float | None = None) -> list[RunOutcome]:
+        from jobctl.stats import RunOutcome
+
         sql, params = outcome_query(job, since, mark="%s")
         with self._tx(single=True) as conn:
             cur = conn.cursor(row_factory=tuple_row)

@@ -7,7 +7,7 @@ booleans differ: SQLite stores 0/1, PostgreSQL its own boolean (`Codec(bools=...
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from jobctl.models import RUN_STATUSES, Job, Run
@@ -39,7 +39,11 @@ def dumps(value: Any) -> str:
     strings, [a, b] pairs and str -> str dicts: those are written here with json's own C
     quoting of a string, so that `add` and `edit` need not import json (2 ms of their start,
     issue 13); any other value goes to json.dumps, imported on first use."""
-    text = _plain_json(value) if _quote is not None else None
+    try:  # CPython's accelerator: what json.dumps quotes each string with (ensure_ascii)
+        from _json import encode_basestring_ascii as quote
+    except ImportError:  # pragma: no cover (another Python): json.dumps writes every value
+        quote = None  # type: ignore[assignment]
+    text = None if quote is None else _plain_json(value, quote)
     if text is None:
         import json
 
@@ -47,25 +51,20 @@ def dumps(value: Any) -> str:
     return text
 
 
-try:  # CPython's accelerator: what json.dumps quotes each string with (ensure_ascii)
-    from _json import encode_basestring_ascii as _quote
-except ImportError:  # pragma: no cover (another Python): json.dumps writes every value
-    _quote = None  # type: ignore[assignment]
-
-
-def _plain_json(value: Any) -> str | None:
+def _plain_json(value: Any, quote: Callable[[str], str]) -> str | None:
     """json.dumps(value) for strings, None, and lists and str-keyed dicts of them (nested),
-    with json.dumps's default separators; None for any other value."""
+    with json.dumps's default separators, each string written by `quote`; None for any other
+    value."""
     kind = type(value)
     if kind is str:
-        return _quote(value)
+        return quote(value)
     if value is None:
         return "null"
     if kind is list:
-        items = [_plain_json(v) for v in value]
+        items = [_plain_json(v, quote) for v in value]
         return None if None in items else "[" + ", ".join(items) + "]"  # type: ignore[arg-type]
     if kind is dict:
-        pairs = [(_quote(k) if type(k) is str else None, _plain_json(v))
+        pairs = [(quote(k) if type(k) is str else None, _plain_json(v, quote))
                  for k, v in value.items()]  # fmt: skip
         if any(k is None or v is None for k, v in pairs):
             return None

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from jobctl.errors import ConflictError, NotFoundError, StoreDataError, StoreError
 from jobctl.models import Job, Run
@@ -31,7 +31,6 @@ from jobctl.store.base import (
     Picker,
     RunFilter,
     RunnerInfo,
-    RunOutcome,
     RunTally,
     chain_runs,
     chains_from,
@@ -65,6 +64,9 @@ from jobctl.store.rows import (
 from jobctl.store.rows import decode as _decode
 from jobctl.store.rows import encode as _encode
 from jobctl.store.rows import row as _row
+
+if TYPE_CHECKING:
+    from jobctl.stats import RunOutcome
 
 BUSY_TIMEOUT_MS = 60_000
 SCHEMA_VERSION = 10  # keep equal to schema.SCHEMA_VERSION (a test checks)
@@ -856,6 +858,8 @@ class SQLiteStore:
 
     # ---- read-only views for stats and metrics (Store.run_outcomes, run_tallies) ----------
     def run_outcomes(self, job: str | None = None, since: float | None = None) -> list[RunOutcome]:
+        from jobctl.stats import RunOutcome
+
         sql, params = outcome_query(job, since, mark="?")
         with self._tx(write=False) as conn:
             cur = conn.cursor()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from jobctl.models import Run
-from jobctl.store.base import RunOutcome
+from jobctl.stats import RunOutcome
 from tests.store.test_contract import job, open_same, store  # noqa: F401 - fixtures
 
 DUR_BOUNDS = [1.0, 10.0, 60.0]

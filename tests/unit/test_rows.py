@@ -11,6 +11,8 @@ import pytest
 
 from jobctl.store import rows
 
+QUOTE = json.encoder.encode_basestring_ascii  # what json.dumps quotes with
+
 ALPHABET = ['a', 'Z', ' ', '"', "\\", "/", "\n", "\t", "\x00", "\x1f", "\x7f", "é", "\u2028",
             "日", "😀", "\ud800", "=", ":", ","]  # fmt: skip
 
@@ -34,7 +36,7 @@ def test_plain_values_are_written_as_json_dumps_writes_them() -> None:
     rng = random.Random(13)
     for _ in range(2000):
         value = _value(rng)
-        assert rows._plain_json(value) == json.dumps(value), value
+        assert rows._plain_json(value, QUOTE) == json.dumps(value), value
         assert rows.dumps(value) == json.dumps(value)
 
 
@@ -44,7 +46,7 @@ def test_plain_values_are_written_as_json_dumps_writes_them() -> None:
     ids=str,
 )
 def test_other_values_go_to_json_dumps(value: Any) -> None:
-    assert rows._plain_json(value) is None
+    assert rows._plain_json(value, QUOTE) is None
     assert rows.dumps(value) == json.dumps(value)
 
 

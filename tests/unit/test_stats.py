@@ -8,12 +8,12 @@ import pytest
 from jobctl.stats import (
     Failure,
     JobStats,
+    RunOutcome,
     job_stats,
     percentile,
     sparkline,
     typical_duration,
 )
-from jobctl.store.base import RunOutcome
 
 _ids = iter(range(1, 10_000))
 
