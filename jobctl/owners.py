@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import os
 from functools import cache
+from typing import TYPE_CHECKING
 
 from jobctl import procfs
 from jobctl.procfs import start_time as proc_start_time
+
+if TYPE_CHECKING:
+    from jobctl.store.base import Store
 
 __all__ = ["proc_start_time"]  # procfs's reader, under the name callers know
 
@@ -71,3 +75,13 @@ def nudge(owner: str | None) -> bool:
     except OSError:
         return False
     return True
+
+
+def nudge_runner(store: Store) -> None:
+    """Tell the runner (if one is up on this host) to look at the store now. A shared store's
+    runners hear every change by notification (LISTEN/NOTIFY), on any machine."""
+    if store.shared:
+        return
+    info = store.runner_info()
+    if info is not None:
+        nudge(info.owner)

@@ -42,16 +42,6 @@ def exit_code_of(run: Run) -> int:
     return 1
 
 
-def nudge_runner(store: Store) -> None:
-    """Tell the runner (if one is up on this host) to look at the store now. A shared store's
-    runners hear every change by notification (LISTEN/NOTIFY), on any machine."""
-    if store.shared:
-        return
-    info = store.runner_info()
-    if info is not None:
-        owners.nudge(info.owner)
-
-
 def open_runs(store: Store, job: str) -> list[Run]:
     return store.list_runs(RunFilter(job=job, statuses=["queued", "running"]))
 

@@ -309,7 +309,7 @@ def edit(
 
 def _nudge() -> None:
     """Wake the runner so that it sees the change now rather than at its next poll."""
-    from jobctl.runs import nudge_runner
+    from jobctl.owners import nudge_runner
 
     nudge_runner(store())
 

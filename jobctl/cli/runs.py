@@ -99,11 +99,11 @@ def _detached(
             else:
                 typer.echo(found["id"])
             return
-    from jobctl import runs
+    from jobctl import owners, runs
 
     s = store()
     _, run = runs.trigger(s, job_name, now(), None, force, replay_of, chain, again)
-    runs.nudge_runner(s)
+    owners.nudge_runner(s)
     if json:
         render.print_json(render.run_json(run))
     else:

@@ -80,7 +80,7 @@ def _apply(make_plan: Callable[[], "list[Change]"], dry_run: bool) -> "list[Chan
         stored = {j.name: j for j in written}
         for c in changes:
             c.job = stored.get(c.job.name, c.job) if c.action != "remove" else c.job
-        from jobctl.runs import nudge_runner
+        from jobctl.owners import nudge_runner
 
         nudge_runner(store())
         return changes
