@@ -37,16 +37,18 @@ from typing import Any
 #: modules a short command imports (through typer and click) but never uses; tests/cli/
 #: test_startup.py checks that `status`, `list`, `history` and `add` leave each unloaded
 DEFERRED = frozenset({
-    "bz2", "difflib", "fnmatch", "ipaddress", "linecache", "lzma", "ntpath", "platform",
-    "shutil", "subprocess", "textwrap", "token", "tokenize", "urllib.parse",
+    "bz2", "difflib", "fnmatch", "gettext", "ipaddress", "linecache", "lzma", "ntpath",
+    "platform", "shutil", "subprocess", "textwrap", "token", "tokenize", "urllib.parse",
 })  # fmt: skip
 #: functions that importers take from a deferred module by name as they are imported
 #: themselves (typer's `from shutil import get_terminal_size`, typer's and click's `from
-#: difflib import get_close_matches`, pathlib's `from urllib.parse import quote_from_bytes`):
+#: difflib import get_close_matches`, typer's `from gettext import gettext as _` for help and
+#: error texts, pathlib's `from urllib.parse import quote_from_bytes`):
 #: while the module waits, the name is answered with a forwarder, which loads the module on
 #: its first call and calls the module's function
 FORWARDED = {
     "difflib": frozenset({"get_close_matches"}),
+    "gettext": frozenset({"gettext"}),
     "shutil": frozenset({"get_terminal_size"}),
     "urllib.parse": frozenset({"quote_from_bytes"}),
 }

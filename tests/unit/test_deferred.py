@@ -147,6 +147,7 @@ def test_the_listed_standard_modules_work_when_deferred(name: str) -> None:
         "ipaddress": "assert ipaddress.ip_address('::1').is_loopback",
         "ntpath": "assert ntpath.join('a', 'b') == 'a\\\\b'",
         "difflib": "assert difflib.get_close_matches('--lmit', ['--limit']) == ['--limit']",
+        "gettext": "assert gettext.gettext('Options') == 'Options'",
         "platform": "assert platform.machine() and platform.python_version()",
         "shutil": "assert shutil.which('sh') and shutil.get_terminal_size().columns > 0",
         "urllib.parse": "assert urllib.parse.quote('a b') == 'a%20b'",
