@@ -21,7 +21,6 @@ import contextlib
 import ctypes
 import os
 import selectors
-import shutil
 import signal
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from typing import BinaryIO, NamedTuple
 
 from jobctl import procfs
 from jobctl.procfs import start_time as proc_start_time
+from jobctl.programs import which
 
 CHUNK = 64 * 1024  # one os.read, and the most head bytes held before calling the sink
 FLUSH_EVERY_S = 0.2  # the sink is called at most this often while output flows
@@ -117,7 +117,7 @@ def _resolve(argv: list[str], spec: Spec) -> str:
     hit = _FOUND.get(key)
     if hit is not None and now - hit[1] < FOUND_TTL_S and os.access(hit[0], os.X_OK):
         return hit[0]
-    found = shutil.which(cmd, path=search)
+    found = which(cmd, path=search)
     if found is None:
         _FOUND.pop(key, None)
         raise SpawnError(f"command not found: {cmd}", 127)

@@ -330,7 +330,8 @@ def missing_program(job: Job) -> str | None:
     path that is not an executable file): its runs would fail with exit 127. None when it is
     found, or for a --shell command (the shell finds it)."""
     import os
-    import shutil
+
+    from jobctl.programs import which
 
     if job.shell or not job.command:
         return None
@@ -339,7 +340,7 @@ def missing_program(job: Job) -> str | None:
         path = os.path.join(os.path.expanduser(job.cwd or "."), program)
         found = os.path.isfile(path) and os.access(path, os.X_OK)
     else:
-        found = shutil.which(program, path=job.env.get("PATH", os.environ.get("PATH"))) is not None
+        found = which(program, path=job.env.get("PATH", os.environ.get("PATH"))) is not None
     return None if found else program
 
 
