@@ -6,8 +6,6 @@ as integer milliseconds and the renderers turn them into ISO 8601 or relative te
 
 from __future__ import annotations
 
-import re
-from functools import cache
 from typing import Any, Literal, get_args
 
 from jobctl.errors import NotFoundError, UsageError
@@ -39,16 +37,16 @@ MIB = 1024 * 1024
 _NEW: Any = object()
 
 
+#: the characters of a name: ASCII letters and digits, '.', '_' and '-'
+NAME_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
 def check_name(name: str, what: str = "job name") -> str:
-    """Return `name` if it is a valid job (or mutex, tag) name, else raise UsageError."""
-    if not _name_pattern().fullmatch(name):
+    """Return `name` if it is a valid job (or mutex, tag) name, else raise UsageError. Checked
+    by its characters, not a pattern: compiling one was 0.2 ms of `add` (issue 13)."""
+    if not (0 < len(name) <= 64 and NAME_CHARS.issuperset(name)):
         raise UsageError(f"invalid {what} {name!r}: use 1-64 letters, digits, '.', '_' or '-'")
     return name
-
-
-@cache
-def _name_pattern() -> re.Pattern[str]:
-    return re.compile(r"[A-Za-z0-9._-]{1,64}")  # compiled when first needed (start-up time)
 
 
 #: run ids are SQLite's (and PostgreSQL's bigint) positive 64-bit integers
