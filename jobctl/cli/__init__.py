@@ -6,7 +6,8 @@ JobctlError (and click's usage errors) into one line on stderr and the exit code
 
 import os
 import sys
-from typing import Annotated
+from collections.abc import Callable
+from typing import Annotated, Any
 
 import typer
 
@@ -224,10 +225,31 @@ def _click_command(only: str | None) -> typer.main._click.Command:
         app.registered_groups = [g for g in groups if g.name == only]
         if not app.registered_commands and not app.registered_groups:  # never an empty app
             app.registered_commands, app.registered_groups = commands, groups
+    read = getattr(typer.main, "get_params_from_function", None)  # typer 0.27's
+    if read is not None:
+        typer.main.get_params_from_function = _once(read)  # type: ignore[attr-defined,assignment]
     try:
         return _tidy(typer.main.get_command(app))
     finally:
         app.registered_commands, app.registered_groups = commands, groups
+        if read is not None:
+            typer.main.get_params_from_function = read  # type: ignore[attr-defined]
+
+
+def _once(read: Callable[[Callable[..., Any]], Any]) -> Callable[[Callable[..., Any]], Any]:
+    """`read` (typer's reading of a function's parameters: its signature, its type hints and
+    a copy of each option's settings), answering each function once. typer reads a command's
+    parameters to build its options and again to build its callback, which takes only their
+    names; for `add`'s thirty options each reading is 2 ms of every `add` (issue 13). Both
+    only read the answer (tests/cli/test_startup.py builds every command both ways)."""
+    answers: dict[Callable[..., Any], Any] = {}
+
+    def once(func: Callable[..., Any]) -> Any:
+        if func not in answers:
+            answers[func] = read(func)
+        return answers[func]
+
+    return once
 
 
 def _tidy(command: typer.main._click.Command) -> typer.main._click.Command:

@@ -296,3 +296,47 @@ def test_modules_of_the_budget_commands_compile_no_pattern_at_import(cli, home: 
                     and getattr(value.func.value, "id", None) == "re"):  # fmt: skip
                 compiled.append(f"{name}:{node.lineno}")
     assert compiled == []
+
+
+def _shape(command) -> list[tuple]:  # type: ignore[no-untyped-def]
+    """What a click command is made of, command by command: each parameter's settings."""
+    out = []
+    for name, cmd in sorted({"": command, **getattr(command, "commands", {})}.items()):
+        for sub_name, sub in sorted({"": cmd, **getattr(cmd, "commands", {})}.items()):
+            for p in sub.params:
+                out.append((name, sub_name, p.name, tuple(p.opts), tuple(p.secondary_opts),
+                            repr(p.default), p.required, getattr(p, "help", None), p.nargs,
+                            p.multiple, type(p.type).__name__, p.metavar,
+                            getattr(p, "is_flag", None), p.is_eager, p.expose_value,
+                            p._custom_shell_complete is not None))  # fmt: skip
+            out.append((name, sub_name, sub.help, sub.short_help, sub.callback is not None))
+    return out
+
+
+def test_typer_reads_each_functions_parameters_once_and_builds_the_same_commands(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """jobctl.cli._once: typer reads a command function's parameters once per build (it read
+    `add`'s thirty twice, 2 ms each), and every command it builds is the same as without."""
+    import typer
+
+    from jobctl import cli
+
+    cli.register()
+    read = typer.main.get_params_from_function  # typer 0.27's reader: this test names it
+    calls: list[object] = []
+
+    def counting(func):  # type: ignore[no-untyped-def]
+        calls.append(func)
+        return read(func)
+
+    monkeypatch.setattr(typer.main, "get_params_from_function", counting)
+    once = _shape(cli._click_command(None))
+    assert len(calls) == len(set(calls)) > 20  # each function read once
+    assert typer.main.get_params_from_function is counting  # put back after the build
+    monkeypatch.setattr(cli, "_once", lambda real: real)  # typer's own way: read each time
+    calls.clear()
+    plain = _shape(cli._click_command(None))
+    assert len(calls) > len(set(calls))
+    assert once == plain and len(once) > 200
+    assert cli._click_command("add").commands["add"].callback is not None
