@@ -18,10 +18,12 @@ Rules a newcomer may rely on, and must keep:
 - only pure-Python modules of the standard library, whose import has no side effect another
   module relies on (no codec, signal handler, atexit or import hook), are in DEFERRED; an
   extension module (its loader is not a source or bytecode file loader) is never deferred;
-- loading is guarded by a lock: a thread that touches a module another thread is loading
-  waits for it, as with Python's own import lock;
-- long-running commands (the runner, --watch, --follow) call `stop()` before they start
-  threads: the remaining stand-ins are loaded and imports are plain again;
+- loading is guarded by one lock: a thread that touches a module another thread is loading
+  waits for it. Unlike Python's own import locks (one per module, with deadlock detection),
+  one lock for all can deadlock two threads that load modules importing each other's, so:
+- no thread may start while stand-ins wait. Long-running commands (the runner, `run`,
+  `retry` in the foreground, --watch, --follow) call `stop()` before they start threads: the
+  remaining stand-ins are loaded and imports are plain again;
 - the tests call jobctl.__main__.main with a list, which installs nothing.
 """
 
@@ -43,7 +45,7 @@ DEFERRED = frozenset({
 #: functions that importers take from a deferred module by name as they are imported
 #: themselves (typer's `from shutil import get_terminal_size`, typer's and click's `from
 #: difflib import get_close_matches`, typer's `from gettext import gettext as _` for help and
-#: error texts, pathlib's `from urllib.parse import quote_from_bytes`):
+#: error texts, pathlib's `from urllib.parse import quote_from_bytes` up to Python 3.12):
 #: while the module waits, the name is answered with a forwarder, which loads the module on
 #: its first call and calls the module's function
 FORWARDED = {
@@ -59,9 +61,9 @@ def _linux() -> str:
 
 
 #: what a waiting module answers without loading, where that is its own answer: uuid's import
-#: calls platform.system(), which is "Linux" wherever sys.platform is "linux" (platform
-#: reports os.uname()'s system name, which Linux's kernel gives as "Linux"); platform is
-#: deferred only there
+#: calls platform.system() (Python 3.11 and 3.12; 3.13's uuid reads sys.platform), which is
+#: "Linux" wherever sys.platform is "linux" (platform reports os.uname()'s system name, which
+#: Linux's kernel gives as "Linux"); platform is deferred only there
 ANSWERS: dict[str, dict[str, Any]] = {"platform": {"system": _linux}}
 ONLY_ON = {"platform": "linux"}  # sys.platform where a module of ANSWERS may be deferred
 #: the extension module a deferred module's import needs: a Python built without it (no

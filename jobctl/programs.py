@@ -16,7 +16,8 @@ def which(cmd: str, path: str | None = None) -> str | None:
     """The file `cmd` runs as: itself when it names a folder (relative to this process's
     working folder), else the first executable file of that name in a folder of `path`
     (PATH's syntax; None: this process's PATH, else the system's default path); None when
-    there is none. As shutil.which(cmd, path=path)."""
+    there is none. As Python 3.11's shutil.which(cmd, path=path) (3.12's writes a name with
+    a folder part anew, `a//run` as `a/run`: the same file)."""
     if os.path.dirname(cmd):
         return cmd if _runnable(cmd) else None
     if path is None:

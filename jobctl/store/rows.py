@@ -51,20 +51,23 @@ def dumps(value: Any) -> str:
     return text
 
 
-def _plain_json(value: Any, quote: Callable[[str], str]) -> str | None:
-    """json.dumps(value) for strings, None, and lists and str-keyed dicts of them (nested),
-    with json.dumps's default separators, each string written by `quote`; None for any other
-    value."""
+def _plain_json(value: Any, quote: Callable[[str], str], depth: int = 0) -> str | None:
+    """json.dumps(value) for strings, None, and lists and str-keyed dicts of them, nested up
+    to three deep (the columns' [a, b] pairs are two), with json.dumps's default separators,
+    each string written by `quote`; None for any other value, and for one nested deeper (a
+    list holding itself too: json.dumps says it is circular)."""
     kind = type(value)
     if kind is str:
         return quote(value)
     if value is None:
         return "null"
+    if depth == 3:
+        return None
     if kind is list:
-        items = [_plain_json(v, quote) for v in value]
+        items = [_plain_json(v, quote, depth + 1) for v in value]
         return None if None in items else "[" + ", ".join(items) + "]"  # type: ignore[arg-type]
     if kind is dict:
-        pairs = [(quote(k) if type(k) is str else None, _plain_json(v, quote))
+        pairs = [(quote(k) if type(k) is str else None, _plain_json(v, quote, depth + 1))
                  for k, v in value.items()]  # fmt: skip
         if any(k is None or v is None for k, v in pairs):
             return None

@@ -340,3 +340,31 @@ def test_typer_reads_each_functions_parameters_once_and_builds_the_same_commands
     assert len(calls) > len(set(calls))
     assert once == plain and len(once) > 200
     assert cli._click_command("add").commands["add"].callback is not None
+
+
+@pytest.mark.parametrize(
+    ("argv", "code", "says"),
+    [
+        (["lsit"], 2, "did you mean 'list'?"),  # difflib, through its forwarder
+        (["list", "--hlep"], 2, "did you mean --help?"),
+        (["add", "--help"], 0, "Usage: jobctl add [OPTIONS] NAME [COMMAND...]"),  # gettext's
+        (["history", "--limit", "x"], 2, "invalid --limit 'x'"),
+        (["frobnicate"], 2, "'frobnicate'"),
+    ],
+)
+def test_help_and_usage_errors_through_the_console_entry(
+    home: Path, argv: list[str], code: int, says: str
+) -> None:
+    """Help and usage errors use what jobctl/deferred.py holds back (difflib's suggestions,
+    gettext's texts, shutil's terminal size): through the console entry, where the finder is
+    installed (the in-process tests call main() with a list, which installs nothing)."""
+    script = (
+        f"import sys\nsys.argv = ['jobctl', *{argv!r}]\nfrom jobctl.__main__ import main\nmain()\n"
+    )
+    env = {**os.environ, "JOBCTL_HOME": str(home), "NO_COLOR": "1", "COLUMNS": "100"}
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == code, done.stderr
+    assert says in done.stdout + done.stderr
+    assert "Traceback" not in done.stderr

@@ -50,6 +50,16 @@ def test_other_values_go_to_json_dumps(value: Any) -> None:
     assert rows.dumps(value) == json.dumps(value)
 
 
+def test_deep_and_circular_values_go_to_json_dumps() -> None:
+    assert rows.dumps([[["a"]]]) == '[[["a"]]]'  # three deep: written here
+    assert rows._plain_json([[[["a"]]]], QUOTE) is None  # four: json.dumps's
+    assert rows.dumps([[[["a"]]]]) == '[[[["a"]]]]'
+    circular: list[object] = []
+    circular.append(circular)
+    with pytest.raises(ValueError, match="Circular reference"):
+        rows.dumps(circular)
+
+
 def test_a_job_row_is_written_as_json_dumps_writes_it() -> None:
     """Every JSON column of a job with each filled: the row's text, then read back."""
     from jobctl.jobdef import JobOptions, new_job
